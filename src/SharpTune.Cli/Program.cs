@@ -1,1 +1,2 @@
-Console.WriteLine(TorchSharp.torch.ones(2, 3).sum().item<float>());
+using SharpTune.Models;
+foreach (var m in BuiltInModels.All) { Console.WriteLine($"{m.Name} {m.ReadOnnx().Length} {m.ReadVocab().Length}"); }
