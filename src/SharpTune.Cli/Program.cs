@@ -1,2 +1,14 @@
-using SharpTune.Models;
-foreach (var m in BuiltInModels.All) { Console.WriteLine($"{m.Name} {m.ReadOnnx().Length} {m.ReadVocab().Length}"); }
+using System.CommandLine;
+
+
+namespace SharpTune.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("SharpTune: fine-tune pretrained transformer models locally, with no data leaving the machine.");
+        
+        return root.Parse(args).Invoke();
+    }
+}

@@ -1,0 +1,57 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models.Bert;
+
+/// <summary>
+/// A key/value prefix for one layer (prefix tuning, P-tuning v2): both (B, N, P, D), placed in front of the
+/// layer's own keys and values. Real tokens keep positions 0..T-1.
+/// </summary>
+public readonly record struct KeyValuePrefix(Tensor Key, Tensor Value);
+
+/// <summary>
+/// Multi-head self-attention through <c>scaled_dot_product_attention</c>. Follows HF <c>BertSelfAttention</c>
+/// (keys <c>attention.self.query/key/value</c>).
+/// </summary>
+public sealed class BertSelfAttention : nn.Module
+{
+    readonly Linear query;
+    readonly Linear key;
+    readonly Linear value;
+    readonly int heads;
+    readonly int headSize;
+    readonly double dropoutProb;
+
+    public BertSelfAttention(BertConfig config) : base(nameof(BertSelfAttention))
+    {
+        query = nn.Linear(config.HiddenSize, config.HiddenSize);
+        key = nn.Linear(config.HiddenSize, config.HiddenSize);
+        value = nn.Linear(config.HiddenSize, config.HiddenSize);
+        heads = config.NumAttentionHeads;
+        headSize = config.HeadSize;
+        dropoutProb = config.AttentionProbsDropoutProb;
+        RegisterComponents();
+    }
+
+    /// <param name="hidden">(B, T, H)</param>
+    /// <param name="additiveMask">(B, 1, 1, P+T) with 0 where attention is allowed and a large negative value elsewhere.</param>
+    /// <param name="prefix">Optional per-layer key/value prefix, each (B, N, P, D).</param>
+    public Tensor forward(Tensor hidden, Tensor? additiveMask, KeyValuePrefix? prefix)
+    {
+        long batch = hidden.shape[0], length = hidden.shape[1];
+        Tensor Heads(Linear projection) =>
+            projection.forward(hidden).view(batch, length, heads, headSize).transpose(1, 2); // (B, N, T, D)
+
+        var q = Heads(query);
+        var k = Heads(key);
+        var v = Heads(value);
+        if (prefix is { } p)
+        {
+            k = cat([p.Key, k], 2); // (B, N, P+T, D)
+            v = cat([p.Value, v], 2);
+        }
+        var context = nn.functional.scaled_dot_product_attention(
+            q, k, v, additiveMask, training ? dropoutProb : 0.0); // (B, N, T, D)
+        return context.transpose(1, 2).reshape(batch, length, heads * headSize); // (B, T, H)
+    }
+}
