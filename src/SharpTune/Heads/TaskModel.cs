@@ -1,0 +1,167 @@
+using SharpTune.Models.Bert;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Heads;
+
+/// <summary>
+/// A batch of encoded inputs. For token tasks, <see cref="WordPositions"/> (B, W) holds the position of
+/// each word's first sub-word and <see cref="WordMask"/> (B, W) which of the W slots are real words.
+/// </summary>
+public sealed record ModelInputs(Tensor InputIds, Tensor AttentionMask, Tensor TokenTypeIds,
+    Tensor? WordPositions = null, Tensor? WordMask = null) : IDisposable
+{
+    public long BatchSize => InputIds.shape[0];
+
+    public void Dispose()
+    {
+        InputIds.Dispose();
+        AttentionMask.Dispose();
+        TokenTypeIds.Dispose();
+        WordPositions?.Dispose();
+        WordMask?.Dispose();
+    }
+}
+
+/// <summary>
+/// A pretrained encoder with a task head. Parameter names follow Hugging Face's task models
+/// (<c>bert.*</c>, <c>classifier.weight</c>, <c>classifier.bias</c>) plus <c>crf.*</c>, so a saved model
+/// loads in transformers as <c>BertForSequenceClassification</c> or <c>BertForTokenClassification</c>.
+/// </summary>
+public sealed class TaskModel : nn.Module
+{
+    readonly BertModel bert;
+    readonly Dropout dropout;
+    readonly Linear classifier;
+    readonly ConditionalRandomField? crf;
+
+    public TaskModel(BertModel encoder, HeadOptions head) : base(nameof(TaskModel))
+    {
+        Head = head.Validate();
+        if (head.IsSequenceTask && head.UsePooler && !encoder.HasPooler)
+            throw new ArgumentException("This encoder has no pooler; read [CLS] directly (no pooler option).");
+        bert = encoder;
+        dropout = nn.Dropout(encoder.Config.HiddenDropoutProb);
+        classifier = nn.Linear(encoder.Config.HiddenSize, head.NumLabels);
+        if (head.UseCrf) crf = new ConditionalRandomField(head.NumLabels);
+        RegisterComponents();
+
+        // Follows HF's _init_weights for a new head: normal(0, initializer_range) weights, zero bias.
+        using (no_grad())
+        {
+            classifier.weight!.normal_(0, encoder.Config.InitializerRange);
+            classifier.bias!.zero_();
+        }
+    }
+
+    public HeadOptions Head { get; }
+    public BertModel Encoder => bert;
+    public Linear Classifier => classifier;
+    public ConditionalRandomField? Crf => crf;
+
+    /// <summary>Scores: (B, K) for sequence tasks, (B, W, K) per word for token tasks.</summary>
+    public Tensor forward(ModelInputs inputs)
+    {
+        using var scope = NewDisposeScope();
+        using var output = bert.forward(inputs.InputIds, inputs.AttentionMask, inputs.TokenTypeIds);
+        Tensor logits;
+        if (Head.IsSequenceTask)
+        {
+            var cls = Head.UsePooler ? output.PooledOutput! : output.LastHiddenState[.., 0]; // (B, H)
+            logits = classifier.forward(dropout.forward(cls)); // (B, K)
+        }
+        else
+        {
+            var positions = inputs.WordPositions ?? throw new ArgumentException("Token tasks need word positions.");
+            long hiddenSize = output.LastHiddenState.shape[2];
+            var index = positions.unsqueeze(-1).expand(-1, -1, hiddenSize); // (B, W, H)
+            var words = output.LastHiddenState.gather(1, index); // (B, W, H): each word's first sub-word
+            logits = classifier.forward(dropout.forward(words)); // (B, W, K)
+        }
+        return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The training loss. Labels: (B) class ids for single-label, (B, K) 0/1 for multi-label, (B) values for
+    /// regression, (B, W) class ids for token tasks with -100 on padding slots.
+    /// </summary>
+    public Tensor Loss(Tensor logits, Tensor labels, ModelInputs inputs)
+    {
+        switch (Head.Kind)
+        {
+            case TaskKind.SingleLabel:
+            {
+                using var weights = Head.ClassWeights is { } w ? tensor(w.ToArray(), device: logits.device) : null;
+                return nn.functional.cross_entropy(logits, labels, weights, label_smoothing: Head.LabelSmoothing);
+            }
+            case TaskKind.MultiLabel:
+                return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype));
+            case TaskKind.Regression:
+                return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype));
+            default:
+                if (crf is not null)
+                    return crf.NegativeLogLikelihood(logits, labels, inputs.WordMask ?? throw new ArgumentException("CRF needs a word mask."));
+                return nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), label_smoothing: Head.LabelSmoothing);
+        }
+    }
+
+    /// <summary>
+    /// Decoded predictions: the class per text (single-label), 0/1 per class (multi-label, threshold 0.5),
+    /// the value (regression), or the label per word (token tasks; Viterbi with a CRF).
+    /// </summary>
+    public Prediction[] Predict(Tensor logits, ModelInputs inputs)
+    {
+        using var scope = NewDisposeScope();
+        var cpu = logits.detach().cpu().to(ScalarType.Float32);
+        int batch = (int)cpu.shape[0];
+        var result = new Prediction[batch];
+        switch (Head.Kind)
+        {
+            case TaskKind.SingleLabel:
+            {
+                var probabilities = cpu.softmax(-1);
+                var best = probabilities.argmax(-1).data<long>().ToArray();
+                for (int b = 0; b < batch; b++)
+                    result[b] = new Prediction([(int)best[b]], probabilities[b].data<float>().ToArray(), null);
+                break;
+            }
+            case TaskKind.MultiLabel:
+            {
+                var probabilities = cpu.sigmoid();
+                for (int b = 0; b < batch; b++)
+                {
+                    var p = probabilities[b].data<float>().ToArray();
+                    result[b] = new Prediction(Enumerable.Range(0, p.Length).Where(k => p[k] >= 0.5f).ToArray(), p, null);
+                }
+                break;
+            }
+            case TaskKind.Regression:
+            {
+                var values = cpu.squeeze(-1).data<float>().ToArray();
+                for (int b = 0; b < batch; b++) result[b] = new Prediction([], [], values[b]);
+                break;
+            }
+            default:
+            {
+                var mask = inputs.WordMask ?? throw new ArgumentException("Token tasks need a word mask.");
+                var lengths = mask.sum(1).data<long>().ToArray();
+                if (crf is not null)
+                {
+                    var paths = crf.Decode(logits.detach(), mask);
+                    for (int b = 0; b < batch; b++) result[b] = new Prediction(paths[b].Select(t => (int)t).ToArray(), [], null);
+                }
+                else
+                {
+                    var best = cpu.argmax(-1);
+                    for (int b = 0; b < batch; b++)
+                        result[b] = new Prediction(best[b, ..(int)lengths[b]].data<long>().Select(t => (int)t).ToArray(), [], null);
+                }
+                break;
+            }
+        }
+        return result;
+    }
+}
+
+/// <summary>One example's prediction: class ids (one, several, or one per word), class probabilities, or a value.</summary>
+public sealed record Prediction(int[] Labels, float[] Probabilities, float? Value);

@@ -1,0 +1,93 @@
+using SharpTune.Heads;
+using TorchSharp.Modules;
+
+namespace SharpTune.Training;
+
+/// <summary>Which parameters train. Parsed from <c>full</c>, <c>head</c>, <c>embeddings</c> or <c>freeze:K</c>.</summary>
+public sealed record FreezePolicy(FreezePolicy.Mode What, int Layers = 0)
+{
+    public enum Mode
+    {
+        /// <summary>Everything trains.</summary>
+        None,
+        /// <summary>Only the task head trains; the whole encoder (pooler included) is frozen.</summary>
+        Encoder,
+        /// <summary>The embeddings are frozen; every layer trains.</summary>
+        Embeddings,
+        /// <summary>The embeddings and the bottom <see cref="Layers"/> layers are frozen.</summary>
+        BottomLayers,
+    }
+
+    public static FreezePolicy Full { get; } = new(Mode.None);
+
+    public static FreezePolicy Parse(string text)
+    {
+        string value = text.Trim().ToLowerInvariant();
+        if (value is "full" or "none") return Full;
+        if (value is "head" or "encoder") return new(Mode.Encoder);
+        if (value == "embeddings") return new(Mode.Embeddings);
+        if (value.StartsWith("freeze:", StringComparison.Ordinal) || value.StartsWith("layers:", StringComparison.Ordinal))
+        {
+            string count = value[(value.IndexOf(':') + 1)..];
+            if (int.TryParse(count, out int k) && k >= 0) return new(Mode.BottomLayers, k);
+        }
+        throw new ArgumentException($"--freeze '{text}' is not valid: use full, head, embeddings or freeze:K (K bottom layers and the embeddings frozen)");
+    }
+
+    public override string ToString() => What switch
+    {
+        Mode.None => "full",
+        Mode.Encoder => "head",
+        Mode.Embeddings => "embeddings",
+        _ => $"freeze:{Layers}",
+    };
+
+    /// <summary>Sets <c>requires_grad</c> on every parameter of <paramref name="model"/>.</summary>
+    public void Apply(TaskModel model)
+    {
+        int layerCount = model.Encoder.Config.NumHiddenLayers;
+        if (What == Mode.BottomLayers && Layers > layerCount)
+            throw new ArgumentException($"--freeze freeze:{Layers} asks for more layers than the model has ({layerCount}).");
+        foreach (var (name, parameter) in model.named_parameters())
+            parameter.requires_grad = !IsFrozen(name);
+    }
+
+    bool IsFrozen(string name)
+    {
+        if (!name.StartsWith("bert.", StringComparison.Ordinal)) return false; // the head always trains
+        return What switch
+        {
+            Mode.None => false,
+            Mode.Encoder => true,
+            Mode.Embeddings => name.StartsWith("bert.embeddings.", StringComparison.Ordinal),
+            _ => name.StartsWith("bert.embeddings.", StringComparison.Ordinal) || LayerIndex(name) is { } i && i < Layers,
+        };
+    }
+
+    static int? LayerIndex(string name)
+    {
+        const string prefix = "bert.encoder.layer.";
+        if (!name.StartsWith(prefix, StringComparison.Ordinal)) return null;
+        int end = name.IndexOf('.', prefix.Length);
+        return int.Parse(name.AsSpan(prefix.Length, end - prefix.Length));
+    }
+}
+
+/// <summary>Trainable and total parameter counts.</summary>
+public sealed record ParameterSummary(long Trainable, long Total)
+{
+    public double Fraction => Total == 0 ? 0 : (double)Trainable / Total;
+
+    public static ParameterSummary Of(TorchSharp.torch.nn.Module module)
+    {
+        long trainable = 0, total = 0;
+        foreach (Parameter p in module.parameters())
+        {
+            total += p.numel();
+            if (p.requires_grad) trainable += p.numel();
+        }
+        return new ParameterSummary(trainable, total);
+    }
+
+    public override string ToString() => $"trainable parameters {Trainable:N0} of {Total:N0} ({Fraction:P2})";
+}
