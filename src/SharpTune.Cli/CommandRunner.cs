@@ -32,6 +32,6 @@ public static class CommandRunner
     }
 
     static bool IsUserError(Exception e) =>
-        e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException
+        e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or FormatException or ArgumentException
             or JsonException or UnauthorizedAccessException or NotSupportedException;
 }
