@@ -77,7 +77,7 @@ internal static class BertWeightMap
         // A weight read by several nodes (tied weights) is not one Linear layer.
         if (graph.Consumers(weight) is not [var (node, input)]) return null;
         bool transposedInGraph = false;
-        if (node.OpType == "Transpose" && IsMatrixTranspose(node))
+        if (node is { OpType: "Transpose", Outputs.Length: 1 } && IsMatrixTranspose(node))
         {
             if (graph.Consumers(node.Outputs[0]) is not [var next]) return null;
             (node, input) = next;
@@ -87,17 +87,17 @@ internal static class BertWeightMap
 
         bool operandIsInOut;  // the operand the op multiplies by, as it reaches the op
         string? biasKey = null, output = null;
-        if (node.OpType == "MatMul" && node.Outputs.Length == 1)
+        if (node is { OpType: "MatMul", Outputs.Length: 1 })
         {
             operandIsInOut = true;  // MatMul(x, W) = x @ W with x (..., in): W is (in, out)
             foreach (var (add, _) in graph.Consumers(node.Outputs[0]))
             {
-                if (add.OpType != "Add" || add.Inputs.Length != 2) continue;
+                if (add is not { OpType: "Add", Inputs.Length: 2, Outputs.Length: 1 }) continue;
                 string other = add.Inputs[0] == node.Outputs[0] ? add.Inputs[1] : add.Inputs[0];
                 if (IsNamedBias(graph, other) is { } key) { biasKey = key; output = add.Outputs[0]; break; }
             }
         }
-        else if (node.OpType == "Gemm" && node.Inputs.Length == 3 && node.Attribute("transA")?.I is null or 0)
+        else if (node is { OpType: "Gemm", Inputs.Length: 3, Outputs.Length: 1 } && node.Attribute("transA")?.I is null or 0)
         {
             operandIsInOut = node.Attribute("transB")?.I is null or 0;  // Gemm = A @ B' + C, B' = transB ? B^T : B
             biasKey = IsNamedBias(graph, node.Inputs[2]);

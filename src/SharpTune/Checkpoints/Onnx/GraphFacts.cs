@@ -62,7 +62,7 @@ internal static class GraphFacts
         {
             if (node.OpType == "LayerNormalization")
                 found.Add(node.Attribute("epsilon")?.F is { } f ? OnnxGraphIndex.ShortestDouble(f) : 1e-5);
-            else if (node.OpType == "Sqrt" && graph.Producer(node.Inputs[0]) is { OpType: "Add", Inputs: [var a, var b] })
+            else if (node is { OpType: "Sqrt", Inputs: [var variance] } && graph.Producer(variance) is { OpType: "Add", Inputs: [var a, var b] })
             {
                 if (graph.Producer(a) is { OpType: "ReduceMean" } && graph.ScalarFloat(b) is { } eps1) found.Add(eps1);
                 else if (graph.Producer(b) is { OpType: "ReduceMean" } && graph.ScalarFloat(a) is { } eps2) found.Add(eps2);

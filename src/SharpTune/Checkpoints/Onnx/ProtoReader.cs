@@ -11,6 +11,8 @@ internal enum WireType { Varint = 0, Fixed64 = 1, Len = 2, Fixed32 = 5 }
 /// </summary>
 internal ref struct ProtoReader
 {
+    static readonly System.Text.UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
+
     readonly ReadOnlySpan<byte> data;
     readonly string source;   // the file, for messages
     readonly string message;  // e.g. "GraphProto", for messages
@@ -54,7 +56,7 @@ internal ref struct ProtoReader
             value |= (ulong)(b & 0x7F) << shift;
             if (b < 0x80) return value;
         }
-        throw Error("varint longer than 10 bytes");
+        throw Error("varint longer than 10 bytes");  // unreachable: the 10th byte has no continuation bit
     }
 
     public long ReadInt64() => (long)ReadVarint();
@@ -90,7 +92,7 @@ internal ref struct ProtoReader
         var bytes = ReadBytes();
         try
         {
-            return new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes);
+            return StrictUtf8.GetString(bytes);
         }
         catch (ArgumentException)
         {
@@ -103,7 +105,7 @@ internal ref struct ProtoReader
     {
         ulong length = ReadVarint();
         int remaining = data.Length - position;
-        if (length > (ulong)remaining) throw Error($"{name} of {length} bytes exceeds the {remaining} bytes that remain");
+        if (length > (ulong)remaining) throw Error($"{name} length {length} exceeds the {remaining} bytes that remain");
         var inner = new ProtoReader(data.Slice(position, (int)length), source, name, start + position);
         position += (int)length;
         return inner;
