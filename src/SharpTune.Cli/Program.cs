@@ -1,5 +1,5 @@
 using System.CommandLine;
-
+using SharpTune.Cli.Commands;
 
 namespace SharpTune.Cli;
 
@@ -8,7 +8,7 @@ public static class Program
     public static int Main(string[] args)
     {
         var root = new RootCommand("SharpTune: fine-tune pretrained transformer models locally, with no data leaving the machine.");
-        
+        root.Subcommands.Add(InfoCommand.Create());
         return root.Parse(args).Invoke();
     }
 }
