@@ -1,4 +1,5 @@
 using SharpTune.Models.Bert;
+using SharpTune.Peft;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -34,9 +35,15 @@ public sealed class TaskModel : nn.Module
     readonly Dropout dropout;
     readonly Linear classifier;
     readonly ConditionalRandomField? crf;
+    readonly nn.Module? prompt_encoder;
 
-    public TaskModel(BertModel encoder, HeadOptions head) : base(nameof(TaskModel))
+    /// <param name="encoder">The pretrained encoder (its keys become <c>bert.*</c>).</param>
+    /// <param name="head">The task head.</param>
+    /// <param name="promptEncoder">A prompt method's module implementing <see cref="IEncoderInputAdapter"/>, or null.</param>
+    public TaskModel(BertModel encoder, HeadOptions head, nn.Module? promptEncoder = null) : base(nameof(TaskModel))
     {
+        if (promptEncoder is not null and not IEncoderInputAdapter)
+            throw new ArgumentException($"{promptEncoder.GetType().Name} does not implement {nameof(IEncoderInputAdapter)}.");
         Head = head.Validate();
         if (head.IsSequenceTask && head.UsePooler && !encoder.HasPooler)
             throw new ArgumentException("This encoder has no pooler; read [CLS] directly (no pooler option).");
@@ -44,6 +51,7 @@ public sealed class TaskModel : nn.Module
         dropout = nn.Dropout(encoder.Config.HiddenDropoutProb);
         classifier = nn.Linear(encoder.Config.HiddenSize, head.NumLabels);
         if (head.UseCrf) crf = new ConditionalRandomField(head.NumLabels);
+        prompt_encoder = promptEncoder;
         RegisterComponents();
 
         // Follows HF's _init_weights for a new head: normal(0, initializer_range) weights, zero bias.
@@ -58,23 +66,30 @@ public sealed class TaskModel : nn.Module
     public BertModel Encoder => bert;
     public Linear Classifier => classifier;
     public ConditionalRandomField? Crf => crf;
+    public nn.Module? PromptEncoder => prompt_encoder;
 
     /// <summary>Scores: (B, K) for sequence tasks, (B, W, K) per word for token tasks.</summary>
     public Tensor forward(ModelInputs inputs)
     {
         using var scope = NewDisposeScope();
-        using var output = bert.forward(inputs.InputIds, inputs.AttentionMask, inputs.TokenTypeIds);
+        var encoderInputs = (prompt_encoder as IEncoderInputAdapter)?.Prepare(bert, inputs.InputIds, inputs.AttentionMask, inputs.TokenTypeIds)
+            ?? new EncoderInputs(inputs.InputIds, null, inputs.AttentionMask, inputs.TokenTypeIds, null, 0);
+        int virtualTokens = encoderInputs.VirtualTokens;
+        using var output = bert.forward(encoderInputs.InputIds, encoderInputs.AttentionMask, encoderInputs.TokenTypeIds,
+            encoderInputs.InputsEmbeds, encoderInputs.Prefixes, poolPosition: virtualTokens);
         Tensor logits;
         if (Head.IsSequenceTask)
         {
-            var cls = Head.UsePooler ? output.PooledOutput! : output.LastHiddenState[.., 0]; // (B, H)
+            // The real [CLS] sits after the virtual tokens (as THUDM's P-tuning reads it, not PEFT's position 0).
+            var cls = Head.UsePooler ? output.PooledOutput! : output.LastHiddenState[.., virtualTokens]; // (B, H)
             logits = classifier.forward(dropout.forward(cls)); // (B, K)
         }
         else
         {
             var positions = inputs.WordPositions ?? throw new ArgumentException("Token tasks need word positions.");
             long hiddenSize = output.LastHiddenState.shape[2];
-            var index = positions.unsqueeze(-1).expand(-1, -1, hiddenSize); // (B, W, H)
+            // Shifting by P strips the virtual positions: logits and labels stay aligned with the real words.
+            var index = (positions + virtualTokens).unsqueeze(-1).expand(-1, -1, hiddenSize); // (B, W, H)
             var words = output.LastHiddenState.gather(1, index); // (B, W, H): each word's first sub-word
             logits = classifier.forward(dropout.forward(words)); // (B, W, K)
         }

@@ -6,13 +6,13 @@ namespace SharpTune.Models.Bert;
 /// <summary>Dense, dropout, residual, LayerNorm: HF <c>BertSelfOutput</c> and <c>BertOutput</c> share this shape.</summary>
 public sealed class BertResidualOutput : nn.Module
 {
-    readonly Linear dense;
+    readonly nn.Module<Tensor, Tensor> dense;
     readonly LayerNorm LayerNorm;
     readonly Dropout dropout;
 
-    public BertResidualOutput(BertConfig config, int inputSize) : base(nameof(BertResidualOutput))
+    public BertResidualOutput(BertConfig config, int inputSize, LinearFactory linears, string path) : base(nameof(BertResidualOutput))
     {
-        dense = nn.Linear(inputSize, config.HiddenSize);
+        dense = linears($"{path}.dense", inputSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
         dropout = nn.Dropout(config.HiddenDropoutProb);
         RegisterComponents();
@@ -28,10 +28,10 @@ public sealed class BertAttention : nn.Module
     readonly BertSelfAttention self;
     readonly BertResidualOutput output;
 
-    public BertAttention(BertConfig config) : base(nameof(BertAttention))
+    public BertAttention(BertConfig config, LinearFactory linears, string path) : base(nameof(BertAttention))
     {
-        self = new BertSelfAttention(config);
-        output = new BertResidualOutput(config, config.HiddenSize);
+        self = new BertSelfAttention(config, linears, $"{path}.self");
+        output = new BertResidualOutput(config, config.HiddenSize, linears, $"{path}.output");
         RegisterComponents();
     }
 
@@ -42,12 +42,12 @@ public sealed class BertAttention : nn.Module
 /// <summary>The feed-forward expansion: HF <c>BertIntermediate</c> (key <c>intermediate.dense</c>).</summary>
 public sealed class BertIntermediate : nn.Module
 {
-    readonly Linear dense;
+    readonly nn.Module<Tensor, Tensor> dense;
     readonly Func<Tensor, Tensor> activation;
 
-    public BertIntermediate(BertConfig config) : base(nameof(BertIntermediate))
+    public BertIntermediate(BertConfig config, LinearFactory linears, string path) : base(nameof(BertIntermediate))
     {
-        dense = nn.Linear(config.HiddenSize, config.IntermediateSize);
+        dense = linears($"{path}.dense", config.HiddenSize, config.IntermediateSize);
         activation = Activations.Get(config.HiddenAct);
         RegisterComponents();
     }
@@ -62,11 +62,11 @@ public sealed class BertLayer : nn.Module
     readonly BertIntermediate intermediate;
     readonly BertResidualOutput output;
 
-    public BertLayer(BertConfig config) : base(nameof(BertLayer))
+    public BertLayer(BertConfig config, LinearFactory linears, string path) : base(nameof(BertLayer))
     {
-        attention = new BertAttention(config);
-        intermediate = new BertIntermediate(config);
-        output = new BertResidualOutput(config, config.IntermediateSize);
+        attention = new BertAttention(config, linears, $"{path}.attention");
+        intermediate = new BertIntermediate(config, linears, $"{path}.intermediate");
+        output = new BertResidualOutput(config, config.IntermediateSize, linears, $"{path}.output");
         RegisterComponents();
     }
 

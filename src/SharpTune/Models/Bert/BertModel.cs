@@ -8,9 +8,10 @@ public sealed class BertEncoder : nn.Module
 {
     readonly ModuleList<BertLayer> layer;
 
-    public BertEncoder(BertConfig config) : base(nameof(BertEncoder))
+    public BertEncoder(BertConfig config, LinearFactory linears) : base(nameof(BertEncoder))
     {
-        layer = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new BertLayer(config)).ToArray());
+        layer = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers)
+            .Select(i => new BertLayer(config, linears, $"encoder.layer.{i}")).ToArray());
         RegisterComponents();
     }
 
@@ -27,11 +28,11 @@ public sealed class BertEncoder : nn.Module
 /// <summary>Dense + tanh over the first token: HF <c>BertPooler</c> (keys <c>pooler.dense.*</c>).</summary>
 public sealed class BertPooler : nn.Module
 {
-    readonly Linear dense;
+    readonly nn.Module<Tensor, Tensor> dense;
 
-    public BertPooler(BertConfig config) : base(nameof(BertPooler))
+    public BertPooler(BertConfig config, LinearFactory linears) : base(nameof(BertPooler))
     {
-        dense = nn.Linear(config.HiddenSize, config.HiddenSize);
+        dense = linears("pooler.dense", config.HiddenSize, config.HiddenSize);
         RegisterComponents();
     }
 
@@ -62,12 +63,16 @@ public sealed class BertModel : nn.Module
     readonly BertEncoder encoder;
     readonly BertPooler? pooler;
 
-    public BertModel(BertConfig config, bool addPoolingLayer = true) : base(nameof(BertModel))
+    /// <param name="config">The architecture.</param>
+    /// <param name="addPoolingLayer">Whether the model has HF's pooler (dense + tanh over [CLS]).</param>
+    /// <param name="linears">Creates every Linear layer by its module path; parameter-efficient methods wrap them here.</param>
+    public BertModel(BertConfig config, bool addPoolingLayer = true, LinearFactory? linears = null) : base(nameof(BertModel))
     {
         Config = config.Validate();
+        linears ??= LinearFactories.Plain;
         embeddings = new BertEmbeddings(config);
-        encoder = new BertEncoder(config);
-        if (addPoolingLayer) pooler = new BertPooler(config);
+        encoder = new BertEncoder(config, linears);
+        if (addPoolingLayer) pooler = new BertPooler(config, linears);
         RegisterComponents();
     }
 
@@ -85,12 +90,14 @@ public sealed class BertModel : nn.Module
     /// <param name="tokenTypeIds">(B, T) int64, or null for all zeros.</param>
     /// <param name="inputsEmbeds">(B, T, H) embeddings used instead of looking up <paramref name="inputIds"/>.</param>
     /// <param name="prefixes">One key/value prefix per layer, each (B, N, P, D); the mask gets P ones in front for them.</param>
+    /// <param name="poolPosition">The position the pooler reads: 0 ([CLS]), or P when P prompt vectors stand in front of it.</param>
     public BertOutput forward(
         Tensor? inputIds,
         Tensor? attentionMask = null,
         Tensor? tokenTypeIds = null,
         Tensor? inputsEmbeds = null,
-        IReadOnlyList<KeyValuePrefix>? prefixes = null)
+        IReadOnlyList<KeyValuePrefix>? prefixes = null,
+        int poolPosition = 0)
     {
         using var scope = NewDisposeScope();
         if ((inputIds is null) == (inputsEmbeds is null))
@@ -101,7 +108,7 @@ public sealed class BertModel : nn.Module
         var hidden = embeddings.forward(inputIds, tokenTypeIds, inputsEmbeds); // (B, T, H)
         var mask = AdditiveMask(attentionMask, hidden, prefixes);
         hidden = encoder.forward(hidden, mask, prefixes);
-        var pooled = pooler?.forward(hidden[.., 0]);
+        var pooled = pooler?.forward(hidden[.., poolPosition]);
         return new BertOutput(hidden.MoveToOuterDisposeScope(), pooled?.MoveToOuterDisposeScope());
     }
 

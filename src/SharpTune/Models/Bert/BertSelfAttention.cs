@@ -1,4 +1,3 @@
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Bert;
@@ -15,18 +14,18 @@ public readonly record struct KeyValuePrefix(Tensor Key, Tensor Value);
 /// </summary>
 public sealed class BertSelfAttention : nn.Module
 {
-    readonly Linear query;
-    readonly Linear key;
-    readonly Linear value;
+    readonly nn.Module<Tensor, Tensor> query;
+    readonly nn.Module<Tensor, Tensor> key;
+    readonly nn.Module<Tensor, Tensor> value;
     readonly int heads;
     readonly int headSize;
     readonly double dropoutProb;
 
-    public BertSelfAttention(BertConfig config) : base(nameof(BertSelfAttention))
+    public BertSelfAttention(BertConfig config, LinearFactory linears, string path) : base(nameof(BertSelfAttention))
     {
-        query = nn.Linear(config.HiddenSize, config.HiddenSize);
-        key = nn.Linear(config.HiddenSize, config.HiddenSize);
-        value = nn.Linear(config.HiddenSize, config.HiddenSize);
+        query = linears($"{path}.query", config.HiddenSize, config.HiddenSize);
+        key = linears($"{path}.key", config.HiddenSize, config.HiddenSize);
+        value = linears($"{path}.value", config.HiddenSize, config.HiddenSize);
         heads = config.NumAttentionHeads;
         headSize = config.HeadSize;
         dropoutProb = config.AttentionProbsDropoutProb;
@@ -39,7 +38,7 @@ public sealed class BertSelfAttention : nn.Module
     public Tensor forward(Tensor hidden, Tensor? additiveMask, KeyValuePrefix? prefix)
     {
         long batch = hidden.shape[0], length = hidden.shape[1];
-        Tensor Heads(Linear projection) =>
+        Tensor Heads(nn.Module<Tensor, Tensor> projection) =>
             projection.forward(hidden).view(batch, length, heads, headSize).transpose(1, 2); // (B, N, T, D)
 
         var q = Heads(query);
