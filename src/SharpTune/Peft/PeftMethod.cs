@@ -1,0 +1,63 @@
+using SharpTune.Heads;
+using SharpTune.Models.Bert;
+using static TorchSharp.torch;
+
+namespace SharpTune.Peft;
+
+/// <summary>
+/// Every option of every parameter-efficient method, as a user gives them (command line or config file).
+/// Each method reads the ones it needs into its own validated options record; defaults follow METHODS.md.
+/// </summary>
+public sealed record PeftSettings
+{
+    /// <summary>Prompt methods: number of virtual tokens P.</summary>
+    public int VirtualTokens { get; init; } = 20;
+    /// <summary>P-tuning: prompt encoder hidden size h (null: hidden size of the model). Prefix tuning: projection hidden size (null: 512).</summary>
+    public int? EncoderHidden { get; init; }
+    /// <summary>P-tuning: MLP or LSTM.</summary>
+    public string EncoderType { get; init; } = "mlp";
+    /// <summary>Prompt tuning initialisation: random, sample_vocab or text.</summary>
+    public string PromptInit { get; init; } = "random";
+    public string? PromptInitText { get; init; }
+    /// <summary>P-tuning v2: dropout on the prefix (THUDM applies the hidden dropout; PEFT none).</summary>
+    public double PrefixDropout { get; init; } = 0.1;
+    /// <summary>Prefix tuning: zero-initialised prefix (an untrained adapter then changes nothing).</summary>
+    public bool PrefixZeroInit { get; init; }
+    public int LoraR { get; init; } = 8;
+    public double LoraAlpha { get; init; } = 16;
+    public double LoraDropout { get; init; } = 0.1;
+    public IReadOnlyList<string> LoraTargets { get; init; } = ["query", "value"];
+    /// <summary>none, all or lora_only.</summary>
+    public string LoraBias { get; init; } = "none";
+    public IReadOnlyList<string> Ia3Targets { get; init; } = ["key", "value", "output.dense"];
+    public IReadOnlyList<string> Ia3FeedForward { get; init; } = ["output.dense"];
+}
+
+/// <summary>
+/// A parameter-efficient fine-tuning method. It decides, when the model is built, which Linear layers it
+/// wraps and which prompt module it adds; after building, which parameters train. One implementation
+/// per folder under <c>Peft/</c>, registered in <see cref="PeftRegistry"/>.
+/// </summary>
+public interface IPeftMethod
+{
+    /// <summary>The name users type: <c>--method lora</c>.</summary>
+    string Name { get; }
+
+    /// <summary>PEFT's <c>peft_type</c> (LORA, PREFIX_TUNING, ...), or null when PEFT has no such adapter (BitFit).</summary>
+    string? PeftType { get; }
+
+    /// <summary>A starting learning rate when the user gives none (METHODS.md).</summary>
+    double DefaultLearningRate { get; }
+
+    /// <summary>Validates the settings this method reads; throws ArgumentException naming the option.</summary>
+    void Validate(PeftSettings settings, BertConfig config);
+
+    /// <summary>The factory for the encoder's Linear layers, or null to keep plain ones.</summary>
+    LinearFactory? Linears(PeftSettings settings, BertConfig config);
+
+    /// <summary>The prompt module (implements <see cref="IEncoderInputAdapter"/>), or null. Called after the pretrained weights are loaded.</summary>
+    nn.Module? CreatePromptEncoder(PeftSettings settings, BertModel encoder);
+
+    /// <summary>Sets requires_grad: the backbone frozen, the method's own parameters and the head trainable.</summary>
+    void Freeze(TaskModel model, PeftSettings settings);
+}
