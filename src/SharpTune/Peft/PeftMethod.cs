@@ -60,4 +60,17 @@ public interface IPeftMethod
 
     /// <summary>Sets requires_grad: the backbone frozen, the method's own parameters and the head trainable.</summary>
     void Freeze(TaskModel model, PeftSettings settings);
+
+    /// <summary>
+    /// Writes the adapter in PEFT's format into <paramref name="folder"/> through <see cref="AdapterFiles"/>:
+    /// <c>adapter_config.json</c> and <c>adapter_model.safetensors</c> with PEFT's key names, the head under
+    /// <c>modules_to_save</c>. Methods PEFT lacks (BitFit) write the same two files in the same spirit.
+    /// </summary>
+    void SaveAdapter(string folder, TaskModel model, PeftSettings settings, string baseModelNameOrPath);
+
+    /// <summary>Reads the settings back from a parsed <c>adapter_config.json</c>, so the model can be rebuilt.</summary>
+    PeftSettings ReadSettings(System.Text.Json.Nodes.JsonObject adapterConfig, string source);
+
+    /// <summary>Loads an adapter folder into a model built with the same settings; errors name the file and key.</summary>
+    void LoadAdapter(string folder, TaskModel model);
 }
