@@ -19,6 +19,8 @@ public sealed record PeftSettings
     /// <summary>Prompt tuning initialisation: random, sample_vocab or text.</summary>
     public string PromptInit { get; init; } = "random";
     public string? PromptInitText { get; init; }
+    /// <summary>The init text's token ids, filled in by the caller that holds the tokenizer (the method sees only the model).</summary>
+    public IReadOnlyList<int>? PromptInitTokenIds { get; init; }
     /// <summary>P-tuning v2: dropout on the prefix (THUDM applies the hidden dropout; PEFT none).</summary>
     public double PrefixDropout { get; init; } = 0.1;
     /// <summary>Prefix tuning: zero-initialised prefix (an untrained adapter then changes nothing).</summary>

@@ -165,7 +165,7 @@ public sealed class Trainer
                 throw new ArgumentException($"--metric '{options.MetricForBest}' is not computed for this task; available: {string.Join(", ", values.Keys)}");
             return options.MetricForBest;
         }
-        foreach (string preferred in new[] { "macro_f1", "entity_f1", "pearson", "loss" })
+        foreach (string preferred in new[] { "macro_f1", "entity_f1", "token_accuracy", "pearson", "loss" })
             if (values.ContainsKey(preferred)) return preferred;
         return "loss";
     }

@@ -1,0 +1,101 @@
+using SharpTune.Checkpoints;
+using SharpTune.Data;
+using SharpTune.Heads;
+using SharpTune.Metrics;
+using SharpTune.Tokenization;
+using SharpTune.Training;
+
+namespace SharpTune.Inference;
+
+/// <summary>One example's prediction in user terms: label names and their probabilities, or a value.</summary>
+public sealed record LabeledPrediction(string Source, string Input, IReadOnlyList<string> Labels, IReadOnlyDictionary<string, float>? Probabilities, float? Value);
+
+/// <summary>Evaluates and predicts with a saved fine-tuned model, reading data the way the model was trained.</summary>
+public sealed class Predictor : IDisposable
+{
+    readonly LoadedTaskModel loaded;
+    readonly BertTextTokenizer tokenizer;
+    readonly ExampleEncoder encoder;
+
+    public Predictor(string modelFolder)
+    {
+        loaded = TaskModelFolder.Load(modelFolder);
+        tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(loaded.Vocab), loaded.LowerCase, $"{modelFolder} vocabulary");
+        encoder = new ExampleEncoder(tokenizer, loaded.Spec.Head, loaded.Labels, loaded.Spec.MaxLength, loaded.Spec.LabelSeparator);
+    }
+
+    public TaskSpec Spec => loaded.Spec;
+    public TaskModel Model => loaded.Model;
+
+    /// <summary>The data options that read files with the columns the model was trained on.</summary>
+    public DataOptions DataOptions(bool labelled, bool skipBadRows = false) => new()
+    {
+        TextColumn = Spec.TextColumn, TextPairColumn = Spec.TextPairColumn, LabelColumn = Spec.LabelColumn, LabelSeparator = Spec.LabelSeparator,
+        SkipBadRows = skipBadRows,
+        Labels = !labelled ? LabelKind.Unlabelled : Spec.Kind switch
+        {
+            TaskKind.Regression => LabelKind.Regression, TaskKind.MultiLabel => LabelKind.MultiLabel, _ => LabelKind.SingleLabel,
+        },
+    };
+
+    /// <summary>Metrics of the model on a labelled file, with the skipped rows.</summary>
+    public (IReadOnlyDictionary<string, double> Metrics, IMetricReport Report, int Examples, IReadOnlyList<string> Skipped) Evaluate(string path, bool skipBadRows = false)
+    {
+        var options = DataOptions(labelled: true, skipBadRows);
+        EncodedData data;
+        IReadOnlyList<string> skipped;
+        if (Spec.Kind == TaskKind.Tokens)
+        {
+            var set = DataReader.ReadTokens(path, options);
+            (data, skipped) = (encoder.Encode(set.Examples), set.SkippedRows);
+        }
+        else
+        {
+            var set = DataReader.ReadText(path, options);
+            (data, skipped) = (encoder.Encode(set.Examples), set.SkippedRows);
+        }
+        var output = Evaluator.Run(Model, data.Examples, 32, tokenizer.PadId);
+        var (values, report) = TaskMetrics.Compute(Spec.Head, loaded.Labels, data.Examples, output.Predictions);
+        var metrics = new Dictionary<string, double>(values) { ["loss"] = output.Loss };
+        return (metrics, report, data.Examples.Count, skipped);
+    }
+
+    /// <summary>Predictions for every example of a file (labels in it, if any, are ignored).</summary>
+    public (IReadOnlyList<LabeledPrediction> Predictions, IReadOnlyList<string> Skipped) PredictFile(string path, bool skipBadRows = false)
+    {
+        var options = DataOptions(labelled: false, skipBadRows);
+        if (Spec.Kind == TaskKind.Tokens)
+        {
+            var set = DataReader.ReadTokens(path, options);
+            return (PredictWords(set.Examples), set.SkippedRows);
+        }
+        var texts = DataReader.ReadText(path, options);
+        return (PredictTexts(texts.Examples), texts.SkippedRows);
+    }
+
+    public IReadOnlyList<LabeledPrediction> PredictTexts(IReadOnlyList<TextExample> examples)
+    {
+        var data = encoder.Encode(examples, withLabels: false);
+        var output = Evaluator.Run(Model, data.Examples, 32, tokenizer.PadId, withLoss: false);
+        return examples.Select((e, i) => Describe(e.Source, e.TextPair is null ? e.Text : $"{e.Text} [SEP] {e.TextPair}", output.Predictions[i])).ToList();
+    }
+
+    public IReadOnlyList<LabeledPrediction> PredictWords(IReadOnlyList<TokenExample> examples)
+    {
+        var data = encoder.Encode(examples, withLabels: false);
+        var output = Evaluator.Run(Model, data.Examples, 32, tokenizer.PadId, withLoss: false);
+        return examples.Select((e, i) => Describe(e.Source, string.Join(' ', e.Words), output.Predictions[i])).ToList();
+    }
+
+    LabeledPrediction Describe(string source, string input, Prediction prediction)
+    {
+        if (Spec.Kind == TaskKind.Regression) return new LabeledPrediction(source, input, [], null, prediction.Value);
+        var names = loaded.Labels ?? throw new InvalidDataException("The model folder has no labels.json.");
+        var labels = prediction.Labels.Select(names.GetLabel).ToList();
+        var probabilities = prediction.Probabilities.Length == 0 ? null
+            : prediction.Probabilities.Select((p, k) => (names.GetLabel(k), p)).ToDictionary(x => x.Item1, x => x.p);
+        return new LabeledPrediction(source, input, labels, probabilities, null);
+    }
+
+    public void Dispose() => loaded.Dispose();
+}

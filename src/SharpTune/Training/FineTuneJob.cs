@@ -1,0 +1,195 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using SharpTune.Checkpoints;
+using SharpTune.Data;
+using SharpTune.Heads;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Tokenization;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training;
+
+/// <summary>What a finished run reports.</summary>
+public sealed record RunSummary(
+    string RunFolder, ParameterSummary Parameters, int TrainExamples, int ValidationExamples, int SkippedRows, int Truncated,
+    long Steps, double SecondsPerStep, long PeakMemoryBytes, IReadOnlyDictionary<string, double> FinalMetrics, double? BestMetric,
+    long? BestStep, string BestModelFolder, long AdapterBytes);
+
+/// <summary>
+/// A complete fine-tuning run, from files to a saved model: read and validate the data, build the label
+/// set, load the pretrained encoder, add the head and the chosen method, train with evaluation and
+/// checkpoints, then save the best and final models, the metrics log and the curves into the run folder.
+/// </summary>
+public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IReadOnlyList<ITrainerCallback>? progress = null)
+{
+    public static readonly JsonSerializerOptions ConfigJson = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    public RunSummary Run(CancellationToken cancel = default)
+    {
+        options.Validate();
+        var clock = Stopwatch.StartNew();
+        string run = Path.GetFullPath(options.Out);
+        Directory.CreateDirectory(run);
+        if (!options.Resume && Directory.Exists(Path.Combine(run, "checkpoints")))
+            throw new ArgumentException($"{run} already holds a run; use --resume to continue it or choose another --out");
+
+        // 1. Data.
+        var kind = options.Task switch
+        {
+            "regress" => TaskKind.Regression,
+            "tokens" => TaskKind.Tokens,
+            _ => options.MultiLabel ? TaskKind.MultiLabel : TaskKind.SingleLabel,
+        };
+        var dataOptions = new DataOptions
+        {
+            Format = options.Format, TextColumn = options.TextColumn, TextPairColumn = options.TextPairColumn,
+            LabelColumn = options.LabelColumn, LabelSeparator = options.LabelSeparator, SkipBadRows = options.SkipBadRows,
+            Labels = kind switch { TaskKind.Regression => LabelKind.Regression, TaskKind.MultiLabel => LabelKind.MultiLabel, _ => LabelKind.SingleLabel },
+        };
+        var (trainData, validationData, labels, skipped) = kind == TaskKind.Tokens
+            ? ReadTokens(dataOptions)
+            : ReadTexts(dataOptions, kind);
+
+        // 2. Model.
+        using var pretrained = PretrainedEncoder.Load(options.Model);
+        say($"model: {pretrained.Source}");
+        var tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(pretrained.Vocab), pretrained.LowerCase, $"{options.Model} vocabulary");
+        int numLabels = kind == TaskKind.Regression ? 1 : labels!.Count;
+        var head = new HeadOptions(kind, numLabels, options.Crf, options.UsePooler && pretrained.Model.HasPooler, options.ClassWeights, options.LabelSmoothing);
+        var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
+        var settings = options.Peft;
+        if (method is not null && settings.PromptInit.Equals("text", StringComparison.OrdinalIgnoreCase) && settings.PromptInitText is { } initText)
+            settings = settings with { PromptInitTokenIds = tokenizer.Tokenize(initText).ToArray() };
+        using var model = TaskModelBuilder.Build(pretrained, head, method, settings);
+        if (method is null) FreezePolicy.Parse(options.Method).Apply(model);
+        var parameters = ParameterSummary.Of(model);
+        say($"method {options.Method}: {parameters}");
+
+        // 3. Encode.
+        var encoder = new ExampleEncoder(tokenizer, head, labels, options.MaxLength, options.LabelSeparator);
+        var train = trainData(encoder);
+        var validation = validationData(encoder);
+        say($"data: {train.Examples.Count} training and {validation.Examples.Count} validation examples" +
+            (skipped.Count > 0 ? $", {skipped.Count} bad rows skipped (listed in {Path.Combine(run, "skipped_rows.txt")})" : ""));
+        if (skipped.Count > 0) AtomicFile.WriteAllText(Path.Combine(run, "skipped_rows.txt"), string.Join("\n", skipped) + "\n");
+        int truncated = train.Truncated + validation.Truncated;
+        if (truncated > 0) say($"truncated {truncated} example(s) to --max-length {options.MaxLength} ({train.Truncated} training, {validation.Truncated} validation)");
+        if (train.DroppedWords + validation.DroppedWords > 0)
+            say($"{train.DroppedWords + validation.DroppedWords} word(s) fell past --max-length and get no prediction");
+
+        // 4. Train.
+        var training = options.Training;
+        if (!options.LearningRateGiven && method is not null) training = training with { LearningRate = method.DefaultLearningRate };
+        var spec = new TaskSpec
+        {
+            Kind = kind, NumLabels = numLabels, UseCrf = options.Crf, UsePooler = head.UsePooler, MaxLength = options.MaxLength,
+            LabelSeparator = options.LabelSeparator, Method = options.Method, BaseModel = options.Model,
+            TextColumn = options.TextColumn, TextPairColumn = options.TextPairColumn, LabelColumn = options.LabelColumn,
+        };
+        AtomicFile.WriteAllText(Path.Combine(run, "run_config.json"),
+            JsonSerializer.Serialize(options with { Training = training, Peft = settings }, ConfigJson) + "\n");
+        labels?.Save(Path.Combine(run, TaskModelFolder.LabelsFile));
+
+        using var log = new RunLog(Path.Combine(run, "metrics.jsonl"), append: options.Resume);
+        var saver = new BestModelSaver(Path.Combine(run, "best"), pretrained, labels, spec, method, settings);
+        var callbacks = new List<ITrainerCallback> { log, saver };
+        callbacks.AddRange(progress ?? []);
+        var trainer = new Trainer(model, training, tokenizer.PadId, TaskMetrics.For(head, labels), callbacks);
+        var trainClock = Stopwatch.StartNew();
+        var state = trainer.Train(train.Examples, validation.Examples, new TrainingCheckpoint(run), options.Resume, cancel);
+        double secondsPerStep = trainClock.Elapsed.TotalSeconds / Math.Max(1, state.GlobalStep);
+
+        // 5. Save and report.
+        string final = Path.Combine(run, "final");
+        TaskModelFolder.Save(final, model, pretrained.Vocab, pretrained.LowerCase, labels, spec, method, settings);
+        var finalOutput = Evaluator.Run(model, validation.Examples, Math.Max(32, training.BatchSize), tokenizer.PadId);
+        var (finalMetrics, report) = TaskMetrics.Compute(head, labels, validation.Examples, finalOutput.Predictions);
+        var metrics = new Dictionary<string, double>(finalMetrics) { ["loss"] = finalOutput.Loss };
+        AtomicFile.WriteAllText(Path.Combine(run, "eval_final.json"), report.ToJson() + "\n");
+        log.Write("final", metrics.ToDictionary(kv => $"eval_{kv.Key}", kv => (object?)kv.Value));
+        CurvesPlot.Save(Path.Combine(run, "curves.png"), log, log.Evaluations.LastOrDefault().Metrics?.Keys.FirstOrDefault(k => k is "macro_f1" or "token_accuracy" or "entity_f1" or "pearson"));
+        long adapterBytes = method is null ? 0 : DirectorySize(Path.Combine(final, TaskModelFolder.AdapterFolder));
+        say(report.ToTable());
+        return new RunSummary(run, parameters, train.Examples.Count, validation.Examples.Count, skipped.Count, truncated,
+            state.GlobalStep, secondsPerStep, PeakMemory(), metrics, state.BestMetric, state.BestStep,
+            Directory.Exists(saver.Folder) ? saver.Folder : final, adapterBytes);
+    }
+
+    delegate EncodedData Encode(ExampleEncoder encoder);
+
+    (Encode Train, Encode Validation, LabelMap? Labels, IReadOnlyList<string> Skipped) ReadTexts(DataOptions dataOptions, TaskKind kind)
+    {
+        var train = DataReader.ReadText(options.Train!, dataOptions);
+        var skipped = train.SkippedRows.ToList();
+        IReadOnlyList<TextExample> trainExamples = train.Examples, validationExamples;
+        if (options.Validation is { } path)
+        {
+            var validation = DataReader.ReadText(path, dataOptions);
+            skipped.AddRange(validation.SkippedRows);
+            validationExamples = validation.Examples;
+        }
+        else
+        {
+            var split = DataSplit.TrainValidation(train.Examples, options.ValidationFraction, options.Training.Seed,
+                kind == TaskKind.SingleLabel ? e => e.Label : null);
+            (trainExamples, validationExamples) = (split.Train, split.Validation);
+            say($"no --validation file: holding out {validationExamples.Count} of {train.Examples.Count} training examples (seed {options.Training.Seed})");
+        }
+        var labels = kind == TaskKind.Regression ? null
+            : LabelMap.FromExamples(trainExamples, kind == TaskKind.MultiLabel ? options.LabelSeparator : null);
+        return (e => e.Encode(trainExamples), e => e.Encode(validationExamples), labels, skipped);
+    }
+
+    (Encode Train, Encode Validation, LabelMap? Labels, IReadOnlyList<string> Skipped) ReadTokens(DataOptions dataOptions)
+    {
+        var train = DataReader.ReadTokens(options.Train!, dataOptions);
+        var skipped = train.SkippedRows.ToList();
+        IReadOnlyList<TokenExample> trainExamples = train.Examples, validationExamples;
+        if (options.Validation is { } path)
+        {
+            var validation = DataReader.ReadTokens(path, dataOptions);
+            skipped.AddRange(validation.SkippedRows);
+            validationExamples = validation.Examples;
+        }
+        else
+        {
+            var split = DataSplit.TrainValidation(train.Examples, options.ValidationFraction, options.Training.Seed);
+            (trainExamples, validationExamples) = (split.Train, split.Validation);
+            say($"no --validation file: holding out {validationExamples.Count} of {train.Examples.Count} training sentences (seed {options.Training.Seed})");
+        }
+        var labels = LabelMap.FromExamples(trainExamples);
+        return (e => e.Encode(trainExamples), e => e.Encode(validationExamples), labels, skipped);
+    }
+
+    static long DirectorySize(string folder) =>
+        Directory.Exists(folder) ? Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length) : 0;
+
+    /// <summary>Peak resident memory of this process (Linux VmHWM), or the current working set elsewhere.</summary>
+    public static long PeakMemory()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        }
+        catch (IOException) { }
+        return Environment.WorkingSet;
+    }
+}
+
+/// <summary>Saves the model whenever validation improves, into the run's <c>best/</c> folder.</summary>
+sealed class BestModelSaver(string folder, PretrainedEncoder pretrained, LabelMap? labels, TaskSpec spec, IPeftMethod? method, PeftSettings settings) : ITrainerCallback
+{
+    public string Folder => folder;
+
+    public void OnNewBest(TaskModel model, EvaluationInfo evaluation) =>
+        TaskModelFolder.Save(folder, model, pretrained.Vocab, pretrained.LowerCase, labels, spec, method, settings);
+}

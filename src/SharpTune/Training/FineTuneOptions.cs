@@ -1,0 +1,54 @@
+using System.Text.Json.Serialization;
+using SharpTune.Data;
+using SharpTune.Peft;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// A whole fine-tuning run: model, data, task, what trains, and how. This is what a config file holds
+/// (YAML or JSON, snake_case keys) and what <c>sharptune train</c> builds from its options; the run folder
+/// keeps the exact options used as <c>run_config.json</c>.
+/// </summary>
+public sealed record FineTuneOptions
+{
+    [JsonPropertyName("model")] public string Model { get; init; } = "minilm";
+    /// <summary>classify, regress or tokens.</summary>
+    [JsonPropertyName("task")] public string Task { get; init; } = "classify";
+    [JsonPropertyName("multi_label")] public bool MultiLabel { get; init; }
+    [JsonPropertyName("crf")] public bool Crf { get; init; }
+    [JsonPropertyName("use_pooler")] public bool UsePooler { get; init; } = true;
+    [JsonPropertyName("train")] public string? Train { get; init; }
+    [JsonPropertyName("validation")] public string? Validation { get; init; }
+    /// <summary>Held out of the training data when no validation file is given.</summary>
+    [JsonPropertyName("validation_fraction")] public double ValidationFraction { get; init; } = 0.1;
+    [JsonPropertyName("format")] public DataFormat Format { get; init; } = DataFormat.Auto;
+    [JsonPropertyName("text_column")] public string TextColumn { get; init; } = "text";
+    [JsonPropertyName("text_pair_column")] public string? TextPairColumn { get; init; }
+    [JsonPropertyName("label_column")] public string LabelColumn { get; init; } = "label";
+    [JsonPropertyName("label_separator")] public string LabelSeparator { get; init; } = "|";
+    [JsonPropertyName("skip_bad_rows")] public bool SkipBadRows { get; init; }
+    [JsonPropertyName("max_length")] public int MaxLength { get; init; } = 128;
+    /// <summary>full, head, embeddings, freeze:K, or a parameter-efficient method (lora, prefix, ...).</summary>
+    [JsonPropertyName("method")] public string Method { get; init; } = "full";
+    [JsonPropertyName("class_weights")] public IReadOnlyList<float>? ClassWeights { get; init; }
+    [JsonPropertyName("label_smoothing")] public double LabelSmoothing { get; init; }
+    [JsonPropertyName("out")] public string Out { get; init; } = "runs/latest";
+    [JsonPropertyName("resume")] public bool Resume { get; init; }
+    [JsonPropertyName("training")] public TrainingOptions Training { get; init; } = new();
+    /// <summary>True when the learning rate was given; otherwise the method's default applies.</summary>
+    [JsonPropertyName("learning_rate_given")] public bool LearningRateGiven { get; init; }
+    [JsonPropertyName("peft")] public PeftSettings Peft { get; init; } = new();
+
+    public FineTuneOptions Validate()
+    {
+        if (Task is not ("classify" or "regress" or "tokens"))
+            throw new ArgumentException($"--task '{Task}' is not known: use classify, regress or tokens");
+        if (string.IsNullOrWhiteSpace(Train)) throw new ArgumentException("--train FILE is required");
+        if (MaxLength < 4 || MaxLength > 8192) throw new ArgumentException($"--max-length must be between 4 and 8192, got {MaxLength}");
+        if (ValidationFraction is <= 0 or >= 1) throw new ArgumentException($"--validation-fraction must be in (0, 1), got {ValidationFraction}");
+        if (Crf && Task != "tokens") throw new ArgumentException("--crf applies to --task tokens only");
+        if (MultiLabel && Task != "classify") throw new ArgumentException("--multi-label applies to --task classify only");
+        Training.Validate();
+        return this;
+    }
+}
