@@ -1,0 +1,147 @@
+using System.Text;
+using SharpTune.Checkpoints;
+
+namespace SharpTune.Tests.Cli;
+
+/// <summary>The sharptune command end to end on a tiny model folder: train, eval, predict, resume, and bad input.</summary>
+[Collection(nameof(ConsoleCollection))]
+public class CliTests
+{
+    static (int Code, string Out, string Error) Run(params string[] args)
+    {
+        var (oldOut, oldError) = (Console.Out, Console.Error);
+        var output = new StringWriter();
+        var error = new StringWriter();
+        Console.SetOut(output);
+        Console.SetError(error);
+        try
+        {
+            int code = SharpTune.Cli.Program.Main(args);
+            return (code, output.ToString(), error.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldError);
+        }
+    }
+
+    /// <summary>A tiny pretrained model folder whose vocabulary covers the toy texts.</summary>
+    static string TinyModelFolder(TestModels.TempFolder temp)
+    {
+        string folder = temp.File("tiny-model");
+        var words = new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "food", "is" };
+        var vocab = words.Concat(Enumerable.Range(0, 99 - words.Length).Select(i => $"x{i}"));
+        using var model = TestModels.TinyModel(seed: 5);
+        HuggingFaceCheckpoint.Save(folder, model, Encoding.UTF8.GetBytes(string.Join("\n", vocab) + "\n"), lowerCase: true);
+        return folder;
+    }
+
+    static string ToyCsv(TestModels.TempFolder temp, string name, int rows, int seed)
+    {
+        var random = new Random(seed);
+        string[] good = ["good", "great", "fine"], bad = ["bad", "awful", "poor"];
+        var text = new StringBuilder("text,label\n");
+        for (int i = 0; i < rows; i++)
+        {
+            bool positive = random.Next(2) == 0;
+            var pool = positive ? good : bad;
+            text.Append($"\"the {(random.Next(2) == 0 ? "movie was" : "food is")} {pool[random.Next(3)]}, {pool[random.Next(3)]}\",{(positive ? "pos" : "neg")}\n");
+        }
+        string path = temp.File(name);
+        File.WriteAllText(path, text.ToString());
+        return path;
+    }
+
+    [Fact]
+    public void Train_eval_predict_and_resume_work_end_to_end()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyModelFolder(temp);
+        string train = ToyCsv(temp, "train.csv", 48, 1), validation = ToyCsv(temp, "validation.csv", 16, 2);
+        string run = temp.File("run");
+
+        var (code, output, error) = Run("train", "--model", model, "--train", train, "--validation", validation,
+            "--epochs", "2", "--batch-size", "8", "--lr", "3e-3", "--max-length", "16", "--out", run);
+        Assert.True(code == 0, error + output);
+        foreach (var file in new[] { "metrics.jsonl", "curves.png", "run_config.json", "labels.json", "best/model.safetensors", "final/config.json", "checkpoints/latest" })
+            Assert.True(File.Exists(Path.Combine(run, file)), file);
+        Assert.Contains("trainable parameters", output);
+        Assert.Contains("BertForSequenceClassification", File.ReadAllText(Path.Combine(run, "final", "config.json")));
+
+        (code, output, error) = Run("eval", "--model", run, "--data", validation, "--output", temp.File("metrics.json"));
+        Assert.True(code == 0, error);
+        Assert.Contains("\"accuracy\"", File.ReadAllText(temp.File("metrics.json")));
+
+        (code, output, error) = Run("predict", "--model", run, "--data", validation, "--output", temp.File("predictions.jsonl"));
+        Assert.True(code == 0, error);
+        Assert.Equal(16, File.ReadAllLines(temp.File("predictions.jsonl")).Length);
+
+        // A finished run resumes to its end without taking more steps.
+        (code, output, error) = Run("train", "--model", model, "--train", train, "--validation", validation,
+            "--epochs", "2", "--batch-size", "8", "--lr", "3e-3", "--max-length", "16", "--out", run, "--resume");
+        Assert.True(code == 0, error + output);
+
+        // Starting over into a used run folder is refused rather than mixing two runs.
+        (code, _, error) = Run("train", "--model", model, "--train", train, "--out", run);
+        Assert.Equal(1, code);
+        Assert.Contains("--resume", error);
+    }
+
+    [Fact]
+    public void A_config_file_supplies_options_and_the_command_line_overrides_them()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyModelFolder(temp);
+        string train = ToyCsv(temp, "train.csv", 24, 3);
+        File.WriteAllText(temp.File("run.yaml"), $"""
+            model: {model}
+            train: {train}
+            max_length: 16
+            out: {temp.File("from-config")}
+            training:
+              epochs: 5
+              batch_size: 8
+              learning_rate: 0.001
+            """);
+        var (code, output, error) = Run("train", "--config", temp.File("run.yaml"), "--epochs", "1", "--out", temp.File("overridden"));
+        Assert.True(code == 0, error + output);
+        string used = File.ReadAllText(Path.Combine(temp.File("overridden"), "run_config.json"));
+        Assert.Contains("\"epochs\": 1", used);
+        Assert.Contains("\"batch_size\": 8", used);
+        Assert.False(Directory.Exists(temp.File("from-config")));
+    }
+
+    [Fact]
+    public void Bad_input_gives_one_clear_line_and_exit_code_1()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyModelFolder(temp);
+        File.WriteAllText(temp.File("bad.csv"), "text,label\n\"fine movie\",pos\n\"unterminated,neg\n");
+        File.WriteAllText(temp.File("bad.yaml"), "training: [unclosed\n");
+        File.WriteAllText(temp.File("unknown.yaml"), "epochz: 3\n");
+
+        var cases = new (string[] Args, string Expected)[]
+        {
+            (["info", "--model", temp.File("missing")], "not found"),
+            (["train", "--model", model, "--train", temp.File("absent.csv")], "absent.csv"),
+            (["train", "--model", model, "--train", temp.File("bad.csv")], "bad.csv:3"),
+            (["train", "--model", model, "--train", temp.File("bad.csv"), "--optimizer", "adagrad"], "adagrad"),
+            (["train", "--model", model, "--train", temp.File("bad.csv"), "--freeze", "freeze:x"], "freeze:x"),
+            (["train", "--config", temp.File("bad.yaml")], "bad.yaml"),
+            (["train", "--config", temp.File("unknown.yaml")], "epochz"),
+            (["eval", "--model", temp.File("missing"), "--data", temp.File("bad.csv")], "missing"),
+        };
+        foreach (var (args, expected) in cases)
+        {
+            var (code, _, error) = Run(args);
+            Assert.True(code == 1, $"{string.Join(' ', args)}: exit {code}, {error}");
+            Assert.StartsWith("error: ", error);
+            Assert.Contains(expected, error);
+            Assert.DoesNotContain("   at ", error); // no stack trace
+        }
+    }
+}
+
+[CollectionDefinition(nameof(ConsoleCollection), DisableParallelization = true)]
+public class ConsoleCollection;
