@@ -1,0 +1,32 @@
+using SharpTune.Bench.Reporting;
+
+namespace SharpTune.Bench.Suites;
+
+/// <summary>One benchmark: trains and evaluates one model on one data set and returns what it measured.</summary>
+public interface IBenchSuite
+{
+    /// <summary>The name given on the command line, e.g. mlnet-spam.</summary>
+    string Name { get; }
+
+    string Description { get; }
+
+    BenchResult Run(BenchContext context);
+}
+
+/// <summary>What every suite gets: where the repository's data lives and whether to run the quick variant.</summary>
+public sealed record BenchContext(string RepoRoot, bool Quick)
+{
+    public string DataPath(params string[] parts) => Path.Combine([RepoRoot, "data", .. parts]);
+
+    /// <summary>Throws <see cref="MissingDataException"/> naming the fetch script when a data file is absent.</summary>
+    public string RequireDataFile(params string[] parts)
+    {
+        string path = DataPath(parts);
+        if (!File.Exists(path))
+            throw new MissingDataException(
+                $"{Path.GetRelativePath(RepoRoot, path)} not found. Fetch the data sets first with scripts/fetch-datasets.sh (see docs/datasets.md).");
+        return path;
+    }
+}
+
+public sealed class MissingDataException(string message) : Exception(message);
