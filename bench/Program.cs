@@ -10,7 +10,8 @@ namespace SharpTune.Bench;
 public static class Program
 {
     static SuiteRegistry CreateRegistry() => new SuiteRegistry()
-        .Register(new MlNetSpamSuite());
+        .Register(new MlNetSpamSuite())
+        .Register(new SharpTuneSpamSuite("full", epochs: 2));
 
     public static int Main(string[] args)
     {
