@@ -11,7 +11,8 @@ public static class Program
 {
     static SuiteRegistry CreateRegistry() => new SuiteRegistry()
         .Register(new MlNetSpamSuite())
-        .Register(new SharpTuneSpamSuite("full", epochs: 2));
+        .Register(new SharpTuneSpamSuite("full", epochs: 2))
+        .Register(new SpeedSuite());
 
     public static int Main(string[] args)
     {
