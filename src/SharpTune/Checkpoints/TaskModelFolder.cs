@@ -3,6 +3,7 @@ using SharpTune.Heads;
 using SharpTune.Models;
 using SharpTune.Models.Bert;
 using SharpTune.Peft;
+using SharpTune.Peft.PromptTuning;
 using static TorchSharp.torch;
 
 namespace SharpTune.Checkpoints;
@@ -89,7 +90,10 @@ public static class TaskModelFolder
 
         string adapter = Path.Combine(folder, AdapterFolder);
         if (Directory.Exists(adapter))
-            return new LoadedTaskModel(LoadWithAdapter(adapter, spec), vocab, lowerCase, labels, spec);
+        {
+            var tokenizer = Tokenization.BertTextTokenizer.FromVocabStream(new MemoryStream(vocab), lowerCase, vocabPath);
+            return new LoadedTaskModel(LoadWithAdapter(adapter, spec, tokenizer), vocab, lowerCase, labels, spec);
+        }
 
         string weightsPath = Path.Combine(folder, HuggingFaceCheckpoint.WeightsFile);
         var weights = SafeTensors.Load(weightsPath);
@@ -102,11 +106,12 @@ public static class TaskModelFolder
     }
 
     /// <summary>Rebuilds base model + adapter: the base comes from the spec's base model, the adapter from PEFT files.</summary>
-    public static TaskModel LoadWithAdapter(string adapterFolder, TaskSpec spec)
+    public static TaskModel LoadWithAdapter(string adapterFolder, TaskSpec spec, Tokenization.BertTextTokenizer tokenizer)
     {
         var adapterConfig = AdapterFiles.ReadConfig(adapterFolder);
         var method = PeftRegistry.Get(spec.Method);
-        var settings = method.ReadSettings(adapterConfig, Path.Combine(adapterFolder, AdapterFiles.ConfigFile));
+        var settings = method.ReadSettings(adapterConfig, Path.Combine(adapterFolder, AdapterFiles.ConfigFile))
+            .WithPromptInitTokens(tokenizer);
         using var pretrained = PretrainedEncoder.Load(spec.BaseModel);
         var model = TaskModelBuilder.Build(pretrained, spec.Head, method, settings);
         method.LoadAdapter(adapterFolder, model);

@@ -19,11 +19,15 @@ public sealed record PeftSettings
     /// <summary>Prompt tuning initialisation: random, sample_vocab or text.</summary>
     public string PromptInit { get; init; } = "random";
     public string? PromptInitText { get; init; }
-    /// <summary>The init text's token ids, filled in by the caller that holds the tokenizer (the method sees only the model).</summary>
+    /// <summary>
+    /// Prompt tuning with text initialisation: the token ids of <see cref="PromptInitText"/>, as PEFT takes them
+    /// (<c>tokenizer(text)["input_ids"]</c>, [CLS] and [SEP] included). The caller holds the tokenizer: set it
+    /// with <c>settings.WithPromptInitTokens(tokenizer)</c>, which leaves other settings alone.
+    /// </summary>
     public IReadOnlyList<int>? PromptInitTokenIds { get; init; }
     /// <summary>P-tuning v2: dropout on the prefix (THUDM applies the hidden dropout; PEFT none).</summary>
     public double PrefixDropout { get; init; } = 0.1;
-    /// <summary>Prefix tuning: zero-initialised prefix (an untrained adapter then changes nothing).</summary>
+    /// <summary>Prefix tuning: zero-initialised prefix (an untrained prefix then only dilutes attention; see PrefixEncoder).</summary>
     public bool PrefixZeroInit { get; init; }
     public int LoraR { get; init; } = 8;
     public double LoraAlpha { get; init; } = 16;
@@ -75,4 +79,11 @@ public interface IPeftMethod
 
     /// <summary>Loads an adapter folder into a model built with the same settings; errors name the file and key.</summary>
     void LoadAdapter(string folder, TaskModel model);
+
+    /// <summary>
+    /// Whether a parsed <c>adapter_config.json</c> was written by this method. By <c>peft_type</c>; methods that
+    /// share one (prefix tuning and P-tuning v2 are both PREFIX_TUNING) look at more fields.
+    /// </summary>
+    bool Reads(System.Text.Json.Nodes.JsonObject adapterConfig) =>
+        PeftType is not null && adapterConfig["peft_type"]?.GetValue<string>() == PeftType;
 }

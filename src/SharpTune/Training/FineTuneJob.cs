@@ -6,6 +6,7 @@ using SharpTune.Data;
 using SharpTune.Heads;
 using SharpTune.Models;
 using SharpTune.Peft;
+using SharpTune.Peft.PromptTuning;
 using SharpTune.Tokenization;
 using static TorchSharp.torch;
 
@@ -65,8 +66,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         var head = new HeadOptions(kind, numLabels, options.Crf, options.UsePooler && pretrained.Model.HasPooler, options.ClassWeights, options.LabelSmoothing);
         var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
         var settings = options.Peft;
-        if (method is not null && settings.PromptInit.Equals("text", StringComparison.OrdinalIgnoreCase) && settings.PromptInitText is { } initText)
-            settings = settings with { PromptInitTokenIds = tokenizer.Tokenize(initText).ToArray() };
+        if (method is not null) settings = settings.WithPromptInitTokens(tokenizer);
         using var model = TaskModelBuilder.Build(pretrained, head, method, settings);
         if (method is null) FreezePolicy.Parse(options.Method).Apply(model);
         var parameters = ParameterSummary.Of(model);

@@ -1,0 +1,49 @@
+using System.Text.Json.Nodes;
+using SharpTune.Models.Bert;
+using static TorchSharp.torch;
+
+namespace SharpTune.Peft.PTuning;
+
+/// <summary>
+/// <c>--method ptuning</c>: P-tuning, PEFT's P_TUNING. PEFT saves only the encoder's output; SharpTune's
+/// extra file keeps the MLP or LSTM so training can resume (<see cref="PromptLearningMethod"/>).
+/// </summary>
+public sealed class PTuningMethod : PromptLearningMethod
+{
+    public override string Name => "ptuning";
+    public override string PeftType => "P_TUNING";
+    public override double DefaultLearningRate => 1e-3;
+
+    public override void Validate(PeftSettings settings, BertConfig config) => PTuningOptions.From(settings, config);
+
+    public override nn.Module CreatePromptEncoder(PeftSettings settings, BertModel encoder) =>
+        new PromptEncoder(PTuningOptions.From(settings, encoder.Config), encoder.Config);
+
+    protected override bool IsOwnModule(PromptModule module) => module is PromptEncoder;
+
+    protected override void AddConfigFields(IDictionary<string, object?> config, PeftSettings settings, BertConfig bert, string baseModelNameOrPath)
+    {
+        var options = PTuningOptions.From(settings, bert);
+        config["encoder_dropout"] = PTuningOptions.EncoderDropout;
+        config["encoder_hidden_size"] = options.EncoderHidden;
+        config["encoder_num_layers"] = PTuningOptions.EncoderLayers;
+        config["encoder_reparameterization_type"] = PTuningOptions.PeftName(options.EncoderType);
+    }
+
+    protected override PeftSettings ReadConfigFields(JsonObject config, PeftSettings settings, string source)
+    {
+        string type = ConfigString(config, "encoder_reparameterization_type", source) ?? "MLP";
+        if (type is not ("MLP" or "LSTM"))
+            throw new InvalidDataException($"{source}: encoder_reparameterization_type '{type}' is not MLP or LSTM");
+        if (type == "LSTM")
+        {
+            // SharpTune builds PEFT's default LSTM; another depth or dropout would not load into it.
+            if (config["encoder_num_layers"] is not null && ConfigInt(config, "encoder_num_layers", source) != PTuningOptions.EncoderLayers)
+                throw new InvalidDataException($"{source}: encoder_num_layers {config["encoder_num_layers"]} is not supported, only {PTuningOptions.EncoderLayers}");
+            if (config["encoder_dropout"] is JsonValue dropout && dropout.TryGetValue(out double p) && p != PTuningOptions.EncoderDropout)
+                throw new InvalidDataException($"{source}: encoder_dropout {p} is not supported, only {PTuningOptions.EncoderDropout}");
+        }
+        int? hidden = config["encoder_hidden_size"] is null ? null : ConfigInt(config, "encoder_hidden_size", source);
+        return settings with { EncoderType = type.ToLowerInvariant(), EncoderHidden = hidden };
+    }
+}

@@ -1,0 +1,53 @@
+using System.Text.Json.Nodes;
+using SharpTune.Models.Bert;
+using static TorchSharp.torch;
+
+namespace SharpTune.Peft.PromptTuning;
+
+/// <summary>
+/// <c>--method prompt</c>: prompt tuning, PEFT's PROMPT_TUNING. Only P vectors (and the head) train, so
+/// it needs a high learning rate (METHODS.md: 3e-2 .. 3e-1) and many epochs.
+/// </summary>
+public sealed class PromptTuningMethod : PromptLearningMethod
+{
+    public override string Name => "prompt";
+    public override string PeftType => "PROMPT_TUNING";
+    public override double DefaultLearningRate => 3e-2;
+
+    public override void Validate(PeftSettings settings, BertConfig config) => PromptTuningOptions.From(settings, config);
+
+    public override nn.Module CreatePromptEncoder(PeftSettings settings, BertModel encoder) =>
+        new PromptEmbedding(PromptTuningOptions.From(settings, encoder.Config), encoder);
+
+    protected override bool IsOwnModule(PromptModule module) => module is PromptEmbedding;
+
+    protected override void AddConfigFields(IDictionary<string, object?> config, PeftSettings settings, BertConfig bert, string baseModelNameOrPath)
+    {
+        var options = PromptTuningOptions.From(settings, bert);
+        bool text = options.Init == PromptInit.Text;
+        config["prompt_tuning_init"] = PromptTuningOptions.PeftName(options.Init);
+        config["prompt_tuning_init_text"] = text ? options.InitText : null;
+        // PEFT requires a tokenizer for TEXT; the base model's is the one that tokenised the text.
+        config["tokenizer_name_or_path"] = text ? baseModelNameOrPath : null;
+        config["tokenizer_kwargs"] = null;
+    }
+
+    protected override PeftSettings ReadConfigFields(JsonObject config, PeftSettings settings, string source)
+    {
+        string init = ConfigString(config, "prompt_tuning_init", source) ?? "RANDOM";
+        PromptInit parsed;
+        try
+        {
+            parsed = PromptTuningOptions.ParseInit(init);
+        }
+        catch (ArgumentException)
+        {
+            throw new InvalidDataException($"{source}: prompt_tuning_init '{init}' is not RANDOM, SAMPLE_VOCAB or TEXT");
+        }
+        return settings with
+        {
+            PromptInit = PromptTuningOptions.SettingName(parsed),
+            PromptInitText = ConfigString(config, "prompt_tuning_init_text", source),
+        };
+    }
+}
