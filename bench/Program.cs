@@ -12,7 +12,8 @@ public static class Program
     static SuiteRegistry CreateRegistry() => new SuiteRegistry()
         .Register(new MlNetSpamSuite())
         .Register(new SharpTuneSpamSuite("full", epochs: 2))
-        .Register(new SpeedSuite());
+        .Register(new SpeedSuite())
+        .Register(new InteropExportSuite());
 
     public static int Main(string[] args)
     {
