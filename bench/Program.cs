@@ -13,7 +13,8 @@ public static class Program
         .Register(new MlNetSpamSuite())
         .Register(new SharpTuneSpamSuite("full", epochs: 2))
         .Register(new SpeedSuite())
-        .Register(new InteropExportSuite());
+        .Register(new InteropExportSuite())
+        .Register(new PeftComparisonSuite());
 
     public static int Main(string[] args)
     {

@@ -13,9 +13,10 @@ namespace SharpTune.Bench.Suites;
 /// The method (full fine-tuning or a parameter-efficient one) is a constructor argument, so each method
 /// is its own suite: spam-full, spam-lora, ...
 /// </summary>
-public sealed class SharpTuneSpamSuite(string method, int epochs, double? learningRate = null) : IBenchSuite
+/// <param name="trainEvery">Train on every n-th training message (1: all); the comparison of methods uses a subset.</param>
+public sealed class SharpTuneSpamSuite(string method, int epochs, double? learningRate = null, int trainEvery = 1, string? name = null) : IBenchSuite
 {
-    public string Name => $"spam-{method}";
+    public string Name => name ?? $"spam-{method}";
 
     public string Description => $"SharpTune minilm, method {method}, on SpamAssassin (data/spam)";
 
@@ -27,12 +28,13 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
         if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
 
         string train = trainPath;
-        if (context.Quick)
+        // Quick: every 16th training message, enough to see the method learn in about a minute.
+        int every = context.Quick ? Math.Max(16, trainEvery) : trainEvery;
+        if (every > 1)
         {
-            // Every eighth training message: enough to see the method learn in about a minute.
             train = Path.Combine(run + "-data", "train.csv");
             Directory.CreateDirectory(Path.GetDirectoryName(train)!);
-            var lines = SpamExample.ReadCsv(trainPath).Where((_, i) => i % 8 == 0)
+            var lines = SpamExample.ReadCsv(trainPath).Where((_, i) => i % every == 0)
                 .Select(e => $"{Csv(e.Text)},{(e.IsSpam ? "spam" : "ham")},{e.Group}");
             File.WriteAllLines(train, new[] { "text,label,group" }.Concat(lines));
         }
@@ -48,7 +50,7 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
             LearningRateGiven = learningRate is not null || method == "full",
             Training = new TrainingOptions
             {
-                Epochs = context.Quick ? 1 : epochs,
+                Epochs = context.Quick ? Math.Min(epochs, 2) : epochs,
                 BatchSize = 32,
                 LearningRate = learningRate ?? 5e-5,
                 Seed = 42,
@@ -69,7 +71,7 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
         return new BenchResult
         {
             Suite = Name,
-            Model = $"SharpTune minilm, {method} ({summary.Parameters}), {options.Training.Epochs} epoch(s), batch 32, max length 128",
+            Model = $"SharpTune minilm, {method} ({summary.Parameters}), {options.Training.Epochs} epoch(s) on every {every}. training message, batch 32, max length 128",
             Dataset = "SpamAssassin public corpus (data/spam)",
             Quick = context.Quick,
             TrainExamples = summary.TrainExamples,

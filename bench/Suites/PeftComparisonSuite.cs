@@ -1,0 +1,68 @@
+using SharpTune.Bench.Reporting;
+
+namespace SharpTune.Bench.Suites;
+
+/// <summary>
+/// Every method on the same SpamAssassin subset and the full test split: accuracy, F1, trainable
+/// parameters, time per step and peak memory side by side, plus a plot of accuracy against trainable
+/// parameters. Each method runs in turn in this process; peak memory is the process's high-water mark
+/// after that method, so it only ever grows: compare it in the order methods are listed (PEFT first).
+/// </summary>
+public sealed class PeftComparisonSuite : IBenchSuite
+{
+    /// <summary>Method, epochs and learning rate (null: the method's default from METHODS.md).</summary>
+    static readonly (string Method, int Epochs, double? LearningRate)[] Runs =
+    [
+        ("ptuning-v2", 4, null), ("prefix", 4, null), ("prompt", 4, null), ("ptuning", 4, null),
+        ("lora", 4, null), ("ia3", 4, null), ("bitfit", 4, null), ("head", 4, 1e-3), ("full", 4, 5e-5),
+    ];
+
+    const int TrainEvery = 8;
+
+    public string Name => "peft";
+
+    public string Description => $"every method on every {TrainEvery}th SpamAssassin training message, scored on the full test split";
+
+    public BenchResult Run(BenchContext context)
+    {
+        var metrics = new OrderedDictionary<string, double>();
+        var rows = new List<(string Method, BenchResult Result)>();
+        foreach (var (method, epochs, rate) in Runs)
+        {
+            var suite = new SharpTuneSpamSuite(method, epochs, rate, TrainEvery, $"peft-{method}");
+            var result = suite.Run(context);
+            ResultWriter.Write(result, Path.Combine(context.RepoRoot, "bench", "results"));
+            rows.Add((method, result));
+            foreach (string key in new[] { "accuracy", "f1", "trainable_parameters", "trainable_fraction", "seconds_per_step", "peak_memory_mib" })
+                metrics[$"{method}_{key}"] = result.Metrics[key];
+        }
+
+        var plot = new ScottPlot.Plot();
+        foreach (var (method, result) in rows)
+        {
+            var point = plot.Add.Scatter(new[] { Math.Log10(result.Metrics["trainable_parameters"]) }, new[] { 100 * result.Metrics["accuracy"] });
+            point.LegendText = method;
+            point.MarkerSize = 10;
+        }
+        plot.Axes.Bottom.Label.Text = "trainable parameters (log10)";
+        plot.Axes.Left.Label.Text = "test accuracy (%)";
+        plot.Title($"SpamAssassin, minilm, every {TrainEvery}th training message");
+        plot.ShowLegend();
+        string png = Path.Combine(context.RepoRoot, "docs", "images", "peft-accuracy-vs-parameters.png");
+        Directory.CreateDirectory(Path.GetDirectoryName(png)!);
+        plot.SavePng(png, 800, 500);
+
+        return new BenchResult
+        {
+            Suite = Name,
+            Model = "SharpTune minilm, every method",
+            Dataset = $"SpamAssassin (every {TrainEvery}th training message; full test split)",
+            Quick = context.Quick,
+            TrainExamples = rows[0].Result.TrainExamples,
+            TestExamples = rows[0].Result.TestExamples,
+            TrainSeconds = rows.Sum(r => r.Result.TrainSeconds),
+            PredictSeconds = rows.Sum(r => r.Result.PredictSeconds),
+            Metrics = metrics,
+        };
+    }
+}
