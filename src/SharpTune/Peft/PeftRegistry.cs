@@ -8,6 +8,9 @@ public static class PeftRegistry
     static PeftRegistry()
     {
         // One line per method folder.
+        Register(new Lora.LoraMethod());
+        Register(new IA3.Ia3Method());
+        Register(new BitFit.BitFitMethod());
     }
 
     public static void Register(IPeftMethod method)
