@@ -35,16 +35,66 @@ public static class AdapterTensors
             parameter.requires_grad = IsHead(name) || trains(name);
     }
 
+    /// <summary>The wrapped layers of one kind by their parameter-name prefix (<c>bert.encoder.layer.0.attention.self.query</c>).</summary>
+    public static Dictionary<string, T> WrappedLayers<T>(TaskModel model, string methodName) where T : nn.Module
+    {
+        var layers = model.named_modules().Where(m => m.module is T).ToDictionary(m => m.name, m => (T)m.module);
+        if (layers.Count == 0)
+            throw new ArgumentException($"The model has no {typeof(T).Name} layers: build its encoder with the factory from {methodName}.Linears.");
+        return layers;
+    }
+
+    /// <summary>
+    /// The tensors an adapter file holds: each parameter for which <paramref name="checkpointKey"/> gives a key
+    /// (null: not part of the adapter), then the head under PEFT's modules_to_save keys.
+    /// </summary>
+    public static Dictionary<string, Tensor> Collect(TaskModel model, Func<string, string?> checkpointKey)
+    {
+        var tensors = new Dictionary<string, Tensor>();
+        foreach (var (name, parameter) in model.named_parameters())
+            if (!IsHead(name) && checkpointKey(name) is { } key) tensors[key] = parameter;
+        foreach (var (key, tensor) in AdapterFiles.HeadTensors(model)) tensors[key] = tensor;
+        return tensors;
+    }
+
+    /// <summary>
+    /// Loads an adapter folder's tensors into <paramref name="model"/>, the inverse of <see cref="Collect"/>. Each
+    /// parameter for which <paramref name="checkpointKeys"/> names keys (the first one present wins; none: not part
+    /// of the adapter) is copied with its shape checked; a LoRA or IA3 tensor the model has no layer for is an
+    /// error (the adapter was trained on other target modules); then the head.
+    /// </summary>
+    public static void Load(string folder, TaskModel model, Func<string, string[]> checkpointKeys)
+    {
+        string source = Path.Combine(folder, AdapterFiles.WeightsFile);
+        var tensors = AdapterFiles.ReadWeights(folder);
+        try
+        {
+            var used = new HashSet<string>();
+            foreach (var (name, parameter) in model.named_parameters())
+            {
+                var keys = IsHead(name) ? [] : checkpointKeys(name);
+                if (keys.Length == 0) continue;
+                string key = keys.FirstOrDefault(tensors.ContainsKey) ?? keys[0];
+                CopyInto(parameter, tensors, key, source);
+                used.Add(key);
+            }
+            var stray = tensors.Keys.Where(k => IsAdapterKey(k) && !used.Contains(k)).Order(StringComparer.Ordinal).ToList();
+            if (stray.Count > 0)
+                throw new InvalidDataException(
+                    $"{source}: {stray[0]} has no adapter layer in this model ({stray.Count} such tensor(s); built with other target_modules?)");
+            AdapterFiles.LoadHead(model, tensors, source);
+        }
+        finally
+        {
+            foreach (var tensor in tensors.Values) tensor.Dispose();
+        }
+    }
+
     /// <summary>Copies <c>tensors[key]</c> into <paramref name="destination"/>; a missing or misshapen tensor names the file and key.</summary>
-    public static void CopyInto(Tensor destination, IReadOnlyDictionary<string, Tensor> tensors, string key, string source)
+    static void CopyInto(Tensor destination, IReadOnlyDictionary<string, Tensor> tensors, string key, string source)
     {
         if (!tensors.TryGetValue(key, out var value))
             throw new InvalidDataException($"{source}: the adapter lacks {key}");
-        CopyChecked(destination, value, key, source);
-    }
-
-    public static void CopyChecked(Tensor destination, Tensor value, string key, string source)
-    {
         if (!value.shape.SequenceEqual(destination.shape))
             throw new InvalidDataException(
                 $"{source}: {key} has shape [{string.Join(", ", value.shape)}], the model expects [{string.Join(", ", destination.shape)}] (built with other settings?)");
@@ -52,15 +102,20 @@ public static class AdapterTensors
         destination.copy_(value);
     }
 
-    /// <summary>Reads a folder's config, checks its <c>peft_type</c> and returns it with the weights file's path for messages.</summary>
-    public static (JsonObject Config, string ConfigPath, string WeightsPath) ReadFolder(string folder, string peftType)
+    /// <summary>Reads a folder's config and checks its <c>peft_type</c>; returns it with its path for messages.</summary>
+    public static (JsonObject Config, string ConfigPath) ReadConfig(string folder, string peftType)
     {
         var config = AdapterFiles.ReadConfig(folder);
-        string found = AdapterFiles.ReadPeftType(config, folder);
         string configPath = Path.Combine(folder, AdapterFiles.ConfigFile);
+        CheckPeftType(config, configPath, peftType);
+        return (config, configPath);
+    }
+
+    public static void CheckPeftType(JsonObject config, string source, string peftType)
+    {
+        string found = ReadString(config, "peft_type", source);
         if (!string.Equals(found, peftType, StringComparison.Ordinal))
-            throw new InvalidDataException($"{configPath}: peft_type is {found}, expected {peftType}");
-        return (config, configPath, Path.Combine(folder, AdapterFiles.WeightsFile));
+            throw new InvalidDataException($"{source}: peft_type is {found}, expected {peftType}");
     }
 
     /// <summary>An integer; <c>8.0</c> is accepted (Python may write either), <c>8.5</c> is not. <paramref name="fallback"/> when the key is absent.</summary>

@@ -1,5 +1,6 @@
 using SharpTune.Checkpoints;
 using SharpTune.Models.Bert;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SharpTune.Peft;
@@ -20,6 +21,22 @@ public interface IMergeableLinear
 
     /// <summary>New tensors holding the merged weight (out, in) and bias (out); the module is left as it is.</summary>
     (Tensor Weight, Tensor Bias) MergedWeights();
+}
+
+/// <summary>The frozen base that LoRA and IA3 layers keep under the pretrained keys.</summary>
+internal static class LinearBase
+{
+    /// <summary><c>weight</c> (out, in) and <c>bias</c> (out) with nn.Linear's own initialisation; pretrained weights replace it.</summary>
+    public static (Parameter Weight, Parameter Bias) Create(int inFeatures, int outFeatures)
+    {
+        var weight = new Parameter(empty(outFeatures, inFeatures));
+        var bias = new Parameter(empty(outFeatures));
+        using var noGrad = no_grad();
+        nn.init.kaiming_uniform_(weight, a: Math.Sqrt(5));
+        double bound = 1 / Math.Sqrt(inFeatures);
+        nn.init.uniform_(bias, -bound, bound);
+        return (weight, bias);
+    }
 }
 
 /// <summary>Turns an encoder built with LoRA or IA3 layers into a plain <see cref="BertModel"/> for export.</summary>

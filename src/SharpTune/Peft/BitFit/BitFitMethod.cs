@@ -36,10 +36,7 @@ public sealed class BitFitMethod : IPeftMethod
 
     public void SaveAdapter(string folder, TaskModel model, PeftSettings settings, string baseModelNameOrPath)
     {
-        var tensors = new Dictionary<string, Tensor>();
-        foreach (var (name, parameter) in model.named_parameters())
-            if (IsEncoderBias(name)) tensors[AdapterTensors.PeftKey(name)] = parameter;
-        foreach (var (key, tensor) in AdapterFiles.HeadTensors(model)) tensors[key] = tensor;
+        var tensors = AdapterTensors.Collect(model, name => IsEncoderBias(name) ? AdapterTensors.PeftKey(name) : null);
 
         // The PEFT-wide fields, plus bias "all" in LoRA's sense to say what the tensors are.
         var config = new Dictionary<string, object?>
@@ -57,26 +54,14 @@ public sealed class BitFitMethod : IPeftMethod
 
     public PeftSettings ReadSettings(JsonObject adapterConfig, string source)
     {
-        string type = AdapterTensors.ReadString(adapterConfig, "peft_type", source);
-        if (type != FileType) throw new InvalidDataException($"{source}: peft_type is {type}, expected {FileType}");
+        AdapterTensors.CheckPeftType(adapterConfig, source, FileType);
         return new PeftSettings();
     }
 
     public void LoadAdapter(string folder, TaskModel model)
     {
-        var (config, configPath, weightsPath) = AdapterTensors.ReadFolder(folder, FileType);
-        ReadSettings(config, configPath);
-        var tensors = AdapterFiles.ReadWeights(folder);
-        try
-        {
-            foreach (var (name, parameter) in model.named_parameters().Where(p => IsEncoderBias(p.name)))
-                AdapterTensors.CopyInto(parameter, tensors, AdapterTensors.PeftKey(name), weightsPath);
-            AdapterFiles.LoadHead(model, tensors, weightsPath);
-        }
-        finally
-        {
-            foreach (var tensor in tensors.Values) tensor.Dispose();
-        }
+        AdapterTensors.ReadConfig(folder, FileType);
+        AdapterTensors.Load(folder, model, name => IsEncoderBias(name) ? [AdapterTensors.PeftKey(name)] : []);
     }
 
     static bool IsEncoderBias(string name) =>

@@ -20,16 +20,9 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
     public Ia3Linear(int inFeatures, int outFeatures, bool isFeedForward) : base(nameof(Ia3Linear))
     {
         IsFeedForward = isFeedForward;
-        weight = new Parameter(empty(outFeatures, inFeatures));
-        bias = new Parameter(empty(outFeatures));
+        (weight, bias) = LinearBase.Create(inFeatures, outFeatures);
         ia3_l = new Parameter(isFeedForward ? ones(1, inFeatures) : ones(outFeatures, 1));
         RegisterComponents();
-
-        using var noGrad = no_grad();
-        // nn.Linear's own initialisation; pretrained weights replace it.
-        nn.init.kaiming_uniform_(weight, a: Math.Sqrt(5));
-        double bound = 1 / Math.Sqrt(inFeatures);
-        nn.init.uniform_(bias, -bound, bound);
     }
 
     public bool IsFeedForward { get; }

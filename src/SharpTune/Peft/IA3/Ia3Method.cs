@@ -51,10 +51,7 @@ public sealed class Ia3Method : IPeftMethod
             if (layer.IsFeedForward != options.IsFeedForward(path["bert.".Length..]))
                 throw new ArgumentException($"{path} was built {(layer.IsFeedForward ? "" : "not ")}as feed-forward; the settings' feedforward_modules say otherwise");
 
-        var tensors = new Dictionary<string, Tensor>();
-        foreach (var (name, parameter) in model.named_parameters())
-            if (IsIa3Parameter(name)) tensors[AdapterTensors.PeftKey(name)] = parameter;
-        foreach (var (key, tensor) in AdapterFiles.HeadTensors(model)) tensors[key] = tensor;
+        var tensors = AdapterTensors.Collect(model, name => IsIa3Parameter(name) ? AdapterTensors.PeftKey(name) : null);
 
         // IA3Config fields that exist since PEFT v0.4 (older PEFT rejects unknown keys). modules_to_save: the
         // classifier; crf.* tensors ride along for SharpTune only (see LoraMethod).
@@ -76,8 +73,7 @@ public sealed class Ia3Method : IPeftMethod
 
     public PeftSettings ReadSettings(JsonObject adapterConfig, string source)
     {
-        string type = AdapterTensors.ReadString(adapterConfig, "peft_type", source);
-        if (type != Type) throw new InvalidDataException($"{source}: peft_type is {type}, expected {Type}");
+        AdapterTensors.CheckPeftType(adapterConfig, source, Type);
         AdapterTensors.RejectUnsupported(adapterConfig, source,
             ("fan_in_fan_out", "transposed Conv1D weights"), ("exclude_modules", "excluded modules"));
         // Absent keys take PEFT's BERT defaults (TRANSFORMERS_MODELS_TO_IA3_*_MAPPING["bert"]).
@@ -90,41 +86,15 @@ public sealed class Ia3Method : IPeftMethod
 
     public void LoadAdapter(string folder, TaskModel model)
     {
-        var (config, configPath, weightsPath) = AdapterTensors.ReadFolder(folder, Type);
+        var (config, configPath) = AdapterTensors.ReadConfig(folder, Type);
         ReadSettings(config, configPath);
         foreach (var (path, layer) in WrappedLayers(model))
             if (layer.IsMerged) throw new InvalidOperationException($"{path} is merged; unmerge before loading an adapter into it");
-
-        var tensors = AdapterFiles.ReadWeights(folder);
-        try
-        {
-            var used = new HashSet<string>();
-            foreach (var (name, parameter) in model.named_parameters().Where(p => IsIa3Parameter(p.name)))
-            {
-                // A shape mismatch here also catches a layer that is feed-forward on one side only: (1, in) against (out, 1).
-                string key = AdapterTensors.PeftKey(name);
-                AdapterTensors.CopyInto(parameter, tensors, key, weightsPath);
-                used.Add(key);
-            }
-            var stray = tensors.Keys.Where(k => AdapterTensors.IsAdapterKey(k) && !used.Contains(k)).Order(StringComparer.Ordinal).ToList();
-            if (stray.Count > 0)
-                throw new InvalidDataException($"{weightsPath}: {stray[0]} has no IA3 layer in this model ({stray.Count} such tensor(s); built with other target_modules?)");
-            AdapterFiles.LoadHead(model, tensors, weightsPath);
-        }
-        finally
-        {
-            foreach (var tensor in tensors.Values) tensor.Dispose();
-        }
+        // A shape check also catches a layer that is feed-forward on one side only: (1, in) against (out, 1).
+        AdapterTensors.Load(folder, model, name => IsIa3Parameter(name) ? [AdapterTensors.PeftKey(name)] : []);
     }
 
     static bool IsIa3Parameter(string name) => name.EndsWith(".ia3_l", StringComparison.Ordinal);
 
-    /// <summary>The IA3 layers by their parameter-name prefix (<c>bert.encoder.layer.0.attention.self.key</c>).</summary>
-    static Dictionary<string, Ia3Linear> WrappedLayers(TaskModel model)
-    {
-        var layers = model.named_modules().Where(m => m.module is Ia3Linear).ToDictionary(m => m.name, m => (Ia3Linear)m.module);
-        if (layers.Count == 0)
-            throw new ArgumentException("The model has no IA3 layers: build its encoder with the factory from Ia3Method.Linears.");
-        return layers;
-    }
+    static Dictionary<string, Ia3Linear> WrappedLayers(TaskModel model) => AdapterTensors.WrappedLayers<Ia3Linear>(model, nameof(Ia3Method));
 }

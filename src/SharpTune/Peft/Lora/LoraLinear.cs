@@ -24,18 +24,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
         OutFeatures = outFeatures;
         Rank = options.R;
         Scaling = options.Scaling;
-        weight = new Parameter(empty(outFeatures, inFeatures));
-        bias = new Parameter(empty(outFeatures));
+        (weight, bias) = LinearBase.Create(inFeatures, outFeatures);
         lora_A = nn.Linear(inFeatures, options.R, hasBias: false);
         lora_B = nn.Linear(options.R, outFeatures, hasBias: false);
         lora_dropout = nn.Dropout(options.Dropout);
         RegisterComponents();
 
         using var noGrad = no_grad();
-        // The base gets nn.Linear's own initialisation (it is overwritten by pretrained weights anyway).
-        nn.init.kaiming_uniform_(weight, a: Math.Sqrt(5));
-        double bound = 1 / Math.Sqrt(inFeatures);
-        nn.init.uniform_(bias, -bound, bound);
         // PEFT's init_lora_weights=True: A kaiming-uniform(a=sqrt 5), B zeros.
         nn.init.kaiming_uniform_(lora_A.weight!, a: Math.Sqrt(5));
         nn.init.zeros_(lora_B.weight!);

@@ -48,13 +48,8 @@ public sealed class LoraMethod : IPeftMethod
             if (layer.Rank != options.R || Math.Abs(layer.Scaling - options.Scaling) > 1e-12)
                 throw new ArgumentException($"{path} was built with r={layer.Rank}, alpha/r={layer.Scaling}; the settings say r={options.R}, alpha/r={options.Scaling}");
 
-        var tensors = new Dictionary<string, Tensor>();
-        foreach (var (name, parameter) in model.named_parameters())
-        {
-            if (IsLoraParameter(name)) tensors[AdapterTensors.PeftKey(name)] = parameter;
-            else if (TrainsBias(name, options.Bias, wrapped)) tensors[BiasKey(name, wrapped)] = parameter;
-        }
-        foreach (var (key, tensor) in AdapterFiles.HeadTensors(model)) tensors[key] = tensor;
+        var tensors = AdapterTensors.Collect(model, name =>
+            IsLoraParameter(name) ? AdapterTensors.PeftKey(name) : TrainsBias(name, options.Bias, wrapped) ? BiasKey(name, wrapped) : null);
 
         // Only fields PEFT's LoraConfig has had since v0.4, so old and new PEFT both load the file (PEFT before
         // 0.14 rejects unknown keys). Fields left out (use_rslora, use_dora, rank_pattern, ...) default to off.
@@ -84,8 +79,7 @@ public sealed class LoraMethod : IPeftMethod
 
     public PeftSettings ReadSettings(JsonObject adapterConfig, string source)
     {
-        string type = AdapterTensors.ReadString(adapterConfig, "peft_type", source);
-        if (type != Type) throw new InvalidDataException($"{source}: peft_type is {type}, expected {Type}");
+        AdapterTensors.CheckPeftType(adapterConfig, source, Type);
         AdapterTensors.RejectUnsupported(adapterConfig, source,
             ("use_dora", "weight-decomposed LoRA"), ("use_rslora", "rank-stabilised scaling alpha/sqrt(r)"),
             ("fan_in_fan_out", "transposed Conv1D weights"), ("layers_to_transform", "LoRA on some layers only"),
@@ -107,7 +101,7 @@ public sealed class LoraMethod : IPeftMethod
 
     public void LoadAdapter(string folder, TaskModel model)
     {
-        var (config, configPath, weightsPath) = AdapterTensors.ReadFolder(folder, Type);
+        var (config, configPath) = AdapterTensors.ReadConfig(folder, Type);
         var settings = ReadSettings(config, configPath);
         var wrapped = WrappedLayers(model);
         foreach (var (path, layer) in wrapped)
@@ -116,46 +110,14 @@ public sealed class LoraMethod : IPeftMethod
             if (Math.Abs(layer.Scaling - settings.LoraAlpha / settings.LoraR) > 1e-12)
                 throw new InvalidDataException($"{configPath}: lora_alpha/r is {settings.LoraAlpha}/{settings.LoraR}, the model's {path} was built with scaling {layer.Scaling}");
         }
-
-        var tensors = AdapterFiles.ReadWeights(folder);
-        try
-        {
-            var used = new HashSet<string>();
-            foreach (var (name, parameter) in model.named_parameters())
-            {
-                if (IsLoraParameter(name))
-                {
-                    string key = AdapterTensors.PeftKey(name);
-                    AdapterTensors.CopyInto(parameter, tensors, key, weightsPath);
-                    used.Add(key);
-                }
-                else if (TrainsBias(name, settings.LoraBias, wrapped))
-                {
-                    // PEFT >= 0.7 saves a wrapped layer's bias as <path>.base_layer.bias; older versions as <path>.bias.
-                    string key = BiasKey(name, wrapped);
-                    if (!tensors.ContainsKey(key) && tensors.ContainsKey(AdapterTensors.PeftKey(name))) key = AdapterTensors.PeftKey(name);
-                    AdapterTensors.CopyInto(parameter, tensors, key, weightsPath);
-                }
-            }
-            var stray = tensors.Keys.Where(k => AdapterTensors.IsAdapterKey(k) && !used.Contains(k)).Order(StringComparer.Ordinal).ToList();
-            if (stray.Count > 0)
-                throw new InvalidDataException($"{weightsPath}: {stray[0]} has no LoRA layer in this model ({stray.Count} such tensor(s); built with other target_modules?)");
-            AdapterFiles.LoadHead(model, tensors, weightsPath);
-        }
-        finally
-        {
-            foreach (var tensor in tensors.Values) tensor.Dispose();
-        }
+        // A wrapped layer's bias: PEFT >= 0.7 saves it as <path>.base_layer.bias, older versions as <path>.bias.
+        AdapterTensors.Load(folder, model, name =>
+            IsLoraParameter(name) ? [AdapterTensors.PeftKey(name)]
+            : TrainsBias(name, settings.LoraBias, wrapped) ? [BiasKey(name, wrapped), AdapterTensors.PeftKey(name)]
+            : []);
     }
 
-    /// <summary>The LoRA layers by their parameter-name prefix (<c>bert.encoder.layer.0.attention.self.query</c>).</summary>
-    static Dictionary<string, LoraLinear> WrappedLayers(TaskModel model)
-    {
-        var layers = model.named_modules().Where(m => m.module is LoraLinear).ToDictionary(m => m.name, m => (LoraLinear)m.module);
-        if (layers.Count == 0)
-            throw new ArgumentException("The model has no LoRA layers: build its encoder with the factory from LoraMethod.Linears.");
-        return layers;
-    }
+    static Dictionary<string, LoraLinear> WrappedLayers(TaskModel model) => AdapterTensors.WrappedLayers<LoraLinear>(model, nameof(LoraMethod));
 
     static bool IsLoraParameter(string name) =>
         name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal);
