@@ -12,6 +12,9 @@ public static class PeftRegistry
         Register(new PTuning.PTuningMethod());
         Register(new Prefix.PrefixTuningMethod());
         Register(new Prefix.PTuningV2Method());
+        Register(new Lora.LoraMethod());
+        Register(new IA3.Ia3Method());
+        Register(new BitFit.BitFitMethod());
     }
 
     public static void Register(IPeftMethod method)

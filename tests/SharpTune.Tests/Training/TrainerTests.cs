@@ -5,6 +5,7 @@ using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Training;
 
+[Collection(GlobalRandom.Name)]
 public class TrainerTests
 {
     /// <summary>

@@ -14,4 +14,21 @@ public static class LinearFactories
 {
     /// <summary>Plain <c>nn.Linear</c> everywhere.</summary>
     public static LinearFactory Plain { get; } = (_, inFeatures, outFeatures) => nn.Linear(inFeatures, outFeatures);
+
+    /// <summary>
+    /// The module path of every Linear layer the encoder asks its factory for, in build order, so a method can
+    /// check its target names before building. The pooler is listed though a model may be built without it.
+    /// </summary>
+    public static IReadOnlyList<string> Paths(BertConfig config)
+    {
+        var paths = new List<string>();
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            string layer = $"encoder.layer.{i}";
+            paths.AddRange([$"{layer}.attention.self.query", $"{layer}.attention.self.key", $"{layer}.attention.self.value",
+                $"{layer}.attention.output.dense", $"{layer}.intermediate.dense", $"{layer}.output.dense"]);
+        }
+        paths.Add("pooler.dense");
+        return paths;
+    }
 }

@@ -1,0 +1,69 @@
+using System.Text.Json.Nodes;
+using SharpTune.Heads;
+using SharpTune.Models.Bert;
+using static TorchSharp.torch;
+
+namespace SharpTune.Peft.BitFit;
+
+/// <summary>
+/// BitFit (Ben Zaken et al. 2022): every bias of the encoder trains (query/key/value, the dense layers,
+/// the LayerNorms, the pooler) with the head; the weights stay frozen. Nothing is wrapped.
+/// PEFT has no BitFit, so the adapter folder is SharpTune's own in PEFT's shape: the same two files,
+/// <c>peft_type</c> "BITFIT" (a SharpTune value that PEFT will refuse), the biases under their PEFT-style keys
+/// <c>base_model.model.bert.encoder.layer.0.attention.self.query.bias</c> and the head under
+/// <c>base_model.model.classifier.*</c>.
+/// </summary>
+public sealed class BitFitMethod : IPeftMethod
+{
+    /// <summary>SharpTune's own <c>peft_type</c> value in the adapter config; PEFT has no such type.</summary>
+    public const string FileType = "BITFIT";
+
+    public string Name => "bitfit";
+
+    /// <summary>Null: PEFT has no BitFit (the folder's config says <see cref="FileType"/>).</summary>
+    public string? PeftType => null;
+
+    /// <summary>1e-3, the upper end of the BitFit paper's search (1e-4 .. 1e-3): biases are few and start pretrained.</summary>
+    public double DefaultLearningRate => 1e-3;
+
+    public void Validate(PeftSettings settings, BertConfig config) { }
+
+    public LinearFactory? Linears(PeftSettings settings, BertConfig config) => null;
+
+    public nn.Module? CreatePromptEncoder(PeftSettings settings, BertModel encoder) => null;
+
+    public void Freeze(TaskModel model, PeftSettings settings) => AdapterTensors.TrainOnly(model, IsEncoderBias);
+
+    public void SaveAdapter(string folder, TaskModel model, PeftSettings settings, string baseModelNameOrPath)
+    {
+        var tensors = AdapterTensors.Collect(model, name => IsEncoderBias(name) ? AdapterTensors.PeftKey(name) : null);
+
+        // The PEFT-wide fields, plus bias "all" in LoRA's sense to say what the tensors are.
+        var config = new Dictionary<string, object?>
+        {
+            ["base_model_name_or_path"] = baseModelNameOrPath,
+            ["bias"] = "all",
+            ["inference_mode"] = true,
+            ["modules_to_save"] = new[] { "classifier" },
+            ["peft_type"] = FileType,
+            ["revision"] = null,
+            ["task_type"] = AdapterFiles.TaskType(model.Head.Kind),
+        };
+        AdapterFiles.Write(folder, config, tensors);
+    }
+
+    public PeftSettings ReadSettings(JsonObject adapterConfig, string source)
+    {
+        AdapterTensors.CheckPeftType(adapterConfig, source, FileType);
+        return new PeftSettings();
+    }
+
+    public void LoadAdapter(string folder, TaskModel model)
+    {
+        AdapterTensors.ReadConfig(folder, FileType);
+        AdapterTensors.Load(folder, model, name => IsEncoderBias(name) ? [AdapterTensors.PeftKey(name)] : []);
+    }
+
+    static bool IsEncoderBias(string name) =>
+        name.StartsWith("bert.", StringComparison.Ordinal) && name.EndsWith(".bias", StringComparison.Ordinal);
+}

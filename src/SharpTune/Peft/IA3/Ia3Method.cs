@@ -1,0 +1,100 @@
+using System.Text.Json.Nodes;
+using SharpTune.Heads;
+using SharpTune.Models.Bert;
+using static TorchSharp.torch;
+
+namespace SharpTune.Peft.IA3;
+
+/// <summary>
+/// IA3 (Liu et al. 2022, "Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than In-Context
+/// Learning") as PEFT does it: the targeted Linear layers become <see cref="Ia3Linear"/>; only the
+/// <c>ia3_l</c> vectors and the head train. Keys are PEFT's:
+/// <c>base_model.model.bert.encoder.layer.0.attention.self.key.ia3_l</c>, the head under <c>base_model.model.classifier.*</c>.
+/// </summary>
+public sealed class Ia3Method : IPeftMethod
+{
+    public const string Type = "IA3";
+
+    public string Name => "ia3";
+    public string? PeftType => Type;
+
+    /// <summary>
+    /// 3e-3, the rate the IA3 paper (T-Few) trains with. The vectors start at 1 and Adam moves each entry by
+    /// about the learning rate per step, so at LoRA's 5e-4 a scale would change by only 0.05 % a step; IA3 has
+    /// far fewer parameters than LoRA and needs the larger steps to move in a short run.
+    /// </summary>
+    public double DefaultLearningRate => 3e-3;
+
+    public void Validate(PeftSettings settings, BertConfig config) => Ia3Options.From(settings, config);
+
+    public LinearFactory? Linears(PeftSettings settings, BertConfig config)
+    {
+        var options = Ia3Options.From(settings, config);
+        return (path, inFeatures, outFeatures) => options.Wraps(path)
+            ? new Ia3Linear(inFeatures, outFeatures, options.IsFeedForward(path))
+            : nn.Linear(inFeatures, outFeatures);
+    }
+
+    public nn.Module? CreatePromptEncoder(PeftSettings settings, BertModel encoder) => null;
+
+    public void Freeze(TaskModel model, PeftSettings settings)
+    {
+        Ia3Options.From(settings, model.Encoder.Config);
+        WrappedLayers(model);
+        AdapterTensors.TrainOnly(model, IsIa3Parameter);
+    }
+
+    public void SaveAdapter(string folder, TaskModel model, PeftSettings settings, string baseModelNameOrPath)
+    {
+        var options = Ia3Options.From(settings, model.Encoder.Config);
+        foreach (var (path, layer) in WrappedLayers(model))
+            if (layer.IsFeedForward != options.IsFeedForward(path["bert.".Length..]))
+                throw new ArgumentException($"{path} was built {(layer.IsFeedForward ? "" : "not ")}as feed-forward; the settings' feedforward_modules say otherwise");
+
+        var tensors = AdapterTensors.Collect(model, name => IsIa3Parameter(name) ? AdapterTensors.PeftKey(name) : null);
+
+        // IA3Config fields that exist since PEFT v0.4 (older PEFT rejects unknown keys). modules_to_save: the
+        // classifier; crf.* tensors ride along for SharpTune only (see LoraMethod).
+        var config = new Dictionary<string, object?>
+        {
+            ["base_model_name_or_path"] = baseModelNameOrPath,
+            ["fan_in_fan_out"] = false,
+            ["feedforward_modules"] = options.FeedForward,
+            ["inference_mode"] = true,
+            ["init_ia3_weights"] = true,
+            ["modules_to_save"] = new[] { "classifier" },
+            ["peft_type"] = Type,
+            ["revision"] = null,
+            ["target_modules"] = options.Targets,
+            ["task_type"] = AdapterFiles.TaskType(model.Head.Kind),
+        };
+        AdapterFiles.Write(folder, config, tensors);
+    }
+
+    public PeftSettings ReadSettings(JsonObject adapterConfig, string source)
+    {
+        AdapterTensors.CheckPeftType(adapterConfig, source, Type);
+        AdapterTensors.RejectUnsupported(adapterConfig, source,
+            ("fan_in_fan_out", "transposed Conv1D weights"), ("exclude_modules", "excluded modules"));
+        // Absent keys take PEFT's BERT defaults (TRANSFORMERS_MODELS_TO_IA3_*_MAPPING["bert"]).
+        return new PeftSettings
+        {
+            Ia3Targets = AdapterTensors.ReadNameList(adapterConfig, "target_modules", source, ["key", "value", "output.dense"]),
+            Ia3FeedForward = AdapterTensors.ReadNameList(adapterConfig, "feedforward_modules", source, ["output.dense"]),
+        };
+    }
+
+    public void LoadAdapter(string folder, TaskModel model)
+    {
+        var (config, configPath) = AdapterTensors.ReadConfig(folder, Type);
+        ReadSettings(config, configPath);
+        foreach (var (path, layer) in WrappedLayers(model))
+            if (layer.IsMerged) throw new InvalidOperationException($"{path} is merged; unmerge before loading an adapter into it");
+        // A shape check also catches a layer that is feed-forward on one side only: (1, in) against (out, 1).
+        AdapterTensors.Load(folder, model, name => IsIa3Parameter(name) ? [AdapterTensors.PeftKey(name)] : []);
+    }
+
+    static bool IsIa3Parameter(string name) => name.EndsWith(".ia3_l", StringComparison.Ordinal);
+
+    static Dictionary<string, Ia3Linear> WrappedLayers(TaskModel model) => AdapterTensors.WrappedLayers<Ia3Linear>(model, nameof(Ia3Method));
+}
