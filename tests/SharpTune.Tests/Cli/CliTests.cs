@@ -88,6 +88,34 @@ public class CliTests
         Assert.Contains("--resume", error);
     }
 
+    [Theory]
+    [InlineData("lora")]
+    [InlineData("ia3")]
+    [InlineData("bitfit")]
+    [InlineData("prompt")]
+    [InlineData("ptuning")]
+    [InlineData("prefix")]
+    [InlineData("ptuning-v2")]
+    [InlineData("freeze:1")]
+    public void Every_method_trains_saves_and_predicts_from_the_command_line(string method)
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyModelFolder(temp);
+        string train = ToyCsv(temp, "train.csv", 24, 4), validation = ToyCsv(temp, "validation.csv", 8, 5);
+        string run = temp.File("run");
+        var (code, output, error) = Run("train", "--model", model, "--train", train, "--validation", validation, "--method", method,
+            "--epochs", "1", "--batch-size", "8", "--max-length", "16", "--virtual-tokens", "3", "--encoder-hidden", "8", "--out", run);
+        Assert.True(code == 0, error + output);
+        Assert.Contains("trainable parameters", output);
+        bool peft = !method.StartsWith("freeze", StringComparison.Ordinal);
+        Assert.Equal(peft, File.Exists(Path.Combine(run, "final", "adapter", "adapter_config.json")));
+        if (peft) Assert.Contains("adapter on disk", output);
+
+        (code, output, error) = Run("predict", "--model", run, "--data", validation, "--output", temp.File("predictions.csv"));
+        Assert.True(code == 0, error + output);
+        Assert.Equal(9, File.ReadAllLines(temp.File("predictions.csv")).Length);
+    }
+
     [Fact]
     public void A_config_file_supplies_options_and_the_command_line_overrides_them()
     {

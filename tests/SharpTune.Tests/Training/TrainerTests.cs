@@ -5,7 +5,6 @@ using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Training;
 
-[Collection(GlobalRandom.Name)]
 public class TrainerTests
 {
     /// <summary>
