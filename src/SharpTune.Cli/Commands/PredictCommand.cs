@@ -6,55 +6,124 @@ using SharpTune.Checkpoints;
 using SharpTune.Data;
 using SharpTune.Heads;
 using SharpTune.Inference;
+using SharpTune.Peft;
 
 namespace SharpTune.Cli.Commands;
 
 /// <summary>
 /// <c>sharptune predict --model RUN_DIR --data FILE --output FILE</c>: predictions for a file (JSONL or CSV out,
-/// by the output's extension). Without <c>--data</c>, each line of standard input is one text.
+/// by the output's extension). Without <c>--data</c>, each line of standard input is one text. With
+/// <c>--adapters a=DIR,b=DIR</c> several adapters share one loaded base model; <c>--adapter a</c> picks one, and a
+/// standard-input line starting with <c>@b </c> picks another for that line.
 /// </summary>
 public static class PredictCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Run folder (its best/ model is used) or a saved model folder", Required = true };
+        var model = new Option<string>("--model") { Description = "Run folder (its best/ model is used) or a saved model folder" };
+        var adapters = new Option<string>("--adapters") { Description = "name=folder,... adapters over one shared base model" };
+        var adapter = new Option<string>("--adapter") { Description = "With --adapters: the adapter to use (default: the first)" };
         var data = new Option<string>("--data") { Description = "Input data in the training format; omit to read one text per line from stdin" };
         var output = new Option<string>("--output") { Description = "Output file: .jsonl (default) or .csv; omit to print JSON lines" };
         var skip = new Option<bool>("--skip-bad-rows") { Description = "Skip malformed rows (counted and listed) instead of stopping" };
-        var command = new Command("predict", "Predict with a fine-tuned model.") { model, data, output, skip };
-        command.SetAction(result => CommandRunner.Run(() =>
-            Run(result.GetValue(model)!, result.GetValue(data), result.GetValue(output), result.GetValue(skip))));
+        var command = new Command("predict", "Predict with a fine-tuned model or one of several adapters.") { model, adapters, adapter, data, output, skip };
+        command.SetAction(result => CommandRunner.Run(() => Run(result.GetValue(model), result.GetValue(adapters), result.GetValue(adapter),
+            result.GetValue(data), result.GetValue(output), result.GetValue(skip))));
         return command;
     }
 
-    static int Run(string modelFolder, string? data, string? output, bool skipBadRows)
+    static int Run(string? modelFolder, string? adapterList, string? chosen, string? data, string? output, bool skipBadRows)
     {
-        using var predictor = new Predictor(modelFolder);
-        IReadOnlyList<LabeledPrediction> predictions;
-        if (data is null)
-        {
-            var lines = new List<string>();
-            while (Console.In.ReadLine() is { } line) if (line.Trim().Length > 0) lines.Add(line);
-            if (lines.Count == 0) throw new ArgumentException("no input: give --data FILE or pipe text into standard input");
-            predictions = predictor.Spec.Kind == TaskKind.Tokens
-                ? predictor.PredictWords(lines.Select((l, i) => new TokenExample(l.Split(' ', StringSplitOptions.RemoveEmptyEntries), null, $"stdin:{i + 1}")).ToList())
-                : predictor.PredictTexts(lines.Select((l, i) => new TextExample(l, null, null, $"stdin:{i + 1}")).ToList());
-        }
-        else
-        {
-            var (result, skipped) = predictor.PredictFile(data, skipBadRows);
-            predictions = result;
-            if (skipped.Count > 0)
-            {
-                Console.Error.WriteLine($"skipped {skipped.Count} bad row(s):");
-                foreach (var row in skipped) Console.Error.WriteLine($"  {row}");
-            }
-        }
+        if ((modelFolder is null) == (adapterList is null)) throw new ArgumentException("give either --model or --adapters");
+        if (chosen is not null && adapterList is null) throw new ArgumentException("--adapter needs --adapters");
 
+        AdapterHost? host = null;
+        var predictors = new Dictionary<string, Predictor>(StringComparer.Ordinal);
+        try
+        {
+            string first;
+            if (adapterList is not null)
+            {
+                var pairs = adapterList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(pair =>
+                {
+                    int eq = pair.IndexOf('=');
+                    return eq > 0 ? (Name: pair[..eq], Folder: pair[(eq + 1)..]) : throw new ArgumentException($"--adapters: '{pair}' is not name=folder");
+                }).ToList();
+                var spec = TaskSpec.Load(Resolve(pairs[0].Folder));
+                host = new AdapterHost(spec.BaseModel);
+                foreach (var (name, folder) in pairs)
+                {
+                    host.Add(name, folder);
+                    predictors[name] = new Predictor(host.Get(name));
+                }
+                first = chosen ?? pairs[0].Name;
+                if (!predictors.ContainsKey(first)) throw new ArgumentException($"--adapter '{first}' is not among --adapters ({string.Join(", ", predictors.Keys)})");
+            }
+            else
+            {
+                first = "model";
+                predictors[first] = new Predictor(modelFolder!);
+            }
+            var predictions = data is null ? FromStdin(predictors, first) : FromFile(predictors[first], data, skipBadRows);
+            Write(predictions, output);
+            return 0;
+        }
+        finally
+        {
+            foreach (var predictor in predictors.Values) predictor.Dispose();
+            host?.Dispose();
+        }
+    }
+
+    static string Resolve(string folder) =>
+        File.Exists(Path.Combine(folder, TaskSpec.FileName)) ? folder
+        : File.Exists(Path.Combine(folder, "best", TaskSpec.FileName)) ? Path.Combine(folder, "best")
+        : Path.Combine(folder, "final");
+
+    static IReadOnlyList<LabeledPrediction> FromFile(Predictor predictor, string data, bool skipBadRows)
+    {
+        var (result, skipped) = predictor.PredictFile(data, skipBadRows);
+        if (skipped.Count > 0)
+        {
+            Console.Error.WriteLine($"skipped {skipped.Count} bad row(s):");
+            foreach (var row in skipped) Console.Error.WriteLine($"  {row}");
+        }
+        return result;
+    }
+
+    /// <summary>One text per line; a line "@name text" uses adapter <c>name</c> for that line only.</summary>
+    static IReadOnlyList<LabeledPrediction> FromStdin(IReadOnlyDictionary<string, Predictor> predictors, string defaultName)
+    {
+        var results = new List<LabeledPrediction>();
+        int number = 0;
+        while (Console.In.ReadLine() is { } line)
+        {
+            number++;
+            string text = line.Trim();
+            if (text.Length == 0) continue;
+            string name = defaultName;
+            if (text.StartsWith('@') && text.IndexOf(' ') is > 1 and var space)
+            {
+                name = text[1..space];
+                text = text[(space + 1)..].Trim();
+                if (!predictors.ContainsKey(name)) throw new ArgumentException($"stdin:{number}: no adapter named '{name}' ({string.Join(", ", predictors.Keys)})");
+            }
+            var predictor = predictors[name];
+            var prediction = predictor.Spec.Kind == TaskKind.Tokens
+                ? predictor.PredictWords([new TokenExample(text.Split(' ', StringSplitOptions.RemoveEmptyEntries), null, $"stdin:{number}")])[0]
+                : predictor.PredictTexts([new TextExample(text, null, null, $"stdin:{number}")])[0];
+            results.Add(predictors.Count > 1 ? prediction with { Source = $"{prediction.Source} ({name})" } : prediction);
+        }
+        if (results.Count == 0) throw new ArgumentException("no input: give --data FILE or pipe text into standard input");
+        return results;
+    }
+
+    static void Write(IReadOnlyList<LabeledPrediction> predictions, string? output)
+    {
         if (output is null)
         {
             foreach (var p in predictions) Console.WriteLine(JsonLine(p));
-            return 0;
+            return;
         }
         AtomicFile.Write(output, stream =>
         {
@@ -71,7 +140,6 @@ public static class PredictCommand
             }
         });
         Console.WriteLine($"{predictions.Count} predictions written to {Path.GetFullPath(output)}");
-        return 0;
     }
 
     static string Label(LabeledPrediction p) =>

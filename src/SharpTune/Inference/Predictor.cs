@@ -14,13 +14,19 @@ public sealed record LabeledPrediction(string Source, string Input, IReadOnlyLis
 public sealed class Predictor : IDisposable
 {
     readonly LoadedTaskModel loaded;
+    readonly bool ownsModel;
     readonly BertTextTokenizer tokenizer;
     readonly ExampleEncoder encoder;
 
-    public Predictor(string modelFolder)
+    /// <summary>Loads the model saved in <paramref name="modelFolder"/> (a run folder uses its best model).</summary>
+    public Predictor(string modelFolder) : this(TaskModelFolder.Load(modelFolder), ownsModel: true) { }
+
+    /// <summary>Predicts with an already loaded model, such as one adapter of an <see cref="Peft.AdapterHost"/>.</summary>
+    public Predictor(LoadedTaskModel model, bool ownsModel = false)
     {
-        loaded = TaskModelFolder.Load(modelFolder);
-        tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(loaded.Vocab), loaded.LowerCase, $"{modelFolder} vocabulary");
+        loaded = model;
+        this.ownsModel = ownsModel;
+        tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(loaded.Vocab), loaded.LowerCase, "model vocabulary");
         encoder = new ExampleEncoder(tokenizer, loaded.Spec.Head, loaded.Labels, loaded.Spec.MaxLength, loaded.Spec.LabelSeparator);
     }
 
@@ -97,5 +103,8 @@ public sealed class Predictor : IDisposable
         return new LabeledPrediction(source, input, labels, probabilities, null);
     }
 
-    public void Dispose() => loaded.Dispose();
+    public void Dispose()
+    {
+        if (ownsModel) loaded.Dispose();
+    }
 }

@@ -117,6 +117,60 @@ public class CliTests
     }
 
     [Fact]
+    public void Several_adapters_share_one_base_and_are_chosen_per_call()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyModelFolder(temp);
+        string train = ToyCsv(temp, "train.csv", 24, 6);
+        foreach (var (method, run) in new[] { ("lora", "run-lora"), ("prefix", "run-prefix") })
+        {
+            var (trained, output, error) = Run("train", "--model", model, "--train", train, "--method", method, "--epochs", "1",
+                "--batch-size", "8", "--max-length", "16", "--virtual-tokens", "3", "--encoder-hidden", "8", "--out", temp.File(run));
+            Assert.True(trained == 0, error + output);
+        }
+
+        using (var host = new SharpTune.Peft.AdapterHost(model))
+        {
+            host.Add("spam", temp.File("run-lora"));
+            host.Add("topic", temp.File("run-prefix"));
+            using var alone = TaskModelFolder.Load(temp.File("run-lora"));
+            var shared = host.Get("spam").Model;
+            using var ids = TorchSharp.torch.tensor(new long[] { 2, 5, 6, 3 }).view(1, 4);
+            using var mask = TorchSharp.torch.ones_like(ids);
+            using var types = TorchSharp.torch.zeros_like(ids);
+            var inputs = new SharpTune.Heads.ModelInputs(ids, mask, types);
+            using var a = shared.forward(inputs);
+            using var b = alone.Model.forward(inputs);
+            Assert.True(a.allclose(b, 1e-6, 1e-6), "an adapter over the shared base gives the logits of the model loaded alone");
+
+            // The frozen base is the same memory in both adapters; LoRA's own matrices are not.
+            var lora = host.Get("spam").Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            var prefix = host.Get("topic").Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            string key = "bert.encoder.layer.0.attention.self.query.weight";
+            Assert.True(SharpTune.Peft.AdapterHost.SharesStorage(lora[key], prefix[key]));
+            var separate = alone.Model.named_parameters().First(p => p.name == key).parameter;
+            Assert.False(SharpTune.Peft.AdapterHost.SharesStorage(lora[key], separate)); // a model loaded on its own has its own copy
+            Assert.DoesNotContain(prefix.Keys, k => k.Contains("lora_"));
+        }
+
+        var (oldIn, input) = (Console.In, new StringReader("the movie was great\n@topic the food is awful\n"));
+        Console.SetIn(input);
+        try
+        {
+            var (code, output, error) = Run("predict", "--adapters", $"spam={temp.File("run-lora")},topic={temp.File("run-prefix")}", "--adapter", "spam");
+            Assert.True(code == 0, error + output);
+            var lines = output.Trim().Split('\n');
+            Assert.Equal(2, lines.Length);
+            Assert.Contains("(spam)", lines[0]);
+            Assert.Contains("(topic)", lines[1]);
+        }
+        finally
+        {
+            Console.SetIn(oldIn);
+        }
+    }
+
+    [Fact]
     public void A_config_file_supplies_options_and_the_command_line_overrides_them()
     {
         using var temp = new TestModels.TempFolder();
