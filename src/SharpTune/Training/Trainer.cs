@@ -97,11 +97,15 @@ public sealed class Trainer
                 bool epochEnds = b == batches.Count - 1;
                 if (microSinceStep < options.GradientAccumulation && !epochEnds) continue;
 
-                if (options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm);
-                scheduler.Apply(state.GlobalStep);
-                double learningRate = optimizer.ParamGroups.First().LearningRate;
-                optimizer.step();
-                optimizer.zero_grad();
+                double learningRate;
+                using (var stepScope = NewDisposeScope()) // clipping and the optimizer make temporaries too
+                {
+                    if (options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm);
+                    scheduler.Apply(state.GlobalStep);
+                    learningRate = optimizer.ParamGroups.First().LearningRate;
+                    optimizer.step();
+                    optimizer.zero_grad();
+                }
                 microSinceStep = 0;
                 state = state with { GlobalStep = state.GlobalStep + 1 };
                 if (epochEnds) state = state with { Epoch = epoch + 1, BatchInEpoch = 0 };

@@ -65,6 +65,21 @@ public class TrainerTests
     }
 
     [Theory]
+    [InlineData("sgd", 0.05)]
+    [InlineData("adam", 3e-3)]
+    [InlineData("adamw", 3e-3)]
+    public void Every_optimizer_keeps_its_state_across_steps_and_learns(string optimizer, double learningRate)
+    {
+        var data = ToyData(TaskKind.SingleLabel, 48, seed: 12);
+        using var model = new TaskModel(TestModels.TinyModel(), new HeadOptions(TaskKind.SingleLabel, 2));
+        double before = MeanLoss(model, data);
+        var options = new TrainingOptions { Epochs = 5, BatchSize = 8, Optimizer = optimizer, Momentum = 0.9, LearningRate = learningRate, WarmupRatio = 0, Schedule = "constant" };
+        new Trainer(model, options, 0, NoMetrics).Train(data, null);
+        double after = MeanLoss(model, data);
+        Assert.True(after < before, $"{optimizer}: loss {before:F4} -> {after:F4}");
+    }
+
+    [Theory]
     [InlineData("head")]
     [InlineData("embeddings")]
     [InlineData("freeze:1")]
