@@ -114,6 +114,20 @@ public class CliTests
         (code, output, error) = Run("predict", "--model", run, "--data", validation, "--output", temp.File("predictions.csv"));
         Assert.True(code == 0, error + output);
         Assert.Equal(9, File.ReadAllLines(temp.File("predictions.csv")).Length);
+
+        if (method is "lora" or "ia3")
+        {
+            // Merged into a plain model, the predictions stay the same.
+            (code, output, error) = Run("export", "--model", run, "--out", temp.File("merged"));
+            Assert.True(code == 0, error + output);
+            Assert.False(Directory.Exists(temp.File("merged/adapter")));
+            (code, output, error) = Run("predict", "--model", temp.File("merged"), "--data", validation, "--output", temp.File("merged.csv"));
+            Assert.True(code == 0, error + output);
+            static double[] Scores(string path) => File.ReadAllLines(path).Skip(1).Select(l => double.Parse(l[(l.LastIndexOf(',') + 1)..], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            var before = Scores(temp.File("predictions.csv"));
+            var after = Scores(temp.File("merged.csv"));
+            Assert.True(before.Zip(after).All(p => Math.Abs(p.First - p.Second) < 1e-4), "merged model predicts as the adapter did");
+        }
     }
 
     [Fact]
