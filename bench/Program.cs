@@ -9,12 +9,20 @@ namespace SharpTune.Bench;
 /// </summary>
 public static class Program
 {
-    static SuiteRegistry CreateRegistry() => new SuiteRegistry()
-        .Register(new MlNetSpamSuite())
-        .Register(new SharpTuneSpamSuite("full", epochs: 2))
-        .Register(new SpeedSuite())
-        .Register(new InteropExportSuite())
-        .Register(new PeftComparisonSuite());
+    static SuiteRegistry CreateRegistry()
+    {
+        var mlnet = new MlNetSpamSuite();
+        var full = new SharpTuneSpamSuite("full", epochs: 2);
+        var speed = new SpeedSuite();
+        var pos = new PosSuite(crf: false, epochs: 1, trainEvery: 10);
+        var posCrf = new PosSuite(crf: true, epochs: 1, trainEvery: 10);
+        var peft = new PeftComparisonSuite();
+        var spam = new CompositeSuite("spam", "the ML.NET peer and SharpTune full fine-tuning on the same SpamAssassin split", mlnet, full);
+        return new SuiteRegistry()
+            .Register(mlnet).Register(full).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
+            .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
+            .Register(new InteropExportSuite());
+    }
 
     public static int Main(string[] args)
     {
@@ -43,6 +51,7 @@ public static class Program
             ResultTable.Print(result);
             string path = ResultWriter.Write(result, Path.Combine(repoRoot, "bench", "results"));
             Console.WriteLine($"\nwrote {Path.GetRelativePath(repoRoot, path)}");
+            if (!quick) Console.WriteLine($"updated {Path.GetRelativePath(repoRoot, BenchmarksDoc.Update(repoRoot))}");
             return 0;
         }
         catch (Exception e) when (e is MissingDataException or InvalidDataException)
