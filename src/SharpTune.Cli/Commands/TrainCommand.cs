@@ -56,6 +56,7 @@ public static class TrainCommand
     static readonly Option<double> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (default 16)" };
     static readonly Option<double> LoraDropout = new("--lora-dropout") { Description = "LoRA dropout (default 0.1)" };
     static readonly Option<string> LoraTargets = new("--lora-targets") { Description = "Comma-separated Linear names LoRA wraps (default query,value)" };
+    static readonly Option<string> Precision = new("--precision") { Description = "fp32 (default) or bf16 mixed precision" };
     static readonly Option<string> Out = new("--out") { Description = "Run folder (default runs/latest)" };
     static readonly Option<bool> Resume = new("--resume") { Description = "Continue the run in --out from its last checkpoint" };
 
@@ -67,7 +68,7 @@ public static class TrainCommand
             Config, Model, Task, MultiLabel, Crf, NoPooler, Train, Validation, ValidationFraction, Format, TextColumn, TextPairColumn,
             LabelColumn, LabelSeparator, SkipBadRows, Epochs, MaxSteps, BatchSize, MaxLength, LearningRate, Optimizer, WeightDecay,
             Schedule, Warmup, MaxGradNorm, GradAccum, Seed, EvalEvery, Patience, Metric, Freeze, Method, LabelSmoothing, ClassWeights,
-            VirtualTokens, EncoderHidden, EncoderType, PromptInit, PromptInitText, LoraR, LoraAlpha, LoraDropout, LoraTargets, Out, Resume,
+            VirtualTokens, EncoderHidden, EncoderType, PromptInit, PromptInitText, LoraR, LoraAlpha, LoraDropout, LoraTargets, Precision, Out, Resume,
         })
             command.Options.Add(option);
         command.SetAction(result => CommandRunner.Run(() => Run(Build(result))));
@@ -101,6 +102,7 @@ public static class TrainCommand
         if (Given(LabelSmoothing)) o = o with { LabelSmoothing = Get(LabelSmoothing) };
         if (Given(ClassWeights)) o = o with { ClassWeights = ParseList(Get(ClassWeights), "--class-weights") };
         if (Given(Out)) o = o with { Out = Get(Out) };
+        if (Given(Precision)) o = o with { Precision = Get(Precision) };
         if (Given(Resume)) o = o with { Resume = Get(Resume) };
         if (Given(Freeze) && Given(Method) && Get(Freeze) != Get(Method))
             throw new ArgumentException("give either --freeze or --method, not both");

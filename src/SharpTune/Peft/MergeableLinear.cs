@@ -24,7 +24,7 @@ public interface IMergeableLinear
 }
 
 /// <summary>The frozen base that LoRA and IA3 layers keep under the pretrained keys.</summary>
-internal static class LinearBase
+public static class LinearBase
 {
     /// <summary><c>weight</c> (out, in) and <c>bias</c> (out) with nn.Linear's own initialisation; pretrained weights replace it.</summary>
     public static (Parameter Weight, Parameter Bias) Create(int inFeatures, int outFeatures)

@@ -67,7 +67,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
         var settings = options.Peft;
         if (method is not null) settings = settings.WithPromptInitTokens(tokenizer);
-        using var model = TaskModelBuilder.Build(pretrained, head, method, settings);
+        using var model = TaskModelBuilder.Build(pretrained, head, method, settings, bf16: options.Precision == "bf16");
         if (method is null) FreezePolicy.Parse(options.Method).Apply(model);
         var parameters = ParameterSummary.Of(model);
         say($"method {options.Method}: {parameters}");

@@ -28,6 +28,8 @@ public sealed record FineTuneOptions
     [JsonPropertyName("label_separator")] public string LabelSeparator { get; init; } = "|";
     [JsonPropertyName("skip_bad_rows")] public bool SkipBadRows { get; init; }
     [JsonPropertyName("max_length")] public int MaxLength { get; init; } = 128;
+    /// <summary>fp32, or bf16 mixed precision (bf16 matrix products and attention, fp32 master weights, LayerNorm and loss).</summary>
+    [JsonPropertyName("precision")] public string Precision { get; init; } = "fp32";
     /// <summary>full, head, embeddings, freeze:K, or a parameter-efficient method (lora, prefix, ...).</summary>
     [JsonPropertyName("method")] public string Method { get; init; } = "full";
     [JsonPropertyName("class_weights")] public IReadOnlyList<float>? ClassWeights { get; init; }
@@ -46,6 +48,7 @@ public sealed record FineTuneOptions
         if (string.IsNullOrWhiteSpace(Train)) throw new ArgumentException("--train FILE is required");
         if (MaxLength < 4 || MaxLength > 8192) throw new ArgumentException($"--max-length must be between 4 and 8192, got {MaxLength}");
         if (ValidationFraction is <= 0 or >= 1) throw new ArgumentException($"--validation-fraction must be in (0, 1), got {ValidationFraction}");
+        if (Precision is not ("fp32" or "bf16")) throw new ArgumentException($"--precision '{Precision}' is not known: use fp32 or bf16");
         if (Crf && Task != "tokens") throw new ArgumentException("--crf applies to --task tokens only");
         if (MultiLabel && Task != "classify") throw new ArgumentException("--multi-label applies to --task classify only");
         Training.Validate();

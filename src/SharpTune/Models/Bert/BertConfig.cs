@@ -34,6 +34,12 @@ public sealed record BertConfig
     /// <summary>Fields of the file this record does not model; written back unchanged on save.</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? Extra { get; init; }
 
+    /// <summary>
+    /// Mixed precision: attention runs in bf16 (LayerNorm, softmax statistics and the loss stay fp32). Not part of
+    /// the saved config; chosen per run. Linear layers get bf16 through <see cref="LinearFactories.Bf16"/>.
+    /// </summary>
+    [JsonIgnore] public bool Bf16 { get; init; }
+
     /// <summary>Size of one attention head.</summary>
     [JsonIgnore] public int HeadSize => HiddenSize / NumAttentionHeads;
 

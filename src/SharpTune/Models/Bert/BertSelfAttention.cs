@@ -20,6 +20,7 @@ public sealed class BertSelfAttention : nn.Module
     readonly int heads;
     readonly int headSize;
     readonly double dropoutProb;
+    readonly bool bf16;
 
     public BertSelfAttention(BertConfig config, LinearFactory linears, string path) : base(nameof(BertSelfAttention))
     {
@@ -29,6 +30,7 @@ public sealed class BertSelfAttention : nn.Module
         heads = config.NumAttentionHeads;
         headSize = config.HeadSize;
         dropoutProb = config.AttentionProbsDropoutProb;
+        bf16 = config.Bf16;
         RegisterComponents();
     }
 
@@ -48,6 +50,14 @@ public sealed class BertSelfAttention : nn.Module
         {
             k = cat([p.Key, k], 2); // (B, N, P+T, D)
             v = cat([p.Value, v], 2);
+        }
+        if (bf16)
+        {
+            // Mixed precision: the attention products in bf16, the result back in the stream's dtype.
+            var half = ScalarType.BFloat16;
+            var reduced = nn.functional.scaled_dot_product_attention(
+                q.to(half), k.to(half), v.to(half), additiveMask?.to(half), training ? dropoutProb : 0.0);
+            return reduced.to(hidden.dtype).transpose(1, 2).reshape(batch, length, heads * headSize);
         }
         var context = nn.functional.scaled_dot_product_attention(
             q, k, v, additiveMask, training ? dropoutProb : 0.0); // (B, N, T, D)

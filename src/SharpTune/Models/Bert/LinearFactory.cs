@@ -15,6 +15,9 @@ public static class LinearFactories
     /// <summary>Plain <c>nn.Linear</c> everywhere.</summary>
     public static LinearFactory Plain { get; } = (_, inFeatures, outFeatures) => nn.Linear(inFeatures, outFeatures);
 
+    /// <summary>bf16 matrix products over fp32 master weights (mixed precision on CPU).</summary>
+    public static LinearFactory Bf16 { get; } = (_, inFeatures, outFeatures) => new Bf16Linear(inFeatures, outFeatures);
+
     /// <summary>
     /// The module path of every Linear layer the encoder asks its factory for, in build order, so a method can
     /// check its target names before building. The pooler is listed though a model may be built without it.
