@@ -76,14 +76,30 @@ public sealed class SpeedSuite : IBenchSuite
         using var trainIds = randint(1000, 29000, [trainBatch, length], dtype: ScalarType.Int64);
         using var labels = randint(0, 2, [trainBatch], dtype: ScalarType.Int64);
         var inputs = new ModelInputs(trainIds, ones(trainBatch, length, ScalarType.Int64), zeros(trainBatch, length, ScalarType.Int64));
-        double step = Seconds(() =>
+        double StepSeconds(TaskModel model, TorchSharp.torch.optim.Optimizer opt) => Seconds(() =>
         {
             using var scope = NewDisposeScope();
-            var loss = task.Loss(task.forward(inputs), labels, inputs);
+            var loss = model.Loss(model.forward(inputs), labels, inputs);
             loss.backward();
-            optimizer.step();
-            optimizer.zero_grad();
+            opt.step();
+            opt.zero_grad();
         }, context.Quick ? 2 : 3);
+        double step = StepSeconds(task, optimizer);
+
+        // bf16 mixed precision: the same step with bf16 matrix products and attention over fp32 master weights.
+        using var mixed = TaskModelBuilder.Build(encoder, new HeadOptions(TaskKind.SingleLabel, 2), bf16: true);
+        mixed.train();
+        double mixedStep = StepSeconds(mixed, OptimizerFactory.Create("adamw", mixed, 5e-5, 0.01, 0));
+        metrics[$"train_b{trainBatch}_bf16_seconds_per_step"] = mixedStep;
+        metrics[$"train_b{trainBatch}_bf16_speedup_over_fp32"] = step / mixedStep;
+        mixed.eval();
+        using (var ids = randint(1000, 29000, [trainBatch, length], dtype: ScalarType.Int64))
+        {
+            double fp32Inference = Seconds(() => { using var mode = inference_mode(); using var o = task.forward(new ModelInputs(ids, ones(trainBatch, length, ScalarType.Int64), zeros(trainBatch, length, ScalarType.Int64))); }, repeats);
+            double bf16Inference = Seconds(() => { using var mode = inference_mode(); using var o = mixed.forward(new ModelInputs(ids, ones(trainBatch, length, ScalarType.Int64), zeros(trainBatch, length, ScalarType.Int64))); }, repeats);
+            metrics[$"infer_b{trainBatch}_bf16_tokens_per_s"] = trainBatch * length / bf16Inference;
+            metrics[$"infer_b{trainBatch}_bf16_speedup_over_fp32"] = fp32Inference / bf16Inference;
+        }
         var config = encoder.Config;
         long nonEmbedding = task.named_parameters().Where(p => !p.name.StartsWith("bert.embeddings.")).Sum(p => p.parameter.numel());
         double tokens = trainBatch * length;
