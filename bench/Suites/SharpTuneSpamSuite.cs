@@ -14,7 +14,8 @@ namespace SharpTune.Bench.Suites;
 /// is its own suite: spam-full, spam-lora, ...
 /// </summary>
 /// <param name="trainEvery">Train on every n-th training message (1: all); the comparison of methods uses a subset.</param>
-public sealed class SharpTuneSpamSuite(string method, int epochs, double? learningRate = null, int trainEvery = 1, string? name = null) : IBenchSuite
+/// <param name="maxLength">Tokens per message: most messages are longer than 128 tokens.</param>
+public sealed class SharpTuneSpamSuite(string method, int epochs, double? learningRate = null, int trainEvery = 1, string? name = null, int maxLength = 128) : IBenchSuite
 {
     public string Name => name ?? $"spam-{method}";
 
@@ -44,7 +45,7 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
             Model = "minilm",
             Train = train,
             ValidationFraction = 0.1,
-            MaxLength = 128,
+            MaxLength = maxLength,
             Method = method,
             Out = run,
             LearningRateGiven = learningRate is not null || method == "full",
@@ -71,7 +72,7 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
         return new BenchResult
         {
             Suite = Name,
-            Model = $"SharpTune minilm, {method} ({summary.Parameters}), {options.Training.Epochs} epoch(s) on every {every}. training message, batch 32, max length 128",
+            Model = $"SharpTune minilm, {method} ({summary.Parameters}), {options.Training.Epochs} epoch(s) on every {every}. training message, batch 32, max length {maxLength}",
             Dataset = "SpamAssassin public corpus (data/spam)",
             Quick = context.Quick,
             TrainExamples = summary.TrainExamples,
