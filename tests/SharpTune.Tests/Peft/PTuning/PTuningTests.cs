@@ -23,10 +23,12 @@ public class PTuningTests
     }
 
     [Fact]
-    public void The_encoder_hidden_size_defaults_to_the_models_hidden_size()
+    public void The_encoder_hidden_size_defaults_to_128_and_can_be_the_models_hidden_size()
     {
         using var model = PromptTestModels.Build(Method, new PeftSettings { VirtualTokens = 5 }, new HeadOptions(TaskKind.SingleLabel, 2));
-        Assert.Equal([32L, 32L], model.state_dict()["prompt_encoder.mlp_head.0.weight"].shape);
+        Assert.Equal([128L, 32L], model.state_dict()["prompt_encoder.mlp_head.0.weight"].shape); // (h, H)
+        using var wide = PromptTestModels.Build(Method, new PeftSettings { VirtualTokens = 5, EncoderHidden = 32 }, new HeadOptions(TaskKind.SingleLabel, 2));
+        Assert.Equal([32L, 32L], wide.state_dict()["prompt_encoder.mlp_head.0.weight"].shape);
     }
 
     [Fact]
