@@ -149,7 +149,8 @@ public static class TrainCommand
             Model = "minilm",
             Train = samples is null ? null : Path.Combine(samples, "train.csv"),
             Validation = samples is null ? null : Path.Combine(samples, "validation.csv"),
-            Out = Path.Combine("runs", "spam-minilm"),
+            // A new folder per run, so the README's command can be run again without --out or --resume.
+            Out = Path.Combine("runs", $"spam-minilm-{DateTime.Now:yyyyMMdd-HHmmss}"),
             Training = new TrainingOptions { Epochs = 3, BatchSize = 16, LearningRate = 5e-5 },
             MaxLength = 128,
         };
