@@ -18,7 +18,9 @@ public static class Program
         var posCrf = new PosSuite(crf: true, epochs: 1, trainEvery: 10);
         var peft = new PeftComparisonSuite();
         var spam = new CompositeSuite("spam", "the ML.NET peer and SharpTune full fine-tuning on the same SpamAssassin split", mlnet, full);
-        return new SuiteRegistry()
+        var registry = new SuiteRegistry();
+        foreach (var suite in PeftComparisonSuite.MethodSuites()) registry.Register(suite);
+        return registry
             .Register(mlnet).Register(full).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
             .Register(new InteropExportSuite());

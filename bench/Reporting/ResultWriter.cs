@@ -6,7 +6,7 @@ namespace SharpTune.Bench.Reporting;
 
 public static class ResultWriter
 {
-    static readonly JsonSerializerOptions Options = new()
+    public static readonly JsonSerializerOptions Options = new()
     {
         WriteIndented = true,
         // Keeps '+' and non-ASCII readable in the file; it is never embedded in HTML.

@@ -5,33 +5,49 @@ namespace SharpTune.Bench.Suites;
 /// <summary>
 /// Every method on the same SpamAssassin subset and the full test split: accuracy, F1, trainable
 /// parameters, time per step and peak memory side by side, plus a plot of accuracy against trainable
-/// parameters. Each method runs in turn in this process; peak memory is the process's high-water mark
-/// after that method, so it only ever grows: compare it in the order methods are listed (PEFT first).
+/// parameters. Each method runs in a child process of its own (suite peft-METHOD), so the peak memory
+/// reported for it is that method's alone.
 /// </summary>
 public sealed class PeftComparisonSuite : IBenchSuite
 {
     /// <summary>Method, epochs and learning rate (null: the method's default from METHODS.md).</summary>
-    static readonly (string Method, int Epochs, double? LearningRate)[] Runs =
+    public static readonly (string Method, int Epochs, double? LearningRate)[] Runs =
     [
         ("ptuning-v2", 4, null), ("prefix", 4, null), ("prompt", 4, null), ("ptuning", 4, null),
         ("lora", 4, null), ("ia3", 4, null), ("bitfit", 4, null), ("head", 4, 1e-3), ("full", 4, 5e-5),
     ];
 
-    const int TrainEvery = 8;
+    public const int TrainEvery = 8;
+
+    /// <summary>The suite that runs one method of the comparison, in its own process.</summary>
+    public static IEnumerable<IBenchSuite> MethodSuites() =>
+        Runs.Select(r => (IBenchSuite)new SharpTuneSpamSuite(r.Method, r.Epochs, r.LearningRate, TrainEvery, $"peft-{r.Method}"));
 
     public string Name => "peft";
 
     public string Description => $"every method on every {TrainEvery}th SpamAssassin training message, scored on the full test split";
 
+    /// <summary>Runs one suite in a new process of this program and reads back the result it wrote.</summary>
+    static BenchResult RunChild(string suite, BenchContext context)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(typeof(PeftComparisonSuite).Assembly.Location);
+        start.ArgumentList.Add(suite);
+        if (context.Quick) start.ArgumentList.Add("--quick");
+        using var child = System.Diagnostics.Process.Start(start)!;
+        child.WaitForExit();
+        if (child.ExitCode != 0) throw new InvalidOperationException($"suite {suite} failed (exit {child.ExitCode})");
+        string path = Path.Combine(context.RepoRoot, "bench", "results", suite + (context.Quick ? ".quick" : "") + ".json");
+        return System.Text.Json.JsonSerializer.Deserialize<BenchResult>(File.ReadAllText(path), ResultWriter.Options)!;
+    }
+
     public BenchResult Run(BenchContext context)
     {
         var metrics = new OrderedDictionary<string, double>();
         var rows = new List<(string Method, BenchResult Result)>();
-        foreach (var (method, epochs, rate) in Runs)
+        foreach (var (method, _, _) in Runs)
         {
-            var suite = new SharpTuneSpamSuite(method, epochs, rate, TrainEvery, $"peft-{method}");
-            var result = suite.Run(context);
-            ResultWriter.Write(result, Path.Combine(context.RepoRoot, "bench", "results"));
+            var result = RunChild($"peft-{method}", context);
             rows.Add((method, result));
             foreach (string key in new[] { "accuracy", "f1", "trainable_parameters", "trainable_fraction", "seconds_per_step", "peak_memory_mib" })
                 metrics[$"{method}_{key}"] = result.Metrics[key];
