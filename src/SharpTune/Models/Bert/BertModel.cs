@@ -123,6 +123,8 @@ public sealed class BertModel : nn.Module
         var keep = attentionMask ?? ones(batch, length, ScalarType.Int64, hidden.device);
         if (keep.shape.Length != 2 || keep.shape[0] != batch || keep.shape[1] != length)
             throw new ArgumentException($"attention mask has shape [{string.Join(", ", keep.shape)}], expected [{batch}, {length}].");
+        // Without padding the mask changes nothing; leaving it out lets SDPA take its faster unmasked kernel.
+        if (prefixes is null && !keep.eq(0).any().item<bool>()) return null;
         if (prefixes is { Count: > 0 })
         {
             long prefixLength = prefixes[0].Key.shape[2];
