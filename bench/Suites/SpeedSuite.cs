@@ -68,6 +68,8 @@ public sealed class SpeedSuite : IBenchSuite
             metrics[$"infer_b{batch}_ratio_vs_onnxruntime"] = ort / ours;
         }
 
+        if (batches.Length > 1) PlotThroughput(context, batches, metrics);
+
         // Full fine-tuning steps of the sequence classifier (forward, loss, backward, AdamW step).
         int trainBatch = context.Quick ? 8 : 32;
         using var task = TaskModelBuilder.Build(encoder, new HeadOptions(TaskKind.SingleLabel, 2));
@@ -121,6 +123,25 @@ public sealed class SpeedSuite : IBenchSuite
             PredictSeconds = 0,
             Metrics = metrics,
         };
+    }
+
+    /// <summary>docs/images/throughput-vs-batch.png: inference tokens/s of SharpTune and ONNX Runtime against batch size.</summary>
+    static void PlotThroughput(BenchContext context, int[] batches, OrderedDictionary<string, double> metrics)
+    {
+        var plot = new ScottPlot.Plot();
+        var xs = batches.Select(b => (double)b).ToArray();
+        foreach (var (engine, label) in new[] { ("sharptune", "SharpTune (TorchSharp)"), ("onnxruntime", "ONNX Runtime") })
+        {
+            var line = plot.Add.Scatter(xs, batches.Select(b => metrics[$"infer_b{b}_{engine}_tokens_per_s"]).ToArray());
+            line.LegendText = label;
+        }
+        plot.Axes.Bottom.Label.Text = "batch size (sequences of 128 tokens)";
+        plot.Axes.Left.Label.Text = "inference tokens / s";
+        plot.Title($"minilm inference, {Environment.ProcessorCount} threads");
+        plot.ShowLegend();
+        string png = Path.Combine(context.RepoRoot, "docs", "images", "throughput-vs-batch.png");
+        Directory.CreateDirectory(Path.GetDirectoryName(png)!);
+        plot.SavePng(png, 800, 500);
     }
 
     static double MatmulFlops(int size, ScalarType type, int repeats)
