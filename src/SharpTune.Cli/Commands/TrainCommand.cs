@@ -19,6 +19,7 @@ public static class TrainCommand
     static readonly Option<bool> MultiLabel = new("--multi-label") { Description = "Several labels per text, separated by --label-separator" };
     static readonly Option<bool> Crf = new("--crf") { Description = "Token tasks: a CRF layer over the per-word scores" };
     static readonly Option<bool> NoPooler = new("--no-pooler") { Description = "Read [CLS] directly instead of through the pretrained pooler" };
+    static readonly Option<bool> MeanPooling = new("--mean-pooling") { Description = "Average the tokens' states instead of reading [CLS] (suits sentence-embedding models such as minilm)" };
     static readonly Option<string> Train = new("--train") { Description = "Training data: CSV, TSV, JSONL or CoNLL" };
     static readonly Option<string> Validation = new("--validation") { Description = "Validation data; default: a held-out part of --train" };
     static readonly Option<double> ValidationFraction = new("--validation-fraction") { Description = "Held-out fraction when no --validation is given (default 0.1)" };
@@ -65,7 +66,7 @@ public static class TrainCommand
         var command = new Command("train", "Fine-tune a pretrained model on labelled data; with no arguments, minilm on the spam sample.");
         foreach (var option in new Option[]
         {
-            Config, Model, Task, MultiLabel, Crf, NoPooler, Train, Validation, ValidationFraction, Format, TextColumn, TextPairColumn,
+            Config, Model, Task, MultiLabel, Crf, NoPooler, MeanPooling, Train, Validation, ValidationFraction, Format, TextColumn, TextPairColumn,
             LabelColumn, LabelSeparator, SkipBadRows, Epochs, MaxSteps, BatchSize, MaxLength, LearningRate, Optimizer, WeightDecay,
             Schedule, Warmup, MaxGradNorm, GradAccum, Seed, EvalEvery, Patience, Metric, Freeze, Method, LabelSmoothing, ClassWeights,
             VirtualTokens, EncoderHidden, EncoderType, PromptInit, PromptInitText, LoraR, LoraAlpha, LoraDropout, LoraTargets, Precision, Out, Resume,
@@ -89,6 +90,7 @@ public static class TrainCommand
         if (Given(MultiLabel)) o = o with { MultiLabel = Get(MultiLabel) };
         if (Given(Crf)) o = o with { Crf = Get(Crf) };
         if (Given(NoPooler)) o = o with { UsePooler = !Get(NoPooler) };
+        if (Given(MeanPooling)) o = o with { MeanPooling = Get(MeanPooling) };
         if (Given(Train)) o = o with { Train = Get(Train), Validation = Given(Validation) ? Get(Validation) : null };
         if (Given(Validation)) o = o with { Validation = Get(Validation) };
         if (Given(ValidationFraction)) o = o with { ValidationFraction = Get(ValidationFraction) };

@@ -18,6 +18,8 @@ public enum TaskKind
 /// <param name="NumLabels">Output size: classes, or 1 for regression.</param>
 /// <param name="UseCrf">Token tasks only: a linear-chain CRF over the per-word scores.</param>
 /// <param name="UsePooler">Sequence tasks: read [CLS] through the pretrained pooler (dense + tanh), as HF does, or directly.</param>
+/// <param name="MeanPooling">Sequence tasks: average the real tokens' states instead of reading [CLS] (how sentence-embedding
+/// models such as minilm were trained; not what transformers' BertForSequenceClassification does).</param>
 /// <param name="ClassWeights">Single-label only: per-class weights of the cross-entropy.</param>
 /// <param name="LabelSmoothing">Single-label and token softmax: label smoothing of the cross-entropy.</param>
 public sealed record HeadOptions(
@@ -26,7 +28,8 @@ public sealed record HeadOptions(
     bool UseCrf = false,
     bool UsePooler = true,
     IReadOnlyList<float>? ClassWeights = null,
-    double LabelSmoothing = 0)
+    double LabelSmoothing = 0,
+    bool MeanPooling = false)
 {
     public HeadOptions Validate()
     {

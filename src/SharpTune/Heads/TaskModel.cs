@@ -45,7 +45,7 @@ public sealed class TaskModel : nn.Module
         if (promptEncoder is not null and not IEncoderInputAdapter)
             throw new ArgumentException($"{promptEncoder.GetType().Name} does not implement {nameof(IEncoderInputAdapter)}.");
         Head = head.Validate();
-        if (head.IsSequenceTask && head.UsePooler && !encoder.HasPooler)
+        if (head.IsSequenceTask && head.UsePooler && !head.MeanPooling && !encoder.HasPooler)
             throw new ArgumentException("This encoder has no pooler; read [CLS] directly (no pooler option).");
         bert = encoder;
         dropout = nn.Dropout(encoder.Config.HiddenDropoutProb);
@@ -81,7 +81,9 @@ public sealed class TaskModel : nn.Module
         if (Head.IsSequenceTask)
         {
             // The real [CLS] sits after the virtual tokens (as THUDM's P-tuning reads it, not PEFT's position 0).
-            var cls = Head.UsePooler ? output.PooledOutput! : output.LastHiddenState[.., virtualTokens]; // (B, H)
+            var cls = Head.MeanPooling ? MeanOfRealTokens(output.LastHiddenState, inputs.AttentionMask, virtualTokens)
+                : Head.UsePooler ? output.PooledOutput!
+                : output.LastHiddenState[.., virtualTokens]; // (B, H)
             logits = classifier.forward(dropout.forward(cls)); // (B, K)
         }
         else
@@ -94,6 +96,14 @@ public sealed class TaskModel : nn.Module
             logits = classifier.forward(dropout.forward(words)); // (B, W, K)
         }
         return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The mean of the real tokens' states (B, H): virtual positions and padding left out.</summary>
+    static Tensor MeanOfRealTokens(Tensor hidden, Tensor attentionMask, int virtualTokens)
+    {
+        var real = hidden[.., virtualTokens..]; // (B, T, H)
+        var weights = attentionMask.to(hidden.dtype).unsqueeze(-1); // (B, T, 1)
+        return (real * weights).sum(1) / weights.sum(1).clamp_min(1);
     }
 
     /// <summary>

@@ -15,6 +15,7 @@ public sealed record TaskSpec
     [JsonPropertyName("num_labels")] public int NumLabels { get; init; }
     [JsonPropertyName("crf")] public bool UseCrf { get; init; }
     [JsonPropertyName("use_pooler")] public bool UsePooler { get; init; } = true;
+    [JsonPropertyName("mean_pooling")] public bool MeanPooling { get; init; }
     [JsonPropertyName("max_length")] public int MaxLength { get; init; } = 128;
     [JsonPropertyName("label_separator")] public string LabelSeparator { get; init; } = "|";
     /// <summary>full, head, embeddings, freeze:K, or a parameter-efficient method's name.</summary>
@@ -25,7 +26,7 @@ public sealed record TaskSpec
     [JsonPropertyName("text_pair_column")] public string? TextPairColumn { get; init; }
     [JsonPropertyName("label_column")] public string LabelColumn { get; init; } = "label";
 
-    [JsonIgnore] public HeadOptions Head => new(Kind, NumLabels, UseCrf, UsePooler);
+    [JsonIgnore] public HeadOptions Head => new(Kind, NumLabels, UseCrf, UsePooler, MeanPooling: MeanPooling);
 
     static readonly JsonSerializerOptions Options = new()
     {

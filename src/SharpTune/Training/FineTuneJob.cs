@@ -63,7 +63,8 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         say($"model: {pretrained.Source}");
         var tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(pretrained.Vocab), pretrained.LowerCase, $"{options.Model} vocabulary");
         int numLabels = kind == TaskKind.Regression ? 1 : labels!.Count;
-        var head = new HeadOptions(kind, numLabels, options.Crf, options.UsePooler && pretrained.Model.HasPooler, options.ClassWeights, options.LabelSmoothing);
+        var head = new HeadOptions(kind, numLabels, options.Crf, options.UsePooler && pretrained.Model.HasPooler, options.ClassWeights, options.LabelSmoothing,
+            MeanPooling: options.MeanPooling && kind != TaskKind.Tokens);
         var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
         var settings = options.Peft;
         if (method is not null) settings = settings.WithPromptInitTokens(tokenizer);
@@ -89,7 +90,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         if (!options.LearningRateGiven && method is not null) training = training with { LearningRate = method.DefaultLearningRate };
         var spec = new TaskSpec
         {
-            Kind = kind, NumLabels = numLabels, UseCrf = options.Crf, UsePooler = head.UsePooler, MaxLength = options.MaxLength,
+            Kind = kind, NumLabels = numLabels, UseCrf = options.Crf, UsePooler = head.UsePooler, MeanPooling = head.MeanPooling, MaxLength = options.MaxLength,
             LabelSeparator = options.LabelSeparator, Method = options.Method, BaseModel = options.Model,
             TextColumn = options.TextColumn, TextPairColumn = options.TextPairColumn, LabelColumn = options.LabelColumn,
         };

@@ -17,6 +17,8 @@ public sealed record FineTuneOptions
     [JsonPropertyName("multi_label")] public bool MultiLabel { get; init; }
     [JsonPropertyName("crf")] public bool Crf { get; init; }
     [JsonPropertyName("use_pooler")] public bool UsePooler { get; init; } = true;
+    /// <summary>Sequence tasks: mean of the real tokens' states instead of [CLS] (sentence-embedding models).</summary>
+    [JsonPropertyName("mean_pooling")] public bool MeanPooling { get; init; }
     [JsonPropertyName("train")] public string? Train { get; init; }
     [JsonPropertyName("validation")] public string? Validation { get; init; }
     /// <summary>Held out of the training data when no validation file is given.</summary>
