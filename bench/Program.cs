@@ -12,7 +12,7 @@ public static class Program
     static SuiteRegistry CreateRegistry()
     {
         var mlnet = new MlNetSpamSuite();
-        var full = new SharpTuneSpamSuite("full", epochs: 2, maxLength: 256);
+        var full = new SharpTuneSpamSuite("full", epochs: 3, learningRate: 1e-4);
         var speed = new SpeedSuite();
         var pos = new PosSuite(crf: false, epochs: 1, trainEvery: 10);
         var posCrf = new PosSuite(crf: true, epochs: 1, trainEvery: 10);

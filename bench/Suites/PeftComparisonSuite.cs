@@ -14,10 +14,10 @@ public sealed class PeftComparisonSuite : IBenchSuite
     public static readonly (string Method, int Epochs, double? LearningRate)[] Runs =
     [
         ("ptuning-v2", 4, null), ("prefix", 4, null), ("prompt", 4, null), ("ptuning", 4, null),
-        ("lora", 4, null), ("ia3", 4, null), ("bitfit", 4, null), ("head", 4, 1e-3), ("full", 4, 5e-5),
+        ("lora", 4, null), ("ia3", 4, null), ("bitfit", 4, null), ("head", 4, 1e-3), ("full", 4, 1e-4),
     ];
 
-    public const int TrainEvery = 8;
+    public const int TrainEvery = 12;
 
     /// <summary>The suite that runs one method of the comparison, in its own process.</summary>
     public static IEnumerable<IBenchSuite> MethodSuites() =>

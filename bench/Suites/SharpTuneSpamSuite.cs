@@ -15,7 +15,8 @@ namespace SharpTune.Bench.Suites;
 /// </summary>
 /// <param name="trainEvery">Train on every n-th training message (1: all); the comparison of methods uses a subset.</param>
 /// <param name="maxLength">Tokens per message: most messages are longer than 128 tokens.</param>
-public sealed class SharpTuneSpamSuite(string method, int epochs, double? learningRate = null, int trainEvery = 1, string? name = null, int maxLength = 128) : IBenchSuite
+/// <param name="meanPooling">Average the tokens' states (how minilm was trained as a sentence encoder) instead of the pooled [CLS].</param>
+public sealed class SharpTuneSpamSuite(string method, int epochs, double? learningRate = null, int trainEvery = 1, string? name = null, int maxLength = 128, bool meanPooling = true) : IBenchSuite
 {
     public string Name => name ?? $"spam-{method}";
 
@@ -46,6 +47,7 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
             Train = train,
             ValidationFraction = 0.1,
             MaxLength = maxLength,
+            MeanPooling = meanPooling,
             Method = method,
             Out = run,
             LearningRateGiven = learningRate is not null || method == "full",
@@ -72,7 +74,7 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
         return new BenchResult
         {
             Suite = Name,
-            Model = $"SharpTune minilm, {method} ({summary.Parameters}), {options.Training.Epochs} epoch(s) on every {every}. training message, batch 32, max length {maxLength}",
+            Model = $"SharpTune minilm, {method} ({summary.Parameters}), {options.Training.Epochs} epoch(s) on every {every}. training message, batch 32, max length {maxLength}, {(meanPooling ? "mean pooling" : "pooled [CLS]")}, lr {options.Training.LearningRate:G3}",
             Dataset = "SpamAssassin public corpus (data/spam)",
             Quick = context.Quick,
             TrainExamples = summary.TrainExamples,
