@@ -13,8 +13,8 @@ public sealed class PeftComparisonSuite : IBenchSuite
     /// <summary>Method, epochs and learning rate (null: the method's default from METHODS.md).</summary>
     public static readonly (string Method, int Epochs, double? LearningRate)[] Runs =
     [
-        ("ptuning-v2", 4, null), ("prefix", 4, null), ("prompt", 4, null), ("ptuning", 4, null),
-        ("lora", 4, null), ("ia3", 4, null), ("bitfit", 4, null), ("head", 4, 1e-3), ("full", 4, 1e-4),
+        ("ptuning-v2", 3, null), ("prefix", 3, null), ("prompt", 3, null), ("ptuning", 3, null),
+        ("lora", 3, null), ("ia3", 3, null), ("bitfit", 3, null), ("head", 3, 1e-3), ("full", 3, 1e-4),
     ];
 
     public const int TrainEvery = 12;
