@@ -127,46 +127,34 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
 
     (Encode Train, Encode Validation, LabelMap? Labels, IReadOnlyList<string> Skipped) ReadTexts(DataOptions dataOptions, TaskKind kind)
     {
-        var train = DataReader.ReadText(options.Train!, dataOptions);
-        var skipped = train.SkippedRows.ToList();
-        IReadOnlyList<TextExample> trainExamples = train.Examples, validationExamples;
-        if (options.Validation is { } path)
-        {
-            var validation = DataReader.ReadText(path, dataOptions);
-            skipped.AddRange(validation.SkippedRows);
-            validationExamples = validation.Examples;
-        }
-        else
-        {
-            var split = DataSplit.TrainValidation(train.Examples, options.ValidationFraction, options.Training.Seed,
-                kind == TaskKind.SingleLabel ? e => e.Label : null);
-            (trainExamples, validationExamples) = (split.Train, split.Validation);
-            say($"no --validation file: holding out {validationExamples.Count} of {train.Examples.Count} training examples (seed {options.Training.Seed})");
-        }
+        var (train, validation, skipped) = ReadSplit(path => DataReader.ReadText(path, dataOptions), "examples",
+            kind == TaskKind.SingleLabel ? e => e.Label : null);
         var labels = kind == TaskKind.Regression ? null
-            : LabelMap.FromExamples(trainExamples, kind == TaskKind.MultiLabel ? options.LabelSeparator : null);
-        return (e => e.Encode(trainExamples), e => e.Encode(validationExamples), labels, skipped);
+            : LabelMap.FromExamples(train, kind == TaskKind.MultiLabel ? options.LabelSeparator : null);
+        return (e => e.Encode(train), e => e.Encode(validation), labels, skipped);
     }
 
     (Encode Train, Encode Validation, LabelMap? Labels, IReadOnlyList<string> Skipped) ReadTokens(DataOptions dataOptions)
     {
-        var train = DataReader.ReadTokens(options.Train!, dataOptions);
+        var (train, validation, skipped) = ReadSplit(path => DataReader.ReadTokens(path, dataOptions), "sentences", null);
+        return (e => e.Encode(train), e => e.Encode(validation), LabelMap.FromExamples(train), skipped);
+    }
+
+    /// <summary>The training and validation examples: the --validation file, or a seeded held-out part of --train.</summary>
+    (IReadOnlyList<T> Train, IReadOnlyList<T> Validation, List<string> Skipped) ReadSplit<T>(
+        Func<string, DataSet<T>> read, string noun, Func<T, string?>? stratifyBy)
+    {
+        var train = read(options.Train!);
         var skipped = train.SkippedRows.ToList();
-        IReadOnlyList<TokenExample> trainExamples = train.Examples, validationExamples;
         if (options.Validation is { } path)
         {
-            var validation = DataReader.ReadTokens(path, dataOptions);
+            var validation = read(path);
             skipped.AddRange(validation.SkippedRows);
-            validationExamples = validation.Examples;
+            return (train.Examples, validation.Examples, skipped);
         }
-        else
-        {
-            var split = DataSplit.TrainValidation(train.Examples, options.ValidationFraction, options.Training.Seed);
-            (trainExamples, validationExamples) = (split.Train, split.Validation);
-            say($"no --validation file: holding out {validationExamples.Count} of {train.Examples.Count} training sentences (seed {options.Training.Seed})");
-        }
-        var labels = LabelMap.FromExamples(trainExamples);
-        return (e => e.Encode(trainExamples), e => e.Encode(validationExamples), labels, skipped);
+        var split = DataSplit.TrainValidation(train.Examples, options.ValidationFraction, options.Training.Seed, stratifyBy);
+        say($"no --validation file: holding out {split.Validation.Count} of {train.Examples.Count} training {noun} (seed {options.Training.Seed})");
+        return (split.Train, split.Validation, skipped);
     }
 
     static long DirectorySize(string folder) =>
