@@ -49,7 +49,7 @@ public static class PredictCommand
                     int eq = pair.IndexOf('=');
                     return eq > 0 ? (Name: pair[..eq], Folder: pair[(eq + 1)..]) : throw new ArgumentException($"--adapters: '{pair}' is not name=folder");
                 }).ToList();
-                var spec = TaskSpec.Load(Resolve(pairs[0].Folder));
+                var spec = TaskSpec.Load(TaskModelFolder.Resolve(pairs[0].Folder));
                 host = new AdapterHost(spec.BaseModel);
                 foreach (var (name, folder) in pairs)
                 {
@@ -74,11 +74,6 @@ public static class PredictCommand
             host?.Dispose();
         }
     }
-
-    static string Resolve(string folder) =>
-        File.Exists(Path.Combine(folder, TaskSpec.FileName)) ? folder
-        : File.Exists(Path.Combine(folder, "best", TaskSpec.FileName)) ? Path.Combine(folder, "best")
-        : Path.Combine(folder, "final");
 
     static IReadOnlyList<LabeledPrediction> FromFile(Predictor predictor, string data, bool skipBadRows)
     {

@@ -75,10 +75,7 @@ public static class TaskModelFolder
     public static LoadedTaskModel Load(string folder)
     {
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Model folder not found: {folder}");
-        foreach (string sub in new[] { "best", "final" })
-            if (!File.Exists(Path.Combine(folder, TaskSpec.FileName)) && File.Exists(Path.Combine(folder, sub, TaskSpec.FileName)))
-                return Load(Path.Combine(folder, sub));
-
+        folder = Resolve(folder);
         var spec = TaskSpec.Load(folder);
         var config = BertConfig.Load(Path.Combine(folder, HuggingFaceCheckpoint.ConfigFile));
         string labelsPath = Path.Combine(folder, LabelsFile);
@@ -105,14 +102,31 @@ public static class TaskModelFolder
         return new LoadedTaskModel(model, vocab, lowerCase, labels, spec);
     }
 
+    /// <summary>
+    /// The folder holding the saved model: <paramref name="folder"/> itself when it has a task description, else a
+    /// run folder's <c>best/</c>, else its <c>final/</c>; otherwise <paramref name="folder"/>, whose loading then names what is missing.
+    /// </summary>
+    public static string Resolve(string folder)
+    {
+        if (File.Exists(Path.Combine(folder, TaskSpec.FileName))) return folder;
+        foreach (string sub in new[] { "best", "final" })
+            if (File.Exists(Path.Combine(folder, sub, TaskSpec.FileName))) return Path.Combine(folder, sub);
+        return folder;
+    }
+
     /// <summary>Rebuilds base model + adapter: the base comes from the spec's base model, the adapter from PEFT files.</summary>
     public static TaskModel LoadWithAdapter(string adapterFolder, TaskSpec spec, Tokenization.BertTextTokenizer tokenizer)
     {
-        var adapterConfig = AdapterFiles.ReadConfig(adapterFolder);
-        var method = PeftRegistry.Get(spec.Method);
-        var settings = method.ReadSettings(adapterConfig, Path.Combine(adapterFolder, AdapterFiles.ConfigFile))
-            .WithPromptInitTokens(tokenizer);
         using var pretrained = PretrainedEncoder.Load(spec.BaseModel);
+        return BuildWithAdapter(adapterFolder, spec, pretrained, tokenizer);
+    }
+
+    /// <summary>A task model over <paramref name="pretrained"/> with the adapter of <paramref name="adapterFolder"/> loaded, in eval mode.</summary>
+    public static TaskModel BuildWithAdapter(string adapterFolder, TaskSpec spec, PretrainedEncoder pretrained, Tokenization.BertTextTokenizer tokenizer)
+    {
+        var method = PeftRegistry.Get(spec.Method);
+        var settings = method.ReadSettings(AdapterFiles.ReadConfig(adapterFolder), Path.Combine(adapterFolder, AdapterFiles.ConfigFile))
+            .WithPromptInitTokens(tokenizer);
         var model = TaskModelBuilder.Build(pretrained, spec.Head, method, settings);
         method.LoadAdapter(adapterFolder, model);
         model.eval();

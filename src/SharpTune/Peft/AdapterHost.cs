@@ -1,7 +1,6 @@
 using SharpTune.Checkpoints;
 using SharpTune.Heads;
 using SharpTune.Models;
-using SharpTune.Peft.PromptTuning;
 using SharpTune.Tokenization;
 using static TorchSharp.torch;
 
@@ -33,7 +32,7 @@ public sealed class AdapterHost : IDisposable
     public void Add(string name, string modelFolder)
     {
         if (adapters.ContainsKey(name)) throw new ArgumentException($"an adapter named '{name}' is already loaded");
-        string folder = ResolveFolder(modelFolder);
+        string folder = TaskModelFolder.Resolve(modelFolder);
         var spec = TaskSpec.Load(folder);
         string adapterFolder = Path.Combine(folder, TaskModelFolder.AdapterFolder);
         if (!Directory.Exists(adapterFolder))
@@ -44,13 +43,8 @@ public sealed class AdapterHost : IDisposable
         var labelsPath = Path.Combine(folder, TaskModelFolder.LabelsFile);
         var labels = File.Exists(labelsPath) ? Data.LabelMap.Load(labelsPath) : null;
         var tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(pretrained.Vocab), pretrained.LowerCase, BaseModel);
-        var method = PeftRegistry.Get(spec.Method);
-        var settings = method.ReadSettings(AdapterFiles.ReadConfig(adapterFolder), Path.Combine(adapterFolder, AdapterFiles.ConfigFile))
-            .WithPromptInitTokens(tokenizer);
-        var model = TaskModelBuilder.Build(pretrained, spec.Head, method, settings);
-        method.LoadAdapter(adapterFolder, model);
+        var model = TaskModelFolder.BuildWithAdapter(adapterFolder, spec, pretrained, tokenizer);
         ShareFrozenBase(model);
-        model.eval();
         adapters[name] = new LoadedTaskModel(model, pretrained.Vocab, pretrained.LowerCase, labels, spec);
     }
 
@@ -75,14 +69,6 @@ public sealed class AdapterHost : IDisposable
     /// <summary>True when <paramref name="a"/> and <paramref name="b"/> use the same memory.</summary>
     public static bool SharesStorage(Tensor a, Tensor b) => a.dtype == ScalarType.Float32 && b.dtype == ScalarType.Float32
         && a.storage<float>().data_ptr() == b.storage<float>().data_ptr();
-
-    static string ResolveFolder(string folder)
-    {
-        foreach (string sub in new[] { "best", "final" })
-            if (!File.Exists(Path.Combine(folder, TaskSpec.FileName)) && File.Exists(Path.Combine(folder, sub, TaskSpec.FileName)))
-                return Path.Combine(folder, sub);
-        return folder;
-    }
 
     public void Dispose()
     {
