@@ -98,7 +98,9 @@ public static class Batcher
 
     public static List<int[]> TrainingBatches(IReadOnlyList<EncodedExample> data, int batchSize, int seed, int epoch)
     {
-        var random = new Random(HashCode.Combine(seed, epoch, 0x5eed));
+        // A seed fixed across processes: HashCode.Combine is randomised per process and would give a resumed run,
+        // or a rerun, another data order.
+        var random = new Random(unchecked(seed * 1_000_003 + epoch * 7_919 + 0x5eed));
         var order = Enumerable.Range(0, data.Count).ToArray();
         random.Shuffle(order);
         var batches = new List<int[]>();
