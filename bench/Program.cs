@@ -14,8 +14,8 @@ public static class Program
         var mlnet = new MlNetSpamSuite();
         var full = new SharpTuneSpamSuite("full", epochs: 3, learningRate: 1e-4);
         var speed = new SpeedSuite();
-        var pos = new PosSuite(crf: false, epochs: 1, trainEvery: 10);
-        var posCrf = new PosSuite(crf: true, epochs: 1, trainEvery: 10);
+        var pos = new PosSuite(crf: false, epochs: 1, trainEvery: 1);
+        var posCrf = new PosSuite(crf: true, epochs: 1, trainEvery: 1);
         var peft = new PeftComparisonSuite();
         var spam = new CompositeSuite("spam", "the ML.NET peer and SharpTune full fine-tuning on the same SpamAssassin split", mlnet, full);
         var registry = new SuiteRegistry();

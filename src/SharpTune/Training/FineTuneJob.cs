@@ -129,15 +129,31 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
     {
         var (train, validation, skipped) = ReadSplit(path => DataReader.ReadText(path, dataOptions), "examples",
             kind == TaskKind.SingleLabel ? e => e.Label : null);
+        string? separator = kind == TaskKind.MultiLabel ? options.LabelSeparator : null;
         var labels = kind == TaskKind.Regression ? null
-            : LabelMap.FromExamples(train, kind == TaskKind.MultiLabel ? options.LabelSeparator : null);
+            : WithValidationLabels(LabelMap.FromExamples(train, separator), LabelMap.FromExamples(validation, separator));
         return (e => e.Encode(train), e => e.Encode(validation), labels, skipped);
     }
 
     (Encode Train, Encode Validation, LabelMap? Labels, IReadOnlyList<string> Skipped) ReadTokens(DataOptions dataOptions)
     {
         var (train, validation, skipped) = ReadSplit(path => DataReader.ReadTokens(path, dataOptions), "sentences", null);
-        return (e => e.Encode(train), e => e.Encode(validation), LabelMap.FromExamples(train), skipped);
+        var labels = WithValidationLabels(LabelMap.FromExamples(train), LabelMap.FromExamples(validation));
+        return (e => e.Encode(train), e => e.Encode(validation), labels, skipped);
+    }
+
+    /// <summary>
+    /// The label set: every label of the labelled data given for training, validation included, so that a
+    /// rare label that only the held-out part (or the validation file) carries still gets a class instead of
+    /// failing the run. Such labels are reported: the head has a class for them that training never saw.
+    /// </summary>
+    LabelMap WithValidationLabels(LabelMap train, LabelMap validation)
+    {
+        var extra = validation.Labels.Where(l => !train.Contains(l)).ToList();
+        if (extra.Count == 0) return train;
+        say($"note: {extra.Count} label(s) occur only in the validation data, not in the training part: " +
+            string.Join(", ", extra.Take(10).Select(l => $"'{l}'")) + (extra.Count > 10 ? ", ..." : "") + "; the model gets a class for each");
+        return LabelMap.FromLabels(train.Labels.Concat(extra));
     }
 
     /// <summary>The training and validation examples: the --validation file, or a seeded held-out part of --train.</summary>
