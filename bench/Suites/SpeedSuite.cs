@@ -4,6 +4,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using SharpTune.Bench.Reporting;
 using SharpTune.Heads;
 using SharpTune.Models;
+using SharpTune.Peft;
 using SharpTune.Training;
 using static TorchSharp.torch;
 
@@ -18,6 +19,9 @@ namespace SharpTune.Bench.Suites;
 /// </summary>
 public sealed class SpeedSuite : IBenchSuite
 {
+    /// <summary>The methods whose step time is compared with full fine-tuning's: those whose backbone is frozen.</summary>
+    static readonly string[] PeftStepMethods = ["lora", "ia3", "prefix", "ptuning-v2", "prompt"];
+
     public string Name => "speed";
 
     public string Description => "matmul ceiling, minilm inference vs ONNX Runtime, training FLOP/s (no data needed)";
@@ -70,38 +74,40 @@ public sealed class SpeedSuite : IBenchSuite
 
         if (batches.Length > 1) PlotThroughput(context, batches, metrics);
 
-        // Full fine-tuning steps of the sequence classifier (forward, loss, backward, AdamW step).
+        // Training steps as the trainer does them: collate, forward, loss, backward, clip, AdamW, zero.
         int trainBatch = context.Quick ? 8 : 32;
-        using var task = TaskModelBuilder.Build(encoder, new HeadOptions(TaskKind.SingleLabel, 2));
-        task.train();
-        var optimizer = OptimizerFactory.Create("adamw", task, 5e-5, 0.01, 0);
-        using var trainIds = randint(1000, 29000, [trainBatch, length], dtype: ScalarType.Int64);
-        using var labels = randint(0, 2, [trainBatch], dtype: ScalarType.Int64);
-        var inputs = new ModelInputs(trainIds, ones(trainBatch, length, ScalarType.Int64), zeros(trainBatch, length, ScalarType.Int64));
-        double StepSeconds(TaskModel model, TorchSharp.torch.optim.Optimizer opt) => Seconds(() =>
-        {
-            using var scope = NewDisposeScope();
-            var loss = model.Loss(model.forward(inputs), labels, inputs);
-            loss.backward();
-            opt.step();
-            opt.zero_grad();
-        }, context.Quick ? 2 : 3);
-        double step = StepSeconds(task, optimizer);
+        int stepRepeats = context.Quick ? 2 : 3;
+        var head = new HeadOptions(TaskKind.SingleLabel, 2);
+        using var task = TaskModelBuilder.Build(encoder, head);
+        var fullStep = new TaskModelStep(task, trainBatch, length);
+        double step = fullStep.StepSeconds(stepRepeats);
 
         // bf16 mixed precision: the same step with bf16 matrix products and attention over fp32 master weights.
-        using var mixed = TaskModelBuilder.Build(encoder, new HeadOptions(TaskKind.SingleLabel, 2), bf16: true);
-        mixed.train();
-        double mixedStep = StepSeconds(mixed, OptimizerFactory.Create("adamw", mixed, 5e-5, 0.01, 0));
-        metrics[$"train_b{trainBatch}_bf16_seconds_per_step"] = mixedStep;
-        metrics[$"train_b{trainBatch}_bf16_speedup_over_fp32"] = step / mixedStep;
-        mixed.eval();
-        using (var ids = randint(1000, 29000, [trainBatch, length], dtype: ScalarType.Int64))
+        using (var mixed = TaskModelBuilder.Build(encoder, head, bf16: true))
         {
-            double fp32Inference = Seconds(() => { using var mode = inference_mode(); using var o = task.forward(new ModelInputs(ids, ones(trainBatch, length, ScalarType.Int64), zeros(trainBatch, length, ScalarType.Int64))); }, repeats);
-            double bf16Inference = Seconds(() => { using var mode = inference_mode(); using var o = mixed.forward(new ModelInputs(ids, ones(trainBatch, length, ScalarType.Int64), zeros(trainBatch, length, ScalarType.Int64))); }, repeats);
+            double mixedStep = new TaskModelStep(mixed, trainBatch, length).StepSeconds(stepRepeats);
+            metrics[$"train_b{trainBatch}_bf16_seconds_per_step"] = mixedStep;
+            metrics[$"train_b{trainBatch}_bf16_speedup_over_fp32"] = step / mixedStep;
+            mixed.eval();
+            task.eval();
+            using var ids = randint(1000, 29000, [trainBatch, length], dtype: ScalarType.Int64);
+            var inputs = new ModelInputs(ids, ones(trainBatch, length, ScalarType.Int64), zeros(trainBatch, length, ScalarType.Int64));
+            double fp32Inference = Seconds(() => { using var mode = inference_mode(); using var o = task.forward(inputs); }, repeats);
+            double bf16Inference = Seconds(() => { using var mode = inference_mode(); using var o = mixed.forward(inputs); }, repeats);
             metrics[$"infer_b{trainBatch}_bf16_tokens_per_s"] = trainBatch * length / bf16Inference;
             metrics[$"infer_b{trainBatch}_bf16_speedup_over_fp32"] = fp32Inference / bf16Inference;
         }
+
+        // Parameter-efficient methods with their default settings: the same step, side by side with full fine-tuning.
+        foreach (string name in PeftStepMethods)
+        {
+            if (!PeftRegistry.TryGet(name, out var method)) throw new InvalidOperationException($"method {name} is not registered");
+            using var peft = TaskModelBuilder.Build(encoder, head, method, new PeftSettings());
+            double peftStep = new TaskModelStep(peft, trainBatch, length).StepSeconds(stepRepeats);
+            metrics[$"train_b{trainBatch}_{name}_seconds_per_step"] = peftStep;
+            metrics[$"train_b{trainBatch}_{name}_step_ratio_vs_full"] = peftStep / step;
+        }
+
         var config = encoder.Config;
         long nonEmbedding = task.named_parameters().Where(p => !p.name.StartsWith("bert.embeddings.")).Sum(p => p.parameter.numel());
         double tokens = trainBatch * length;
@@ -110,6 +116,19 @@ public sealed class SpeedSuite : IBenchSuite
         metrics[$"train_b{trainBatch}_tokens_per_s"] = tokens / step;
         metrics[$"train_b{trainBatch}_gflops"] = flops / step / 1e9;
         metrics[$"train_b{trainBatch}_fraction_of_fp32_ceiling"] = flops / step / fp32;
+
+        // Where the time of the full step goes.
+        task.train();
+        var profile = TrainingProfile.Measure(config, fullStep, trainBatch, length, stepRepeats);
+        double profiledStep = profile.Single(p => p.Key == "step").SecondsPerStep;
+        Console.WriteLine($"\nprofile of one full fine-tuning step (batch {trainBatch} x {length}, {threads} threads):");
+        Console.WriteLine($"  {"part",-18} {"ms/step",9} {"share",7} {"GFLOP/s",8}  what");
+        foreach (var part in profile)
+        {
+            metrics[$"profile_{part.Key}_ms"] = part.SecondsPerStep * 1000;
+            if (part.Gflops is { } g) metrics[$"profile_{part.Key}_fraction_of_fp32_ceiling"] = g * 1e9 / fp32;
+            Console.WriteLine($"  {part.Key,-18} {part.SecondsPerStep * 1000,9:F1} {part.SecondsPerStep / profiledStep,7:P1} {(part.Gflops is { } gf ? gf.ToString("F0") : ""),8}  {part.Description}");
+        }
 
         return new BenchResult
         {

@@ -1,3 +1,4 @@
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Bert;
@@ -40,27 +41,50 @@ public sealed class BertSelfAttention : nn.Module
     public Tensor forward(Tensor hidden, Tensor? additiveMask, KeyValuePrefix? prefix)
     {
         long batch = hidden.shape[0], length = hidden.shape[1];
-        Tensor Heads(nn.Module<Tensor, Tensor> projection) =>
-            projection.forward(hidden).view(batch, length, heads, headSize).transpose(1, 2); // (B, N, T, D)
-
-        var q = Heads(query);
-        var k = Heads(key);
-        var v = Heads(value);
+        var (q, k, v) = Project(hidden); // each (B, N, T, D)
         if (prefix is { } p)
         {
-            k = cat([p.Key, k], 2); // (B, N, P+T, D)
-            v = cat([p.Value, v], 2);
+            k = cat([p.Key, k.to(p.Key.dtype)], 2); // (B, N, P+T, D)
+            v = cat([p.Value, v.to(p.Value.dtype)], 2);
         }
-        if (bf16)
-        {
-            // Mixed precision: the attention products in bf16, the result back in the stream's dtype.
-            var half = ScalarType.BFloat16;
-            var reduced = nn.functional.scaled_dot_product_attention(
-                q.to(half), k.to(half), v.to(half), additiveMask?.to(half), training ? dropoutProb : 0.0);
-            return reduced.to(hidden.dtype).transpose(1, 2).reshape(batch, length, heads * headSize);
-        }
+        var type = bf16 ? ScalarType.BFloat16 : hidden.dtype;
+        // Mixed precision: the attention products in bf16, the result back in the stream's dtype.
         var context = nn.functional.scaled_dot_product_attention(
-            q, k, v, additiveMask, training ? dropoutProb : 0.0); // (B, N, T, D)
-        return context.transpose(1, 2).reshape(batch, length, heads * headSize); // (B, T, H)
+            q.to(type), k.to(type), v.to(type), additiveMask?.to(type), training ? dropoutProb : 0.0); // (B, N, T, D)
+        return context.to(hidden.dtype).transpose(1, 2).reshape(batch, length, heads * headSize); // (B, T, H)
+    }
+
+    /// <summary>
+    /// Queries, keys and values, each (B, N, T, D). When the three projections are plain Linear layers (no
+    /// method wraps them) they run as one matrix product with the three weights side by side: one (H, 3H)
+    /// product instead of three (H, H) ones, which the CPU runs faster, and the same parameters and gradients.
+    /// In bf16 the fused product also stays in bf16 for the attention that follows.
+    /// </summary>
+    (Tensor Q, Tensor K, Tensor V) Project(Tensor hidden)
+    {
+        long batch = hidden.shape[0], length = hidden.shape[1];
+        if (FusedWeights() is { } fused)
+        {
+            var (weight, bias) = fused;
+            var input = bf16 ? hidden.to(ScalarType.BFloat16) : hidden;
+            if (bf16) (weight, bias) = (weight.to(ScalarType.BFloat16), bias.to(ScalarType.BFloat16));
+            var qkv = nn.functional.linear(input, weight, bias).view(batch, length, 3, heads, headSize).permute(2, 0, 3, 1, 4); // (3, B, N, T, D)
+            return (qkv[0], qkv[1], qkv[2]);
+        }
+        Tensor Heads(nn.Module<Tensor, Tensor> projection) =>
+            projection.forward(hidden).view(batch, length, heads, headSize).transpose(1, 2);
+        return (Heads(query), Heads(key), Heads(value));
+    }
+
+    (Tensor Weight, Tensor Bias)? FusedWeights()
+    {
+        (Parameter W, Parameter B)? Plain(nn.Module<Tensor, Tensor> m) => m switch
+        {
+            Linear { bias: { } b } linear => (linear.weight!, b),
+            Bf16Linear linear => (linear.Weight, linear.Bias),
+            _ => null,
+        };
+        if (Plain(query) is not { } q || Plain(key) is not { } k || Plain(value) is not { } v) return null;
+        return (cat([q.W, k.W, v.W], 0), cat([q.B, k.B, v.B], 0));
     }
 }

@@ -21,6 +21,12 @@ public sealed class Bf16Linear : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The fp32 master weight (out, in).</summary>
+    public Parameter Weight => weight;
+
+    /// <summary>The fp32 master bias (out).</summary>
+    public Parameter Bias => bias;
+
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
