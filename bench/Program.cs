@@ -13,15 +13,17 @@ public static class Program
     {
         var mlnet = new MlNetSpamSuite();
         var full = new SharpTuneSpamSuite("full", epochs: 3, learningRate: 1e-4);
+        var fullBf16 = new SharpTuneSpamSuite("full", epochs: 3, learningRate: 1e-4, name: "spam-full-bf16", precision: "bf16");
+        var lora = new SharpTuneSpamSuite("lora", epochs: 3, learningRate: 1e-3);
         var speed = new SpeedSuite();
         var pos = new PosSuite(crf: false, epochs: 1, trainEvery: 1);
         var posCrf = new PosSuite(crf: true, epochs: 1, trainEvery: 1);
         var peft = new PeftComparisonSuite();
-        var spam = new CompositeSuite("spam", "the ML.NET peer and SharpTune full fine-tuning on the same SpamAssassin split", mlnet, full);
+        var spam = new CompositeSuite("spam", "the ML.NET peer, SharpTune full fine-tuning (fp32 and bf16) and LoRA on the same SpamAssassin split", mlnet, full, fullBf16, lora);
         var registry = new SuiteRegistry();
         foreach (var suite in PeftComparisonSuite.MethodSuites()) registry.Register(suite);
         return registry
-            .Register(mlnet).Register(full).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
+            .Register(mlnet).Register(full).Register(fullBf16).Register(lora).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
             .Register(new InteropExportSuite());
     }

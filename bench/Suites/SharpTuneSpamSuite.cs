@@ -16,11 +16,12 @@ namespace SharpTune.Bench.Suites;
 /// <param name="trainEvery">Train on every n-th training message (1: all); the comparison of methods uses a subset.</param>
 /// <param name="maxLength">Tokens per message: most messages are longer than 128 tokens.</param>
 /// <param name="meanPooling">Average the tokens' states (how minilm was trained as a sentence encoder) instead of the pooled [CLS].</param>
-public sealed class SharpTuneSpamSuite(string method, int epochs, double? learningRate = null, int trainEvery = 1, string? name = null, int maxLength = 128, bool meanPooling = true) : IBenchSuite
+/// <param name="precision">fp32, or bf16 mixed precision.</param>
+public sealed class SharpTuneSpamSuite(string method, int epochs, double? learningRate = null, int trainEvery = 1, string? name = null, int maxLength = 128, bool meanPooling = true, string precision = "fp32") : IBenchSuite
 {
     public string Name => name ?? $"spam-{method}";
 
-    public string Description => $"SharpTune minilm, method {method}, on SpamAssassin (data/spam)";
+    public string Description => $"SharpTune minilm, method {method}{(precision == "fp32" ? "" : $", {precision}")}, on SpamAssassin (data/spam)";
 
     public BenchResult Run(BenchContext context)
     {
@@ -49,6 +50,7 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
             MaxLength = maxLength,
             MeanPooling = meanPooling,
             Method = method,
+            Precision = precision,
             Out = run,
             LearningRateGiven = learningRate is not null || method == "full",
             Training = new TrainingOptions
@@ -74,7 +76,7 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
         return new BenchResult
         {
             Suite = Name,
-            Model = $"SharpTune minilm, {method} ({summary.Parameters}), {options.Training.Epochs} epoch(s) on every {every}. training message, batch 32, max length {maxLength}, {(meanPooling ? "mean pooling" : "pooled [CLS]")}, lr {options.Training.LearningRate:G3}",
+            Model = $"SharpTune minilm, {method}{(precision == "fp32" ? "" : $" in {precision}")} ({summary.Parameters}), {options.Training.Epochs} epoch(s) on every {every}. training message, batch 32, max length {maxLength}, {(meanPooling ? "mean pooling" : "pooled [CLS]")}, lr {options.Training.LearningRate:G3}",
             Dataset = "SpamAssassin public corpus (data/spam)",
             Quick = context.Quick,
             TrainExamples = summary.TrainExamples,
