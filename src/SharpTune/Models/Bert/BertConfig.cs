@@ -35,7 +35,8 @@ public sealed record BertConfig
     [JsonExtensionData] public Dictionary<string, JsonElement>? Extra { get; init; }
 
     /// <summary>
-    /// Mixed precision: attention runs in bf16 (LayerNorm, softmax statistics and the loss stay fp32). Not part of
+    /// Mixed precision: attention runs in bf16, as do the matrix products, GELU and dropout between them (the
+    /// residual adds, LayerNorm and the loss stay fp32). Not part of
     /// the saved config; chosen per run. Linear layers get bf16 through <see cref="LinearFactories.Bf16"/>.
     /// </summary>
     [JsonIgnore] public bool Bf16 { get; init; }

@@ -37,7 +37,8 @@ public sealed class BertPooler : nn.Module
     }
 
     /// <param name="first">(B, H): the hidden state of the [CLS] token.</param>
-    public Tensor forward(Tensor first) => dense.forward(first).tanh();
+    /// <returns>(B, H) in the dtype of <paramref name="first"/> (a bf16 product's result is brought back for the head).</returns>
+    public Tensor forward(Tensor first) => dense.forward(first).tanh().to(first.dtype);
 }
 
 /// <summary>The encoder's outputs: every token's last hidden state and, where the model has a pooler, the pooled [CLS].</summary>

@@ -47,11 +47,12 @@ public sealed class BertSelfAttention : nn.Module
             k = cat([p.Key, k.to(p.Key.dtype)], 2); // (B, N, P+T, D)
             v = cat([p.Value, v.to(p.Value.dtype)], 2);
         }
+        // Mixed precision: the attention products in bf16, as autocast runs them. The context keeps the dtype of
+        // the projections (bf16 from bf16 Linear layers), which is what the output projection takes.
         var type = bf16 ? ScalarType.BFloat16 : hidden.dtype;
-        // Mixed precision: the attention products in bf16, the result back in the stream's dtype.
         var context = nn.functional.scaled_dot_product_attention(
             q.to(type), k.to(type), v.to(type), additiveMask?.to(type), training ? dropoutProb : 0.0); // (B, N, T, D)
-        return context.to(hidden.dtype).transpose(1, 2).reshape(batch, length, heads * headSize); // (B, T, H)
+        return context.to(q.dtype).transpose(1, 2).reshape(batch, length, heads * headSize); // (B, T, H)
     }
 
     /// <summary>

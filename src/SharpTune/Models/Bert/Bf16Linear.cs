@@ -5,10 +5,12 @@ using static TorchSharp.torch;
 namespace SharpTune.Models.Bert;
 
 /// <summary>
-/// A Linear layer for bf16 mixed precision on CPU. TorchSharp has no autocast, so the input, weight and
-/// bias are cast to bf16 for the matrix product and the result back to the input's dtype; the parameters
-/// stay fp32 (master weights), and autograd carries fp32 gradients back through the casts. Keys
-/// <c>weight</c> and <c>bias</c>, as nn.Linear.
+/// A Linear layer for bf16 mixed precision on CPU. TorchSharp has no autocast, so this does what autocast
+/// does for a matrix product: the input, weight and bias are cast to bf16 and the result stays bf16, so the
+/// ops after it that autocast also runs in bf16 (GELU, dropout, the next product) take it without casts; the
+/// next op that needs fp32 (the residual add before LayerNorm) promotes it. The parameters stay fp32 (master
+/// weights) and autograd carries fp32 gradients back through the casts. Keys <c>weight</c> and <c>bias</c>,
+/// as nn.Linear.
 /// </summary>
 public sealed class Bf16Linear : nn.Module<Tensor, Tensor>
 {
@@ -30,7 +32,7 @@ public sealed class Bf16Linear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        var output = nn.functional.linear(input.to(ScalarType.BFloat16), weight.to(ScalarType.BFloat16), bias.to(ScalarType.BFloat16));
-        return output.to(input.dtype).MoveToOuterDisposeScope();
+        var half = ScalarType.BFloat16;
+        return nn.functional.linear(input.to(half), weight.to(half), bias.to(half)).MoveToOuterDisposeScope();
     }
 }
