@@ -117,17 +117,26 @@ public sealed class SpeedSuite : IBenchSuite
         metrics[$"train_b{trainBatch}_gflops"] = flops / step / 1e9;
         metrics[$"train_b{trainBatch}_fraction_of_fp32_ceiling"] = flops / step / fp32;
 
-        // Where the time of the full step goes.
+        // Where the time of the full step goes, in fp32 and in bf16 mixed precision.
         task.train();
-        var profile = TrainingProfile.Measure(config, fullStep, trainBatch, length, stepRepeats);
-        double profiledStep = profile.Single(p => p.Key == "step").SecondsPerStep;
-        Console.WriteLine($"\nprofile of one full fine-tuning step (batch {trainBatch} x {length}, {threads} threads):");
-        Console.WriteLine($"  {"part",-18} {"ms/step",9} {"share",7} {"GFLOP/s",8}  what");
-        foreach (var part in profile)
+        Report(TrainingProfile.Measure(config, fullStep, trainBatch, length, stepRepeats), "profile", "fp32", fp32);
+        using (var mixed = TaskModelBuilder.Build(encoder, head, bf16: true))
         {
-            metrics[$"profile_{part.Key}_ms"] = part.SecondsPerStep * 1000;
-            if (part.Gflops is { } g) metrics[$"profile_{part.Key}_fraction_of_fp32_ceiling"] = g * 1e9 / fp32;
-            Console.WriteLine($"  {part.Key,-18} {part.SecondsPerStep * 1000,9:F1} {part.SecondsPerStep / profiledStep,7:P1} {(part.Gflops is { } gf ? gf.ToString("F0") : ""),8}  {part.Description}");
+            var mixedStep = new TaskModelStep(mixed, trainBatch, length);
+            Report(TrainingProfile.Measure(config, mixedStep, trainBatch, length, stepRepeats, bf16: true), "profile_bf16", "bf16", bf16);
+        }
+
+        void Report(List<ProfilePart> profile, string prefix, string precision, double ceiling)
+        {
+            double whole = profile.Single(p => p.Key == "step").SecondsPerStep;
+            Console.WriteLine($"\n{precision} profile of one full fine-tuning step (batch {trainBatch} x {length}, {threads} threads; {precision} matmul ceiling {ceiling / 1e9:F0} GFLOP/s):");
+            Console.WriteLine($"  {"part",-18} {"ms/step",9} {"share",7} {"GFLOP/s",8}  what");
+            foreach (var part in profile)
+            {
+                metrics[$"{prefix}_{part.Key}_ms"] = part.SecondsPerStep * 1000;
+                if (part.Gflops is { } g) metrics[$"{prefix}_{part.Key}_fraction_of_{precision}_ceiling"] = g * 1e9 / ceiling;
+                Console.WriteLine($"  {part.Key,-18} {part.SecondsPerStep * 1000,9:F1} {part.SecondsPerStep / whole,7:P1} {(part.Gflops is { } gf ? gf.ToString("F0") : ""),8}  {part.Description}");
+            }
         }
 
         return new BenchResult

@@ -20,33 +20,39 @@ public sealed record ProfilePart(string Key, string Description, double SecondsP
 /// </summary>
 public static class TrainingProfile
 {
-    public static List<ProfilePart> Measure(BertConfig config, TaskModelStep step, int batch, int length, int repeats)
+    /// <param name="bf16">Profile the bf16 mixed-precision step: products, attention, GELU and the dropouts after
+    /// products in bf16 (with the casts into the products timed with them), the rest fp32.</param>
+    public static List<ProfilePart> Measure(BertConfig config, TaskModelStep step, int batch, int length, int repeats, bool bf16 = false)
     {
+        ScalarType? half = bf16 ? ScalarType.BFloat16 : null;
+        var low = half ?? ScalarType.Float32;
         int h = config.HiddenSize, inter = config.IntermediateSize, layers = config.NumHiddenLayers;
         int heads = config.NumAttentionHeads, headSize = config.HeadSize;
         long tokens = (long)batch * length;
         var parts = new List<ProfilePart>();
 
         // Matrix products: per layer 4 (H -> H), 1 (H -> I) and 1 (I -> H), forward and both backward products.
-        double square = LinearSeconds(tokens, h, h, repeats);
-        double up = LinearSeconds(tokens, h, inter, repeats);
-        double down = LinearSeconds(tokens, inter, h, repeats);
-        double linears = layers * (4 * square + up + down);
+        double linears = bf16
+            ? layers * (LinearSeconds(tokens, h, 3 * h, repeats, half) + LinearSeconds(tokens, h, h, repeats, half, inputType: low)
+                + LinearSeconds(tokens, h, inter, repeats, half) + LinearSeconds(tokens, inter, h, repeats, half, inputType: low))
+            : layers * (LinearSeconds(tokens, h, 3 * h, repeats) + LinearSeconds(tokens, h, h, repeats)
+                + LinearSeconds(tokens, h, inter, repeats) + LinearSeconds(tokens, inter, h, repeats));
         double linearFlops = 6.0 * tokens * layers * (4.0 * h * h + 2.0 * h * inter);
-        parts.Add(new("linears", $"matrix products of the {6 * layers} encoder Linear layers (forward + 2 backward products)", linears, linearFlops / linears / 1e9));
+        parts.Add(new("linears", $"matrix products of the encoder's Linear layers, query/key/value fused (forward + 2 backward products{(bf16 ? "; bf16 with the casts" : "")})", linears, linearFlops / linears / 1e9));
 
-        double attention = layers * AttentionSeconds(batch, heads, length, headSize, config.AttentionProbsDropoutProb, repeats);
+        double attention = layers * AttentionSeconds(batch, heads, length, headSize, config.AttentionProbsDropoutProb, repeats, low);
         double attentionFlops = 3.0 * layers * batch * 4.0 * length * length * h;
         parts.Add(new("attention", $"scaled dot-product attention with p={config.AttentionProbsDropoutProb} dropout ({layers} layers: QK^T, mask, softmax, dropout, x V)", attention, attentionFlops / attention / 1e9));
-        double attentionNoDropout = layers * AttentionSeconds(batch, heads, length, headSize, 0.0, repeats);
+        double attentionNoDropout = layers * AttentionSeconds(batch, heads, length, headSize, 0.0, repeats, low);
         parts.Add(new("attention_dropout", "  of which the attention-probability dropout (attention with it minus without)", attention - attentionNoDropout));
 
         double layerNorm = (2 * layers + 1) * ElementwiseSeconds(tokens, h, x => nn.functional.layer_norm(x, [h], null, null, config.LayerNormEps), repeats);
         parts.Add(new("layernorm", $"{2 * layers + 1} LayerNorms over (tokens, {h})", layerNorm));
-        double gelu = layers * ElementwiseSeconds(tokens, inter, x => x.gelu(), repeats);
-        parts.Add(new("gelu", $"{layers} GELUs over (tokens, {inter})", gelu));
-        double dropout = (2 * layers + 1) * ElementwiseSeconds(tokens, h, x => nn.functional.dropout(x, config.HiddenDropoutProb, true), repeats);
-        parts.Add(new("dropout", $"{2 * layers + 1} hidden-state dropouts over (tokens, {h})", dropout));
+        double gelu = layers * ElementwiseSeconds(tokens, inter, x => x.gelu(), repeats, low);
+        parts.Add(new("gelu", $"{layers} GELUs over (tokens, {inter}){(bf16 ? " in bf16" : "")}", gelu));
+        double dropout = 2 * layers * ElementwiseSeconds(tokens, h, x => nn.functional.dropout(x, config.HiddenDropoutProb, true), repeats, low)
+            + ElementwiseSeconds(tokens, h, x => nn.functional.dropout(x, config.HiddenDropoutProb, true), repeats);
+        parts.Add(new("dropout", $"{2 * layers + 1} hidden-state dropouts over (tokens, {h}){(bf16 ? $", {2 * layers} of them in bf16" : "")}", dropout));
         double residual = 2 * layers * ElementwiseSeconds(tokens, h, x => x + x, repeats)
             + layers * ElementwiseSeconds(tokens, h, x => x.view(batch, heads, length, headSize).transpose(1, 2).reshape(batch, length, h), repeats);
         parts.Add(new("residual_reshape", "residual adds and the attention heads' reshape copies", residual));
@@ -70,28 +76,30 @@ public static class TrainingProfile
         return parts;
     }
 
-    static double LinearSeconds(long tokens, int input, int output, int repeats)
+    /// <param name="half">Cast input, weight and bias to this type inside the timed region, as a bf16 Linear does.</param>
+    /// <param name="inputType">The type the input arrives in (bf16 when the op before it ran in bf16).</param>
+    static double LinearSeconds(long tokens, int input, int output, int repeats, ScalarType? half = null, ScalarType inputType = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
-        var x = randn(tokens, input).requires_grad_(true);
+        var x = randn(tokens, input).to(inputType).requires_grad_(true);
         var w = (randn(output, input) * 0.02).requires_grad_(true);
         var b = zeros(output).requires_grad_(true);
         var g = randn(tokens, output);
         return Timing.Seconds(() =>
         {
             using var inner = NewDisposeScope();
-            var y = nn.functional.linear(x, w, b);
-            autograd.grad([y], [x, w, b], [g]);
+            var y = half is { } t ? nn.functional.linear(x.to(t), w.to(t), b.to(t)) : nn.functional.linear(x, w, b);
+            autograd.grad([y], [x, w, b], [g.to(y.dtype)]);
         }, repeats);
     }
 
-    static double AttentionSeconds(int batch, int heads, int length, int headSize, double dropout, int repeats)
+    static double AttentionSeconds(int batch, int heads, int length, int headSize, double dropout, int repeats, ScalarType type)
     {
         using var scope = NewDisposeScope();
-        var q = randn(batch, heads, length, headSize).requires_grad_(true);
-        var k = randn(batch, heads, length, headSize).requires_grad_(true);
-        var v = randn(batch, heads, length, headSize).requires_grad_(true);
-        var g = randn(batch, heads, length, headSize);
+        var q = randn(batch, heads, length, headSize).to(type).requires_grad_(true);
+        var k = randn(batch, heads, length, headSize).to(type).requires_grad_(true);
+        var v = randn(batch, heads, length, headSize).to(type).requires_grad_(true);
+        var g = randn(batch, heads, length, headSize).to(type);
         return Timing.Seconds(() =>
         {
             using var inner = NewDisposeScope();
@@ -100,11 +108,11 @@ public static class TrainingProfile
         }, repeats);
     }
 
-    static double ElementwiseSeconds(long tokens, int width, Func<Tensor, Tensor> op, int repeats)
+    static double ElementwiseSeconds(long tokens, int width, Func<Tensor, Tensor> op, int repeats, ScalarType type = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
-        var x = randn(tokens, width).requires_grad_(true);
-        var g = randn(tokens, width);
+        var x = randn(tokens, width).to(type).requires_grad_(true);
+        var g = randn(tokens, width).to(type);
         return Timing.Seconds(() =>
         {
             using var inner = NewDisposeScope();
