@@ -56,36 +56,33 @@ public sealed class BertSelfAttention : nn.Module
     }
 
     /// <summary>
-    /// Queries, keys and values, each (B, N, T, D). When the three projections are plain Linear layers (no
-    /// method wraps them) they run as one matrix product with the three weights side by side: one (H, 3H)
-    /// product instead of three (H, H) ones, which the CPU runs faster, and the same parameters and gradients.
-    /// In bf16 the fused product also stays in bf16 for the attention that follows.
+    /// Queries, keys and values, each (B, N, T, D). When the three projections are plain Linear layers or
+    /// <see cref="IFusableLinear"/> ones (LoRA, IA3, bf16), their products run as one with the three weights
+    /// side by side: one (H, 3H) product instead of three (H, H) ones, which the CPU runs faster, with the
+    /// same parameters and gradients; each layer then finishes its own third.
     /// </summary>
     (Tensor Q, Tensor K, Tensor V) Project(Tensor hidden)
     {
         long batch = hidden.shape[0], length = hidden.shape[1];
-        if (FusedWeights() is { } fused)
-        {
-            var (weight, bias) = fused;
-            var input = bf16 ? hidden.to(ScalarType.BFloat16) : hidden;
-            if (bf16) (weight, bias) = (weight.to(ScalarType.BFloat16), bias.to(ScalarType.BFloat16));
-            var qkv = nn.functional.linear(input, weight, bias).view(batch, length, 3, heads, headSize).permute(2, 0, 3, 1, 4); // (3, B, N, T, D)
-            return (qkv[0], qkv[1], qkv[2]);
-        }
-        Tensor Heads(nn.Module<Tensor, Tensor> projection) =>
-            projection.forward(hidden).view(batch, length, heads, headSize).transpose(1, 2);
-        return (Heads(query), Heads(key), Heads(value));
+        Tensor Heads(Tensor projected) => projected.view(batch, length, heads, headSize).transpose(1, 2);
+        var parts = new[] { Fusable(query), Fusable(key), Fusable(value) };
+        if (parts.Any(p => p is null))
+            return (Heads(query.forward(hidden)), Heads(key.forward(hidden)), Heads(value.forward(hidden)));
+
+        var weight = cat(parts.Select(p => p!.Value.Weight).ToArray(), 0); // (3H, H)
+        var bias = cat(parts.Select(p => p!.Value.Bias).ToArray(), 0);
+        var input = hidden;
+        if (bf16) (input, weight, bias) = (hidden.to(ScalarType.BFloat16), weight.to(ScalarType.BFloat16), bias.to(ScalarType.BFloat16));
+        var products = nn.functional.linear(input, weight, bias).chunk(3, -1); // 3 x (B, T, H)
+        var finished = parts.Select((p, i) => p!.Value.Finish?.Invoke(hidden, products[i]) ?? products[i]).ToArray();
+        return (Heads(finished[0]), Heads(finished[1]), Heads(finished[2]));
     }
 
-    (Tensor Weight, Tensor Bias)? FusedWeights()
+    /// <summary>The weight, bias and finishing step of a projection that can join the fused product, or null.</summary>
+    static (Tensor Weight, Tensor Bias, Func<Tensor, Tensor, Tensor>? Finish)? Fusable(nn.Module<Tensor, Tensor> projection) => projection switch
     {
-        (Parameter W, Parameter B)? Plain(nn.Module<Tensor, Tensor> m) => m switch
-        {
-            Linear { bias: { } b } linear => (linear.weight!, b),
-            Bf16Linear linear => (linear.Weight, linear.Bias),
-            _ => null,
-        };
-        if (Plain(query) is not { } q || Plain(key) is not { } k || Plain(value) is not { } v) return null;
-        return (cat([q.W, k.W, v.W], 0), cat([q.B, k.B, v.B], 0));
-    }
+        Linear { weight: { } w, bias: { } b } => (w, b, null),
+        IFusableLinear { CanFuse: true } f => (f.Weight, f.Bias, f.Finish),
+        _ => null,
+    };
 }

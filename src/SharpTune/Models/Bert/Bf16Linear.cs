@@ -12,7 +12,7 @@ namespace SharpTune.Models.Bert;
 /// weights) and autograd carries fp32 gradients back through the casts. Keys <c>weight</c> and <c>bias</c>,
 /// as nn.Linear.
 /// </summary>
-public sealed class Bf16Linear : nn.Module<Tensor, Tensor>
+public sealed class Bf16Linear : nn.Module<Tensor, Tensor>, IFusableLinear
 {
     readonly Parameter weight;
     readonly Parameter bias;
@@ -24,10 +24,15 @@ public sealed class Bf16Linear : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>The fp32 master weight (out, in).</summary>
-    public Parameter Weight => weight;
+    public Tensor Weight => weight;
 
     /// <summary>The fp32 master bias (out).</summary>
-    public Parameter Bias => bias;
+    public Tensor Bias => bias;
+
+    public bool CanFuse => true;
+
+    /// <summary>The bf16 product is the output.</summary>
+    public Tensor Finish(Tensor input, Tensor product) => product;
 
     public override Tensor forward(Tensor input)
     {

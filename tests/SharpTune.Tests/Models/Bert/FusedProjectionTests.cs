@@ -1,4 +1,5 @@
 using SharpTune.Models.Bert;
+using SharpTune.Peft;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Models.Bert;
@@ -52,5 +53,41 @@ public class FusedProjectionTests
             if (name.StartsWith("pooler.")) continue; // not on the path of the loss
             Assert.True(parameter.grad!.allclose(grads[name], rtol: 1e-4, atol: 1e-5), $"gradient of {name} differs");
         }
+    }
+
+    /// <summary>
+    /// LoRA (query and value wrapped, key plain) and IA3 (key and value scaled) run the fused product and
+    /// finish their own parts; a plain model that runs every projection on its own, with the adapters merged
+    /// into its weights, must give the same outputs.
+    /// </summary>
+    [Theory]
+    [InlineData("lora")]
+    [InlineData("ia3")]
+    public void Fused_adapter_layers_equal_separate_projections_with_merged_weights(string name)
+    {
+        var method = PeftRegistry.Get(name);
+        var settings = new PeftSettings { LoraR = 3, LoraAlpha = 5 };
+        manual_seed(5);
+        using var adapted = new BertModel(TestModels.TinyConfig, linears: method.Linears(settings, TestModels.TinyConfig));
+        using (no_grad())
+        {
+            foreach (var (key, parameter) in adapted.named_parameters())
+                if (key.Contains("lora_B") || key.Contains("ia3_l")) parameter.copy_(randn(parameter.shape) * 0.3 + (key.Contains("ia3_l") ? 1 : 0));
+        }
+        adapted.eval();
+        using var separate = new BertModel(TestModels.TinyConfig, addPoolingLayer: true, linears: (_, i, o) => new OpaqueLinear(i, o));
+        separate.load_state_dict(MergedExport.PlainStateDict(adapted));
+        separate.eval();
+
+        using var ids = randint(1, 99, [2, 7], dtype: ScalarType.Int64);
+        var expected = separate.forward(ids).LastHiddenState;
+        var actual = adapted.forward(ids).LastHiddenState;
+        double diff = (expected - actual).abs().max().item<float>();
+        Assert.True(diff < 1e-5, $"fused {name} differs from the merged separate model by {diff}");
+        using var baseOnly = new BertModel(TestModels.TinyConfig, addPoolingLayer: true, linears: (_, i, o) => new OpaqueLinear(i, o));
+        var baseKeys = baseOnly.state_dict().Keys.ToHashSet();
+        baseOnly.load_state_dict(adapted.state_dict().Where(kv => baseKeys.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value));
+        baseOnly.eval();
+        Assert.True((expected - baseOnly.forward(ids).LastHiddenState).abs().max().item<float>() > 1e-3, "the adapters changed nothing");
     }
 }
