@@ -12,9 +12,9 @@ public static class Program
     static SuiteRegistry CreateRegistry()
     {
         var mlnet = new MlNetSpamSuite();
-        var full = new SharpTuneSpamSuite("full", epochs: 3, learningRate: 1e-4);
-        var fullBf16 = new SharpTuneSpamSuite("full", epochs: 3, learningRate: 1e-4, name: "spam-full-bf16", precision: "bf16");
-        var lora = new SharpTuneSpamSuite("lora", epochs: 3, learningRate: 1e-3);
+        var full = new SharpTuneSpamSuite("full", epochs: 4, learningRate: 1e-4);
+        var fullBf16 = new SharpTuneSpamSuite("full", epochs: 4, learningRate: 1e-4, name: "spam-full-bf16", precision: "bf16");
+        var lora = new SharpTuneSpamSuite("lora", epochs: 4, learningRate: 1e-3);
         var speed = new SpeedSuite();
         var pos = new PosSuite(crf: false, epochs: 1, trainEvery: 1);
         var posCrf = new PosSuite(crf: true, epochs: 1, trainEvery: 1);
