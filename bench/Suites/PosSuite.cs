@@ -50,7 +50,13 @@ public sealed class PosSuite(bool crf, int epochs, int trainEvery) : IBenchSuite
             TestExamples = count,
             TrainSeconds = summary.SecondsPerStep * summary.Steps,
             PredictSeconds = clock.Elapsed.TotalSeconds,
-            Metrics = new() { ["token_accuracy"] = metrics["token_accuracy"], ["seconds_per_step"] = summary.SecondsPerStep },
+            Metrics = new()
+            {
+                ["token_accuracy"] = metrics["token_accuracy"],
+                // Test tokens whose tag never occurs in training: scored as errors (no prediction can match them).
+                ["unseen_label_tokens"] = metrics.GetValueOrDefault("unseen_label_tokens"),
+                ["seconds_per_step"] = summary.SecondsPerStep,
+            },
         };
     }
 }
