@@ -43,7 +43,7 @@ public sealed class PosSuite(bool crf, int epochs, int trainEvery) : IBenchSuite
         return new BenchResult
         {
             Suite = Name,
-            Model = $"SharpTune minilm, per-word head{(crf ? " + CRF" : "")}, {options.Training.Epochs} epoch(s) on every {every}. training sentence",
+            Model = $"SharpTune minilm, per-word head{(crf ? " + CRF" : "")}, {options.Training.Epochs} epoch(s) on {(every == 1 ? "all" : $"every {every}th")} training sentence(s), batch 32, lr {options.Training.LearningRate:G3}",
             Dataset = "Brown corpus, simplified tags (data/brown)",
             Quick = context.Quick,
             TrainExamples = summary.TrainExamples,
