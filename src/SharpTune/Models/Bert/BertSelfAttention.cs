@@ -50,9 +50,27 @@ public sealed class BertSelfAttention : nn.Module
         // Mixed precision: the attention products in bf16, as autocast runs them. The context keeps the dtype of
         // the projections (bf16 from bf16 Linear layers), which is what the output projection takes.
         var type = bf16 ? ScalarType.BFloat16 : hidden.dtype;
-        var context = nn.functional.scaled_dot_product_attention(
-            q.to(type), k.to(type), v.to(type), additiveMask?.to(type), training ? dropoutProb : 0.0); // (B, N, T, D)
+        var context = training && dropoutProb > 0
+            ? AttentionWithDropout(q.to(type), k.to(type), v.to(type), additiveMask)
+            : nn.functional.scaled_dot_product_attention(q.to(type), k.to(type), v.to(type), additiveMask?.to(type)); // (B, N, T, D)
         return context.to(q.dtype).transpose(1, 2).reshape(batch, length, heads * headSize); // (B, T, H)
+    }
+
+    /// <summary>
+    /// Attention with dropout on the probabilities, as SDPA's reference path computes it: libtorch's fused CPU
+    /// kernel has no dropout, and its fallback draws the mask with libtorch's dropout, the slowest part of a
+    /// training step; <see cref="FastDropout"/> draws it here. The softmax runs in fp32 (also under bf16).
+    /// </summary>
+    /// <param name="q">(B, N, T, D)</param>
+    /// <param name="k">(B, N, S, D), S = P + T with a prefix</param>
+    /// <param name="v">(B, N, S, D)</param>
+    /// <param name="additiveMask">(B, 1, 1, S) or null</param>
+    Tensor AttentionWithDropout(Tensor q, Tensor k, Tensor v, Tensor? additiveMask)
+    {
+        var scores = q.matmul(k.transpose(-2, -1)).to(ScalarType.Float32) * (1.0 / Math.Sqrt(headSize)); // (B, N, T, S)
+        if (additiveMask is not null) scores = scores + additiveMask.to(ScalarType.Float32);
+        var probabilities = FastDropout.Apply(scores.softmax(-1), dropoutProb, training: true);
+        return probabilities.to(v.dtype).matmul(v);
     }
 
     /// <summary>
