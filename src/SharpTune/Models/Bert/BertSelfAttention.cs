@@ -51,7 +51,7 @@ public sealed class BertSelfAttention : nn.Module
         // the projections (bf16 from bf16 Linear layers), which is what the output projection takes.
         var type = bf16 ? ScalarType.BFloat16 : hidden.dtype;
         var context = training && dropoutProb > 0
-            ? AttentionWithDropout(q.to(type), k.to(type), v.to(type), additiveMask)
+            ? AttentionWithDropout(q.to(type), k.to(type), v.to(type), additiveMask, dropoutProb)
             : nn.functional.scaled_dot_product_attention(q.to(type), k.to(type), v.to(type), additiveMask?.to(type)); // (B, N, T, D)
         return context.to(q.dtype).transpose(1, 2).reshape(batch, length, heads * headSize); // (B, T, H)
     }
@@ -65,11 +65,13 @@ public sealed class BertSelfAttention : nn.Module
     /// <param name="k">(B, N, S, D), S = P + T with a prefix</param>
     /// <param name="v">(B, N, S, D)</param>
     /// <param name="additiveMask">(B, 1, 1, S) or null</param>
-    Tensor AttentionWithDropout(Tensor q, Tensor k, Tensor v, Tensor? additiveMask)
+    /// <param name="dropout">Probability of dropping an attention probability.</param>
+    /// <returns>(B, N, T, D) in the dtype of <paramref name="v"/>.</returns>
+    public static Tensor AttentionWithDropout(Tensor q, Tensor k, Tensor v, Tensor? additiveMask, double dropout)
     {
-        var scores = q.matmul(k.transpose(-2, -1)).to(ScalarType.Float32) * (1.0 / Math.Sqrt(headSize)); // (B, N, T, S)
+        var scores = q.matmul(k.transpose(-2, -1)).to(ScalarType.Float32) * (1.0 / Math.Sqrt(q.shape[^1])); // (B, N, T, S)
         if (additiveMask is not null) scores = scores + additiveMask.to(ScalarType.Float32);
-        var probabilities = FastDropout.Apply(scores.softmax(-1), dropoutProb, training: true);
+        var probabilities = FastDropout.Apply(scores.softmax(-1), dropout, training: true);
         return probabilities.to(v.dtype).matmul(v);
     }
 
