@@ -41,10 +41,14 @@ public sealed class TaskModelStep(TaskModel model, int batch, int length, double
     }
 
     /// <summary>One whole step at the full batch.</summary>
-    public double StepSeconds(int repeats)
+    public double StepSeconds(int repeats) => Timing.Seconds(RunStep, repeats);
+
+    /// <summary>Runs one whole step at the full batch, in training mode.</summary>
+    public void RunStep()
     {
         model.train();
-        return Timing.Seconds(() => { ForwardBackward(examples); Update(); }, repeats);
+        ForwardBackward(examples);
+        Update();
     }
 
     /// <summary>Forward and backward of a single 8-token sequence: what a step costs when there is almost no arithmetic.</summary>
