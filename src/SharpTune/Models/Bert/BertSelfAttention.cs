@@ -76,6 +76,13 @@ public sealed class BertSelfAttention : nn.Module
     }
 
     /// <summary>
+    /// Fewest tokens in a batch for which the projections run fused. Fusing concatenates the three weights on
+    /// every call, a copy of 3 H^2 values that a small batch does not earn back (one 128-token sequence: the
+    /// copy costs about as much as the products). The speed suite measures both sides of this threshold.
+    /// </summary>
+    public static int MinTokensToFuse { get; set; } = 1024;
+
+    /// <summary>
     /// Queries, keys and values, each (B, N, T, D). When the three projections are plain Linear layers or
     /// <see cref="IFusableLinear"/> ones (LoRA, IA3, bf16), their products run as one with the three weights
     /// side by side: one (H, 3H) product instead of three (H, H) ones, which the CPU runs faster, with the
@@ -86,7 +93,7 @@ public sealed class BertSelfAttention : nn.Module
         long batch = hidden.shape[0], length = hidden.shape[1];
         Tensor Heads(Tensor projected) => projected.view(batch, length, heads, headSize).transpose(1, 2);
         var parts = new[] { Fusable(query), Fusable(key), Fusable(value) };
-        if (parts.Any(p => p is null))
+        if (parts.Any(p => p is null) || batch * length < MinTokensToFuse)
             return (Heads(query.forward(hidden)), Heads(key.forward(hidden)), Heads(value.forward(hidden)));
 
         var weight = cat(parts.Select(p => p!.Value.Weight).ToArray(), 0); // (3H, H)
