@@ -4,6 +4,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using SharpTune.Bench.Reporting;
 using SharpTune.Heads;
 using SharpTune.Models;
+using SharpTune.Models.Bert;
 using SharpTune.Peft;
 using SharpTune.Training;
 using static TorchSharp.torch;
@@ -54,11 +55,26 @@ public sealed class SpeedSuite : IBenchSuite
             using var mask = ones(batch, length, ScalarType.Int64);
             using var types = zeros(batch, length, ScalarType.Int64);
             model.eval();
-            double ours = Seconds(() =>
+            void Forward()
             {
                 using var mode = inference_mode();
                 using var output = model.forward(ids, mask, types);
-            }, repeats);
+            }
+            double ours = Seconds(Forward, repeats);
+            // What running query, key and value as one product does at this batch (the threshold's evidence).
+            int threshold = BertSelfAttention.MinTokensToFuse;
+            try
+            {
+                BertSelfAttention.MinTokensToFuse = 0;
+                double fused = Seconds(Forward, repeats);
+                BertSelfAttention.MinTokensToFuse = int.MaxValue;
+                double separate = Seconds(Forward, repeats);
+                metrics[$"infer_b{batch}_fused_qkv_speedup"] = separate / fused;
+            }
+            finally
+            {
+                BertSelfAttention.MinTokensToFuse = threshold;
+            }
             var dims = new[] { batch, length };
             var feeds = new List<NamedOnnxValue>
             {
