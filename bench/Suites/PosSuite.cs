@@ -43,14 +43,20 @@ public sealed class PosSuite(bool crf, int epochs, int trainEvery) : IBenchSuite
         return new BenchResult
         {
             Suite = Name,
-            Model = $"SharpTune minilm, per-word head{(crf ? " + CRF" : "")}, {options.Training.Epochs} epoch(s) on every {every}. training sentence",
+            Model = $"SharpTune minilm, per-word head{(crf ? " + CRF" : "")}, {options.Training.Epochs} epoch(s) on {(every == 1 ? "all" : $"every {every}th")} training sentence(s), batch 32, lr {options.Training.LearningRate:G3}",
             Dataset = "Brown corpus, simplified tags (data/brown)",
             Quick = context.Quick,
             TrainExamples = summary.TrainExamples,
             TestExamples = count,
             TrainSeconds = summary.SecondsPerStep * summary.Steps,
             PredictSeconds = clock.Elapsed.TotalSeconds,
-            Metrics = new() { ["token_accuracy"] = metrics["token_accuracy"], ["seconds_per_step"] = summary.SecondsPerStep },
+            Metrics = new()
+            {
+                ["token_accuracy"] = metrics["token_accuracy"],
+                // Test tokens whose tag never occurs in training: scored as errors (no prediction can match them).
+                ["unseen_label_tokens"] = metrics.GetValueOrDefault("unseen_label_tokens"),
+                ["seconds_per_step"] = summary.SecondsPerStep,
+            },
         };
     }
 }

@@ -78,7 +78,7 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
         return new BenchResult
         {
             Suite = Name,
-            Model = $"SharpTune minilm, {method}{(precision == "fp32" ? "" : $" in {precision}")} ({summary.Parameters}), {options.Training.Epochs} epoch(s) on every {every}. training message, batch 32, max length {maxLength}, {(meanPooling ? "mean pooling" : "pooled [CLS]")}, lr {options.Training.LearningRate:G3}",
+            Model = $"SharpTune minilm, {method}{(precision == "fp32" ? "" : $" in {precision}")} ({summary.Parameters}), {options.Training.Epochs} epoch(s) on {(every == 1 ? "all" : $"every {every}th")} training message(s), batch 32, max length {maxLength}, {(meanPooling ? "mean pooling" : "pooled [CLS]")}, lr {options.Training.LearningRate:G3}",
             Dataset = "SpamAssassin public corpus (data/spam)",
             Quick = context.Quick,
             TrainExamples = summary.TrainExamples,

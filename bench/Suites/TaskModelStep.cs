@@ -41,17 +41,23 @@ public sealed class TaskModelStep(TaskModel model, int batch, int length, double
     }
 
     /// <summary>One whole step at the full batch.</summary>
-    public double StepSeconds(int repeats)
+    public double StepSeconds(int repeats) => Timing.Seconds(RunStep, repeats);
+
+    /// <summary>Runs one whole step at the full batch, in training mode.</summary>
+    public void RunStep()
     {
         model.train();
-        return Timing.Seconds(() => { ForwardBackward(examples); Update(); }, repeats);
+        ForwardBackward(examples);
+        Update();
     }
 
-    /// <summary>One whole step on a single 8-token sequence: what a step costs when there is almost no arithmetic.</summary>
-    public double SmallStepSeconds(int repeats)
+    /// <summary>Forward and backward of a single 8-token sequence: what a step costs when there is almost no arithmetic.</summary>
+    public double SmallForwardBackwardSeconds(int repeats)
     {
         model.train();
-        return Timing.Seconds(() => { ForwardBackward(tiny); Update(); }, Math.Max(repeats, 5));
+        double seconds = Timing.Seconds(() => ForwardBackward(tiny), Math.Max(repeats, 5));
+        optimizer.zero_grad();
+        return seconds;
     }
 
     /// <summary>Clipping, the AdamW step and zeroing, each timed with the gradients of a real backward in place.</summary>

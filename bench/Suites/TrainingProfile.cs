@@ -42,17 +42,21 @@ public static class TrainingProfile
 
         double attention = layers * AttentionSeconds(batch, heads, length, headSize, config.AttentionProbsDropoutProb, repeats, low);
         double attentionFlops = 3.0 * layers * batch * 4.0 * length * length * h;
-        parts.Add(new("attention", $"scaled dot-product attention with p={config.AttentionProbsDropoutProb} dropout ({layers} layers: QK^T, mask, softmax, dropout, x V)", attention, attentionFlops / attention / 1e9));
+        parts.Add(new("attention", $"attention as training runs it ({layers} layers: QK^T, mask, fp32 softmax, dropout p={config.AttentionProbsDropoutProb}, x V)", attention, attentionFlops / attention / 1e9));
         double attentionNoDropout = layers * AttentionSeconds(batch, heads, length, headSize, 0.0, repeats, low);
-        parts.Add(new("attention_dropout", "  of which the attention-probability dropout (attention with it minus without)", attention - attentionNoDropout));
+        parts.Add(new("attention_dropout", "  of which the dropout of the attention probabilities (the same without it, subtracted)", attention - attentionNoDropout));
+        double fused = layers * AttentionSeconds(batch, heads, length, headSize, null, repeats, low);
+        parts.Add(new("attention_fused", "  for comparison: libtorch's fused attention kernel without dropout (what evaluation runs)", fused));
 
         double layerNorm = (2 * layers + 1) * ElementwiseSeconds(tokens, h, x => nn.functional.layer_norm(x, [h], null, null, config.LayerNormEps), repeats);
         parts.Add(new("layernorm", $"{2 * layers + 1} LayerNorms over (tokens, {h})", layerNorm));
         double gelu = layers * ElementwiseSeconds(tokens, inter, x => x.gelu(), repeats, low);
         parts.Add(new("gelu", $"{layers} GELUs over (tokens, {inter}){(bf16 ? " in bf16" : "")}", gelu));
-        double dropout = 2 * layers * ElementwiseSeconds(tokens, h, x => nn.functional.dropout(x, config.HiddenDropoutProb, true), repeats, low)
-            + ElementwiseSeconds(tokens, h, x => nn.functional.dropout(x, config.HiddenDropoutProb, true), repeats);
-        parts.Add(new("dropout", $"{2 * layers + 1} hidden-state dropouts over (tokens, {h}){(bf16 ? $", {2 * layers} of them in bf16" : "")}", dropout));
+        double dropout = 2 * layers * ElementwiseSeconds(tokens, h, x => FastDropout.Apply(x, config.HiddenDropoutProb, true), repeats, low)
+            + ElementwiseSeconds(tokens, h, x => FastDropout.Apply(x, config.HiddenDropoutProb, true), repeats);
+        double libtorchDropout = (2 * layers + 1) * ElementwiseSeconds(tokens, h, x => nn.functional.dropout(x, config.HiddenDropoutProb, true), repeats, low);
+        parts.Add(new("dropout", $"{2 * layers + 1} hidden-state dropouts over (tokens, {h}){(bf16 ? $", {2 * layers} of them on bf16" : "")}", dropout));
+        parts.Add(new("dropout_libtorch", "  for comparison: the same dropouts with libtorch's own dropout", libtorchDropout));
         double residual = 2 * layers * ElementwiseSeconds(tokens, h, x => x + x, repeats)
             + layers * ElementwiseSeconds(tokens, h, x => x.view(batch, heads, length, headSize).transpose(1, 2).reshape(batch, length, h), repeats);
         parts.Add(new("residual_reshape", "residual adds and the attention heads' reshape copies", residual));
@@ -66,11 +70,11 @@ public static class TrainingProfile
         parts.Add(new("zero_grad", "zeroing the gradients", zero));
         parts.Add(new("collate", "building the batch tensors from tokenized examples", step.CollateSeconds(repeats)));
 
-        double fixedCost = step.SmallStepSeconds(repeats);
-        parts.Add(new("framework", "fixed cost per step: a full step on one 8-token sequence (autograd, managed-to-native calls, allocation)", fixedCost));
+        double fixedCost = step.SmallForwardBackwardSeconds(repeats);
+        parts.Add(new("framework", "fixed cost per step: forward and backward of one 8-token sequence (autograd, managed-to-native calls, allocation)", fixedCost));
 
         double whole = step.StepSeconds(repeats);
-        double accounted = parts.Where(p => p.Key != "attention_dropout").Sum(p => p.SecondsPerStep);
+        double accounted = parts.Where(p => !p.Description.StartsWith("  ", StringComparison.Ordinal)).Sum(p => p.SecondsPerStep);
         parts.Add(new("remainder", "the measured step minus the sum of the parts above (negative: the parts overlap)", whole - accounted));
         parts.Add(new("step", $"the measured full step (batch {batch} x {length})", whole));
         return parts;
@@ -93,7 +97,8 @@ public static class TrainingProfile
         }, repeats);
     }
 
-    static double AttentionSeconds(int batch, int heads, int length, int headSize, double dropout, int repeats, ScalarType type)
+    /// <param name="dropout">The model's attention with this dropout, or null for libtorch's fused kernel without dropout.</param>
+    static double AttentionSeconds(int batch, int heads, int length, int headSize, double? dropout, int repeats, ScalarType type)
     {
         using var scope = NewDisposeScope();
         var q = randn(batch, heads, length, headSize).to(type).requires_grad_(true);
@@ -103,7 +108,9 @@ public static class TrainingProfile
         return Timing.Seconds(() =>
         {
             using var inner = NewDisposeScope();
-            var y = nn.functional.scaled_dot_product_attention(q, k, v, null, dropout);
+            var y = dropout is { } p
+                ? BertSelfAttention.AttentionWithDropout(q, k, v, null, p)
+                : nn.functional.scaled_dot_product_attention(q, k, v);
             autograd.grad([y], [q, k, v], [g]);
         }, repeats);
     }
@@ -117,7 +124,7 @@ public static class TrainingProfile
         {
             using var inner = NewDisposeScope();
             var y = op(x);
-            autograd.grad([y], [x], [g.view(y.shape)]);
+            autograd.grad([y], [x], [g.to(y.dtype).view(y.shape)]);
         }, repeats);
     }
 

@@ -13,7 +13,7 @@ public sealed class BertEmbeddings : nn.Module
     readonly Embedding position_embeddings;
     readonly Embedding token_type_embeddings;
     readonly LayerNorm LayerNorm;
-    readonly Dropout dropout;
+    readonly FastDropoutModule dropout;
     readonly int maxPositions;
 
     public BertEmbeddings(BertConfig config) : base(nameof(BertEmbeddings))
@@ -22,7 +22,7 @@ public sealed class BertEmbeddings : nn.Module
         position_embeddings = nn.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
         token_type_embeddings = nn.Embedding(config.TypeVocabSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dropout = new FastDropoutModule(config.HiddenDropoutProb);
         maxPositions = config.MaxPositionEmbeddings;
         RegisterComponents();
     }

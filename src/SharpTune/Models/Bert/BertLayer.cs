@@ -8,13 +8,13 @@ public sealed class BertResidualOutput : nn.Module
 {
     readonly nn.Module<Tensor, Tensor> dense;
     readonly LayerNorm LayerNorm;
-    readonly Dropout dropout;
+    readonly FastDropoutModule dropout;
 
     public BertResidualOutput(BertConfig config, int inputSize, LinearFactory linears, string path) : base(nameof(BertResidualOutput))
     {
         dense = linears($"{path}.dense", inputSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dropout = new FastDropoutModule(config.HiddenDropoutProb);
         RegisterComponents();
     }
 

@@ -50,10 +50,37 @@ public sealed class BertSelfAttention : nn.Module
         // Mixed precision: the attention products in bf16, as autocast runs them. The context keeps the dtype of
         // the projections (bf16 from bf16 Linear layers), which is what the output projection takes.
         var type = bf16 ? ScalarType.BFloat16 : hidden.dtype;
-        var context = nn.functional.scaled_dot_product_attention(
-            q.to(type), k.to(type), v.to(type), additiveMask?.to(type), training ? dropoutProb : 0.0); // (B, N, T, D)
+        var context = training && dropoutProb > 0
+            ? AttentionWithDropout(q.to(type), k.to(type), v.to(type), additiveMask, dropoutProb)
+            : nn.functional.scaled_dot_product_attention(q.to(type), k.to(type), v.to(type), additiveMask?.to(type)); // (B, N, T, D)
         return context.to(q.dtype).transpose(1, 2).reshape(batch, length, heads * headSize); // (B, T, H)
     }
+
+    /// <summary>
+    /// Attention with dropout on the probabilities, as SDPA's reference path computes it: libtorch's fused CPU
+    /// kernel has no dropout, and its fallback draws the mask with libtorch's dropout, the slowest part of a
+    /// training step; <see cref="FastDropout"/> draws it here. The softmax runs in fp32 (also under bf16).
+    /// </summary>
+    /// <param name="q">(B, N, T, D)</param>
+    /// <param name="k">(B, N, S, D), S = P + T with a prefix</param>
+    /// <param name="v">(B, N, S, D)</param>
+    /// <param name="additiveMask">(B, 1, 1, S) or null</param>
+    /// <param name="dropout">Probability of dropping an attention probability.</param>
+    /// <returns>(B, N, T, D) in the dtype of <paramref name="v"/>.</returns>
+    public static Tensor AttentionWithDropout(Tensor q, Tensor k, Tensor v, Tensor? additiveMask, double dropout)
+    {
+        var scores = q.matmul(k.transpose(-2, -1)).to(ScalarType.Float32) * (1.0 / Math.Sqrt(q.shape[^1])); // (B, N, T, S)
+        if (additiveMask is not null) scores = scores + additiveMask.to(ScalarType.Float32);
+        var probabilities = FastDropout.Apply(scores.softmax(-1), dropout, training: true);
+        return probabilities.to(v.dtype).matmul(v);
+    }
+
+    /// <summary>
+    /// Fewest tokens in a batch for which the projections run fused. Fusing concatenates the three weights on
+    /// every call, a copy of 3 H^2 values that a small batch does not earn back (one 128-token sequence: the
+    /// copy costs about as much as the products). The speed suite measures both sides of this threshold.
+    /// </summary>
+    public static int MinTokensToFuse { get; set; } = 1024;
 
     /// <summary>
     /// Queries, keys and values, each (B, N, T, D). When the three projections are plain Linear layers or
@@ -66,7 +93,7 @@ public sealed class BertSelfAttention : nn.Module
         long batch = hidden.shape[0], length = hidden.shape[1];
         Tensor Heads(Tensor projected) => projected.view(batch, length, heads, headSize).transpose(1, 2);
         var parts = new[] { Fusable(query), Fusable(key), Fusable(value) };
-        if (parts.Any(p => p is null))
+        if (parts.Any(p => p is null) || batch * length < MinTokensToFuse)
             return (Heads(query.forward(hidden)), Heads(key.forward(hidden)), Heads(value.forward(hidden)));
 
         var weight = cat(parts.Select(p => p!.Value.Weight).ToArray(), 0); // (3H, H)

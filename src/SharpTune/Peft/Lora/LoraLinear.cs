@@ -16,7 +16,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear, IF
     readonly Parameter bias;
     readonly Linear lora_A;
     readonly Linear lora_B;
-    readonly Dropout lora_dropout;
+    readonly FastDropoutModule lora_dropout;
     bool merged;
 
     public LoraLinear(int inFeatures, int outFeatures, LoraOptions options) : base(nameof(LoraLinear))
@@ -28,7 +28,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear, IF
         (weight, bias) = LinearBase.Create(inFeatures, outFeatures);
         lora_A = nn.Linear(inFeatures, options.R, hasBias: false);
         lora_B = nn.Linear(options.R, outFeatures, hasBias: false);
-        lora_dropout = nn.Dropout(options.Dropout);
+        lora_dropout = new FastDropoutModule(options.Dropout);
         RegisterComponents();
 
         using var noGrad = no_grad();

@@ -8,8 +8,15 @@ namespace SharpTune.Tests.Models.Bert;
 /// Plain query/key/value Linear layers run as one fused product; any other module (a method's wrapper) runs
 /// on its own. Both paths must give the same outputs and the same gradients for every weight.
 /// </summary>
-public class FusedProjectionTests
+public class FusedProjectionTests : IDisposable
 {
+    readonly int minTokens = BertSelfAttention.MinTokensToFuse;
+
+    /// <summary>The tiny batches here are below the fusing threshold; fuse them anyway (tests run one at a time).</summary>
+    public FusedProjectionTests() => BertSelfAttention.MinTokensToFuse = 0;
+
+    public void Dispose() => BertSelfAttention.MinTokensToFuse = minTokens;
+
     /// <summary>A Linear that is not an nn.Linear, so the attention cannot fuse it: the unfused reference path.</summary>
     sealed class OpaqueLinear : nn.Module<Tensor, Tensor>
     {
