@@ -4,7 +4,6 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using SharpTune.Bench.Reporting;
 using SharpTune.Heads;
 using SharpTune.Models;
-using SharpTune.Models.Bert;
 using SharpTune.Peft;
 using SharpTune.Training;
 using static TorchSharp.torch;
@@ -67,25 +66,9 @@ public sealed class SpeedSuite : IBenchSuite
                 NamedOnnxValue.CreateFromTensor("attention_mask", new DenseTensor<long>(mask.data<long>().ToArray(), dims)),
                 NamedOnnxValue.CreateFromTensor("token_type_ids", new DenseTensor<long>(types.data<long>().ToArray(), dims)),
             };
-            // SharpTune as it runs, ONNX Runtime, and SharpTune with query/key/value fused and separate (the evidence
-            // for the fusing threshold), in turns, so a slow moment of the machine falls on all of them alike.
-            int threshold = BertSelfAttention.MinTokensToFuse;
-            double ours, ort, fused, separate;
-            try
-            {
-                var best = Interleaved(repeats * 2,
-                    Forward,
-                    () => { using var results = session.Run(feeds); },
-                    () => { BertSelfAttention.MinTokensToFuse = 0; Forward(); },
-                    () => { BertSelfAttention.MinTokensToFuse = int.MaxValue; Forward(); },
-                    () => BertSelfAttention.MinTokensToFuse = threshold);
-                (ours, ort, fused, separate) = (best[0], best[1], best[2], best[3]);
-            }
-            finally
-            {
-                BertSelfAttention.MinTokensToFuse = threshold;
-            }
-            metrics[$"infer_b{batch}_fused_qkv_speedup"] = separate / fused;
+            // SharpTune and ONNX Runtime in turns, so a slow moment of the machine falls on both alike.
+            var best = Interleaved(repeats * 2, Forward, () => { using var results = session.Run(feeds); });
+            var (ours, ort) = (best[0], best[1]);
             metrics[$"infer_b{batch}_sharptune_tokens_per_s"] = batch * length / ours;
             metrics[$"infer_b{batch}_onnxruntime_tokens_per_s"] = batch * length / ort;
             metrics[$"infer_b{batch}_ratio_vs_onnxruntime"] = ort / ours;
@@ -216,20 +199,17 @@ public sealed class SpeedSuite : IBenchSuite
 
     /// <summary>
     /// Best time of each action over <paramref name="rounds"/> rounds, the actions taking turns within a round
-    /// (after one warm-up round). <paramref name="reset"/> runs after each action, outside the timing.
+    /// (after one warm-up round).
     /// </summary>
-    static double[] Interleaved(int rounds, Action first, Action second, Action third, Action fourth, Action reset)
+    static double[] Interleaved(int rounds, params Action[] actions)
     {
-        Action[] actions = [first, second, third, fourth];
         var best = Enumerable.Repeat(double.MaxValue, actions.Length).ToArray();
         for (int round = 0; round <= rounds; round++)
             for (int i = 0; i < actions.Length; i++)
             {
                 var clock = Stopwatch.StartNew();
                 actions[i]();
-                double seconds = clock.Elapsed.TotalSeconds;
-                reset();
-                if (round > 0) best[i] = Math.Min(best[i], seconds);
+                if (round > 0) best[i] = Math.Min(best[i], clock.Elapsed.TotalSeconds);
             }
         return best;
     }

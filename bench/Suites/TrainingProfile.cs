@@ -32,13 +32,10 @@ public static class TrainingProfile
         var parts = new List<ProfilePart>();
 
         // Matrix products: per layer 4 (H -> H), 1 (H -> I) and 1 (I -> H), forward and both backward products.
-        double linears = bf16
-            ? layers * (LinearSeconds(tokens, h, 3 * h, repeats, half) + LinearSeconds(tokens, h, h, repeats, half, inputType: low)
-                + LinearSeconds(tokens, h, inter, repeats, half) + LinearSeconds(tokens, inter, h, repeats, half, inputType: low))
-            : layers * (LinearSeconds(tokens, h, 3 * h, repeats) + LinearSeconds(tokens, h, h, repeats)
-                + LinearSeconds(tokens, h, inter, repeats) + LinearSeconds(tokens, inter, h, repeats));
+        double linears = layers * (4 * LinearSeconds(tokens, h, h, repeats, half)
+            + LinearSeconds(tokens, h, inter, repeats, half) + LinearSeconds(tokens, inter, h, repeats, half, inputType: low));
         double linearFlops = 6.0 * tokens * layers * (4.0 * h * h + 2.0 * h * inter);
-        parts.Add(new("linears", $"matrix products of the encoder's Linear layers, query/key/value fused (forward + 2 backward products{(bf16 ? "; bf16 with the casts" : "")})", linears, linearFlops / linears / 1e9));
+        parts.Add(new("linears", $"matrix products of the {6 * layers} encoder Linear layers (forward + 2 backward products{(bf16 ? "; bf16 with the casts" : "")})", linears, linearFlops / linears / 1e9));
 
         double attention = layers * AttentionSeconds(batch, heads, length, headSize, config.AttentionProbsDropoutProb, repeats, low);
         double attentionFlops = 3.0 * layers * batch * 4.0 * length * length * h;

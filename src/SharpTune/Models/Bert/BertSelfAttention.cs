@@ -1,4 +1,3 @@
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Bert;
@@ -41,7 +40,9 @@ public sealed class BertSelfAttention : nn.Module
     public Tensor forward(Tensor hidden, Tensor? additiveMask, KeyValuePrefix? prefix)
     {
         long batch = hidden.shape[0], length = hidden.shape[1];
-        var (q, k, v) = Project(hidden); // each (B, N, T, D)
+        Tensor Heads(nn.Module<Tensor, Tensor> projection) =>
+            projection.forward(hidden).view(batch, length, heads, headSize).transpose(1, 2); // (B, N, T, D)
+        var (q, k, v) = (Heads(query), Heads(key), Heads(value));
         if (prefix is { } p)
         {
             k = cat([p.Key, k.to(p.Key.dtype)], 2); // (B, N, P+T, D)
@@ -74,42 +75,4 @@ public sealed class BertSelfAttention : nn.Module
         var probabilities = FastDropout.Apply(scores.softmax(-1), dropout, training: true);
         return probabilities.to(v.dtype).matmul(v);
     }
-
-    /// <summary>
-    /// Fewest tokens in a batch for which the projections run fused. Fusing concatenates the three weights on
-    /// every call, a copy of 3 H^2 values that small batches do not earn back: in inference, fusing measured 2 %
-    /// slower at 8 x 128 tokens and 26 % faster at 32 x 128. The speed suite measures both ways at every batch.
-    /// </summary>
-    public static int MinTokensToFuse { get; set; } = 2048;
-
-    /// <summary>
-    /// Queries, keys and values, each (B, N, T, D). When the three projections are plain Linear layers or
-    /// <see cref="IFusableLinear"/> ones (LoRA, IA3, bf16), their products run as one with the three weights
-    /// side by side: one (H, 3H) product instead of three (H, H) ones, which the CPU runs faster, with the
-    /// same parameters and gradients; each layer then finishes its own third.
-    /// </summary>
-    (Tensor Q, Tensor K, Tensor V) Project(Tensor hidden)
-    {
-        long batch = hidden.shape[0], length = hidden.shape[1];
-        Tensor Heads(Tensor projected) => projected.view(batch, length, heads, headSize).transpose(1, 2);
-        var parts = new[] { Fusable(query), Fusable(key), Fusable(value) };
-        if (parts.Any(p => p is null) || batch * length < MinTokensToFuse)
-            return (Heads(query.forward(hidden)), Heads(key.forward(hidden)), Heads(value.forward(hidden)));
-
-        var weight = cat(parts.Select(p => p!.Value.Weight).ToArray(), 0); // (3H, H)
-        var bias = cat(parts.Select(p => p!.Value.Bias).ToArray(), 0);
-        var input = hidden;
-        if (bf16) (input, weight, bias) = (hidden.to(ScalarType.BFloat16), weight.to(ScalarType.BFloat16), bias.to(ScalarType.BFloat16));
-        var products = nn.functional.linear(input, weight, bias).chunk(3, -1); // 3 x (B, T, H)
-        var finished = parts.Select((p, i) => p!.Value.Finish?.Invoke(hidden, products[i]) ?? products[i]).ToArray();
-        return (Heads(finished[0]), Heads(finished[1]), Heads(finished[2]));
-    }
-
-    /// <summary>The weight, bias and finishing step of a projection that can join the fused product, or null.</summary>
-    static (Tensor Weight, Tensor Bias, Func<Tensor, Tensor, Tensor>? Finish)? Fusable(nn.Module<Tensor, Tensor> projection) => projection switch
-    {
-        Linear { weight: { } w, bias: { } b } => (w, b, null),
-        IFusableLinear { CanFuse: true } f => (f.Weight, f.Bias, f.Finish),
-        _ => null,
-    };
 }

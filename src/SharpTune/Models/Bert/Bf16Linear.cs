@@ -12,7 +12,7 @@ namespace SharpTune.Models.Bert;
 /// weights) and autograd carries fp32 gradients back through the casts. Keys <c>weight</c> and <c>bias</c>,
 /// as nn.Linear.
 /// </summary>
-public sealed class Bf16Linear : nn.Module<Tensor, Tensor>, IFusableLinear
+public sealed class Bf16Linear : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     readonly Parameter bias;
@@ -22,17 +22,6 @@ public sealed class Bf16Linear : nn.Module<Tensor, Tensor>, IFusableLinear
         (weight, bias) = LinearBase.Create(inFeatures, outFeatures);
         RegisterComponents();
     }
-
-    /// <summary>The fp32 master weight (out, in).</summary>
-    public Tensor Weight => weight;
-
-    /// <summary>The fp32 master bias (out).</summary>
-    public Tensor Bias => bias;
-
-    public bool CanFuse => true;
-
-    /// <summary>The bf16 product is the output.</summary>
-    public Tensor Finish(Tensor input, Tensor product) => product;
 
     public override Tensor forward(Tensor input)
     {

@@ -1,4 +1,3 @@
-using SharpTune.Models.Bert;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -11,7 +10,7 @@ namespace SharpTune.Peft.IA3;
 /// The shapes are PEFT's, so the saved tensors load there unchanged. <c>l</c> starts at ones, so an untrained
 /// adapter changes nothing; <c>weight</c> (out, in) and <c>bias</c> (out) keep the pretrained keys.
 /// </summary>
-public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear, IFusableLinear
+public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
 {
     readonly Parameter weight;
     readonly Parameter bias;
@@ -41,15 +40,6 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear, IFu
             : nn.functional.linear(x, weight, bias) * scale;
         return result.MoveToOuterDisposeScope();
     }
-
-    public Tensor Weight => weight;
-    public Tensor Bias => bias;
-
-    /// <summary>An input scale must come before the product, so only output-scaled (attention) layers fuse.</summary>
-    public bool CanFuse => merged || !IsFeedForward;
-
-    /// <summary>Scales the base product's output (nothing once merged).</summary>
-    public Tensor Finish(Tensor input, Tensor product) => merged ? product : product * ia3_l.flatten();
 
     /// <summary>
     /// Folds the vector in, as PEFT's merge does: W * l scales rows (out, 1) or columns (1, in); an output

@@ -10,7 +10,7 @@ namespace SharpTune.Peft.Lora;
 /// and <c>bias</c> (out), so pretrained weights load unchanged; the adapter adds <c>lora_A.weight</c> (r, in)
 /// and <c>lora_B.weight</c> (out, r). B starts at zero, so an untrained adapter changes nothing.
 /// </summary>
-public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear, IFusableLinear
+public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
 {
     readonly Parameter weight;
     readonly Parameter bias;
@@ -48,19 +48,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear, IF
 
     /// <param name="x">(..., in)</param>
     /// <returns>(..., out)</returns>
-    public override Tensor forward(Tensor x) => Finish(x, nn.functional.linear(x, weight, bias));
-
-    public Tensor Weight => weight;
-    public Tensor Bias => bias;
-    public bool CanFuse => true;
-
-    /// <summary>Adds the low-rank term to the base product (nothing once merged).</summary>
-    public Tensor Finish(Tensor input, Tensor product)
+    public override Tensor forward(Tensor x)
     {
-        if (merged) return product;
         using var scope = NewDisposeScope();
-        var update = lora_B.forward(lora_A.forward(lora_dropout.forward(input))) * Scaling; // (..., r) -> (..., out)
-        return (product + update).MoveToOuterDisposeScope();
+        var result = nn.functional.linear(x, weight, bias);
+        if (!merged)
+            result = result + lora_B.forward(lora_A.forward(lora_dropout.forward(x))) * Scaling; // (..., r) -> (..., out)
+        return result.MoveToOuterDisposeScope();
     }
 
     /// <summary>(alpha/r) B A: (out, r) @ (r, in) = (out, in).</summary>
