@@ -67,7 +67,7 @@ public sealed class SpeedSuite : IBenchSuite
                 NamedOnnxValue.CreateFromTensor("token_type_ids", new DenseTensor<long>(types.data<long>().ToArray(), dims)),
             };
             // SharpTune and ONNX Runtime in turns, so a slow moment of the machine falls on both alike.
-            var best = Interleaved(repeats, Forward, () => { using var results = session.Run(feeds); });
+            var best = Timing.Interleaved(repeats, Forward, () => { using var results = session.Run(feeds); });
             var (ours, ort) = (best[0], best[1]);
             metrics[$"infer_b{batch}_sharptune_tokens_per_s"] = batch * length / ours;
             metrics[$"infer_b{batch}_onnxruntime_tokens_per_s"] = batch * length / ort;
@@ -94,8 +94,8 @@ public sealed class SpeedSuite : IBenchSuite
             task.eval();
             using var ids = randint(1000, 29000, [trainBatch, length], dtype: ScalarType.Int64);
             var inputs = new ModelInputs(ids, ones(trainBatch, length, ScalarType.Int64), zeros(trainBatch, length, ScalarType.Int64));
-            double fp32Inference = Seconds(() => { using var mode = inference_mode(); using var o = task.forward(inputs); }, repeats);
-            double bf16Inference = Seconds(() => { using var mode = inference_mode(); using var o = mixed.forward(inputs); }, repeats);
+            double fp32Inference = Timing.Seconds(() => { using var mode = inference_mode(); using var o = task.forward(inputs); }, repeats);
+            double bf16Inference = Timing.Seconds(() => { using var mode = inference_mode(); using var o = mixed.forward(inputs); }, repeats);
             metrics[$"infer_b{trainBatch}_bf16_tokens_per_s"] = trainBatch * length / bf16Inference;
             metrics[$"infer_b{trainBatch}_bf16_speedup_over_fp32"] = fp32Inference / bf16Inference;
         }
@@ -205,45 +205,11 @@ public sealed class SpeedSuite : IBenchSuite
         plot.SavePng(png, 800, 500);
     }
 
-    /// <summary>
-    /// Best time of each action over <paramref name="rounds"/> rounds; within a round each action runs three
-    /// times in a row, the actions taking turns (after one warm-up round). Runs in a row matter: both engines
-    /// keep their worker threads spinning for a moment after a call, which slows whatever runs right after;
-    /// the best of three in a row is a run the other engine's threads no longer disturbed.
-    /// </summary>
-    static double[] Interleaved(int rounds, params Action[] actions)
-    {
-        var best = Enumerable.Repeat(double.MaxValue, actions.Length).ToArray();
-        for (int round = 0; round <= rounds; round++)
-            for (int i = 0; i < actions.Length; i++)
-                for (int run = 0; run < 3; run++)
-                {
-                    var clock = Stopwatch.StartNew();
-                    actions[i]();
-                    if (round > 0) best[i] = Math.Min(best[i], clock.Elapsed.TotalSeconds);
-                }
-        return best;
-    }
-
     static double MatmulFlops(int size, ScalarType type, int repeats)
     {
         using var a = randn(size, size).to(type);
         using var b = randn(size, size).to(type);
-        double seconds = Seconds(() => { using var c = a.matmul(b); }, repeats);
+        double seconds = Timing.Seconds(() => { using var c = a.matmul(b); }, repeats);
         return 2.0 * size * size * size / seconds;
-    }
-
-    /// <summary>Best of <paramref name="repeats"/> timings after one warm-up call: the least disturbed run on a noisy machine.</summary>
-    static double Seconds(Action action, int repeats)
-    {
-        action();
-        double best = double.MaxValue;
-        for (int i = 0; i < repeats; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            action();
-            best = Math.Min(best, clock.Elapsed.TotalSeconds);
-        }
-        return best;
     }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using SharpTune.Models.Bert;
 using SharpTune.Training;
 using static TorchSharp.torch;
@@ -141,22 +140,5 @@ public static class TrainingProfile
             var y = words.forward(ids) + positions.forward(positionIds) + types.forward(typeIds);
             autograd.grad([y], [words.weight!, positions.weight!, types.weight!], [g]);
         }, repeats);
-    }
-}
-
-/// <summary>Best-of-N wall-clock timing after one warm-up call: the least disturbed run on a noisy machine.</summary>
-public static class Timing
-{
-    public static double Seconds(Action action, int repeats)
-    {
-        action();
-        double best = double.MaxValue;
-        for (int i = 0; i < repeats; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            action();
-            best = Math.Min(best, clock.Elapsed.TotalSeconds);
-        }
-        return best;
     }
 }
