@@ -88,6 +88,44 @@ public class CliTests
         Assert.Contains("--resume", error);
     }
 
+    /// <summary>
+    /// A tag that only the validation file carries gets a class (with a note) instead of failing the run, and a
+    /// test tag the model never saw is scored as an error (counted in unseen_label_tokens) instead of failing.
+    /// </summary>
+    [Fact]
+    public void Token_tags_outside_the_training_data_are_kept_and_counted()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyModelFolder(temp);
+        string Conll(string name, int sentences, params (string Word, string Tag)[] extra)
+        {
+            var text = new StringBuilder();
+            for (int i = 0; i < sentences; i++)
+                text.Append($"the\tdet\nmovie\tnoun\nwas\tverb\ngood\tadj\n\n");
+            foreach (var (word, tag) in extra) text.Append($"the\tdet\n{word}\t{tag}\n\n");
+            string path = temp.File(name);
+            File.WriteAllText(path, text.ToString());
+            return path;
+        }
+        string train = Conll("train.conll", 12), validation = Conll("validation.conll", 3, ("food", "noun-rare"));
+        string run = temp.File("run");
+
+        var (code, output, error) = Run("train", "--model", model, "--task", "tokens", "--train", train, "--validation", validation,
+            "--epochs", "1", "--batch-size", "4", "--max-length", "16", "--out", run);
+        Assert.True(code == 0, error + output);
+        Assert.Contains("1 label(s) occur only in the validation data", output);
+        Assert.Contains("noun-rare", File.ReadAllText(Path.Combine(run, "labels.json")));
+
+        string test = Conll("test.conll", 2, ("great", "unheard-of"), ("fine", "unheard-of"));
+        (code, output, error) = Run("eval", "--model", run, "--data", test, "--output", temp.File("metrics.json"));
+        Assert.True(code == 0, error + output);
+        string metrics = File.ReadAllText(temp.File("metrics.json"));
+        Assert.Contains("\"unseen_label_tokens\": 2", metrics);
+        // 12 test words; the two with the unseen tag cannot be right.
+        var accuracy = System.Text.Json.JsonDocument.Parse(metrics).RootElement.GetProperty("metrics").GetProperty("token_accuracy").GetDouble();
+        Assert.True(accuracy <= 10.0 / 12 + 1e-9, $"token accuracy {accuracy} counts unseen tags as right");
+    }
+
     [Theory]
     [InlineData("lora")]
     [InlineData("ia3")]
