@@ -60,13 +60,8 @@ public sealed class PeftComparisonSuite : IBenchSuite
             point.LegendText = method;
             point.MarkerSize = 10;
         }
-        plot.Axes.Bottom.Label.Text = "trainable parameters (log10)";
-        plot.Axes.Left.Label.Text = "test accuracy (%)";
-        plot.Title($"SpamAssassin, minilm, every {TrainEvery}th training message");
-        plot.ShowLegend();
-        string png = Path.Combine(context.RepoRoot, "docs", "images", "peft-accuracy-vs-parameters.png");
-        Directory.CreateDirectory(Path.GetDirectoryName(png)!);
-        plot.SavePng(png, 800, 500);
+        Plots.Save(plot, context.RepoRoot, "peft-accuracy-vs-parameters.png", "trainable parameters (log10)", "test accuracy (%)",
+            $"SpamAssassin, minilm, every {TrainEvery}th training message");
 
         return new BenchResult
         {

@@ -196,13 +196,8 @@ public sealed class SpeedSuite : IBenchSuite
             var line = plot.Add.Scatter(xs, batches.Select(b => metrics[$"infer_b{b}_{engine}_tokens_per_s"]).ToArray());
             line.LegendText = label;
         }
-        plot.Axes.Bottom.Label.Text = "batch size (sequences of 128 tokens)";
-        plot.Axes.Left.Label.Text = "inference tokens / s";
-        plot.Title($"minilm inference, {Environment.ProcessorCount} threads");
-        plot.ShowLegend();
-        string png = Path.Combine(context.RepoRoot, "docs", "images", "throughput-vs-batch.png");
-        Directory.CreateDirectory(Path.GetDirectoryName(png)!);
-        plot.SavePng(png, 800, 500);
+        Plots.Save(plot, context.RepoRoot, "throughput-vs-batch.png", "batch size (sequences of 128 tokens)", "inference tokens / s",
+            $"minilm inference, {Environment.ProcessorCount} threads");
     }
 
     static double MatmulFlops(int size, ScalarType type, int repeats)

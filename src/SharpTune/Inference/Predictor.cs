@@ -86,17 +86,8 @@ public sealed class Predictor : IDisposable
         var gold = set.Examples.Select((e, i) => (IReadOnlyList<string>)e.Labels!.Take(predicted[i].Count).ToList()).ToList();
         var report = TokenMetrics.Compute(predicted, gold);
         var labels = loaded.Labels!;
-        var metrics = new Dictionary<string, double>
-        {
-            ["token_accuracy"] = report.TokenAccuracy,
-            ["unseen_label_tokens"] = gold.Sum(g => g.Count(l => !labels.Contains(l))),
-        };
-        if (labels.Labels.Any(n => n.StartsWith("B-", StringComparison.Ordinal)))
-        {
-            metrics["entity_f1"] = report.F1;
-            metrics["entity_precision"] = report.Precision;
-            metrics["entity_recall"] = report.Recall;
-        }
+        var metrics = TaskMetrics.TokenValues(report, labels.Labels);
+        metrics["unseen_label_tokens"] = gold.Sum(g => g.Count(l => !labels.Contains(l)));
         return (metrics, report, set.Examples.Count, set.SkippedRows);
     }
 

@@ -48,16 +48,21 @@ public static class TaskMetrics
                 var gold = data.Select(e => (IReadOnlyList<int>)(e.WordLabels ?? [])).ToList();
                 var predicted = predictions.Select(p => (IReadOnlyList<int>)p.Labels).ToList();
                 var report = TokenMetrics.Compute(predicted, gold, names ?? Enumerable.Range(0, head.NumLabels).Select(i => i.ToString()).ToList());
-                var values = new Dictionary<string, double> { ["token_accuracy"] = report.TokenAccuracy };
-                // Entity scores only mean something for BIO-style tags (NER), not for plain tags such as part of speech.
-                if (names?.Any(n => n.StartsWith("B-", StringComparison.Ordinal)) == true)
-                {
-                    values["entity_f1"] = report.F1;
-                    values["entity_precision"] = report.Precision;
-                    values["entity_recall"] = report.Recall;
-                }
-                return (values, report);
+                return (TokenValues(report, names), report);
             }
         }
+    }
+
+    /// <summary>Token accuracy, and entity scores when the tag set is BIO-style (NER), where they mean something.</summary>
+    public static Dictionary<string, double> TokenValues(TokenReport report, IReadOnlyList<string>? tagNames)
+    {
+        var values = new Dictionary<string, double> { ["token_accuracy"] = report.TokenAccuracy };
+        if (tagNames?.Any(n => n.StartsWith("B-", StringComparison.Ordinal)) == true)
+        {
+            values["entity_f1"] = report.F1;
+            values["entity_precision"] = report.Precision;
+            values["entity_recall"] = report.Recall;
+        }
+        return values;
     }
 }
