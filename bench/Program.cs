@@ -32,6 +32,7 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        SharpTune.Native.MklDispatch.Ensure();   // before anything loads libtorch
         SuiteRegistry registry = CreateRegistry();
         bool quick = args.Contains("--quick");
         string[] names = args.Where(a => a != "--quick").ToArray();

@@ -1,5 +1,8 @@
 using System.CommandLine;
+using System.Globalization;
 using SharpTune.Models;
+using SharpTune.Native;
+using static TorchSharp.torch;
 
 namespace SharpTune.Cli.Commands;
 
@@ -13,9 +16,34 @@ public static class InfoCommand
             Description = "Built-in model name (minilm, arctic-xs), Hugging Face model folder, or ONNX file",
             DefaultValueFactory = _ => BuiltInModels.MiniLM.Name,
         };
-        var command = new Command("info", "Show a pretrained model's architecture, size, vocabulary and weight source.") { model };
-        command.SetAction(result => CommandRunner.Run(() => Run(result.GetValue(model)!)));
+        // Not for users: prints MKL's state and a seeded product, so tests can compare processes started with and without the override.
+        var probe = new Option<bool>("--mkl-probe") { Hidden = true };
+        var command = new Command("info", "Show a pretrained model's architecture, size, vocabulary and weight source, and the CPU's matrix-product path.")
+            { model, probe };
+        command.SetAction(result => CommandRunner.Run(() => result.GetValue(probe) ? MklProbe() : Run(result.GetValue(model)!)));
         return command;
+    }
+
+    /// <summary>The CPU, whether MKL dispatches by its features, and the code path MKL chose.</summary>
+    public static IEnumerable<string> NativeLines()
+    {
+        var status = MklDispatch.Ensure();
+        yield return $"cpu            {status.Cpu}";
+        yield return $"mkl override   {status.Reason} ({MklDispatch.EnvironmentVariable}=0 turns it off)";
+        yield return $"mkl code path  {MklDispatch.DescribeCodePath(MklDispatch.CodePath())}";
+    }
+
+    static int MklProbe()
+    {
+        var status = MklDispatch.Ensure();
+        var generator = new TorchSharp.torch.Generator(7);
+        using var a = randn([257, 263], generator: generator);
+        using var b = randn([263, 131], generator: generator);
+        using var c = a.matmul(b);
+        Console.WriteLine($"status {status.Reason}");
+        Console.WriteLine($"code {MklDispatch.CodePath() ?? -1}");
+        Console.WriteLine("values " + string.Join(' ', c.flatten().data<float>().ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture))));
+        return 0;
     }
 
     static int Run(string spec)
@@ -31,6 +59,7 @@ public static class InfoCommand
         Console.WriteLine($"vocabulary     {vocabEntries:N0} WordPiece entries ({(encoder.LowerCase ? "uncased" : "cased")}); config vocab_size {c.VocabSize:N0}");
         Console.WriteLine($"weights from   {encoder.Source}");
         foreach (var note in encoder.Notes) Console.WriteLine($"note           {note}");
+        foreach (var line in NativeLines()) Console.WriteLine(line);
         return 0;
     }
 
