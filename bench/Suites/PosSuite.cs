@@ -33,7 +33,6 @@ public sealed class PosSuite(bool crf, int epochs, int trainEvery) : IBenchSuite
         var options = new FineTuneOptions
         {
             Model = "minilm", Task = "tokens", Crf = crf, Train = train, ValidationFraction = 0.05, MaxLength = 128, Out = run,
-            LearningRateGiven = true,
             Training = new TrainingOptions { Epochs = context.Quick ? 1 : epochs, BatchSize = 32, LearningRate = 1e-4, Seed = 42, LogEverySteps = 50 },
         };
         var summary = new FineTuneJob(options, Console.WriteLine).Run();

@@ -3,6 +3,7 @@ using SharpTune.Bench.Data;
 using SharpTune.Bench.Reporting;
 using SharpTune.Data;
 using SharpTune.Inference;
+using SharpTune.Models;
 using SharpTune.Training;
 
 namespace SharpTune.Bench.Suites;
@@ -50,16 +51,15 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
             Train = train,
             ValidationFraction = 0.1,
             MaxLength = maxLength,
-            MeanPooling = meanPooling,
+            Pooling = meanPooling ? Pooling.Mean : Pooling.Pooler,
             Method = method,
             Precision = precision,
             Out = run,
-            LearningRateGiven = learningRate is not null || method == "full",
             Training = new TrainingOptions
             {
                 Epochs = context.Quick ? 1 : epochs,
                 BatchSize = 32,
-                LearningRate = learningRate ?? 5e-5,
+                LearningRate = learningRate ?? TrainingMethods.LearningRateFor(method),
                 Seed = 42,
                 LogEverySteps = 20,
             },

@@ -6,32 +6,30 @@ using YamlDotNet.RepresentationModel;
 
 namespace SharpTune.Cli;
 
-/// <summary>Reads a run's options from a YAML or JSON file with snake_case keys (the layout of <c>run_config.json</c>).</summary>
+/// <summary>
+/// Reads a run's options from a YAML or JSON file: a flat mapping whose keys are the options' names (<c>lr</c>,
+/// <c>lora_r</c>, <c>batch-size</c>) or their aliases (<c>learning_rate</c>), as axolotl and LLaMA-Factory files
+/// are; a saved <c>run_config.json</c> loads as it is.
+/// </summary>
 public static class ConfigFile
 {
-    public static FineTuneOptions Load(string path)
+    public static OptionLayer Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"Config file not found: {path}", path);
         string text = File.ReadAllText(path);
+        bool json = path.EndsWith(".json", StringComparison.OrdinalIgnoreCase);
         JsonNode? node;
         try
         {
-            node = path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? JsonNode.Parse(text) : FromYaml(text, path);
+            node = json ? JsonNode.Parse(text) : FromYaml(text, path);
         }
         catch (Exception e) when (e is JsonException or YamlDotNet.Core.YamlException)
         {
-            throw new InvalidDataException($"{path}: not valid {(path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? "JSON" : "YAML")} ({e.Message})", e);
+            throw new InvalidDataException($"{path}: not valid {(json ? "JSON" : "YAML")} ({e.Message})", e);
         }
-        if (node is not JsonObject) throw new InvalidDataException($"{path}: the config must be a mapping of option names to values");
-        try
-        {
-            var options = new JsonSerializerOptions(FineTuneJob.ConfigJson) { UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow };
-            return node.Deserialize<FineTuneOptions>(options) ?? throw new InvalidDataException($"{path}: empty config");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: {e.Message}", e);
-        }
+        return node is JsonObject map
+            ? OptionLayer.FromConfig(map, path)
+            : throw new InvalidDataException($"{path}: the config must be a mapping of option names to values");
     }
 
     static JsonNode? FromYaml(string text, string path)

@@ -9,12 +9,22 @@ public static class Program
     public static int Main(string[] args)
     {
         MklDispatch.Ensure();   // before anything loads libtorch
-        var root = new RootCommand("SharpTune: fine-tune pretrained transformer models locally, with no data leaving the machine.");
+        return CreateRoot().Parse(args).Invoke();
+    }
+
+    /// <summary>The command tree. The root is named as the installed tool: RootCommand would take the assembly's name, SharpTune.Cli.</summary>
+    public static Command CreateRoot()
+    {
+        var root = new Command("sharptune", "SharpTune: fine-tune pretrained transformer models locally, with no data leaving the machine.")
+        {
+            new System.CommandLine.Help.HelpOption(),
+            new VersionOption(),
+        };
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(PredictCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(InfoCommand.Create());
-        return root.Parse(args).Invoke();
+        return root;
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using SharpTune.Checkpoints;
+using SharpTune.Data;
 using SharpTune.Inference;
 
 namespace SharpTune.Cli.Commands;
@@ -13,17 +14,19 @@ public static class EvalCommand
         var model = new Option<string>("--model") { Description = "Run folder (its best/ model is used) or a saved model folder", Required = true };
         var data = new Option<string>("--data") { Description = "Labelled data in the training format", Required = true };
         var output = new Option<string>("--output") { Description = "Where to write the metrics JSON (default: eval_<data>.json in the model folder)" };
-        var skip = new Option<bool>("--skip-bad-rows") { Description = "Skip malformed rows (counted and listed) instead of stopping" };
-        var command = new Command("eval", "Evaluate a fine-tuned model on labelled data.") { model, data, output, skip };
+        var reading = new DataReadingOptions();
+        var command = new Command("eval", "Evaluate a fine-tuned model on labelled data.") { model, data, output };
+        reading.AddTo(command);
         command.SetAction(result => CommandRunner.Run(() =>
-            Run(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), result.GetValue(skip))));
+            Run(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), reading.Read(result))));
         return command;
     }
 
-    static int Run(string modelFolder, string data, string? output, bool skipBadRows)
+    static int Run(string modelFolder, string data, string? output, DataReading reading)
     {
+        if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
         using var predictor = new Predictor(modelFolder);
-        var (metrics, report, count, skipped) = predictor.Evaluate(data, skipBadRows);
+        var (metrics, report, count, skipped) = predictor.Evaluate(data, reading);
         Console.WriteLine($"evaluated {count} examples of {data}{(skipped.Count > 0 ? $" ({skipped.Count} bad rows skipped)" : "")}");
         foreach (var row in skipped) Console.WriteLine($"  skipped {row}");
         Console.WriteLine(report.ToTable());

@@ -25,14 +25,15 @@ public static class PredictCommand
         var adapter = new Option<string>("--adapter") { Description = "With --adapters: the adapter to use (default: the first)" };
         var data = new Option<string>("--data") { Description = "Input data in the training format; omit to read one text per line from stdin" };
         var output = new Option<string>("--output") { Description = "Output file: .jsonl (default) or .csv; omit to print JSON lines" };
-        var skip = new Option<bool>("--skip-bad-rows") { Description = "Skip malformed rows (counted and listed) instead of stopping" };
-        var command = new Command("predict", "Predict with a fine-tuned model or one of several adapters.") { model, adapters, adapter, data, output, skip };
+        var reading = new DataReadingOptions();
+        var command = new Command("predict", "Predict with a fine-tuned model or one of several adapters.") { model, adapters, adapter, data, output };
+        reading.AddTo(command);
         command.SetAction(result => CommandRunner.Run(() => Run(result.GetValue(model), result.GetValue(adapters), result.GetValue(adapter),
-            result.GetValue(data), result.GetValue(output), result.GetValue(skip))));
+            result.GetValue(data), result.GetValue(output), reading.Read(result))));
         return command;
     }
 
-    static int Run(string? modelFolder, string? adapterList, string? chosen, string? data, string? output, bool skipBadRows)
+    static int Run(string? modelFolder, string? adapterList, string? chosen, string? data, string? output, DataReading reading)
     {
         if ((modelFolder is null) == (adapterList is null)) throw new ArgumentException("give either --model or --adapters");
         if (chosen is not null && adapterList is null) throw new ArgumentException("--adapter needs --adapters");
@@ -64,7 +65,7 @@ public static class PredictCommand
                 first = "model";
                 predictors[first] = new Predictor(modelFolder!);
             }
-            var predictions = data is null ? FromStdin(predictors, first) : FromFile(predictors[first], data, skipBadRows);
+            var predictions = data is null ? FromStdin(predictors, first) : FromFile(predictors[first], data, reading);
             Write(predictions, output);
             return 0;
         }
@@ -75,9 +76,10 @@ public static class PredictCommand
         }
     }
 
-    static IReadOnlyList<LabeledPrediction> FromFile(Predictor predictor, string data, bool skipBadRows)
+    static IReadOnlyList<LabeledPrediction> FromFile(Predictor predictor, string data, DataReading reading)
     {
-        var (result, skipped) = predictor.PredictFile(data, skipBadRows);
+        if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
+        var (result, skipped) = predictor.PredictFile(data, reading);
         if (skipped.Count > 0)
         {
             Console.Error.WriteLine($"skipped {skipped.Count} bad row(s):");

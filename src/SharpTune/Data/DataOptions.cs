@@ -78,3 +78,17 @@ public sealed record DataOptions
         return this;
     }
 }
+
+/// <summary>
+/// How a user asks to read one file with an already trained model (<c>eval</c>, <c>predict</c>): each value given
+/// replaces what the model was trained with; null keeps it.
+/// </summary>
+public sealed record DataReading
+{
+    public DataFormat? Format { get; init; }
+    public string? TextColumn { get; init; }
+    public string? TextPairColumn { get; init; }
+    public string? LabelColumn { get; init; }
+    public string? LabelSeparator { get; init; }
+    public bool? SkipBadRows { get; init; }
+}

@@ -33,21 +33,35 @@ public sealed class Predictor : IDisposable
     public TaskSpec Spec => loaded.Spec;
     public TaskModel Model => loaded.Model;
 
-    /// <summary>The data options that read files with the columns the model was trained on.</summary>
-    public DataOptions DataOptions(bool labelled, bool skipBadRows = false) => new()
+    /// <summary>
+    /// How to read a data file for this model: the columns, separator and format the model was trained with,
+    /// each replaced where <paramref name="reading"/> gives another (a test file that names its columns differently).
+    /// </summary>
+    public DataOptions DataOptions(bool labelled, DataReading? reading = null) => new DataOptions
     {
-        TextColumn = Spec.TextColumn, TextPairColumn = Spec.TextPairColumn, LabelColumn = Spec.LabelColumn, LabelSeparator = Spec.LabelSeparator,
-        SkipBadRows = skipBadRows,
+        Format = reading?.Format ?? DataFormat.Auto,
+        TextColumn = reading?.TextColumn ?? Spec.TextColumn,
+        TextPairColumn = reading?.TextPairColumn ?? Spec.TextPairColumn,
+        LabelColumn = reading?.LabelColumn ?? Spec.LabelColumn,
+        LabelSeparator = reading?.LabelSeparator ?? Spec.LabelSeparator,
+        SkipBadRows = reading?.SkipBadRows ?? false,
         Labels = !labelled ? LabelKind.Unlabelled : Spec.Kind switch
         {
             TaskKind.Regression => LabelKind.Regression, TaskKind.MultiLabel => LabelKind.MultiLabel, _ => LabelKind.SingleLabel,
         },
-    };
+    }.Validate();
+
+    /// <summary>The encoder for data read with <paramref name="options"/> (multi-label files split on their own separator).</summary>
+    ExampleEncoder EncoderFor(DataOptions options) => options.LabelSeparator == Spec.LabelSeparator
+        ? encoder
+        : new ExampleEncoder(tokenizer, loaded.Spec.Head, loaded.Labels, loaded.Spec.MaxLength, options.LabelSeparator);
 
     /// <summary>Metrics of the model on a labelled file, with the skipped rows.</summary>
-    public (IReadOnlyDictionary<string, double> Metrics, IMetricReport Report, int Examples, IReadOnlyList<string> Skipped) Evaluate(string path, bool skipBadRows = false)
+    public (IReadOnlyDictionary<string, double> Metrics, IMetricReport Report, int Examples, IReadOnlyList<string> Skipped) Evaluate(
+        string path, DataReading? reading = null)
     {
-        var options = DataOptions(labelled: true, skipBadRows);
+        var options = DataOptions(labelled: true, reading);
+        var encoder = EncoderFor(options);
         EncodedData data;
         IReadOnlyList<string> skipped;
         if (Spec.Kind == TaskKind.Tokens)
@@ -92,9 +106,9 @@ public sealed class Predictor : IDisposable
     }
 
     /// <summary>Predictions for every example of a file (labels in it, if any, are ignored).</summary>
-    public (IReadOnlyList<LabeledPrediction> Predictions, IReadOnlyList<string> Skipped) PredictFile(string path, bool skipBadRows = false)
+    public (IReadOnlyList<LabeledPrediction> Predictions, IReadOnlyList<string> Skipped) PredictFile(string path, DataReading? reading = null)
     {
-        var options = DataOptions(labelled: false, skipBadRows);
+        var options = DataOptions(labelled: false, reading);
         if (Spec.Kind == TaskKind.Tokens)
         {
             var set = DataReader.ReadTokens(path, options);

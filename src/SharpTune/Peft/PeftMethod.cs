@@ -55,6 +55,9 @@ public interface IPeftMethod
     /// <summary>A starting learning rate when the user gives none (METHODS.md).</summary>
     double DefaultLearningRate { get; }
 
+    /// <summary>Input positions the method's virtual tokens take in front of the text (prompt tuning, P-tuning); 0 for the others.</summary>
+    int PositionsTaken(PeftSettings settings) => 0;
+
     /// <summary>Validates the settings this method reads; throws ArgumentException naming the option.</summary>
     void Validate(PeftSettings settings, BertConfig config);
 

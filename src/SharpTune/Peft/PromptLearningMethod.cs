@@ -156,6 +156,9 @@ public abstract class PromptLearningMethod : IPeftMethod
             ? module
             : throw new ArgumentException($"The model was not built with the {Name} prompt module (got {model.PromptEncoder?.GetType().Name ?? "none"}).");
 
+    /// <summary>Input positions the virtual tokens take: none for key/value prefixes; input-side prompts override.</summary>
+    public virtual int PositionsTaken(PeftSettings settings) => 0;
+
     /// <summary>Whether <paramref name="module"/> is the kind this method builds.</summary>
     protected abstract bool IsOwnModule(PromptModule module);
 

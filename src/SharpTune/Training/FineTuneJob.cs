@@ -25,29 +25,56 @@ public sealed record RunSummary(
 /// </summary>
 public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IReadOnlyList<ITrainerCallback>? progress = null)
 {
-    public static readonly JsonSerializerOptions ConfigJson = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
-    };
-
     public RunSummary Run(CancellationToken cancel = default)
     {
         options.Validate();
         var clock = Stopwatch.StartNew();
         string run = Path.GetFullPath(options.Out);
-        Directory.CreateDirectory(run);
         if (!options.Resume && Directory.Exists(Path.Combine(run, "checkpoints")))
             throw new ArgumentException($"{run} already holds a run; use --resume to continue it or choose another --out");
-
-        // 1. Data.
         var kind = options.Task switch
         {
             "regress" => TaskKind.Regression,
             "tokens" => TaskKind.Tokens,
             _ => options.MultiLabel ? TaskKind.MultiLabel : TaskKind.SingleLabel,
         };
+        var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
+        var freeze = method is null ? FreezePolicy.Parse(options.Method) : null;
+        // A run is a function of its options: everything that draws (the encoder's construction before its weights
+        // load, the head, prompt encoders and adapters, dropout, data order) draws from generators seeded here or
+        // from --seed, never from what this process happened to draw before.
+        manual_seed(options.Training.Seed);
+
+        // 1. Model, and the checks that need it, before any long work.
+        using var pretrained = PretrainedEncoder.Load(options.Model);
+        say($"model: {pretrained.Source}");
+        var config = pretrained.Config;
+        int promptPositions = method?.PositionsTaken(options.Peft) ?? 0;
+        int available = config.MaxPositionEmbeddings - promptPositions;
+        int maxLength = options.MaxLength;
+        if (maxLength > available)
+        {
+            bool given = options.Sources.GetValueOrDefault("max-length", "default") != "default";
+            string need = promptPositions == 0
+                ? $"{options.Model} has {config.MaxPositionEmbeddings} positions"
+                : $"the {promptPositions} virtual tokens of --method {options.Method} (--virtual-tokens) take {promptPositions} of {options.Model}'s {config.MaxPositionEmbeddings} positions";
+            if (given || available < 4)
+                throw new ArgumentException($"--max-length {maxLength} is longer than the model can read: {need}, leaving {Math.Max(0, available)} for text");
+            maxLength = available;   // the default follows the model
+            say($"max length {maxLength} tokens: {need}");
+        }
+        if (freeze is { What: FreezePolicy.Mode.BottomLayers } && freeze.Layers > config.NumHiddenLayers)
+            throw new ArgumentException($"--method {options.Method} freezes more layers than {options.Model} has ({config.NumHiddenLayers})");
+        method?.Validate(options.Peft, config);
+        var (pooling, poolingSource) = kind == TaskKind.Tokens ? (Pooling.Cls, "token tasks read every token")
+            : options.Pooling is { } chosen ? (chosen, options.Sources.GetValueOrDefault("pooling", "given"))
+            : (pretrained.Pooling.Pooling, $"model: {pretrained.Pooling.Reason}");
+        if (pooling == Pooling.Pooler && !pretrained.Model.HasPooler)
+            throw new ArgumentException($"--pooling pooler: {options.Model} has no pretrained pooler; use cls or mean");
+        if (kind != TaskKind.Tokens) say($"pooling: {PoolingDefault.Name(pooling)} ({poolingSource})");
+        var tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(pretrained.Vocab), pretrained.LowerCase, $"{options.Model} vocabulary");
+
+        // 2. Data.
         var dataOptions = new DataOptions
         {
             Format = options.Format, TextColumn = options.TextColumn, TextPairColumn = options.TextPairColumn,
@@ -57,45 +84,47 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         var (trainData, validationData, labels, skipped) = kind == TaskKind.Tokens
             ? ReadTokens(dataOptions)
             : ReadTexts(dataOptions, kind);
-
-        // 2. Model.
-        using var pretrained = PretrainedEncoder.Load(options.Model);
-        say($"model: {pretrained.Source}");
-        var tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(pretrained.Vocab), pretrained.LowerCase, $"{options.Model} vocabulary");
         int numLabels = kind == TaskKind.Regression ? 1 : labels!.Count;
-        var head = new HeadOptions(kind, numLabels, options.Crf, options.UsePooler && pretrained.Model.HasPooler, options.ClassWeights, options.LabelSmoothing,
-            MeanPooling: options.MeanPooling && kind != TaskKind.Tokens);
-        var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
+        var head = new HeadOptions(kind, numLabels, options.Crf, pooling == Pooling.Pooler, options.ClassWeights, options.LabelSmoothing,
+            MeanPooling: pooling == Pooling.Mean);
+        var metricNames = TaskMetrics.Names(head, labels);
+        if (options.Training.MetricForBest != "auto" && !metricNames.Contains(options.Training.MetricForBest))
+            throw new ArgumentException($"--metric '{options.Training.MetricForBest}' is not computed for this task" +
+                $"{Suggestions.DidYouMean(options.Training.MetricForBest, metricNames)}; available: {string.Join(", ", metricNames)}");
+
+        // 3. Head and method.
+        Directory.CreateDirectory(run);
         var settings = options.Peft;
         if (method is not null) settings = settings.WithPromptInitTokens(tokenizer);
+        manual_seed(options.Training.Seed);
         using var model = TaskModelBuilder.Build(pretrained, head, method, settings, bf16: options.Precision == "bf16");
-        if (method is null) FreezePolicy.Parse(options.Method).Apply(model);
+        freeze?.Apply(model);
         var parameters = ParameterSummary.Of(model);
         say($"method {options.Method}: {parameters}");
 
-        // 3. Encode.
-        var encoder = new ExampleEncoder(tokenizer, head, labels, options.MaxLength, options.LabelSeparator);
+        // 4. Encode.
+        var encoder = new ExampleEncoder(tokenizer, head, labels, maxLength, options.LabelSeparator);
         var train = trainData(encoder);
         var validation = validationData(encoder);
         say($"data: {train.Examples.Count} training and {validation.Examples.Count} validation examples" +
             (skipped.Count > 0 ? $", {skipped.Count} bad rows skipped (listed in {Path.Combine(run, "skipped_rows.txt")})" : ""));
         if (skipped.Count > 0) AtomicFile.WriteAllText(Path.Combine(run, "skipped_rows.txt"), string.Join("\n", skipped) + "\n");
         int truncated = train.Truncated + validation.Truncated;
-        if (truncated > 0) say($"truncated {truncated} example(s) to --max-length {options.MaxLength} ({train.Truncated} training, {validation.Truncated} validation)");
+        if (truncated > 0) say($"truncated {truncated} example(s) to --max-length {maxLength} ({train.Truncated} training, {validation.Truncated} validation)");
         if (train.DroppedWords + validation.DroppedWords > 0)
             say($"{train.DroppedWords + validation.DroppedWords} word(s) fell past --max-length and get no prediction");
 
-        // 4. Train.
+        // 5. Train.
         var training = options.Training;
-        if (!options.LearningRateGiven && method is not null) training = training with { LearningRate = method.DefaultLearningRate };
         var spec = new TaskSpec
         {
-            Kind = kind, NumLabels = numLabels, UseCrf = options.Crf, UsePooler = head.UsePooler, MeanPooling = head.MeanPooling, MaxLength = options.MaxLength,
+            Kind = kind, NumLabels = numLabels, UseCrf = options.Crf, UsePooler = head.UsePooler, MeanPooling = head.MeanPooling, MaxLength = maxLength,
             LabelSeparator = options.LabelSeparator, Method = options.Method, BaseModel = options.Model,
             TextColumn = options.TextColumn, TextPairColumn = options.TextPairColumn, LabelColumn = options.LabelColumn,
         };
-        AtomicFile.WriteAllText(Path.Combine(run, "run_config.json"),
-            JsonSerializer.Serialize(options with { Training = training, Peft = settings }, ConfigJson) + "\n");
+        var sources = new Dictionary<string, string>(options.Sources) { ["pooling"] = poolingSource };
+        AtomicFile.WriteAllText(Path.Combine(run, RunConfig.FileName),
+            RunConfig.ToJson(options with { Pooling = kind == TaskKind.Tokens ? null : pooling, MaxLength = maxLength, Sources = sources }) + "\n");
         labels?.Save(Path.Combine(run, TaskModelFolder.LabelsFile));
 
         using var log = new RunLog(Path.Combine(run, "metrics.jsonl"), append: options.Resume);
@@ -107,7 +136,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         var state = trainer.Train(train.Examples, validation.Examples, new TrainingCheckpoint(run), options.Resume, cancel);
         double secondsPerStep = trainClock.Elapsed.TotalSeconds / Math.Max(1, state.GlobalStep);
 
-        // 5. Save and report.
+        // 6. Save and report.
         string final = Path.Combine(run, "final");
         TaskModelFolder.Save(final, model, pretrained.Vocab, pretrained.LowerCase, labels, spec, method, settings);
         var finalOutput = Evaluator.Run(model, validation.Examples, Math.Max(32, training.BatchSize), tokenizer.PadId);

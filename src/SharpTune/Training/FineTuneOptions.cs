@@ -1,13 +1,14 @@
 using System.Text.Json.Serialization;
 using SharpTune.Data;
+using SharpTune.Models;
 using SharpTune.Peft;
 
 namespace SharpTune.Training;
 
 /// <summary>
-/// A whole fine-tuning run: model, data, task, what trains, and how. This is what a config file holds
-/// (YAML or JSON, snake_case keys) and what <c>sharptune train</c> builds from its options; the run folder
-/// keeps the exact options used as <c>run_config.json</c>.
+/// A whole fine-tuning run: model, data, task, what trains, and how, as typed values. <see cref="OptionResolver"/>
+/// builds it from the command line, a config file and the defaults (<see cref="OptionCatalog"/> names every
+/// option); the run folder keeps the values used and their sources as <c>run_config.json</c>.
 /// </summary>
 public sealed record FineTuneOptions
 {
@@ -16,9 +17,8 @@ public sealed record FineTuneOptions
     [JsonPropertyName("task")] public string Task { get; init; } = "classify";
     [JsonPropertyName("multi_label")] public bool MultiLabel { get; init; }
     [JsonPropertyName("crf")] public bool Crf { get; init; }
-    [JsonPropertyName("use_pooler")] public bool UsePooler { get; init; } = true;
-    /// <summary>Sequence tasks: mean of the real tokens' states instead of [CLS] (sentence-embedding models).</summary>
-    [JsonPropertyName("mean_pooling")] public bool MeanPooling { get; init; }
+    /// <summary>Sequence tasks: how token states become one vector; null follows the model (<see cref="PretrainedEncoder.Pooling"/>).</summary>
+    [JsonPropertyName("pooling")] public Pooling? Pooling { get; init; }
     [JsonPropertyName("train")] public string? Train { get; init; }
     [JsonPropertyName("validation")] public string? Validation { get; init; }
     /// <summary>Held out of the training data when no validation file is given.</summary>
@@ -39,12 +39,14 @@ public sealed record FineTuneOptions
     [JsonPropertyName("out")] public string Out { get; init; } = "runs/latest";
     [JsonPropertyName("resume")] public bool Resume { get; init; }
     [JsonPropertyName("training")] public TrainingOptions Training { get; init; } = new();
-    /// <summary>True when the learning rate was given; otherwise the method's default applies.</summary>
-    [JsonPropertyName("learning_rate_given")] public bool LearningRateGiven { get; init; }
     [JsonPropertyName("peft")] public PeftSettings Peft { get; init; } = new();
+
+    /// <summary>Where each option's value came from, by option name (see <see cref="OptionResolver"/>); written to run_config.json.</summary>
+    [JsonIgnore] public IReadOnlyDictionary<string, string> Sources { get; init; } = new Dictionary<string, string>();
 
     public FineTuneOptions Validate()
     {
+        TrainingMethods.Parse(Method);
         if (Task is not ("classify" or "regress" or "tokens"))
             throw new ArgumentException($"--task '{Task}' is not known: use classify, regress or tokens");
         if (string.IsNullOrWhiteSpace(Train)) throw new ArgumentException("--train FILE is required");
@@ -53,6 +55,8 @@ public sealed record FineTuneOptions
         if (Precision is not ("fp32" or "bf16")) throw new ArgumentException($"--precision '{Precision}' is not known: use fp32 or bf16");
         if (Crf && Task != "tokens") throw new ArgumentException("--crf applies to --task tokens only");
         if (MultiLabel && Task != "classify") throw new ArgumentException("--multi-label applies to --task classify only");
+        if (Pooling is not null && Task == "tokens") throw new ArgumentException("--pooling applies to sequence tasks (classify, regress), not --task tokens");
+        if (LabelSmoothing is < 0 or >= 1) throw new ArgumentException($"--label-smoothing must be in [0, 1), got {LabelSmoothing}");
         Training.Validate();
         return this;
     }

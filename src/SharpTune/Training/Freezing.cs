@@ -20,7 +20,11 @@ public sealed record FreezePolicy(FreezePolicy.Mode What, int Layers = 0)
 
     public static FreezePolicy Full { get; } = new(Mode.None);
 
-    public static FreezePolicy Parse(string text)
+    /// <summary>Parses full, head, embeddings or freeze:K; for any other value see <see cref="TrainingMethods.Parse"/>.</summary>
+    public static FreezePolicy Parse(string text) =>
+        TryParse(text) ?? throw new ArgumentException(TrainingMethods.UnknownMessage(text));
+
+    public static FreezePolicy? TryParse(string text)
     {
         string value = text.Trim().ToLowerInvariant();
         if (value is "full" or "none") return Full;
@@ -31,7 +35,7 @@ public sealed record FreezePolicy(FreezePolicy.Mode What, int Layers = 0)
             string count = value[(value.IndexOf(':') + 1)..];
             if (int.TryParse(count, out int k) && k >= 0) return new(Mode.BottomLayers, k);
         }
-        throw new ArgumentException($"--freeze '{text}' is not valid: use full, head, embeddings or freeze:K (K bottom layers and the embeddings frozen)");
+        return null;
     }
 
     public override string ToString() => What switch
@@ -47,7 +51,7 @@ public sealed record FreezePolicy(FreezePolicy.Mode What, int Layers = 0)
     {
         int layerCount = model.Encoder.Config.NumHiddenLayers;
         if (What == Mode.BottomLayers && Layers > layerCount)
-            throw new ArgumentException($"--freeze freeze:{Layers} asks for more layers than the model has ({layerCount}).");
+            throw new ArgumentException($"--method freeze:{Layers} asks for more layers than the model has ({layerCount}).");
         foreach (var (name, parameter) in model.named_parameters())
             parameter.requires_grad = !IsFrozen(name);
     }

@@ -53,6 +53,17 @@ public static class TaskMetrics
         }
     }
 
+    /// <summary>The metrics a run of this task reports at each evaluation (loss included): what <c>--metric</c> may name.</summary>
+    public static IReadOnlyList<string> Names(HeadOptions head, LabelMap? labels) => head.Kind switch
+    {
+        TaskKind.SingleLabel => ["accuracy", "macro_f1", "macro_precision", "macro_recall", "loss"],
+        TaskKind.MultiLabel => ["micro_f1", "macro_f1", "exact_match", "loss"],
+        TaskKind.Regression => ["mse", "mae", "pearson", "spearman", "loss"],
+        _ => labels?.Labels.Any(n => n.StartsWith("B-", StringComparison.Ordinal)) == true
+            ? ["token_accuracy", "entity_f1", "entity_precision", "entity_recall", "loss"]
+            : ["token_accuracy", "loss"],
+    };
+
     /// <summary>Token accuracy, and entity scores when the tag set is BIO-style (NER), where they mean something.</summary>
     public static Dictionary<string, double> TokenValues(TokenReport report, IReadOnlyList<string>? tagNames)
     {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SharpTune.Checkpoints;
 using SharpTune.Heads;
+using SharpTune.Metrics;
 using static TorchSharp.torch;
 
 namespace SharpTune.Training;
@@ -149,8 +150,7 @@ public sealed class Trainer
         var values = new Dictionary<string, double>(metrics(validation, output.Predictions)) { ["loss"] = output.Loss };
         string key = MetricForBest(values);
         double current = values[key];
-        bool lowerIsBetter = key is "loss" or "mse";
-        bool improved = state.BestMetric is not { } best || (lowerIsBetter ? current < best : current > best);
+        bool improved = state.BestMetric is not { } best || MetricCatalog.Improves(key, current, best);
         state = improved
             ? state with { BestMetric = current, BestStep = state.GlobalStep, EvaluationsWithoutImprovement = 0 }
             : state with { EvaluationsWithoutImprovement = state.EvaluationsWithoutImprovement + 1 };

@@ -10,6 +10,9 @@ namespace SharpTune.Peft.PTuning;
 /// </summary>
 public sealed class PTuningMethod : PromptLearningMethod
 {
+    /// <summary>The virtual tokens sit in front of the text and take input positions.</summary>
+    public override int PositionsTaken(PeftSettings settings) => settings.VirtualTokens;
+
     public override string Name => "ptuning";
     public override string PeftType => "P_TUNING";
     public override double DefaultLearningRate => 1e-3;

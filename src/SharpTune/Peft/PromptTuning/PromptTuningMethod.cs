@@ -10,6 +10,9 @@ namespace SharpTune.Peft.PromptTuning;
 /// </summary>
 public sealed class PromptTuningMethod : PromptLearningMethod
 {
+    /// <summary>The virtual tokens sit in front of the text and take input positions.</summary>
+    public override int PositionsTaken(PeftSettings settings) => settings.VirtualTokens;
+
     public override string Name => "prompt";
     public override string PeftType => "PROMPT_TUNING";
     public override double DefaultLearningRate => 3e-2;

@@ -1,0 +1,45 @@
+namespace SharpTune.Metrics;
+
+/// <summary>Whether a larger or a smaller value of a metric is the better model.</summary>
+public enum MetricDirection
+{
+    HigherIsBetter,
+    LowerIsBetter,
+}
+
+/// <summary>
+/// Every validation metric SharpTune computes, each with its direction, so picking the best checkpoint and early
+/// stopping never guess from a name. A metric missing here is an error, not a silent "higher is better".
+/// </summary>
+public static class MetricCatalog
+{
+    static readonly Dictionary<string, MetricDirection> Directions = new(StringComparer.Ordinal)
+    {
+        ["loss"] = MetricDirection.LowerIsBetter,
+        ["accuracy"] = MetricDirection.HigherIsBetter,
+        ["macro_f1"] = MetricDirection.HigherIsBetter,
+        ["macro_precision"] = MetricDirection.HigherIsBetter,
+        ["macro_recall"] = MetricDirection.HigherIsBetter,
+        ["micro_f1"] = MetricDirection.HigherIsBetter,
+        ["exact_match"] = MetricDirection.HigherIsBetter,
+        ["mse"] = MetricDirection.LowerIsBetter,
+        ["mae"] = MetricDirection.LowerIsBetter,
+        ["pearson"] = MetricDirection.HigherIsBetter,
+        ["spearman"] = MetricDirection.HigherIsBetter,
+        ["token_accuracy"] = MetricDirection.HigherIsBetter,
+        ["entity_f1"] = MetricDirection.HigherIsBetter,
+        ["entity_precision"] = MetricDirection.HigherIsBetter,
+        ["entity_recall"] = MetricDirection.HigherIsBetter,
+    };
+
+    public static IReadOnlyCollection<string> Names => Directions.Keys;
+
+    public static MetricDirection DirectionOf(string metric) =>
+        Directions.TryGetValue(metric, out var direction)
+            ? direction
+            : throw new ArgumentException($"metric '{metric}' has no declared direction; known metrics: {string.Join(", ", Directions.Keys)}");
+
+    /// <summary>True when <paramref name="candidate"/> beats <paramref name="incumbent"/> on <paramref name="metric"/>.</summary>
+    public static bool Improves(string metric, double candidate, double incumbent) =>
+        DirectionOf(metric) == MetricDirection.LowerIsBetter ? candidate < incumbent : candidate > incumbent;
+}
