@@ -47,7 +47,10 @@ public static class TaskModelFolder
             }
             else
             {
-                method.SaveAdapter(Path.Combine(temporary, AdapterFolder), model, settings ?? new PeftSettings(), spec.BaseModel);
+                // adapter_config.json names the base as Python finds it; sharptune_task.json keeps spec.BaseModel,
+                // what the user typed, and is what LoadWithAdapter, AdapterHost and predict reload the base from.
+                method.SaveAdapter(Path.Combine(temporary, AdapterFolder), model, settings ?? new PeftSettings(),
+                    BuiltInModels.HuggingFaceName(spec.BaseModel));
             }
             AtomicFile.WriteAllText(Path.Combine(temporary, HuggingFaceCheckpoint.ConfigFile), config.ToJson() + "\n");
             File.WriteAllBytes(Path.Combine(temporary, HuggingFaceCheckpoint.VocabFile), vocab);

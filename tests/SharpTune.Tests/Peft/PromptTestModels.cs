@@ -74,8 +74,6 @@ internal static class PromptTestModels
         return new ModelInputs(tensor(ids, [batch, length]), tensor(mask, [batch, length]), zeros(batch, length, ScalarType.Int64),
             tensor(positions, [batch, words]), tensor(wordMask, [batch, words]));
     }
-
-    public static double MaxDifference(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
 }
 
 /// <summary>

@@ -41,10 +41,18 @@ public sealed class PromptEncoder : PromptModule
         Tensor input = embedding.weight!; // (P, H): the embedding of indices 0..P-1
         if (lstm_head is not null)
         {
-            var (output, lastHidden, lastCell) = lstm_head.forward(input.unsqueeze(0)); // (1, P, 2h)
+            // With autograd off (prediction, and SaveAdapter computing prompt_embeddings) libtorch 2.10 runs the
+            // LSTM through oneDNN's inference kernel, whose AVX-512 version is wrong for hidden sizes under 32:
+            // outputs off by 0.1 to 0.5 where they are below 1 (AMD EPYC; ONEDNN_MAX_CPU_ISA=AVX2 gives the right
+            // ones). With autograd on it takes the kernel training uses, right to 1e-7 against float64 at every
+            // size and ISA, so the LSTM always runs that way; with no parameter needing a gradient nothing is
+            // recorded, and in no_grad code the MLP below records nothing either.
+            Tensor output, lastHidden, lastCell;
+            using (enable_grad())
+                (output, lastHidden, lastCell) = lstm_head.forward(input.unsqueeze(0)); // (1, P, 2h)
             lastHidden.Dispose();
             lastCell.Dispose();
-            input = output.squeeze(0); // (P, 2h)
+            input = is_grad_enabled() ? output.squeeze(0) : output.detach().squeeze(0); // (P, 2h)
         }
         return mlp_head.forward(input); // (P, H)
     }

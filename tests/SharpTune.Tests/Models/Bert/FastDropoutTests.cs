@@ -51,7 +51,7 @@ public class FastDropoutTests
         var y = FastDropout.Apply(x, 0.25, training: true);
         y.sum().backward();
         using var expected = y.detach() / x.detach();
-        Assert.True(x.grad!.allclose(expected, rtol: 1e-5, atol: 1e-6));
+        Tolerances.AssertClose(expected, x.grad!, Tolerances.Rounding, "gradient"); // y / x rounds twice
     }
 
     [Fact]
@@ -70,6 +70,7 @@ public class FastDropoutTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
     public void Attention_with_dropout_path_equals_the_fused_kernel(bool bf16)
     {
         var config = TestModels.TinyConfig with { HiddenDropoutProb = 0, AttentionProbsDropoutProb = 1e-9, Bf16 = bf16 };
@@ -82,7 +83,7 @@ public class FastDropoutTests
         using var trained = model.forward(ids, mask).LastHiddenState.detach();
         model.eval();
         using var evaluated = model.forward(ids, mask).LastHiddenState;
-        double diff = (trained - evaluated).abs().max().item<float>();
-        Assert.True(diff < (bf16 ? 2e-2 : 1e-5), $"train-mode attention differs from the fused kernel by {diff}");
+        // Unfused matmul-softmax-matmul against the fused kernel, through both layers; bf16 products keep 8 bits.
+        Tolerances.AssertClose(evaluated, trained, bf16 ? Tolerances.Bf16 : Tolerances.DifferentKernelsThroughNetwork, "train-mode attention against the fused kernel");
     }
 }

@@ -61,6 +61,7 @@ public class PrefixTests
     /// output scaled by Z/(Z+P) per head, a factor in (0, 1) shared by all D components of that head.
     /// </summary>
     [Fact]
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
     public void A_zero_prefix_scales_each_heads_attention_output_by_one_factor_below_one()
     {
         manual_seed(1);
@@ -71,9 +72,12 @@ public class PrefixTests
         var zero = zeros(1, 4, 5, 8); // (B, N, P, D)
         var plain = attention.forward(hidden, null, null).view(6, 4, 8);
         var prefixed = attention.forward(hidden, null, new KeyValuePrefix(zero, zero)).view(6, 4, 8); // (T, N, D)
-        var ratio = prefixed / plain;
-        Assert.True((ratio - ratio[.., .., ..1]).abs().max().item<float>() < 1e-4, "one factor per token and head");
-        Assert.True(ratio.max().item<float>() < 1 && ratio.min().item<float>() > 0);
+        // The factor of each token and head, fitted over its D components; not an elementwise ratio, which
+        // near-zero components would turn kernel rounding into large errors.
+        var factor = (prefixed * plain).sum(-1, keepdim: true) / (plain * plain).sum(-1, keepdim: true); // (T, N, 1)
+        // Attention over T+P keys against over T keys: other kernels for the same sums.
+        Tolerances.AssertClose(prefixed, plain * factor, Tolerances.DifferentKernels, "one factor per token and head");
+        Assert.True(factor.max().item<float>() < 1 && factor.min().item<float>() > 0);
     }
 
     [Fact]
