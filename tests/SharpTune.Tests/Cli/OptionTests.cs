@@ -2,7 +2,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using SharpTune.Checkpoints;
 using SharpTune.Metrics;
 using SharpTune.Training;
 
@@ -12,23 +11,7 @@ namespace SharpTune.Tests.Cli;
 [Collection(nameof(ConsoleCollection))]
 public class OptionTests
 {
-    static (int Code, string Out, string Error) Run(params string[] args)
-    {
-        var (oldOut, oldError) = (Console.Out, Console.Error);
-        var output = new StringWriter();
-        var error = new StringWriter();
-        Console.SetOut(output);
-        Console.SetError(error);
-        try
-        {
-            return (SharpTune.Cli.Program.Main(args), output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldError);
-        }
-    }
+    static (int Code, string Out, string Error) Run(params string[] args) => CliHarness.Run(args);
 
     static void AssertUserError((int Code, string Out, string Error) result, params string[] expected)
     {
@@ -39,31 +22,10 @@ public class OptionTests
         foreach (string text in expected) Assert.Contains(text, result.Error);
     }
 
-    internal static string TinyModelFolder(TestModels.TempFolder temp, string name = "tiny-model")
-    {
-        string folder = temp.File(name);
-        var words = new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "food", "is" };
-        var vocab = words.Concat(Enumerable.Range(0, 99 - words.Length).Select(i => $"x{i}"));
-        using var model = TestModels.TinyModel(seed: 5);
-        HuggingFaceCheckpoint.Save(folder, model, Encoding.UTF8.GetBytes(string.Join("\n", vocab) + "\n"), lowerCase: true);
-        return folder;
-    }
+    static string TinyModelFolder(TestModels.TempFolder temp, string name = "tiny-model") => CliHarness.TinyModelFolder(temp, name);
 
-    internal static string ToyCsv(TestModels.TempFolder temp, string name, int rows, int seed, string textColumn = "text", string labelColumn = "label")
-    {
-        var random = new Random(seed);
-        string[] good = ["good", "great", "fine"], bad = ["bad", "awful", "poor"];
-        var text = new StringBuilder($"{textColumn},{labelColumn}\n");
-        for (int i = 0; i < rows; i++)
-        {
-            bool positive = random.Next(2) == 0;
-            var pool = positive ? good : bad;
-            text.Append($"\"the movie was {pool[random.Next(3)]}, {pool[random.Next(3)]}\",{(positive ? "pos" : "neg")}\n");
-        }
-        string path = temp.File(name);
-        File.WriteAllText(path, text.ToString());
-        return path;
-    }
+    static string ToyCsv(TestModels.TempFolder temp, string name, int rows, int seed, string textColumn = "text", string labelColumn = "label") =>
+        CliHarness.ToyCsv(temp, name, rows, seed, textColumn, labelColumn);
 
     static JsonObject RunConfigOf(string run) => JsonNode.Parse(File.ReadAllText(Path.Combine(run, RunConfig.FileName)))!.AsObject();
 

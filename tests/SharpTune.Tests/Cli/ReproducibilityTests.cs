@@ -27,8 +27,8 @@ public class ReproducibilityTests
     public void The_same_command_and_seed_give_the_same_run_in_two_processes()
     {
         using var temp = new TestModels.TempFolder();
-        string model = OptionTests.TinyModelFolder(temp);
-        string train = OptionTests.ToyCsv(temp, "train.csv", 40, 1), validation = OptionTests.ToyCsv(temp, "validation.csv", 12, 2);
+        string model = CliHarness.TinyModelFolder(temp);
+        string train = CliHarness.ToyCsv(temp, "train.csv", 40, 1), validation = CliHarness.ToyCsv(temp, "validation.csv", 12, 2);
         // The method with the most random initialisation: a prompt encoder, a head, dropout.
         foreach (string method in new[] { "full", "ptuning" })
         {
@@ -48,8 +48,8 @@ public class ReproducibilityTests
     public void A_run_killed_after_a_checkpoint_and_resumed_ends_as_the_uninterrupted_run()
     {
         using var temp = new TestModels.TempFolder();
-        string model = OptionTests.TinyModelFolder(temp);
-        string train = OptionTests.ToyCsv(temp, "train.csv", 40, 1), validation = OptionTests.ToyCsv(temp, "validation.csv", 12, 2);
+        string model = CliHarness.TinyModelFolder(temp);
+        string train = CliHarness.ToyCsv(temp, "train.csv", 40, 1), validation = CliHarness.ToyCsv(temp, "validation.csv", 12, 2);
         string whole = temp.File("whole"), killed = temp.File("killed");
 
         var (code, output, error) = CliProcess.Run(TrainArgs(model, train, validation, whole, 20));
