@@ -1,0 +1,77 @@
+using static TorchSharp.torch;
+
+namespace SharpTune.Models.Decoders;
+
+/// <summary>What every decoder family reports about itself (for <c>sharptune info</c>, generation and checks).</summary>
+/// <param name="Family">The family's name: gpt2, llama, qwen2.</param>
+public sealed record DecoderInfo(
+    string Family, int Layers, int HiddenSize, int Heads, int KeyValueHeads, int HeadDim, int IntermediateSize,
+    int VocabSize, int ContextLength, bool TiedEmbeddings);
+
+/// <summary>
+/// A decoder-only language model: token ids in, next-token logits out, with an optional key/value cache for
+/// generation. Implemented once per family (<c>Models/Decoders/&lt;Family&gt;</c>); everything above the models
+/// (generation, scoring, fine-tuning, export) talks to this.
+/// </summary>
+public interface ICausalLanguageModel : IDisposable
+{
+    DecoderInfo Info { get; }
+
+    /// <summary>The model as a module: parameters with Hugging Face's state-dict keys, train/eval mode, dtype.</summary>
+    nn.Module Module { get; }
+
+    /// <summary>
+    /// Logits (B, T, V) in float32 for <paramref name="inputIds"/> (B, T) int64.
+    /// <paramref name="attentionMask"/> (B, P + T) int64 over the cached and the new positions, 1 for real tokens and
+    /// 0 for padding (left padding in batched generation); null: all real. Attention is causal on top of it.
+    /// <paramref name="positionIds"/> (B, T) int64; null: P, P + 1, ... where P is the cache's length (with a mask,
+    /// positions count real tokens only, as transformers does for left-padded batches).
+    /// With <paramref name="cache"/>, the new keys and values are appended to it and attention sees the cached ones.
+    /// </summary>
+    Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null);
+
+    /// <summary>An empty cache for this model (one key and one value tensor per layer).</summary>
+    KeyValueCache NewCache();
+}
+
+/// <summary>
+/// Keys and values of the positions seen so far, per layer: (B, KV heads, P, head dim) each. Grows by
+/// concatenation; <see cref="Length"/> is P.
+/// </summary>
+public sealed class KeyValueCache(int layers) : IDisposable
+{
+    readonly Tensor?[] keys = new Tensor?[layers];
+    readonly Tensor?[] values = new Tensor?[layers];
+
+    public int Layers => layers;
+
+    /// <summary>Positions held (the same in every layer once a forward pass has run).</summary>
+    public long Length => keys[0]?.shape[2] ?? 0;
+
+    /// <summary>Appends this step's (B, KV heads, T, D) keys and values to layer <paramref name="layer"/> and returns all of them.</summary>
+    public (Tensor Keys, Tensor Values) Append(int layer, Tensor newKeys, Tensor newValues)
+    {
+        var (oldKeys, oldValues) = (keys[layer], values[layer]);
+        keys[layer] = (oldKeys is null ? newKeys.alias() : cat([oldKeys, newKeys], 2)).DetachFromDisposeScope();
+        values[layer] = (oldValues is null ? newValues.alias() : cat([oldValues, newValues], 2)).DetachFromDisposeScope();
+        oldKeys?.Dispose();
+        oldValues?.Dispose();
+        return (keys[layer]!, values[layer]!);
+    }
+
+    /// <summary>Keeps only the rows of <paramref name="batchIndex"/> (finished sequences dropped from a batch).</summary>
+    public void Select(Tensor batchIndex)
+    {
+        for (int i = 0; i < layers; i++)
+        {
+            if (keys[i] is { } k) { keys[i] = k.index_select(0, batchIndex).DetachFromDisposeScope(); k.Dispose(); }
+            if (values[i] is { } v) { values[i] = v.index_select(0, batchIndex).DetachFromDisposeScope(); v.Dispose(); }
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in keys) t?.Dispose();
+        foreach (var t in values) t?.Dispose();
+    }
+}
