@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using System.Text.Json;
 using SharpTune.Bench.Reporting;
 using SharpTune.Checkpoints;
@@ -37,7 +38,7 @@ public sealed class InteropExportSuite : IBenchSuite
         manual_seed(7);
         string basePath = Path.Combine(root, "base");
         using (var baseModel = new BertModel(config))
-            HuggingFaceCheckpoint.Save(basePath, baseModel, vocab, lowerCase: true);
+            BertFolder.Save(basePath, baseModel, vocab, lowerCase: true);
 
         // Fixed inputs with padding: [CLS] ... [SEP] [PAD].
         long[,] ids = { { 2, 10, 11, 12, 13, 3, 0, 0 }, { 2, 20, 30, 40, 50, 60, 70, 3 } };

@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using System.CommandLine;
 using SharpTune.Checkpoints;
 

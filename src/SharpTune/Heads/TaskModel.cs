@@ -1,5 +1,4 @@
 using SharpTune.Models.Bert;
-using SharpTune.Peft;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

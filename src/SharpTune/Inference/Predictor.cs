@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using SharpTune.Checkpoints;
 using SharpTune.Data;
 using SharpTune.Heads;

@@ -1,3 +1,4 @@
+using SharpTune.Tokenization;
 using System.Reflection.Metadata;
 using System.Reflection.PortableExecutable;
 
@@ -28,6 +29,10 @@ public sealed record BuiltInModel(
 
     /// <summary>The vocabulary file's bytes.</summary>
     public byte[] ReadVocab() => ManifestResources.Read(AssemblyPath, VocabResource);
+
+    /// <summary>The model's WordPiece tokenizer.</summary>
+    public BertTextTokenizer CreateTokenizer() =>
+        BertTextTokenizer.FromVocabStream(new MemoryStream(ReadVocab()), LowerCase, $"{Name} vocab.txt");
 }
 
 /// <summary>The models that <c>--model NAME</c> accepts without a path.</summary>

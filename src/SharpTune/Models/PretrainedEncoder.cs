@@ -1,3 +1,4 @@
+using SharpTune.Models.Bert.Onnx;
 using SharpTune.Checkpoints;
 using SharpTune.Checkpoints.Onnx;
 using SharpTune.Models.Bert;
@@ -107,7 +108,7 @@ public sealed class PretrainedEncoder : IDisposable
         if (!File.Exists(vocabPath)) throw new FileNotFoundException($"{folder}: {HuggingFaceCheckpoint.VocabFile} is missing", vocabPath);
 
         var (raw, weightsSource) = HuggingFaceCheckpoint.LoadStateDict(folder);
-        var (encoderWeights, other) = HuggingFaceCheckpoint.SplitEncoderKeys(raw);
+        var (encoderWeights, other) = BertFolder.SplitEncoderKeys(raw);
         bool hasPooler = encoderWeights.ContainsKey("pooler.dense.weight");
         var model = new BertModel(config, addPoolingLayer: hasPooler);
         StateDictLoader.Load(model, encoderWeights, weightsSource);
@@ -122,7 +123,7 @@ public sealed class PretrainedEncoder : IDisposable
     }
 
     /// <summary>Saves the encoder in Hugging Face layout.</summary>
-    public void Save(string folder) => HuggingFaceCheckpoint.Save(folder, Model, Vocab, LowerCase);
+    public void Save(string folder) => BertFolder.Save(folder, Model, Vocab, LowerCase);
 
     public void Dispose()
     {

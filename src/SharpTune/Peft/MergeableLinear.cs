@@ -23,22 +23,6 @@ public interface IMergeableLinear
     (Tensor Weight, Tensor Bias) MergedWeights();
 }
 
-/// <summary>The frozen base that LoRA and IA3 layers keep under the pretrained keys.</summary>
-public static class LinearBase
-{
-    /// <summary><c>weight</c> (out, in) and <c>bias</c> (out) with nn.Linear's own initialisation; pretrained weights replace it.</summary>
-    public static (Parameter Weight, Parameter Bias) Create(int inFeatures, int outFeatures)
-    {
-        var weight = new Parameter(empty(outFeatures, inFeatures));
-        var bias = new Parameter(empty(outFeatures));
-        using var noGrad = no_grad();
-        nn.init.kaiming_uniform_(weight, a: Math.Sqrt(5));
-        double bound = 1 / Math.Sqrt(inFeatures);
-        nn.init.uniform_(bias, -bound, bound);
-        return (weight, bias);
-    }
-}
-
 /// <summary>Turns an encoder built with LoRA or IA3 layers into a plain <see cref="BertModel"/> for export.</summary>
 public static class MergedExport
 {

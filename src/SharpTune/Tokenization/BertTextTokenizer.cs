@@ -1,5 +1,4 @@
 using Microsoft.ML.Tokenizers;
-using SharpTune.Models;
 
 namespace SharpTune.Tokenization;
 
@@ -101,10 +100,6 @@ public sealed class BertTextTokenizer
         var config = File.Exists(configPath) ? TokenizerConfig.Load(configPath) : new TokenizerConfig();
         return FromVocabFile(vocabPath, config);
     }
-
-    /// <summary>The tokenizer of a model that ships with SharpTune.</summary>
-    public static BertTextTokenizer FromBuiltIn(BuiltInModel model) =>
-        FromVocabStream(new MemoryStream(model.ReadVocab()), model.LowerCase, $"{model.Name} vocab.txt");
 
     /// <summary>The token with this id, e.g. "##ing".</summary>
     public string IdToToken(int id)

@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Serialization;

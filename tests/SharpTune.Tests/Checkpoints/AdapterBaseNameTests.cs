@@ -1,3 +1,6 @@
+using SharpTune.Models.Bert;
+using SharpTune.Inference;
+using SharpTune.ModelFolders;
 using System.Text;
 using SharpTune.Checkpoints;
 using SharpTune.Heads;
@@ -57,7 +60,7 @@ public class AdapterBaseNameTests
         string baseFolder = temp.File("my-tiny-bert");
         var words = new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" }.Concat(Enumerable.Range(0, 94).Select(i => $"w{i}"));
         using (var tiny = TestModels.TinyModel(seed: 5))
-            HuggingFaceCheckpoint.Save(baseFolder, tiny, Encoding.UTF8.GetBytes(string.Join("\n", words) + "\n"), lowerCase: true);
+            BertFolder.Save(baseFolder, tiny, Encoding.UTF8.GetBytes(string.Join("\n", words) + "\n"), lowerCase: true);
 
         string folder = temp.File("model");
         using var pretrained = PretrainedEncoder.Load(baseFolder);

@@ -1,3 +1,4 @@
+using SharpTune.Models.Bert;
 using System.Text;
 using SharpTune.Checkpoints;
 
@@ -32,7 +33,7 @@ static class CliHarness
         var words = new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "food", "is" };
         var vocab = words.Concat(Enumerable.Range(0, 99 - words.Length).Select(i => $"x{i}"));
         using var model = TestModels.TinyModel(seed: 5);
-        HuggingFaceCheckpoint.Save(folder, model, Encoding.UTF8.GetBytes(string.Join("\n", vocab) + "\n"), lowerCase: true);
+        BertFolder.Save(folder, model, Encoding.UTF8.GetBytes(string.Join("\n", vocab) + "\n"), lowerCase: true);
         return folder;
     }
 

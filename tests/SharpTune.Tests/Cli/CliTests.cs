@@ -1,3 +1,5 @@
+using SharpTune.Inference;
+using SharpTune.ModelFolders;
 using System.Text;
 using SharpTune.Checkpoints;
 
@@ -140,7 +142,7 @@ public class CliTests
             Assert.True(trained == 0, error + output);
         }
 
-        using (var host = new SharpTune.Peft.AdapterHost(model))
+        using (var host = new SharpTune.Inference.AdapterHost(model))
         {
             host.Add("spam", temp.File("run-lora"));
             host.Add("topic", temp.File("run-prefix"));
@@ -159,9 +161,9 @@ public class CliTests
             var lora = host.Get("spam").Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
             var prefix = host.Get("topic").Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
             string key = "bert.encoder.layer.0.attention.self.query.weight";
-            Assert.True(SharpTune.Peft.AdapterHost.SharesStorage(lora[key], prefix[key]));
+            Assert.True(SharpTune.Inference.AdapterHost.SharesStorage(lora[key], prefix[key]));
             var separate = alone.Model.named_parameters().First(p => p.name == key).parameter;
-            Assert.False(SharpTune.Peft.AdapterHost.SharesStorage(lora[key], separate)); // a model loaded on its own has its own copy
+            Assert.False(SharpTune.Inference.AdapterHost.SharesStorage(lora[key], separate)); // a model loaded on its own has its own copy
             Assert.DoesNotContain(prefix.Keys, k => k.Contains("lora_"));
         }
 

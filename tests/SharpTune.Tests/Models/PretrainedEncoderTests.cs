@@ -1,3 +1,4 @@
+using SharpTune.Models.Bert;
 using SharpTune.Checkpoints;
 using SharpTune.Models;
 using static TorchSharp.torch;
@@ -14,7 +15,7 @@ public class PretrainedEncoderTests
     {
         using var temp = new TestModels.TempFolder();
         using var model = TestModels.TinyModel(seed: 3);
-        HuggingFaceCheckpoint.Save(temp.Path, model, TinyVocab, lowerCase: true);
+        BertFolder.Save(temp.Path, model, TinyVocab, lowerCase: true);
         foreach (var file in new[] { "config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json" })
             Assert.True(File.Exists(temp.File(file)), file);
 

@@ -26,7 +26,7 @@ public class PretrainedParityTests(ITestOutputHelper log)
     {
         var builtIn = BuiltInModels.Find(name)!;
         using var encoder = PretrainedEncoder.Load(name);
-        var tokenizer = BertTextTokenizer.FromBuiltIn(builtIn);
+        var tokenizer = builtIn.CreateTokenizer();
         var encoded = Sentences.Select(s => tokenizer.Encode(s)).ToArray();
         using var batch = TokenBatch.Collate(encoded, tokenizer.PadId);
         int rows = batch.BatchSize, length = batch.SequenceLength;

@@ -1,3 +1,4 @@
+using SharpTune.Models.Bert;
 using SharpTune.Checkpoints;
 using SharpTune.Heads;
 using SharpTune.Peft;

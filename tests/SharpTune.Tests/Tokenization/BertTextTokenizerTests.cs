@@ -9,7 +9,7 @@ namespace SharpTune.Tests.Tokenization;
 /// </summary>
 public class BertTextTokenizerTests
 {
-    static readonly Lazy<BertTextTokenizer> MiniLmTokenizer = new(() => BertTextTokenizer.FromBuiltIn(BuiltInModels.MiniLM));
+    static readonly Lazy<BertTextTokenizer> MiniLmTokenizer = new(() => BuiltInModels.MiniLM.CreateTokenizer());
     static BertTextTokenizer MiniLm => MiniLmTokenizer.Value;
 
     [Fact]

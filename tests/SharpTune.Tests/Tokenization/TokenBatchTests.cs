@@ -44,7 +44,7 @@ public class TokenBatchTests
     [Fact]
     public void Collates_real_encodings()
     {
-        var tokenizer = BertTextTokenizer.FromBuiltIn(SharpTune.Models.BuiltInModels.MiniLM);
+        var tokenizer = SharpTune.Models.BuiltInModels.MiniLM.CreateTokenizer();
         var items = new EncodedText[] { tokenizer.Encode("Hello, my dog is cute"), tokenizer.Encode("hi", "there") };
         using var batch = TokenBatch.Collate(items, tokenizer.PadId);
         Assert.Equal([2L, 8L], batch.InputIds.shape);

@@ -1,4 +1,3 @@
-using SharpTune.Peft;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

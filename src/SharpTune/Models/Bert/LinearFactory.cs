@@ -1,3 +1,4 @@
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Bert;
@@ -33,5 +34,21 @@ public static class LinearFactories
         }
         paths.Add("pooler.dense");
         return paths;
+    }
+}
+
+/// <summary>The frozen base that LoRA and IA3 layers keep under the pretrained keys.</summary>
+public static class LinearBase
+{
+    /// <summary><c>weight</c> (out, in) and <c>bias</c> (out) with nn.Linear's own initialisation; pretrained weights replace it.</summary>
+    public static (Parameter Weight, Parameter Bias) Create(int inFeatures, int outFeatures)
+    {
+        var weight = new Parameter(empty(outFeatures, inFeatures));
+        var bias = new Parameter(empty(outFeatures));
+        using var noGrad = no_grad();
+        nn.init.kaiming_uniform_(weight, a: Math.Sqrt(5));
+        double bound = 1 / Math.Sqrt(inFeatures);
+        nn.init.uniform_(bias, -bound, bound);
+        return (weight, bias);
     }
 }

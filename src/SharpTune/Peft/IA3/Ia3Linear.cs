@@ -1,3 +1,4 @@
+using SharpTune.Models.Bert;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -1,3 +1,4 @@
+using SharpTune.Models.Bert.Onnx;
 using SharpTune.Checkpoints.Onnx;
 using SharpTune.Models;
 

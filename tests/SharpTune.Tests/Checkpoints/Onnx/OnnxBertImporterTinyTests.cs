@@ -1,3 +1,4 @@
+using SharpTune.Models.Bert.Onnx;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using SharpTune.Checkpoints.Onnx;

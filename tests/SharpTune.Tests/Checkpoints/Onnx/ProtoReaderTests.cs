@@ -1,3 +1,4 @@
+using SharpTune.Models.Bert.Onnx;
 using System.Diagnostics;
 using SharpTune.Checkpoints.Onnx;
 

@@ -1,3 +1,4 @@
+using SharpTune.Models.Bert;
 using System.Text.Json.Nodes;
 using SharpTune.Checkpoints;
 using SharpTune.Heads;
@@ -81,7 +82,7 @@ public class LoraTests
 
         using var temp = new TestModels.TempFolder();
         var vocab = System.Text.Encoding.UTF8.GetBytes(string.Join("\n", Enumerable.Range(0, 99).Select(i => $"w{i}")) + "\n");
-        HuggingFaceCheckpoint.Save(temp.Path, plain, vocab, lowerCase: true);
+        BertFolder.Save(temp.Path, plain, vocab, lowerCase: true);
         using var reloaded = PretrainedEncoder.Load(temp.Path);
         using var fromDisk = reloaded.Model.forward(ids);
         Tolerances.AssertClose(actual.LastHiddenState, fromDisk.LastHiddenState, Tolerances.Exact, "merged export reloaded from disk");

@@ -1,10 +1,12 @@
+using SharpTune.ModelFolders;
+using SharpTune.Peft;
 using SharpTune.Checkpoints;
 using SharpTune.Heads;
 using SharpTune.Models;
 using SharpTune.Tokenization;
 using static TorchSharp.torch;
 
-namespace SharpTune.Peft;
+namespace SharpTune.Inference;
 
 /// <summary>
 /// One pretrained base model in memory with any number of adapters over it, chosen per call. Each adapter

@@ -1,8 +1,9 @@
+using SharpTune.Checkpoints;
 using SharpTune.Heads;
 using SharpTune.Peft;
 using static TorchSharp.torch;
 
-namespace SharpTune.Checkpoints;
+namespace SharpTune.ModelFolders;
 
 /// <summary>Exports a LoRA or IA3 task model as a plain Hugging Face model with the adapter merged into its weights.</summary>
 public static class MergedTaskExport

@@ -1,8 +1,9 @@
+using SharpTune.Checkpoints;
 using System.Text.Json;
 using SharpTune.Training;
 using static TorchSharp.torch;
 
-namespace SharpTune.Checkpoints;
+namespace SharpTune.Training;
 
 /// <summary>
 /// Resumable training checkpoints in <c>RUN/checkpoints/</c>. Each is a folder <c>step-N</c> with the

@@ -1,8 +1,9 @@
+using SharpTune.Checkpoints.Onnx;
 using System.Text.RegularExpressions;
 using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
-namespace SharpTune.Checkpoints.Onnx;
+namespace SharpTune.Models.Bert.Onnx;
 
 /// <summary>The weights of an ONNX export as a Hugging Face state dict, with the configuration read from the graph.</summary>
 /// <param name="Config">Sizes from the weights' shapes; eps, heads and activation traced from the graph.</param>

@@ -1,9 +1,10 @@
+using SharpTune.Heads;
 using SharpTune.Checkpoints;
 using SharpTune.Models;
 using SharpTune.Models.Bert;
 using SharpTune.Peft;
 
-namespace SharpTune.Heads;
+namespace SharpTune.Peft;
 
 /// <summary>Builds a task model over pretrained weights, with a parameter-efficient method's modules when one is chosen.</summary>
 public static class TaskModelBuilder

@@ -1,7 +1,7 @@
 using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
-namespace SharpTune.Peft;
+namespace SharpTune.Models.Bert;
 
 /// <summary>
 /// What the encoder is fed after a prompt method has had its say. Input-side prompts (prompt tuning,

@@ -1,3 +1,4 @@
+using SharpTune.Checkpoints;
 using SharpTune.Data;
 using SharpTune.Heads;
 using SharpTune.Models;
@@ -6,7 +7,7 @@ using SharpTune.Peft;
 using SharpTune.Peft.PromptTuning;
 using static TorchSharp.torch;
 
-namespace SharpTune.Checkpoints;
+namespace SharpTune.ModelFolders;
 
 /// <summary>A fine-tuned model ready to evaluate or predict: the task model, its vocabulary, labels and task.</summary>
 public sealed class LoadedTaskModel(TaskModel model, byte[] vocab, bool lowerCase, LabelMap? labels, TaskSpec spec) : IDisposable
