@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
 using SharpTune.Checkpoints;
+using SharpTune.Generation;
+using SharpTune.Models.Decoders;
 using SharpTune.Data;
 using SharpTune.Inference;
 
@@ -14,12 +16,67 @@ public static class EvalCommand
         var model = new Option<string>("--model") { Description = "Run folder (its best/ model is used) or a saved model folder", Required = true };
         var data = new Option<string>("--data") { Description = "Labelled data in the training format", Required = true };
         var output = new Option<string>("--output") { Description = "Where to write the metrics JSON (default: eval_<data>.json in the model folder)" };
+        var window = new Option<int?>("--window") { Description = "Language models: tokens scored at once (default: the model's context)" };
+        var stride = new Option<int?>("--stride") { Description = "Language models: step between windows of a long text (default: half the window)" };
+        var dtype = new Option<string>("--dtype") { Description = "Language models: weights in fp32 (default) or bf16", DefaultValueFactory = _ => "fp32" };
         var reading = new DataReadingOptions();
-        var command = new Command("eval", "Evaluate a fine-tuned model on labelled data.") { model, data, output };
+        var command = new Command("eval", "Evaluate a fine-tuned model on labelled data, or a language model's perplexity on texts.")
+            { model, data, output, window, stride, dtype };
         reading.AddTo(command);
-        command.SetAction(result => CommandRunner.Run(() =>
-            Run(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), reading.Read(result))));
+        command.SetAction(result => CommandRunner.Run(() => LanguageModel.IsLanguageModel(result.GetValue(model)!)
+            ? Perplexity(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), result.GetValue(window), result.GetValue(stride),
+                GenerateCommand.ParseDType(result.GetValue(dtype)!))
+            : Run(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), reading.Read(result))));
         return command;
+    }
+
+    /// <summary>
+    /// Perplexity and mean negative log-likelihood of a language model over a file's texts (JSONL <c>text</c> field, or a
+    /// .txt file with one text per line): each text tokenized alone with the model's BOS rule, every next-token
+    /// prediction counted; texts longer than the window are scored in overlapping windows with the stated stride.
+    /// </summary>
+    static int Perplexity(string modelSpec, string data, string? output, int? window, int? stride, TorchSharp.torch.ScalarType dtype)
+    {
+        if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
+        var texts = ReadTexts(data);
+        using var lm = LanguageModel.Load(modelSpec, dtype);
+        var tokens = texts.Select(t => lm.Tokenizer.Encode(t)).ToList();
+        var result = PerplexityScorer.Score(lm.Model, tokens, window, stride);
+        int size = window ?? lm.Model.Info.ContextLength;
+        Console.WriteLine($"evaluated {result.Texts} texts of {data}: {result.Tokens:N0} predicted tokens, {result.Windows} window(s) of at most {size} tokens, stride {result.Stride}");
+        Console.WriteLine($"perplexity {result.Perplexity:F4}, mean negative log-likelihood {result.MeanNll:F6} nats/token");
+        string path = output ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(data))!, $"eval_{Path.GetFileNameWithoutExtension(data)}.json");
+        var json = new Dictionary<string, object?>
+        {
+            ["model"] = lm.Source, ["data"] = Path.GetFullPath(data), ["texts"] = result.Texts, ["tokens"] = result.Tokens,
+            ["perplexity"] = result.Perplexity, ["mean_nll"] = result.MeanNll, ["window"] = size, ["stride"] = result.Stride,
+        };
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        Console.WriteLine($"metrics written to {path}");
+        return 0;
+    }
+
+    static List<string> ReadTexts(string path)
+    {
+        var texts = new List<string>();
+        int number = 0;
+        bool jsonl = path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase);
+        foreach (string line in File.ReadLines(path))
+        {
+            number++;
+            if (line.Trim().Length == 0) continue;
+            if (!jsonl) { texts.Add(line); continue; }
+            try
+            {
+                texts.Add(System.Text.Json.Nodes.JsonNode.Parse(line)?["text"]?.GetValue<string>()
+                    ?? throw new InvalidDataException($"{path}:{number}: no \"text\" field"));
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}:{number}: not valid JSON ({e.Message})", e);
+            }
+        }
+        return texts.Count > 0 ? texts : throw new InvalidDataException($"{path}: no texts");
     }
 
     static int Run(string modelFolder, string data, string? output, DataReading reading)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using SharpTune.Models;
+using SharpTune.Models.Decoders;
 using SharpTune.Native;
 using static TorchSharp.torch;
 
@@ -13,7 +14,7 @@ public static class InfoCommand
     {
         var model = new Option<string>("--model")
         {
-            Description = "Built-in model name (minilm, arctic-xs), Hugging Face model folder, or ONNX file",
+            Description = "Built-in model name (minilm, arctic-xs), Hugging Face model folder, ONNX file, or GGUF file",
             DefaultValueFactory = _ => BuiltInModels.MiniLM.Name,
         };
         // Not for users: prints MKL's state and a seeded product, so tests can compare processes started with and without the override.
@@ -48,6 +49,7 @@ public static class InfoCommand
 
     static int Run(string spec)
     {
+        if (LanguageModel.IsLanguageModel(spec)) return RunLanguageModel(spec);
         using var encoder = PretrainedEncoder.Load(spec);
         var c = encoder.Config;
         int vocabEntries = CountLines(encoder.Vocab);
@@ -61,6 +63,28 @@ public static class InfoCommand
         foreach (var note in encoder.Notes) Console.WriteLine($"note           {note}");
         foreach (var line in NativeLines()) Console.WriteLine(line);
         return 0;
+    }
+
+    /// <summary>A decoder language model: family, sizes, context, vocabulary, parameters and tensor types.</summary>
+    static int RunLanguageModel(string spec)
+    {
+        using var lm = LanguageModel.Load(spec);
+        var i = lm.Model.Info;
+        long parameters = lm.Model.Module.parameters().Sum(p => p.numel());
+        Console.WriteLine($"model          {spec}");
+        Console.WriteLine($"architecture   {i.Family}: {i.Layers} layers, hidden {i.HiddenSize}, {i.Heads} heads / {i.KeyValueHeads} key-value heads " +
+                          $"(head dim {i.HeadDim}), feed-forward {i.IntermediateSize}, {(i.TiedEmbeddings ? "tied" : "separate")} output embeddings");
+        Console.WriteLine($"context        {i.ContextLength:N0} tokens");
+        Console.WriteLine($"vocabulary     {i.VocabSize:N0} (tokenizer {lm.Tokenizer.VocabSize:N0}; BOS {Describe(lm.Tokenizer.BosId)}, EOS {Describe(lm.Tokenizer.EosId)}, " +
+                          $"BOS added: {(lm.Tokenizer.AddBos ? "yes" : "no")})");
+        Console.WriteLine($"chat template  {(lm.Template is null ? "none" : lm.Template.Source)}");
+        Console.WriteLine($"parameters     {parameters:N0}");
+        Console.WriteLine($"weights from   {lm.Source}");
+        foreach (var note in lm.Notes) Console.WriteLine($"note           {note}");
+        foreach (var line in NativeLines()) Console.WriteLine(line);
+        return 0;
+
+        string Describe(int? id) => id is { } v ? $"{v} {lm.Tokenizer.IdToToken(v)}" : "none";
     }
 
     static int CountLines(byte[] text)

@@ -1,0 +1,139 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using SharpTune.Generation;
+using SharpTune.Models.Decoders;
+using static TorchSharp.torch;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>
+/// <c>sharptune generate --model M --prompt "..."</c>: continues prompts with a decoder language model (a Hugging Face
+/// folder or a GGUF file). Prompts from <c>--prompt</c>, <c>--data FILE</c> or standard input, one per line; tokens
+/// stream to stdout as they come (or one JSON object per prompt with <c>--json</c>); diagnostics go to stderr.
+/// </summary>
+public static class GenerateCommand
+{
+    static readonly Option<string> Model = new("--model") { Description = "Hugging Face model folder or .gguf file", Required = true };
+    static readonly Option<string[]> Prompt = new("--prompt") { Description = "A prompt (repeat for several; default: --data or stdin, one per line)" };
+    static readonly Option<string> Data = new("--data") { Description = "A file of prompts, one per line (.txt), or JSONL with a prompt or text field" };
+    static readonly Option<int> MaxNewTokens = new("--max-new-tokens") { Description = "Tokens to generate at most (default 128)", DefaultValueFactory = _ => 128 };
+    static readonly Option<bool> Greedy = new("--greedy") { Description = "Always take the most likely token" };
+    static readonly Option<double> Temperature = new("--temperature") { Description = "Sampling temperature (default 0.7)", DefaultValueFactory = _ => 0.7 };
+    static readonly Option<int> TopK = new("--top-k") { Description = "Sample among the K most likely tokens; 0 for all (default 40)", DefaultValueFactory = _ => 40 };
+    static readonly Option<double> TopP = new("--top-p") { Description = "Sample among the most likely tokens whose probabilities reach P (default 0.9)", DefaultValueFactory = _ => 0.9 };
+    static readonly Option<double> RepetitionPenalty = new("--repetition-penalty") { Description = "Penalise tokens already present; 1 is off (default 1)", DefaultValueFactory = _ => 1.0 };
+    static readonly Option<string[]> Stop = new("--stop") { Description = "A text that ends the generation (repeatable)" };
+    static readonly Option<long> Seed = new("--seed") { Description = "Seed of the sampling (default 42)", DefaultValueFactory = _ => 42L };
+    static readonly Option<bool> Json = new("--json") { Description = "One JSON object per prompt with text and token_ids (the generated part)" };
+    static readonly Option<int> BatchSize = new("--batch-size") { Description = "Prompts generated together, left-padded (default 1)", DefaultValueFactory = _ => 1 };
+    static readonly Option<string> DType = new("--dtype") { Description = "Weights in fp32 (default) or bf16 (half the memory)", DefaultValueFactory = _ => "fp32" };
+    static readonly Option<bool> NoBos = new("--no-special-tokens") { Description = "Do not add the model's BOS token to the prompt" };
+
+    public static Command Create()
+    {
+        var command = new Command("generate", "Continue prompts with a decoder language model.")
+            { Model, Prompt, Data, MaxNewTokens, Greedy, Temperature, TopK, TopP, RepetitionPenalty, Stop, Seed, Json, BatchSize, DType, NoBos };
+        command.SetAction(result => CommandRunner.Run(() => Run(result)));
+        return command;
+    }
+
+    internal static ScalarType ParseDType(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "fp32" or "f32" or "float32" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        _ => throw new ArgumentException($"--dtype '{text}' is not known: use fp32 or bf16"),
+    };
+
+    internal static GenerationOptions Options(ParseResult result, LanguageModel lm) => new GenerationOptions
+    {
+        MaxNewTokens = result.GetValue(MaxNewTokens), Greedy = result.GetValue(Greedy), Temperature = result.GetValue(Temperature),
+        TopK = result.GetValue(TopK), TopP = result.GetValue(TopP), RepetitionPenalty = result.GetValue(RepetitionPenalty),
+        Seed = result.GetValue(Seed), StopStrings = result.GetValue(Stop) ?? [], StopTokens = lm.Tokenizer.StopIds,
+    }.Validate();
+
+    static int Run(ParseResult result)
+    {
+        int batchSize = result.GetValue(BatchSize);
+        if (batchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {batchSize}");
+        var prompts = ReadPrompts(result.GetValue(Prompt), result.GetValue(Data));
+        var dtype = ParseDType(result.GetValue(DType)!);
+        using var lm = LanguageModel.Load(result.GetValue(Model)!, dtype);
+        var options = Options(result, lm);
+        Console.Error.WriteLine($"model: {lm.Source}");
+        bool json = result.GetValue(Json), addSpecial = !result.GetValue(NoBos);
+        var tokenizer = lm.Tokenizer;
+        for (int start = 0; start < prompts.Count; start += batchSize)
+        {
+            var batch = prompts.Skip(start).Take(batchSize).ToList();
+            var ids = batch.Select(p => tokenizer.Encode(p, addSpecialTokens: addSpecial)).ToList();
+            // Streaming shows one sequence's tokens as they come; batches and JSON print when each batch ends.
+            var stream = !json && batch.Count == 1 ? tokenizer.CreateDecodeStream() : null;
+            if (stream is not null) Console.Write(batch[0]);
+            var generator = new TextGenerator(lm.Model, options, generated => tokenizer.Decode(generated))
+            {
+                PadId = tokenizer.PadId ?? tokenizer.EosId ?? 0,
+                OnToken = stream is null ? null : (_, token) => Console.Write(stream.Next(token)),
+            };
+            var outputs = generator.Generate(ids);
+            for (int i = 0; i < batch.Count; i++)
+            {
+                string text = tokenizer.Decode(outputs[i].TokenIds);
+                if (json)
+                    Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+                    {
+                        ["prompt"] = batch[i], ["text"] = text, ["token_ids"] = outputs[i].TokenIds,
+                        ["finish_reason"] = JsonNamingPolicy.SnakeCaseLower.ConvertName(outputs[i].Finish.ToString()),
+                    }));
+                else if (stream is not null) Console.WriteLine(stream.Flush());
+                else Console.WriteLine(batch[i] + text);
+                Console.Error.WriteLine($"[{start + i + 1}/{prompts.Count}] {outputs[i].TokenIds.Count} tokens, {outputs[i].Finish}");
+            }
+        }
+        return 0;
+    }
+
+    /// <summary>Prompts from --prompt, else --data (a .txt line each, or JSONL prompt/text fields), else standard input.</summary>
+    internal static List<string> ReadPrompts(string[]? given, string? file)
+    {
+        if (given is { Length: > 0 }) return [.. given];
+        IEnumerable<(string Line, string Where)> lines;
+        if (file is not null)
+        {
+            if (!File.Exists(file)) throw new FileNotFoundException($"--data: {file} does not exist", file);
+            lines = File.ReadLines(file).Select((l, i) => (l, $"{file}:{i + 1}"));
+        }
+        else
+        {
+            lines = ReadStdin();
+        }
+        var prompts = new List<string>();
+        foreach (var (line, where) in lines)
+        {
+            if (line.Trim().Length == 0) continue;
+            if (file is not null && file.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
+            {
+                try
+                {
+                    var node = System.Text.Json.Nodes.JsonNode.Parse(line);
+                    prompts.Add(node?["prompt"]?.GetValue<string>() ?? node?["text"]?.GetValue<string>()
+                        ?? throw new InvalidDataException($"{where}: no \"prompt\" or \"text\" field"));
+                }
+                catch (JsonException e)
+                {
+                    throw new InvalidDataException($"{where}: not valid JSON ({e.Message})", e);
+                }
+            }
+            else prompts.Add(line.Replace("\\n", "\n", StringComparison.Ordinal));
+        }
+        return prompts.Count > 0 ? prompts : throw new ArgumentException("no prompt: give --prompt, --data FILE or lines on standard input");
+    }
+
+    static IEnumerable<(string, string)> ReadStdin()
+    {
+        int number = 0;
+        while (Console.In.ReadLine() is { } line) yield return (line, $"stdin:{++number}");
+    }
+
+    internal static string Number(double value) => value.ToString("G6", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,103 @@
+using System.Text.Json.Nodes;
+using SharpTune.Checkpoints.Gguf;
+using SharpTune.Tokenization.ChatTemplates;
+using SharpTune.Tokenization.Decoders;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models.Decoders;
+
+/// <summary>
+/// A decoder language model ready to use: the network, its tokenizer, its chat template and generation defaults,
+/// loaded through one entry point from a Hugging Face folder or a GGUF file (what llama.cpp, Ollama and LM Studio
+/// keep on disk, quantized or not).
+/// </summary>
+public sealed class LanguageModel : IDisposable
+{
+    LanguageModel(ICausalLanguageModel model, IDecoderTokenizer tokenizer, ChatTemplate? template, string source, IReadOnlyList<string> notes)
+    {
+        Model = model;
+        Tokenizer = tokenizer;
+        Template = template;
+        Source = source;
+        Notes = notes;
+    }
+
+    public ICausalLanguageModel Model { get; }
+    public IDecoderTokenizer Tokenizer { get; }
+    /// <summary>The model's chat template, or null when it ships none (<c>--chat-template FILE</c> supplies one).</summary>
+    public ChatTemplate? Template { get; }
+    /// <summary>Where the weights came from, in words.</summary>
+    public string Source { get; }
+    /// <summary>What is worth telling about the file (tensor types, ignored tensors).</summary>
+    public IReadOnlyList<string> Notes { get; }
+
+    /// <summary>True when <paramref name="spec"/> names something this class loads: a .gguf file or a folder whose config.json is a decoder's.</summary>
+    public static bool IsLanguageModel(string spec)
+    {
+        if (File.Exists(spec)) return spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+        string config = Path.Combine(spec, "config.json");
+        if (!Directory.Exists(spec) || !File.Exists(config)) return false;
+        try
+        {
+            string? type = JsonNode.Parse(File.ReadAllText(config))?["model_type"]?.GetValue<string>();
+            return type is not null && DecoderFamilies.All.Any(f => f.ModelTypes.Contains(type));
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Loads a Hugging Face folder or a .gguf file; <paramref name="dtype"/> bf16 holds the weights in half the memory.</summary>
+    public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null)
+    {
+        if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(spec, dtype, chatTemplateFile);
+        if (Directory.Exists(spec)) return LoadFolder(spec, dtype, chatTemplateFile);
+        throw new FileNotFoundException($"Language model '{spec}' not found: give a Hugging Face model folder or a .gguf file", spec);
+    }
+
+    static LanguageModel LoadFolder(string folder, ScalarType dtype, string? chatTemplateFile)
+    {
+        var tokenizer = DecoderTokenizers.FromHuggingFace(folder);
+        var model = PretrainedDecoder.Load(folder, dtype);
+        var template = Template(tokenizer.ChatTemplate, Path.Combine(folder, "tokenizer_config.json: chat_template"), chatTemplateFile);
+        return new LanguageModel(model, tokenizer, template, $"Hugging Face folder {Path.GetFullPath(folder)}", []);
+    }
+
+    static LanguageModel LoadGguf(string path, ScalarType dtype, string? chatTemplateFile)
+    {
+        using var map = GgufModelMap.Open(path);
+        var data = map.Tokenizer ?? throw new InvalidDataException($"{path}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
+        var tokenizer = DecoderTokenizers.FromData(new DecoderTokenizerData(
+            data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
+            data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate), path);
+        var config = map.Config;
+        var model = PretrainedDecoder.FromStateDict(config, map.ReadTensors(dtype), dtype, path);
+        var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
+        var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
+        if (map.RopeFrequencyFactors is { } factors) notes.Add($"{factors}: Llama 3 rope scaling read from config.json's rope_scaling is not in this file; the factors tensor is used as stored");
+        var template = Template(tokenizer.ChatTemplate, $"{path}: tokenizer.chat_template", chatTemplateFile);
+        return new LanguageModel(model, tokenizer, template, $"GGUF file {Path.GetFullPath(path)} ({map.Architecture})", notes);
+    }
+
+    static ChatTemplate? Template(string? shipped, string source, string? overrideFile)
+    {
+        if (overrideFile is not null)
+        {
+            if (!File.Exists(overrideFile)) throw new FileNotFoundException($"--chat-template: {overrideFile} does not exist", overrideFile);
+            return ChatTemplate.Parse(File.ReadAllText(overrideFile), overrideFile);
+        }
+        return shipped is null ? null : ChatTemplate.Parse(shipped, source);
+    }
+
+    /// <summary>The prompt a chat conversation becomes: the model's template rendered, with the generation prompt.</summary>
+    public string RenderChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    {
+        var template = Template ?? throw new ArgumentException(
+            "the model ships no chat template; give one with --chat-template FILE (a Jinja file, as in tokenizer_config.json)");
+        string? Token(int? id) => id is { } i ? Tokenizer.IdToToken(i) : null;
+        return template.Render(messages, addGenerationPrompt, Token(Tokenizer.BosId), Token(Tokenizer.EosId));
+    }
+
+    public void Dispose() => Model.Dispose();
+}
