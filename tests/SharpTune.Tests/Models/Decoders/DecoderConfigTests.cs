@@ -72,4 +72,27 @@ public class DecoderConfigTests
         var parsed = (LlamaConfig)DecoderFamilies.ForConfig(config).ParseConfig(config, "config");
         Assert.Equal("llama3", parsed.RopeScaling!.Kind);
     }
+
+    [Fact]
+    public void Transformers_5_rope_parameters_give_the_same_model_as_rope_theta_and_rope_scaling()
+    {
+        var config = TinyDecoders.Config("llama");
+        var scaling = config["rope_scaling"]!.AsObject();
+        config.Remove("rope_scaling");
+        config.Remove("rope_theta");
+        scaling["rope_theta"] = 10000.0;
+        config["rope_parameters"] = scaling;
+        using var legacy = TinyDecoders.Create("llama");
+        using var modern = TinyDecoders.Create("llama", config: config);
+        using var ids = TinyDecoders.Ids(1, 7);
+        using var expected = legacy.Forward(ids);
+        using var actual = modern.Forward(ids);
+        // The same seed, weights and frequencies.
+        Tolerances.AssertClose(expected, actual, Tolerances.Exact, "rope_parameters");
+        Assert.Contains("rope_parameters.factor", ErrorFor("llama", c =>
+        {
+            c.Remove("rope_scaling");
+            c["rope_parameters"] = new JsonObject { ["rope_type"] = "linear", ["rope_theta"] = 10000.0 };
+        }));
+    }
 }

@@ -7,7 +7,8 @@ using static SharpTune.Models.Decoders.Common.DecoderConfigJson;
 namespace SharpTune.Models.Decoders.Llama;
 
 /// <summary>
-/// The configuration of a Llama decoder (HF <c>LlamaConfig</c>; Mistral's config has the same fields). Property names
+/// The configuration of a Llama decoder (HF <c>LlamaConfig</c>; Mistral's config has the same fields, and its
+/// <c>sliding_window</c> is kept but not applied: attention is full, which equals Mistral's up to the window). Property names
 /// follow Hugging Face's <c>config.json</c>, so a file written by transformers loads unchanged, and fields this record
 /// does not model are kept and written back. Defaults are transformers'.
 /// </summary>
@@ -29,6 +30,8 @@ public record LlamaConfig : IDecoderConfig
     [JsonPropertyName("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-6;
     [JsonPropertyName("rope_theta")] public double RopeTheta { get; init; } = 10000;
     [JsonPropertyName("rope_scaling")] public RopeScaling? RopeScaling { get; init; }
+    /// <summary>Transformers 5's form of <c>rope_theta</c> and <c>rope_scaling</c> in one object.</summary>
+    [JsonPropertyName("rope_parameters")] public RopeScaling? RopeParameters { get; init; }
     [JsonPropertyName("attention_bias")] public bool AttentionBias { get; init; }
     [JsonPropertyName("attention_dropout")] public double AttentionDropout { get; init; }
     [JsonPropertyName("mlp_bias")] public bool MlpBias { get; init; }
@@ -44,6 +47,12 @@ public record LlamaConfig : IDecoderConfig
 
     [JsonIgnore] public int KeyValueHeads => NumKeyValueHeads ?? NumAttentionHeads;
     [JsonIgnore] public int HeadDim => HeadDimension ?? HiddenSize / NumAttentionHeads;
+
+    /// <summary>The rotary base: <c>rope_parameters.rope_theta</c> where given, else <c>rope_theta</c>.</summary>
+    [JsonIgnore] public double Theta => RopeParameters?.RopeTheta ?? RopeTheta;
+
+    /// <summary>The rotary scaling: <c>rope_scaling</c>, else <c>rope_parameters</c>, null when neither scales.</summary>
+    [JsonIgnore] public RopeScaling? Scaling => RopeScaling ?? (RopeParameters is { Kind: not "default" } p ? p : null);
 
     /// <summary>Whether the q/k/v projections have biases: <c>attention_bias</c> here; always in Qwen2.</summary>
     [JsonIgnore] public virtual bool QkvBias => AttentionBias;
@@ -89,6 +98,7 @@ public record LlamaConfig : IDecoderConfig
         if (HiddenAct is not ("silu" or "swish"))
             throw new InvalidDataException($"{source}: hidden_act '{HiddenAct}' is not supported (silu)");
         RopeScaling?.Validate(source);
+        RopeParameters?.Validate(source, "rope_parameters");
         foreach (var (field, node) in new[] { ("bos_token_id", BosTokenId), ("eos_token_id", EosTokenId) })
             foreach (int id in TokenIds(node, source, field))
                 if (id < 0 || id >= VocabSize)

@@ -47,7 +47,7 @@ public sealed class LlamaModel : nn.Module
         embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
         layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new LlamaDecoderLayer(config, linears, i)).ToArray());
         norm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
-        rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.RopeScaling);
+        rotary = new RotaryEmbedding(config.HeadDim, config.Theta, config.Scaling);
         RegisterComponents();
     }
 
