@@ -29,15 +29,19 @@ public static class PretrainedDecoder
         var config = ReadConfig(configPath);
         var family = DecoderFamilies.ForConfig(config, configPath);
         var parsed = family.ParseConfig(config, configPath); // a bad config fails before the weights are read
-        var (stateDict, source) = HuggingFaceCheckpoint.LoadStateDict(folder);
-        try
+        // The model is built (and cast) before the file is read, so the peak holds the model once in fp32, not also the file.
+        return Build(family, parsed, dtype, linears, model =>
         {
-            return Build(family, parsed, stateDict.Select(kv => (kv.Key, kv.Value)), dtype, source, linears);
-        }
-        finally
-        {
-            foreach (var tensor in stateDict.Values) tensor.Dispose();
-        }
+            var (stateDict, source) = HuggingFaceCheckpoint.LoadStateDict(folder);
+            try
+            {
+                DecoderWeights.Load(model, family, parsed, stateDict.Select(kv => (kv.Key, kv.Value)), source);
+            }
+            finally
+            {
+                foreach (var tensor in stateDict.Values) tensor.Dispose();
+            }
+        });
     }
 
     /// <summary>
@@ -48,14 +52,16 @@ public static class PretrainedDecoder
         ScalarType dtype = ScalarType.Float32, string source = "state dict", DecoderLinearFactory? linears = null)
     {
         var family = DecoderFamilies.ForConfig(config, source);
-        return Build(family, family.ParseConfig(config, source), tensors, dtype, source, linears);
+        var parsed = family.ParseConfig(config, source);
+        return Build(family, parsed, dtype, linears, model => DecoderWeights.Load(model, family, parsed, tensors, source));
     }
 
     /// <summary>A freshly initialised model (HF's initialisation) for a Hugging Face config, in training mode.</summary>
     public static ICausalLanguageModel Create(JsonObject config, ScalarType dtype = ScalarType.Float32, DecoderLinearFactory? linears = null)
     {
         var family = DecoderFamilies.ForConfig(config);
-        var model = family.Build(family.ParseConfig(config, "config"), linears);
+        var parsed = family.ParseConfig(config, "config");
+        var model = family.Build(parsed, linears);
         model.Module.to(CheckDtype(dtype));
         return model;
     }
@@ -86,14 +92,15 @@ public static class PretrainedDecoder
         }
     }
 
-    static ICausalLanguageModel Build(IDecoderFamily family, IDecoderConfig config, IEnumerable<(string Key, Tensor Value)> tensors,
-        ScalarType dtype, string source, DecoderLinearFactory? linears)
+    static ICausalLanguageModel Build(IDecoderFamily family, IDecoderConfig config, ScalarType dtype, DecoderLinearFactory? linears,
+        Action<ICausalLanguageModel> loadWeights)
     {
+        CheckDtype(dtype);
         var model = family.Build(config, linears);
         try
         {
-            model.Module.to(CheckDtype(dtype));
-            DecoderWeights.Load(model, family, config, tensors, source);
+            model.Module.to(dtype);
+            loadWeights(model);
             model.Module.eval();
             return model;
         }

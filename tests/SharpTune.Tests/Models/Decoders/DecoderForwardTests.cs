@@ -105,4 +105,22 @@ public class DecoderForwardTests
         var error = Assert.Throws<ArgumentException>(() => model.Forward(ids));
         Assert.Contains("n_positions 40", error.Message);
     }
+
+    [Theory]
+    [MemberData(nameof(TinyDecoders.Families), MemberType = typeof(TinyDecoders))]
+    public void Every_parameter_gets_a_gradient_from_the_language_modelling_loss(string family)
+    {
+        using var model = TinyDecoders.Create(family);
+        model.Module.train();
+        using var ids = TinyDecoders.Ids(2, 8);
+        using var mask = tensor(new long[] { 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }).view(2, 8);
+        using var logits = model.Forward(ids, mask);
+        using var loss = nn.functional.cross_entropy(logits[.., ..^1].reshape(-1, TinyDecoders.Vocab), ids[.., 1..].reshape(-1));
+        loss.backward();
+        foreach (var (name, parameter) in model.Module.named_parameters())
+        {
+            Assert.True(parameter.grad is { } grad && grad.abs().sum().item<float>() > 0, $"{name} has no gradient");
+            Assert.False(parameter.grad!.isnan().any().item<bool>(), $"{name} has a NaN gradient (left padding)");
+        }
+    }
 }
