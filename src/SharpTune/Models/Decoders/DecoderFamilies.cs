@@ -61,7 +61,7 @@ public static class DecoderFamilies
     {
         Register(new DecoderFamily<LlamaConfig>("llama", ["llama", "mistral"], ["llama"], (c, l) => new LlamaForCausalLM(c, l), LlamaCheckpointKeys.Map));
         Register(new DecoderFamily<Qwen2Config>("qwen2", ["qwen2"], ["qwen2"], (c, l) => new Qwen2ForCausalLM(c, l), LlamaCheckpointKeys.Map));
-        Register(new DecoderFamily<Gpt2Config>("gpt2", ["gpt2"], ["gpt2"], (c, _) => new GPT2LMHeadModel(c), Gpt2CheckpointKeys.Map));
+        Register(new DecoderFamily<Gpt2Config>("gpt2", ["gpt2"], ["gpt2"], (c, l) => new GPT2LMHeadModel(c, l), Gpt2CheckpointKeys.Map));
     }
 
     public static IReadOnlyList<IDecoderFamily> All => Families;

@@ -1,4 +1,5 @@
 using SharpTune.Models.Decoders;
+using SharpTune.Models.Decoders.Common;
 
 namespace SharpTune.Tests.Models.Decoders;
 
@@ -83,5 +84,25 @@ public class DecoderGoldenKeysTests
         Assert.Equal(family == "llama" ? 10 : 8, info.HeadDim);
         Assert.Equal(83, info.IntermediateSize);
         Assert.Equal(family != "llama", info.TiedEmbeddings);
+    }
+
+    [Fact]
+    public void The_linear_factory_is_asked_for_every_block_projection_by_its_Hugging_Face_path()
+    {
+        var asked = new List<string>();
+        DecoderLinearFactory recording = (path, inFeatures, outFeatures, bias) =>
+        {
+            asked.Add($"{path} {inFeatures}->{outFeatures}{(bias ? " +bias" : "")}");
+            return DecoderLinears.Plain(path, inFeatures, outFeatures, bias);
+        };
+        using var model = PretrainedDecoder.Create(TinyDecoders.Config("qwen2"), linears: recording);
+        Assert.Equal(3 * 7, asked.Count);
+        Assert.Equal(
+        [
+            "model.layers.0.self_attn.q_proj 48->48 +bias", "model.layers.0.self_attn.k_proj 48->24 +bias",
+            "model.layers.0.self_attn.v_proj 48->24 +bias", "model.layers.0.self_attn.o_proj 48->48",
+            "model.layers.0.mlp.gate_proj 48->83", "model.layers.0.mlp.up_proj 48->83", "model.layers.0.mlp.down_proj 83->48",
+        ], asked.Take(7));
+        Assert.Throws<NotSupportedException>(() => PretrainedDecoder.Create(TinyDecoders.Config("gpt2"), linears: recording));
     }
 }

@@ -190,6 +190,7 @@ public class PretrainedDecoderTests
         config["sliding_window"] = null;
         using var model = TinyDecoders.Create("llama", config: config);
         Assert.IsType<LlamaForCausalLM>(model);
-        Assert.Equal("mistral", model.Info.Family);
+        Assert.Equal("llama", model.Info.Family);
+        Assert.Equal("mistral", model.ToConfigJson()["model_type"]!.GetValue<string>());
     }
 }

@@ -52,8 +52,13 @@ public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel
     readonly Gpt2Model transformer;
     readonly Linear? lm_head;
 
-    public GPT2LMHeadModel(Gpt2Config config) : base(nameof(GPT2LMHeadModel))
+    /// <param name="config">The architecture (validated here).</param>
+    /// <param name="linears">Must be null: GPT-2's layers are Conv1D, weight (in, out), which a Linear factory cannot stand
+    /// in for; refused rather than ignored, so an adapter method never silently adds nothing.</param>
+    public GPT2LMHeadModel(Gpt2Config config, DecoderLinearFactory? linears = null) : base(nameof(GPT2LMHeadModel))
     {
+        if (linears is not null)
+            throw new NotSupportedException("GPT-2's Conv1D layers (weight stored [in, out]) take no Linear factory yet; wrap them after a Conv1D factory is added");
         config.Validate("config");
         Config = config;
         transformer = new Gpt2Model(config);

@@ -64,11 +64,14 @@ public record LlamaConfig : IDecoderConfig
     [JsonIgnore] public IReadOnlyList<int> EosTokenIds => TokenIds(EosTokenId, "config", "eos_token_id");
 
     [JsonIgnore]
-    public virtual DecoderInfo Info => new(ModelType, NumHiddenLayers, HiddenSize, NumAttentionHeads, KeyValueHeads, HeadDim,
+    public DecoderInfo Info => new(Family, NumHiddenLayers, HiddenSize, NumAttentionHeads, KeyValueHeads, HeadDim,
         IntermediateSize, VocabSize, MaxPositionEmbeddings, TieWordEmbeddings);
 
     /// <summary>The attention block's sizes for the shared modules.</summary>
     [JsonIgnore] public AttentionShape Attention => new(HiddenSize, NumAttentionHeads, KeyValueHeads, HeadDim, QkvBias, OutputBias, AttentionDropout);
+
+    /// <summary>The family this record builds (Mistral's layout is Llama's, as in llama.cpp).</summary>
+    [JsonIgnore] protected virtual string Family => "llama";
 
     /// <summary>The model types this record reads.</summary>
     protected virtual IReadOnlyList<string> ModelTypes => ["llama", "mistral"];
