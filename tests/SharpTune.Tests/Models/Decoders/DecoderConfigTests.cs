@@ -49,6 +49,7 @@ public class DecoderConfigTests
     public void A_json_type_error_names_the_file()
     {
         Assert.Contains("my/config.json", ErrorFor("llama", c => c["hidden_size"] = "wide"));
+        Assert.Contains("eos_token_id", ErrorFor("qwen2", c => c["eos_token_id"] = new JsonArray(1, "two")));
     }
 
     [Fact]

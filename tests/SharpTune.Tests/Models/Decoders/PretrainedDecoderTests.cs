@@ -77,6 +77,10 @@ public class PretrainedDecoderTests
         bf16.Save(again.Path);
         Assert.Equal("bfloat16", PretrainedDecoder.ReadConfig(Path.Combine(again.Path, "config.json"))["torch_dtype"]!.GetValue<string>());
         Assert.All(SafeTensors.ReadHeader(Path.Combine(again.Path, "model.safetensors")).Entries, e => Assert.Equal("BF16", e.DType));
+        using var widened = PretrainedDecoder.Load(again.Path);                  // a bf16 file into fp32 weights, as most Hub files are read
+        Assert.All(widened.Module.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+        using var widenedLogits = widened.Forward(ids);
+        Tolerances.AssertClose(expected, widenedLogits, Bf16WholeNetwork, "bf16 file, fp32 weights");
     }
 
     [Fact]

@@ -76,18 +76,13 @@ public static class DecoderConfigJson
     /// <summary>The token ids of a field that is a number, a list of numbers or null (<c>eos_token_id</c> in Llama 3 is a list).</summary>
     public static IReadOnlyList<int> TokenIds(JsonNode? node, string source, string field)
     {
-        try
+        int Id(JsonNode? value) => value is JsonValue v && v.TryGetValue(out int id) ? id
+            : throw new InvalidDataException($"{source}: {field} must be a token id or a list of them, got {node!.ToJsonString()}");
+        return node switch
         {
-            return node switch
-            {
-                null => [],
-                JsonArray array => array.Select(n => n!.GetValue<int>()).ToArray(),
-                _ => [node.GetValue<int>()],
-            };
-        }
-        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
-        {
-            throw new InvalidDataException($"{source}: {field} must be a token id or a list of them, got {node!.ToJsonString()}", e);
-        }
+            null => [],
+            JsonArray array => array.Select(Id).ToArray(),
+            _ => [Id(node)],
+        };
     }
 }
