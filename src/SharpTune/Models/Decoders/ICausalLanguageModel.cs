@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Decoders;
@@ -32,6 +33,12 @@ public interface ICausalLanguageModel : IDisposable
 
     /// <summary>An empty cache for this model (one key and one value tensor per layer).</summary>
     KeyValueCache NewCache();
+
+    /// <summary>
+    /// The model's Hugging Face <c>config.json</c> (with <c>model_type</c>), as <see cref="PretrainedDecoder.Save"/> writes
+    /// it beside the weights. Every family implements it; the default only keeps test doubles and adapters compiling.
+    /// </summary>
+    JsonObject ToConfigJson() => throw new NotSupportedException($"{GetType().Name} has no Hugging Face config to save");
 }
 
 /// <summary>

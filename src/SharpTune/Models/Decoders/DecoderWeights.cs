@@ -1,0 +1,42 @@
+using SharpTune.Models.Decoders.Common;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models.Decoders;
+
+/// <summary>
+/// Copies a checkpoint's tensors into a decoder, one at a time, so a lazy source (a GGUF reader dequantising tensor by
+/// tensor) never holds more than one in memory. Every tensor must land on a model key of the same shape, and every model
+/// key must be filled; errors name the source and the key.
+/// </summary>
+public static class DecoderWeights
+{
+    public static void Load(ICausalLanguageModel model, IDecoderFamily family, IDecoderConfig config,
+        IEnumerable<(string Key, Tensor Value)> tensors, string source)
+    {
+        var target = model.Module.state_dict();
+        var filled = new HashSet<string>(StringComparer.Ordinal);
+        using (no_grad())
+        {
+            foreach (var (raw, value) in tensors)
+            {
+                string? key = family.MapCheckpointKey(raw, config);
+                if (key is null) continue;
+                string named = key == raw ? key : $"{raw} (as {key})";
+                if (!target.TryGetValue(key, out var destination))
+                    throw new InvalidDataException(
+                        $"{source}: tensor {named} is not a weight of a {family.Name} model with this config (a checkpoint of another architecture or config?)");
+                if (!filled.Add(key)) throw new InvalidDataException($"{source}: tensor {named} appears twice");
+                if (!destination.shape.SequenceEqual(value.shape))
+                    throw new InvalidDataException(
+                        $"{source}: tensor {named} has shape [{string.Join(", ", value.shape)}], the config asks for [{string.Join(", ", destination.shape)}]");
+                if (!value.is_floating_point())
+                    throw new InvalidDataException($"{source}: tensor {named} has dtype {value.dtype}, expected a floating-point type");
+                destination.copy_(value);
+            }
+        }
+        var missing = target.Keys.Where(k => !filled.Contains(k)).ToList();
+        if (missing.Count > 0)
+            throw new InvalidDataException(
+                $"{source}: {missing.Count} weight(s) of the {family.Name} model missing: {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", ..." : "")}");
+    }
+}

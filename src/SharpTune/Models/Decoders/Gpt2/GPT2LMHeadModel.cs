@@ -1,0 +1,87 @@
+using System.Text.Json.Nodes;
+using SharpTune.Models.Decoders.Common;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models.Decoders.Gpt2;
+
+/// <summary>Token and learned position embeddings, the blocks and the final LayerNorm: HF <c>GPT2Model</c> (keys <c>transformer.*</c>).</summary>
+public sealed class Gpt2Model : nn.Module
+{
+    readonly Embedding wte;
+    readonly Embedding wpe;
+    readonly ModuleList<Gpt2Block> h;
+    readonly LayerNorm ln_f;
+    readonly Gpt2Config config;
+
+    public Gpt2Model(Gpt2Config config) : base(nameof(Gpt2Model))
+    {
+        wte = nn.Embedding(config.VocabSize, config.NEmbd);
+        wpe = nn.Embedding(config.NPositions, config.NEmbd);
+        h = nn.ModuleList(Enumerable.Range(0, config.NLayer).Select(i => new Gpt2Block(config, i)).ToArray());
+        ln_f = nn.LayerNorm(config.NEmbd, config.LayerNormEpsilon);
+        this.config = config;
+        RegisterComponents();
+    }
+
+    /// <summary>The token embedding matrix (V, E), which the tied language-model head shares.</summary>
+    public Parameter EmbeddingWeight => wte.weight!;
+
+    /// <param name="inputIds">(B, T) int64</param>
+    /// <returns>The final hidden states (B, T, E), after <c>ln_f</c>.</returns>
+    public Tensor forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KeyValueCache? cache)
+    {
+        var tokens = wte.forward(inputIds);                                                    // (B, T, E)
+        var inputs = DecoderInputs.Prepare(inputIds, attentionMask, positionIds, cache?.Length ?? 0, tokens.dtype);
+        long last = inputs.PositionIds.numel() == 0 ? 0 : inputs.PositionIds.max().item<long>();
+        if (last >= config.NPositions)
+            throw new ArgumentException($"position {last} is beyond GPT-2's learned positions (n_positions {config.NPositions})");
+        var hidden = nn.functional.dropout(tokens + wpe.forward(inputs.PositionIds), config.EmbdPdrop, training);
+        foreach (var block in h) hidden = block.forward(hidden, inputs, cache);
+        return ln_f.forward(hidden);
+    }
+}
+
+/// <summary>
+/// A GPT-2 language model whose <c>state_dict()</c> keys are exactly Hugging Face's <c>GPT2LMHeadModel</c> keys
+/// (<c>transformer.wte.weight</c>, <c>transformer.h.{i}.attn.c_attn.weight</c>, ...). The head is tied to
+/// <c>transformer.wte</c> (no <c>lm_head.weight</c> key) unless <c>tie_word_embeddings</c> is false.
+/// </summary>
+public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel
+{
+    readonly Gpt2Model transformer;
+    readonly Linear? lm_head;
+
+    /// <param name="config">The architecture (validated here).</param>
+    /// <param name="linears">Must be null: GPT-2's layers are Conv1D, weight (in, out), which a Linear factory cannot stand
+    /// in for; refused rather than ignored, so an adapter method never silently adds nothing.</param>
+    public GPT2LMHeadModel(Gpt2Config config, DecoderLinearFactory? linears = null) : base(nameof(GPT2LMHeadModel))
+    {
+        if (linears is not null)
+            throw new NotSupportedException("GPT-2's Conv1D layers (weight stored [in, out]) take no Linear factory yet; wrap them after a Conv1D factory is added");
+        config.Validate("config");
+        Config = config;
+        transformer = new Gpt2Model(config);
+        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.NEmbd, config.VocabSize, hasBias: false);
+        RegisterComponents();
+        DecoderInit.Apply(this, config.InitializerRange);
+    }
+
+    public Gpt2Config Config { get; }
+
+    public DecoderInfo Info => Config.Info;
+
+    public nn.Module Module => this;
+
+    public JsonObject ToConfigJson() => DecoderConfigJson.ToJson(Config);
+
+    public KeyValueCache NewCache() => new(Config.NLayer);
+
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = transformer.forward(inputIds, attentionMask, positionIds, cache);        // (B, T, E)
+        var logits = lm_head is null ? nn.functional.linear(hidden, transformer.EmbeddingWeight) : lm_head.forward(hidden); // (B, T, V)
+        return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,109 @@
+using System.Text.Json.Nodes;
+using SharpTune.Models.Decoders.Common;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models.Decoders.Llama;
+
+/// <summary>One pre-norm transformer block, as HF <c>LlamaDecoderLayer</c> (keys <c>model.layers.{i}.*</c>).</summary>
+public sealed class LlamaDecoderLayer : nn.Module
+{
+    readonly GroupedQueryAttention self_attn;
+    readonly GatedMlp mlp;
+    readonly RmsNorm input_layernorm;
+    readonly RmsNorm post_attention_layernorm;
+    readonly int index;
+
+    public LlamaDecoderLayer(LlamaConfig config, DecoderLinearFactory linears, int index) : base(nameof(LlamaDecoderLayer))
+    {
+        string path = $"model.layers.{index}";
+        self_attn = new GroupedQueryAttention(config.Attention, linears, $"{path}.self_attn");
+        mlp = new GatedMlp(config.HiddenSize, config.IntermediateSize, config.MlpBias, linears, $"{path}.mlp");
+        input_layernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+        post_attention_layernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+        this.index = index;
+        RegisterComponents();
+    }
+
+    /// <param name="hidden">(B, T, H)</param>
+    /// <returns>(B, T, H)</returns>
+    public Tensor forward(Tensor hidden, Tensor cos, Tensor sin, DecoderInputs inputs, KeyValueCache? cache)
+    {
+        hidden = hidden + self_attn.forward(input_layernorm.forward(hidden), cos, sin, inputs, cache, index);
+        return hidden + mlp.forward(post_attention_layernorm.forward(hidden));
+    }
+}
+
+/// <summary>Embeddings, the blocks and the final norm: HF <c>LlamaModel</c> (keys <c>model.*</c>).</summary>
+public sealed class LlamaModel : nn.Module
+{
+    readonly Embedding embed_tokens;
+    readonly ModuleList<LlamaDecoderLayer> layers;
+    readonly RmsNorm norm;
+    readonly RotaryEmbedding rotary;
+
+    public LlamaModel(LlamaConfig config, DecoderLinearFactory linears) : base(nameof(LlamaModel))
+    {
+        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+        layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new LlamaDecoderLayer(config, linears, i)).ToArray());
+        norm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+        rotary = new RotaryEmbedding(config.HeadDim, config.Theta, config.Scaling);
+        RegisterComponents();
+    }
+
+    /// <summary>The token embedding matrix (V, H), which a tied language-model head shares.</summary>
+    public Parameter EmbeddingWeight => embed_tokens.weight!;
+
+    /// <param name="inputIds">(B, T) int64</param>
+    /// <returns>The final hidden states (B, T, H), after the last norm.</returns>
+    public Tensor forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KeyValueCache? cache)
+    {
+        var hidden = embed_tokens.forward(inputIds);                                          // (B, T, H)
+        var inputs = DecoderInputs.Prepare(inputIds, attentionMask, positionIds, cache?.Length ?? 0, hidden.dtype);
+        var (cos, sin) = rotary.CosSin(inputs.PositionIds, hidden.dtype);                      // (B, T, D)
+        foreach (var layer in layers) hidden = layer.forward(hidden, cos, sin, inputs, cache);
+        return norm.forward(hidden);
+    }
+}
+
+/// <summary>
+/// A Llama language model whose <c>state_dict()</c> keys are exactly Hugging Face's <c>LlamaForCausalLM</c> keys
+/// (<c>model.embed_tokens.weight</c>, <c>model.layers.{i}.self_attn.q_proj.weight</c>, ..., <c>lm_head.weight</c>).
+/// With <c>tie_word_embeddings</c> there is no <c>lm_head</c>: the head is the embedding matrix, as in HF's saved files.
+/// Qwen2 and Mistral use this module with their own configs.
+/// </summary>
+public class LlamaForCausalLM : nn.Module, ICausalLanguageModel
+{
+    readonly LlamaModel model;
+    readonly Linear? lm_head;
+
+    /// <param name="config">The architecture (validated here).</param>
+    /// <param name="linears">Creates every Linear layer of the blocks by its module path; parameter-efficient methods wrap them here.</param>
+    public LlamaForCausalLM(LlamaConfig config, DecoderLinearFactory? linears = null) : base(nameof(LlamaForCausalLM))
+    {
+        config.Validate("config");
+        Config = config;
+        model = new LlamaModel(config, linears ?? DecoderLinears.Plain);
+        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        RegisterComponents();
+        DecoderInit.Apply(this, config.InitializerRange);
+    }
+
+    public LlamaConfig Config { get; }
+
+    public DecoderInfo Info => Config.Info;
+
+    public nn.Module Module => this;
+
+    public JsonObject ToConfigJson() => DecoderConfigJson.ToJson(Config);
+
+    public KeyValueCache NewCache() => new(Config.NumHiddenLayers);
+
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = model.forward(inputIds, attentionMask, positionIds, cache);                // (B, T, H)
+        var logits = lm_head is null ? nn.functional.linear(hidden, model.EmbeddingWeight) : lm_head.forward(hidden); // (B, T, V)
+        return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+}
