@@ -126,4 +126,49 @@ public class ByteLevelBpeTests
         Assert.Equal([3, 2], gpt2Style.Encode("abc"));
         Assert.Contains(6, llama3.StopIds);
     }
+
+    [Fact]
+    public void Llama3_and_Qwen2_style_tokenizer_json_equal_their_gguf_pre_tokenizers()
+    {
+        foreach (var (pre, pattern, extra) in new[]
+        {
+            ("llama-bpe", PreTokenizer.Llama3Pattern, "\"ignore_merges\": true, "),
+            ("qwen2", PreTokenizer.Qwen2Pattern, ""),
+        })
+        {
+            using var folder = new TestModels.TempFolder();
+            var split = $$"""{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": {{System.Text.Json.JsonSerializer.Serialize(pattern)}}}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]}""";
+            HfJson.WriteByteLevel(folder.Path, Gpt2Reference.Tokens[..Gpt2Reference.EndOfText], Gpt2Reference.Merges,
+                added: [("<|endoftext|>", Gpt2Reference.EndOfText, true)], preTokenizer: split);
+            var path = folder.File("tokenizer.json");
+            File.WriteAllText(path, File.ReadAllText(path).Replace("\"model\":{", "\"model\":{" + extra));
+            var fromJson = (ByteLevelBpeTokenizer)DecoderTokenizers.FromHuggingFace(folder.Path);
+            var fromGguf = DecoderTokenizers.FromData(Gpt2Reference.GgufData(pre) with { AddBos = false }, pre);
+            Assert.Equal(pre == "llama-bpe", fromJson.IgnoreMerges);
+            foreach (var text in TextList) Assert.Equal(fromGguf.Encode(text), fromJson.Encode(text));
+        }
+    }
+
+    [Fact]
+    public void Nfc_normalizer_composes_accents_before_encoding()
+    {
+        using var folder = new TestModels.TempFolder();
+        HfJson.WriteByteLevel(folder.Path, Gpt2Reference.Tokens[..Gpt2Reference.EndOfText], Gpt2Reference.Merges,
+            added: [], preTokenizer: HfJson.ByteLevelPreTokenizer);
+        var path = folder.File("tokenizer.json");
+        File.WriteAllText(path, File.ReadAllText(path).Replace("\"normalizer\":null", "\"normalizer\":{\"type\":\"NFC\"}"));
+        var nfc = DecoderTokenizers.FromHuggingFace(folder.Path);
+        Assert.Equal(gpt2.Value.Encode("caf\u00E9"), nfc.Encode("cafe\u0301"));
+        Assert.NotEqual(gpt2.Value.Encode("caf\u00E9"), gpt2.Value.Encode("cafe\u0301"));
+    }
+
+    [Fact]
+    public void Stream_skips_special_tokens_when_asked()
+    {
+        var t = gpt2.Value;
+        var ids = t.Encode("Hi 🤗<|endoftext|>bye", parseSpecial: true);
+        var stream = t.CreateDecodeStream(skipSpecialTokens: true);
+        Assert.Equal("Hi 🤗bye", string.Concat(ids.Select(stream.Next)) + stream.Flush());
+        Assert.Throws<ArgumentOutOfRangeException>(() => t.Decode([50257]));
+    }
 }

@@ -16,6 +16,8 @@ public class LlamaCppTokenizerTests
         "Hello world", "  leading  and   multiple spaces   ", "numbers 1234567 and 3.14159, -42",
         "Café naïve résumé", "日本語のテキスト", "emoji 🤗🚀 done", "I'm can't we'll HE'S", "line1\nline2\n\n\tTabbed\r\n",
         "hello world", "abc", " hello", "é and 🤗", "x<|endoftext|>y", "<s>hello</s>", "",
+        "1,000,000 and 2024-01-31", "'s'S 'LL 'Re", "a\u00A0b \u3000c", "   \n  \n\n x", "\r\n\r\n\ty", "🤗🤗 x🤗", "ÀÉÎõü ĳ ǅ",
+        "Ω≈ç√∫ ÷ ¿¡", "tab\tand\u000Bvt", "mixed123abc456", "!!!??? ...", "  \n",
     ];
 
     static int[] LlamaCppIds(LLamaWeights weights, string text, bool addBos, bool special) =>
@@ -59,6 +61,26 @@ public class LlamaCppTokenizerTests
             ("tokenizer.ggml.bos_token_id", (uint)data.Bos!.Value), ("tokenizer.ggml.eos_token_id", (uint)data.Eos!.Value),
             ("tokenizer.ggml.add_bos_token", false),
         ], ("Hello world", [15496, 995]));
+    }
+
+    /// <summary>The other pre-tokenizers over GPT-2's vocabulary: llama-bpe also checks ignore_merges and its default BOS.</summary>
+    [Theory]
+    [InlineData("llama-bpe")]
+    [InlineData("qwen2")]
+    [InlineData("smollm")]
+    [InlineData("default")]
+    public void Byte_level_pre_tokenizers_equal_llama_cpp(string pre)
+    {
+        var data = Gpt2Reference.GgufData(pre);
+        var ours = DecoderTokenizers.FromData(data, pre);
+        AssertSameIds(data,
+        [
+            ("tokenizer.ggml.model", "gpt2"), ("tokenizer.ggml.pre", pre),
+            ("tokenizer.ggml.tokens", data.Tokens), ("tokenizer.ggml.token_type", data.TokenTypes!),
+            ("tokenizer.ggml.merges", data.Merges!),
+            ("tokenizer.ggml.bos_token_id", (uint)data.Bos!.Value), ("tokenizer.ggml.eos_token_id", (uint)data.Eos!.Value),
+        ], ("Hello world", [.. ours.AddBos ? [Gpt2Reference.EndOfText] : Array.Empty<int>(), 15496, 995]));
+        Assert.Equal(pre == "llama-bpe", ours.AddBos);
     }
 
     [Fact]
