@@ -32,6 +32,7 @@ public abstract class DecoderTokenizer : IDecoderTokenizer
     readonly Dictionary<string, int> tokenToId;
     readonly bool[] literal;
     readonly bool[] special;
+    readonly byte[]?[] tokenBytes;
     readonly AddedTokenMatcher matcher;
 
     private protected DecoderTokenizer(DecoderTokenizerSetup setup)
@@ -42,6 +43,7 @@ public abstract class DecoderTokenizer : IDecoderTokenizer
         for (int i = 0; i < tokens.Length; i++) tokenToId.TryAdd(tokens[i], i);
         literal = new bool[tokens.Length];
         special = new bool[tokens.Length];
+        tokenBytes = new byte[tokens.Length][];
         foreach (var added in setup.AddedTokens)
         {
             SetupId(added.Id, $"added token '{added.Content}' id");
@@ -105,10 +107,11 @@ public abstract class DecoderTokenizer : IDecoderTokenizer
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = false)
     {
         ArgumentNullException.ThrowIfNull(ids);
-        var stream = CreateDecodeStream(skipSpecialTokens);
-        var text = new StringBuilder();
-        foreach (var id in ids) text.Append(stream.Next(id));
-        return text.Append(stream.Flush()).ToString();
+        var bytes = new List<byte>();
+        foreach (var id in ids) AppendDecodedBytes(id, skipSpecialTokens, bytes);
+        // Same result as a DecodeStream fed every id, in one UTF-8 pass (invalid bytes become U+FFFD).
+        var text = Encoding.UTF8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(bytes));
+        return StripsLeadingSpace && text.StartsWith(' ') ? text[1..] : text;
     }
 
     public DecodeStream CreateDecodeStream(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
@@ -129,8 +132,16 @@ public abstract class DecoderTokenizer : IDecoderTokenizer
     {
         CheckId(id, "token id");
         if (special[id] && skipSpecialTokens) return;
-        if (literal[id]) output.AddRange(Encoding.UTF8.GetBytes(tokens[id]));
-        else AppendTokenBytes(id, tokens[id], output);
+        var bytes = tokenBytes[id];
+        if (bytes is null)
+        {
+            // Filled on first use; concurrent callers may both compute it, with the same result.
+            var piece = new List<byte>();
+            if (literal[id]) piece.AddRange(Encoding.UTF8.GetBytes(tokens[id]));
+            else AppendTokenBytes(id, tokens[id], piece);
+            tokenBytes[id] = bytes = piece.ToArray();
+        }
+        output.AddRange(bytes);
     }
 
     private protected int? VocabId(string token) => tokenToId.TryGetValue(token, out var id) ? id : null;
