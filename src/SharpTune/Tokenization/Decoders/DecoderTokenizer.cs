@@ -40,7 +40,7 @@ public abstract class DecoderTokenizer : IDecoderTokenizer
         Source = setup.Source;
         tokens = setup.Tokens;
         tokenToId = new Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
-        for (int i = 0; i < tokens.Length; i++) tokenToId.TryAdd(tokens[i], i);
+        for (int i = 0; i < tokens.Length; i++) if (tokens[i].Length > 0) tokenToId.TryAdd(tokens[i], i);
         literal = new bool[tokens.Length];
         special = new bool[tokens.Length];
         tokenBytes = new byte[tokens.Length][];

@@ -10,6 +10,7 @@ namespace SharpTune.Tokenization.Decoders;
 /// <param name="TokenTypes"><c>tokenizer.ggml.token_type</c>: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.</param>
 /// <param name="Merges"><c>tokenizer.ggml.merges</c> ("a b", by rank), required for "gpt2".</param>
 /// <param name="Scores"><c>tokenizer.ggml.scores</c>, required for "llama" (higher merges first).</param>
+/// <param name="AddSpacePrefix"><c>tokenizer.ggml.add_space_prefix</c>: "llama" prepends ▁ to the text unless false.</param>
 public sealed record DecoderTokenizerData(
     string Model,
     string? Pre,
@@ -23,7 +24,8 @@ public sealed record DecoderTokenizerData(
     int? Pad = null,
     bool? AddBos = null,
     bool? AddEos = null,
-    string? ChatTemplate = null);
+    string? ChatTemplate = null,
+    bool? AddSpacePrefix = null);
 
 /// <summary>GGUF token types (<c>tokenizer.ggml.token_type</c>), as llama.cpp numbers them.</summary>
 public static class GgufTokenType

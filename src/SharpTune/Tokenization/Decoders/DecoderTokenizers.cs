@@ -51,7 +51,7 @@ public static class DecoderTokenizers
                     bos: data.Bos ?? DefaultIfPresent(1, n), eos: data.Eos ?? DefaultIfPresent(2, n), unk: data.Unk ?? DefaultIfPresent(0, n));
                 var byteTokens = data.TokenTypes?.Select(t => t == GgufTokenType.Byte).ToArray();
                 return new SentencePieceBpeTokenizer(setup, data.Scores, merges: null, byteTokens, byteFallback: true,
-                    SpacePrefix.Always, splitOnMarker: false);
+                    data.AddSpacePrefix ?? true ? SpacePrefix.Always : SpacePrefix.Never, splitOnMarker: false);
             }
             default:
                 throw new NotSupportedException(

@@ -30,6 +30,7 @@ public interface IDecoderTokenizer
     /// <paramref name="parseSpecial"/>: special tokens written in the text (&lt;|im_start|&gt;, &lt;s&gt;) map to their
     /// ids, as for a rendered chat template; otherwise they are tokenized as plain text. Non-special added tokens
     /// are always recognised (as Hugging Face and llama.cpp do).
+    /// A rendered chat template already holds its BOS text: encode it with <c>addSpecialTokens: false, parseSpecial: true</c>.
     /// </summary>
     IReadOnlyList<int> Encode(string text, bool addSpecialTokens = true, bool parseSpecial = false);
 

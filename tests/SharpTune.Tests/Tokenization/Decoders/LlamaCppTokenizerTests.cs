@@ -83,10 +83,12 @@ public class LlamaCppTokenizerTests
         Assert.Equal(pre == "llama-bpe", ours.AddBos);
     }
 
-    [Fact]
-    public void SentencePiece_ids_equal_llama_cpp()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void SentencePiece_ids_equal_llama_cpp(bool addSpacePrefix)
     {
-        var data = TinySentencePiece.Data();
+        var data = TinySentencePiece.Data() with { AddSpacePrefix = addSpacePrefix };
         AssertSameIds(data,
         [
             ("tokenizer.ggml.model", "llama"), ("tokenizer.ggml.pre", "default"),
@@ -94,6 +96,9 @@ public class LlamaCppTokenizerTests
             ("tokenizer.ggml.scores", data.Scores!),
             ("tokenizer.ggml.bos_token_id", (uint)TinySentencePiece.Bos), ("tokenizer.ggml.eos_token_id", (uint)TinySentencePiece.Eos),
             ("tokenizer.ggml.unknown_token_id", (uint)TinySentencePiece.Unk), ("tokenizer.ggml.add_bos_token", true),
-        ], ("abc", [TinySentencePiece.Bos, TinySentencePiece.Id("▁a"), TinySentencePiece.Id("bc")]));
+            ("tokenizer.ggml.add_space_prefix", addSpacePrefix),
+        ], addSpacePrefix
+            ? ("abc", [TinySentencePiece.Bos, TinySentencePiece.Id("▁a"), TinySentencePiece.Id("bc")])
+            : ("abc", [TinySentencePiece.Bos, TinySentencePiece.Id("a"), TinySentencePiece.Id("bc")]));
     }
 }
