@@ -1,0 +1,51 @@
+namespace SharpTune.Tokenization.Decoders;
+
+/// <summary>
+/// The tokenizer of a decoder language model (GPT-2, Llama 2/3, Qwen2, SmolLM): text to ids with the model's
+/// BOS/EOS rule, ids to text, and incremental decoding for generation. Built by <see cref="DecoderTokenizers"/>
+/// from a Hugging Face folder or from GGUF tokenizer metadata.
+/// </summary>
+public interface IDecoderTokenizer
+{
+    /// <summary>Number of ids (the base vocabulary plus added tokens).</summary>
+    int VocabSize { get; }
+
+    int? BosId { get; }
+    int? EosId { get; }
+    int? PadId { get; }
+    int? UnkId { get; }
+
+    /// <summary>Whether <see cref="Encode"/> prepends BOS / appends EOS when asked for special tokens.</summary>
+    bool AddBos { get; }
+    bool AddEos { get; }
+
+    /// <summary>Ids that end generation: EOS plus end-of-turn tokens (&lt;|im_end|&gt;, &lt;|eot_id|&gt;, ...).</summary>
+    IReadOnlySet<int> StopIds { get; }
+
+    /// <summary>The Jinja chat template shipped with the tokenizer, when there is one.</summary>
+    string? ChatTemplate { get; }
+
+    /// <summary>
+    /// Token ids of <paramref name="text"/>. <paramref name="addSpecialTokens"/>: apply the BOS/EOS rule.
+    /// <paramref name="parseSpecial"/>: special tokens written in the text (&lt;|im_start|&gt;, &lt;s&gt;) map to their
+    /// ids, as for a rendered chat template; otherwise they are tokenized as plain text. Non-special added tokens
+    /// are always recognised (as Hugging Face and llama.cpp do).
+    /// A rendered chat template already holds its BOS text: encode it with <c>addSpecialTokens: false, parseSpecial: true</c>.
+    /// </summary>
+    IReadOnlyList<int> Encode(string text, bool addSpecialTokens = true, bool parseSpecial = false);
+
+    /// <summary>Text of <paramref name="ids"/>; invalid UTF-8 becomes U+FFFD.</summary>
+    string Decode(IEnumerable<int> ids, bool skipSpecialTokens = false);
+
+    /// <summary>An incremental decoder: feed ids one by one, get text as soon as its UTF-8 is complete.</summary>
+    DecodeStream CreateDecodeStream(bool skipSpecialTokens = false);
+
+    /// <summary>The token's string as stored in the vocabulary (byte-level or ▁ form).</summary>
+    string IdToToken(int id);
+
+    /// <summary>Id of a vocabulary or added token string, or null.</summary>
+    int? TokenToId(string token);
+
+    /// <summary>Whether the id is a special (control) token, skipped by <c>skipSpecialTokens</c>.</summary>
+    bool IsSpecial(int id);
+}
