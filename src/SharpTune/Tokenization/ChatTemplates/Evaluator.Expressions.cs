@@ -49,7 +49,7 @@ sealed partial class Evaluator
                 return unary.Op switch
                 {
                     "not" => !Values.IsTruthy(operand),
-                    "-" => operand is long l ? -l : -Values.ToDouble(operand),
+                    "-" => operand is long l ? (object)checked(-l) : -Values.ToDouble(operand),
                     _ => operand is long or double ? operand : Values.ToDouble(operand),
                 };
             case BinaryExpr { Op: "and" } and:
@@ -228,10 +228,10 @@ sealed partial class Evaluator
                 "+" => checked(p + q),
                 "-" => checked(p - q),
                 "*" => checked(p * q),
-                "/" => x2 / y2,
+                "/" => (object)(x2 / y2),
                 "//" => FloorDiv(p, q),
                 "%" => p - q * FloorDiv(p, q),
-                _ => q < 0 ? Math.Pow(x2, y2) : Power(p, q),
+                _ => q < 0 ? Math.Pow(x2, y2) : (object)Power(p, q),
             };
         }
         catch (OverflowException)

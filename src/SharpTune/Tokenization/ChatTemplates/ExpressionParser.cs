@@ -55,12 +55,16 @@ sealed class ExpressionParser(List<Token> tokens, string source, int maxDepth)
     public ChatTemplateException Error(Token at, string message) =>
         new(ChatTemplateErrorKind.Syntax, source, at.Line, at.Column, message);
 
-    public Expr ParseExpression(bool allowConditional = true)
+    public Expr ParseExpression(bool allowConditional = true) =>
+        Nested(() => allowConditional ? ParseConditional() : ParseOr());
+
+    // Every recursive production goes through here, so hostile nesting fails cleanly instead of overflowing the stack.
+    Expr Nested(Func<Expr> parse)
     {
         if (++_depth > maxDepth)
             throw new ChatTemplateException(ChatTemplateErrorKind.Limit, source, Peek.Line, Peek.Column,
                 $"expression nested deeper than {maxDepth} levels");
-        try { return allowConditional ? ParseConditional() : ParseOr(); }
+        try { return parse(); }
         finally { _depth--; }
     }
 
@@ -71,7 +75,7 @@ sealed class ExpressionParser(List<Token> tokens, string source, int maxDepth)
         {
             var at = Next();
             var condition = ParseOr();
-            Expr? otherwise = SkipName("else") ? ParseConditional() : null;
+            Expr? otherwise = SkipName("else") ? Nested(ParseConditional) : null;
             expr = new ConditionalExpr(condition, expr, otherwise, at.Line, at.Column);
         }
         return expr;
@@ -95,7 +99,7 @@ sealed class ExpressionParser(List<Token> tokens, string source, int maxDepth)
     {
         if (!Peek.IsName("not")) return ParseCompare();
         var at = Next();
-        return new UnaryExpr("not", ParseNot(), at.Line, at.Column);
+        return new UnaryExpr("not", Nested(ParseNot), at.Line, at.Column);
     }
 
     Expr ParseCompare()
@@ -156,7 +160,7 @@ sealed class ExpressionParser(List<Token> tokens, string source, int maxDepth)
         if (Peek.Is("-") || Peek.Is("+"))
         {
             var at = Next();
-            expr = new UnaryExpr(at.Text, ParseUnary(withFilters: false), at.Line, at.Column);
+            expr = new UnaryExpr(at.Text, Nested(() => ParseUnary(withFilters: false)), at.Line, at.Column);
         }
         else expr = ParsePostfix(ParsePrimary());
         return withFilters ? ParseFiltersAndTests(expr) : expr;
@@ -244,8 +248,7 @@ sealed class ExpressionParser(List<Token> tokens, string source, int maxDepth)
             }
             else if (Peek.Is("("))
             {
-                var at = Peek;
-                expr = new CallExpr(expr, ParseArguments(), at.Line, at.Column);
+                expr = new CallExpr(expr, ParseArguments(), expr.Line, expr.Column);
             }
             else return expr;
         }

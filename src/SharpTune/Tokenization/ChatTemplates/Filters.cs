@@ -120,7 +120,7 @@ static class Filters
                     string s3 when double.TryParse(s3.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out double parsed) => parsed,
                     _ => args.Get(0, "default", 0.0),
                 };
-            case "abs": return value is long al ? Math.Abs(al) : Math.Abs(Values.ToDouble(value));
+            case "abs": return value is long al ? Math.Abs(al) : (object)Math.Abs(Values.ToDouble(value));
             case "replace":
                 return Methods.Call("replace", Str(value, name), args);
             case "selectattr" or "rejectattr":

@@ -27,9 +27,7 @@ sealed class TemplateParser
     public static List<Node> Parse(string template, string source, int maxDepth)
     {
         var parser = new TemplateParser(TemplateLexer.Lex(template, source), source, maxDepth);
-        var (body, stop, _) = parser.ParseBody(null);
-        if (stop != null) throw parser.Syntax(stop.Value, $"unexpected '{stop.Value.Text}' with no open block");
-        return body;
+        return parser.ParseBody(null).Body;
     }
 
     /// <summary>
@@ -64,17 +62,23 @@ sealed class TemplateParser
                         var keyword = tag.Peek;
                         if (keyword.Kind != TokenKind.Name) throw tag.Error(keyword, $"expected a statement keyword after '{{%', found {keyword}");
                         if (stops != null && stops.Contains(keyword.Text)) { tag.Next(); return (body, keyword, tag); }
+                        if (keyword.Text.StartsWith("end", StringComparison.Ordinal) || keyword.Text is "elif" or "else")
+                            throw tag.Error(keyword, stops == null || opener == null
+                                ? $"unexpected '{keyword.Text}' with no open block"
+                                : $"unexpected '{keyword.Text}': expected {Expected(stops)} to close the '{opener.Tokens[0].Text}' block opened at line {opener.Line}, column {opener.Column}");
                         body.Add(ParseStatement(tag, part));
                         break;
                 }
             }
             if (stops != null && opener != null)
                 throw new ChatTemplateException(ChatTemplateErrorKind.Syntax, _source, opener.Line, opener.Column,
-                    $"'{opener.Tokens[0].Text}' block is never closed: expected {string.Join(" or ", stops.Select(s => $"'{{% {s} %}}'"))} before the end of the template");
+                    $"'{opener.Tokens[0].Text}' block is never closed: expected {Expected(stops)} before the end of the template");
             return (body, null, null);
         }
         finally { _depth--; }
     }
+
+    static string Expected(string[] stops) => string.Join(" or ", stops.Select(s => $"'{{% {s} %}}'"));
 
     Node ParseStatement(ExpressionParser tag, Part part)
     {
@@ -166,7 +170,4 @@ sealed class TemplateParser
         end!.ExpectEnd("after 'endset'");
         return new SetNode(name, attribute, null, body, part.Line, part.Column);
     }
-
-    ChatTemplateException Syntax(Token at, string message) =>
-        new(ChatTemplateErrorKind.Syntax, _source, at.Line, at.Column, message);
 }

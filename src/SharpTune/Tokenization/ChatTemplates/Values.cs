@@ -197,7 +197,7 @@ static class Values
         null => null,
         string or bool or long or double or Undefined or Callable or Namespace => value,
         int or short or byte or sbyte or ushort or uint => Convert.ToInt64(value, CultureInfo.InvariantCulture),
-        ulong u => u <= long.MaxValue ? (long)u : (double)u,
+        ulong u => u <= long.MaxValue ? (long)u : (object)(double)u,
         float or decimal => Convert.ToDouble(value, CultureInfo.InvariantCulture),
         char c => c.ToString(),
         ChatMessage m => Message(m),
@@ -217,7 +217,7 @@ static class Values
     static object? FromJson(JsonElement json) => json.ValueKind switch
     {
         JsonValueKind.String => json.GetString(),
-        JsonValueKind.Number => json.TryGetInt64(out long l) ? l : json.GetDouble(),
+        JsonValueKind.Number => json.TryGetInt64(out long l) ? l : (object)json.GetDouble(),
         JsonValueKind.True => true,
         JsonValueKind.False => false,
         JsonValueKind.Array => json.EnumerateArray().Select(FromJson).ToList(),
