@@ -5,7 +5,7 @@ namespace SharpTune.Tests.Tokenization.ChatTemplates;
 /// decoding, which is also what GGUF stores in tokenizer.chat_template). Raw string literals keep the text byte for
 /// byte: a backslash-n inside a Jinja string literal is Jinja's escape, a real line break is a real line break.
 /// </summary>
-static class ChatTemplateFixtures
+static partial class ChatTemplateFixtures
 {
     /// <summary>
     /// Qwen/Qwen2.5-0.5B-Instruct (and the other Qwen2.5 Instruct sizes): ChatML with tools. Taken from a
