@@ -30,21 +30,29 @@ static class Tests
             "false" => value is false,
             "integer" => value is long,
             "float" => value is double,
-            "number" => value is long or double,
+            "number" => value is long or double or bool,  // Python's bool is an int
             "mapping" => value is Dictionary<string, object?> or Namespace,
-            "iterable" => value is string or List<object?> or Dictionary<string, object?> or RangeValue,
-            "sequence" => value is string or List<object?> or Dictionary<string, object?> or RangeValue,
+            "iterable" => value is string or List<object?> or Dictionary<string, object?> or RangeValue or Undefined,
+            "sequence" => value is string or List<object?> or Dictionary<string, object?> or RangeValue or Undefined,
             "callable" => value is Callable,
-            "odd" => value is long l && l % 2 != 0,
-            "even" => value is long e && e % 2 == 0,
-            "divisibleby" => value is long n && Arg() is long m && m != 0 && n % m == 0,
+            "odd" => Modulo(value, 2L) == 1,
+            "even" => Modulo(value, 2L) == 0,
+            "divisibleby" => Modulo(value, Arg()) == 0,
             "eq" or "equalto" or "sameas" => Values.Equals(value, Arg()),
             "ne" => !Values.Equals(value, Arg()),
             "in" => Evaluator.Contains(Arg(), value),
-            "lower" => value is string s && s == s.ToLowerInvariant(),
-            "upper" => value is string u && u == u.ToUpperInvariant(),
+            "lower" => Values.ToStr(value) is var s && s.Any(char.IsLower) && !s.Any(char.IsUpper),  // str(value).islower()
+            "upper" => Values.ToStr(value) is var u && u.Any(char.IsUpper) && !u.Any(char.IsLower),
             _ => throw TemplateError.Unsupported($"no test named '{name}'"),
         };
+    }
+
+    // Python's value % divisor (floored), for the number tests.
+    static double Modulo(object? value, object? divisor)
+    {
+        double a = Values.ToDouble(value), b = Values.ToDouble(divisor);
+        if (b == 0) throw TemplateError.Render("divisibleby(0)");
+        return a - b * Math.Floor(a / b);
     }
 }
 
@@ -78,7 +86,7 @@ static class Methods
             case "rstrip": return Strip(s, args.GetString(0, "chars"), false, true);
             case "upper": return s.ToUpperInvariant();
             case "lower": return s.ToLowerInvariant();
-            case "title": return Values.Title(s);
+            case "title": return Values.Title(s, wordStarts: null);
             case "capitalize": return Values.Capitalize(s);
             case "startswith" or "endswith":
                 var affix = args.Require(0, "prefix");

@@ -144,8 +144,12 @@ sealed partial class Evaluator
             _ => throw TemplateError.Render($"slice {what} must be an integer or none, got {Values.TypeName(v)}"),
         };
         if (target is Undefined u) throw TemplateError.Render($"'{u.Name}' is undefined, so it cannot be sliced");
-        List<object?> items = target is string s ? s.EnumerateRunes().Select(r => (object?)r.ToString()).ToList()
-            : ToList(target, "slice");
+        List<object?> items = target switch
+        {
+            string s => s.EnumerateRunes().Select(r => (object?)r.ToString()).ToList(),
+            List<object?> or RangeValue => ToList(target, "slice"),
+            _ => throw TemplateError.Render($"{Values.TypeName(target)} cannot be sliced"),
+        };
         long n = items.Count;
         long st = step is null ? 1 : Bound(step, "step");
         if (st == 0) throw TemplateError.Render("slice step cannot be zero");
@@ -199,8 +203,10 @@ sealed partial class Evaluator
         {
             case ("+", string x, string y): return x + y;
             case ("+", List<object?> x, List<object?> y): return x.Concat(y).ToList();
-            case ("*", string x, long n): return Repeat(x, n, maxChars);
-            case ("*", long n, string x): return Repeat(x, n, maxChars);
+            case ("*", string x, long or bool): return Repeat(x, (long)Values.ToDouble(b), maxChars);
+            case ("*", long or bool, string x): return Repeat(x, (long)Values.ToDouble(a), maxChars);
+            case ("*", List<object?> x, long or bool): return RepeatList(x, (long)Values.ToDouble(b), maxChars);
+            case ("*", long or bool, List<object?> x): return RepeatList(x, (long)Values.ToDouble(a), maxChars);
         }
         if (!Values.IsNumber(a) || !Values.IsNumber(b))
             throw TemplateError.Render($"'{op}' is not supported between {Values.TypeName(a)} and {Values.TypeName(b)}");
@@ -215,8 +221,8 @@ sealed partial class Evaluator
                 "-" => x2 - y2,
                 "*" => x2 * y2,
                 "/" => x2 / y2,
-                "//" => Math.Floor(x2 / y2),
-                "%" => x2 - y2 * Math.Floor(x2 / y2),
+                "//" => FloatFloorDiv(x2, y2),
+                "%" => FloatMod(x2, y2),
                 _ => Math.Pow(x2, y2),
             };
         }
@@ -246,6 +252,32 @@ sealed partial class Evaluator
         if (times > maxChars / s.Length)
             throw new TemplateError(ChatTemplateErrorKind.Limit, $"repeating a string {times} times exceeds the output limit of {maxChars} characters");
         return string.Concat(Enumerable.Repeat(s, (int)times));
+    }
+
+    static List<object?> RepeatList(List<object?> items, long times, long maxItems)
+    {
+        if (times <= 0 || items.Count == 0) return [];
+        if (times > maxItems / items.Count)
+            throw new TemplateError(ChatTemplateErrorKind.Limit, $"repeating a list {times} times exceeds the size limit");
+        return Enumerable.Repeat(items, (int)times).SelectMany(x => x).ToList();
+    }
+
+    // Python's float %: fmod, moved onto the divisor's sign.
+    static double FloatMod(double x, double y)
+    {
+        double mod = x % y;
+        return mod != 0 && (y < 0) != (mod < 0) ? mod + y : mod;
+    }
+
+    // Python's float //, as CPython's float_divmod computes it.
+    static double FloatFloorDiv(double x, double y)
+    {
+        double mod = x % y;
+        double div = (x - mod) / y;
+        if (mod != 0 && (y < 0) != (mod < 0)) div -= 1.0;
+        if (div == 0) return div;
+        double floor = Math.Floor(div);
+        return div - floor > 0.5 ? floor + 1.0 : floor;
     }
 
     static long FloorDiv(long p, long q) => p / q - ((p % q != 0) && ((p < 0) != (q < 0)) ? 1 : 0);

@@ -103,22 +103,24 @@ sealed partial class Evaluator
         }
 
         var info = new LoopInfo { Length = count };
-        for (long i = 0; i < count; i++)
+        var frame = new Dictionary<string, object?>();  // one scope per iteration; the dictionary is reused
+        _frames.Add(frame);
+        try
         {
-            Step();
-            info.Index0 = i;
-            info.Previous = i > 0 ? at(i - 1) : null;
-            info.Next = i + 1 < count ? at(i + 1) : null;
-            _frames.Add(new Dictionary<string, object?> { ["loop"] = info });
-            try
+            for (long i = 0; i < count; i++)
             {
+                Step();
+                info.Index0 = i;
+                info.Previous = i > 0 ? at(i - 1) : null;
+                info.Next = i + 1 < count ? at(i + 1) : null;
+                frame.Clear();
+                frame["loop"] = info;
                 Bind(loop, at(i));
-                var flow = Execute(loop.Body);
-                if (flow == Flow.Break) break;
+                if (Execute(loop.Body) == Flow.Break) break;
+                _current = loop;
             }
-            finally { _frames.RemoveAt(_frames.Count - 1); }
-            _current = loop;
         }
+        finally { _frames.RemoveAt(_frames.Count - 1); }
         if (count == 0 && loop.Else != null) Execute(loop.Else);
     }
 

@@ -57,7 +57,7 @@ static class Filters
             case "upper": return Str(value, name).ToUpperInvariant();
             case "lower": return Str(value, name).ToLowerInvariant();
             case "capitalize": return Values.Capitalize(Str(value, name));
-            case "title": return Values.Title(Str(value, name));
+            case "title": return Values.Title(Str(value, name), wordStarts: "-({[<");  // Jinja's words, not Python's
             case "string": return Values.ToStr(value);
             case "safe": return value;
             case "length" or "count":
@@ -105,6 +105,8 @@ static class Filters
                     throw TemplateError.Unsupported("tojson with ensure_ascii or sort_keys is not supported");
                 var indent = args.Get(0, "indent");
                 return PythonJson.Dumps(value, indent is null ? null : (int)Values.ToDouble(indent));
+            case "int" or "float" when value is Undefined u:
+                throw TemplateError.Render($"'{u.Name}' is undefined and cannot be converted by '{name}'");
             case "int":
                 return value switch
                 {
@@ -120,7 +122,7 @@ static class Filters
                     string s3 when double.TryParse(s3.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out double parsed) => parsed,
                     _ => args.Get(0, "default", 0.0),
                 };
-            case "abs": return value is long al ? Math.Abs(al) : (object)Math.Abs(Values.ToDouble(value));
+            case "abs": return value is long or bool ? Math.Abs((long)Values.ToDouble(value)) : (object)Math.Abs(Values.ToDouble(value));
             case "replace":
                 return Methods.Call("replace", Str(value, name), args);
             case "selectattr" or "rejectattr":

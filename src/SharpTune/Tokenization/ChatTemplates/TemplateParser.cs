@@ -16,6 +16,7 @@ sealed class TemplateParser
     readonly int _maxDepth;
     int _index;
     int _depth;
+    int _loops;
 
     TemplateParser(List<Part> parts, string source, int maxDepth)
     {
@@ -89,6 +90,7 @@ sealed class TemplateParser
             case "for": return ParseFor(tag, part);
             case "set": return ParseSet(tag, part);
             case "break" or "continue":
+                if (_loops == 0) throw tag.Error(keyword, $"'{keyword.Text}' outside of a for loop");
                 tag.ExpectEnd($"after '{keyword.Text}'");
                 return new LoopControlNode(keyword.Text == "break", part.Line, part.Column);
             case "generation":
@@ -140,7 +142,9 @@ sealed class TemplateParser
             throw new ChatTemplateException(ChatTemplateErrorKind.Unsupported, _source, tag.Peek.Line, tag.Peek.Column,
                 "recursive loops are not supported");
         tag.ExpectEnd("after the 'for' header");
+        _loops++;
         var (body, stop, next) = ParseBody(["else", "endfor"], part);
+        _loops--;
         List<Node>? otherwise = null;
         if (stop!.Value.Text == "else")
         {

@@ -228,14 +228,18 @@ static class Values
     public static string Capitalize(string s) =>
         s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..].ToLowerInvariant();
 
-    public static string Title(string s)
+    /// <summary>
+    /// Title case. Python's <c>str.title()</c> (<paramref name="wordStarts"/> null) starts a word after any non-letter;
+    /// Jinja's <c>title</c> filter starts one after whitespace or one of <paramref name="wordStarts"/>.
+    /// </summary>
+    public static string Title(string s, string? wordStarts)
     {
         var sb = new StringBuilder(s.Length);
-        bool previousIsLetter = false;
+        bool atWordStart = true;
         foreach (char c in s)
         {
-            sb.Append(previousIsLetter ? char.ToLowerInvariant(c) : char.ToUpperInvariant(c));
-            previousIsLetter = char.IsLetter(c);
+            sb.Append(atWordStart ? char.ToUpperInvariant(c) : char.ToLowerInvariant(c));
+            atWordStart = wordStarts == null ? !char.IsLetter(c) : char.IsWhiteSpace(c) || wordStarts.Contains(c);
         }
         return sb.ToString();
     }

@@ -34,6 +34,7 @@ public class ChatTemplateErrorTests
     [InlineData("{{ f(a=1, 2) }}", 1, 11, "positional argument after a named argument")]
     [InlineData("{{ x ? 1 }}", 1, 6, "unexpected character '?'")]
     [InlineData("{% frobnicate %}", 1, 4, "unknown statement 'frobnicate'")]
+    [InlineData("{% if true %}{% break %}{% endif %}", 1, 17, "'break' outside of a for loop")]
     public void Syntax_errors_say_where_and_what_was_expected(string template, int line, int column, string expected)
     {
         var error = ParseError(template);
@@ -77,6 +78,8 @@ public class ChatTemplateErrorTests
     [InlineData("\n{{ messages[5]['role'] }}", 2, 15, "is undefined, so it has no item 'role'")]
     [InlineData("{{ 1 + 'a' }}", 1, 6, "'+' is not supported between integer and string")]
     [InlineData("{{ 1 // 0 }}", 1, 6, "division by zero")]
+    [InlineData("{{ {'a': 1}[1:] }}", 1, 14, "dict cannot be sliced")]
+    [InlineData("{{ nothing | int }}", 1, 14, "'nothing' is undefined and cannot be converted by 'int'")]
     [InlineData("{% set x = 1 %}{% set x.a = 2 %}", 1, 16, "cannot set 'x.a': 'x' is not a namespace()")]
     [InlineData("{{ nope() }}", 1, 4, "'nope' is undefined, so it cannot be called")]
     [InlineData("{% for a, b in [[1, 2, 3]] %}{% endfor %}", 1, 1, "cannot unpack 3 values into 2 loop variables")]
