@@ -78,7 +78,7 @@ public class ChatTemplateErrorTests
     [InlineData("\n{{ messages[5]['role'] }}", 2, 15, "is undefined, so it has no item 'role'")]
     [InlineData("{{ 1 + 'a' }}", 1, 6, "'+' is not supported between integer and string")]
     [InlineData("{{ 1 // 0 }}", 1, 6, "division by zero")]
-    [InlineData("{{ {'a': 1}[1:] }}", 1, 14, "dict cannot be sliced")]
+    [InlineData("{{ {'a': 1}[1:] }}", 1, 12, "dict cannot be sliced")]
     [InlineData("{{ nothing | int }}", 1, 14, "'nothing' is undefined and cannot be converted by 'int'")]
     [InlineData("{% set x = 1 %}{% set x.a = 2 %}", 1, 16, "cannot set 'x.a': 'x' is not a namespace()")]
     [InlineData("{{ nope() }}", 1, 4, "'nope' is undefined, so it cannot be called")]
