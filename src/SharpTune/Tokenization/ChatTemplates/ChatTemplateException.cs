@@ -25,7 +25,7 @@ public sealed class ChatTemplateException : Exception
         : base($"{source}:{line}:{column}: {Describe(kind)}{detail}")
     {
         Kind = kind;
-        Source = source;
+        TemplateSource = source;
         Line = line;
         Column = column;
         Detail = detail;
@@ -34,7 +34,7 @@ public sealed class ChatTemplateException : Exception
     public ChatTemplateErrorKind Kind { get; }
 
     /// <summary>Where the template came from, as given to <see cref="ChatTemplate.Parse"/>.</summary>
-    public new string Source { get; }
+    public string TemplateSource { get; }
 
     /// <summary>1-based line in the template.</summary>
     public int Line { get; }
