@@ -59,9 +59,9 @@ static class Tests
 /// <summary>Python methods templates call on strings and dicts (<c>content.strip()</c>, <c>message.get('x')</c>...).</summary>
 static class Methods
 {
-    public static object? Call(string name, object? target, CallArguments args)
+    public static object? Call(string name, object? target, CallArguments args, Evaluator evaluator)
     {
-        if (target is string s) return CallString(name, s, args);
+        if (target is string s) return CallString(name, s, args, evaluator);
         if (target is Dictionary<string, object?> dict)
         {
             switch (name)
@@ -77,7 +77,7 @@ static class Methods
         throw TemplateError.Unsupported($"method '{name}' on {Values.TypeName(target)} is not supported");
     }
 
-    static object? CallString(string name, string s, CallArguments args)
+    static object? CallString(string name, string s, CallArguments args, Evaluator evaluator)
     {
         switch (name)
         {
@@ -90,7 +90,7 @@ static class Methods
             case "capitalize": return Values.Capitalize(s);
             case "startswith" or "endswith":
                 var affix = args.Require(0, "prefix");
-                var options = affix is List<object?> list ? list.Select(Values.ToStr) : [Values.ToStr(affix)];
+                var options = affix is List<object?> list ? list.Select(x => Values.ToStr(x)) : [Values.ToStr(affix)];
                 return options.Any(o => name == "startswith" ? s.StartsWith(o, StringComparison.Ordinal) : s.EndsWith(o, StringComparison.Ordinal));
             case "split" or "rsplit":
                 var sep = args.GetString(0, "sep");
@@ -101,13 +101,17 @@ static class Methods
                 var old = args.GetString(0, "old") ?? "";
                 var replacement = args.GetString(1, "new") ?? "";
                 long count = args.Get(2, "count", -1L) is long c ? c : -1;
+                long occurrences = old.Length == 0 ? s.Length + 1 : (s.Length - s.Replace(old, "").Length) / old.Length;
+                if (count >= 0) occurrences = Math.Min(occurrences, count);
+                if (s.Length + occurrences * (replacement.Length - old.Length) > evaluator.MaxChars)
+                    throw new TemplateError(ChatTemplateErrorKind.Limit, $"replace() would give more than {evaluator.MaxChars} characters");
                 return Replace(s, old, replacement, count);
             case "find": return (long)s.IndexOf(args.GetString(0, "sub") ?? "", StringComparison.Ordinal);
             case "rfind": return (long)s.LastIndexOf(args.GetString(0, "sub") ?? "", StringComparison.Ordinal);
             case "count":
                 var sub = args.GetString(0, "sub") ?? "";
                 return sub.Length == 0 ? s.Length + 1L : (long)((s.Length - s.Replace(sub, "").Length) / sub.Length);
-            case "join": return string.Join(s, Values.Iterate(args.Require(0, "iterable")).Select(Values.ToStr));
+            case "join": return evaluator.Join(s, evaluator.ToList(args.Require(0, "iterable"), "join"));
             case "isdigit": return s.Length > 0 && s.All(char.IsDigit);
             case "isspace": return s.Length > 0 && s.All(char.IsWhiteSpace);
         }

@@ -40,7 +40,7 @@ sealed partial class Evaluator
                 return Slice(Eval(slice.Target), Optional(slice.Start), Optional(slice.Stop), Optional(slice.Step));
             case CallExpr call: return EvalCall(call);
             case FilterExpr filter:
-                return Filters.Apply(filter.Name, Eval(filter.Value), EvalArguments(filter.Name, filter.Args), this);
+                return CheckSize(Filters.Apply(filter.Name, Eval(filter.Value), EvalArguments(filter.Name, filter.Args), this));
             case TestExpr test:
                 var args = EvalArguments(test.Name, test.Args);
                 return Tests.Apply(test.Name, Eval(test.Value), args.Positional) != test.Negated;
@@ -65,6 +65,7 @@ sealed partial class Evaluator
                 foreach (var (op, operandExpr) in compare.Rest)
                 {
                     var b = Eval(operandExpr);
+                    if (op is "in" or "not in") Charge(b is List<object?> l ? l.Count : b is string s ? s.Length / 64 : 1);
                     if (!Compare(op, a, b)) return false;
                     a = b;
                 }
@@ -84,7 +85,7 @@ sealed partial class Evaluator
         {
             var target = Eval(method.Target);
             if (target is string or Dictionary<string, object?>)
-                return CheckSize(Methods.Call(method.Name, target, EvalArguments(method.Name, call.Args)));
+                return CheckSize(Methods.Call(method.Name, target, EvalArguments(method.Name, call.Args), this));
             if (target is Undefined u) throw TemplateError.Render($"'{u.Name}' is undefined, so it has no method '{method.Name}'");
             throw TemplateError.Unsupported($"method '{method.Name}' on {Values.TypeName(target)} is not supported");
         }
@@ -105,8 +106,11 @@ sealed partial class Evaluator
         return new CallArguments(callee, args.Positional.Select(Eval).ToList(), named);
     }
 
+    // Large values cost steps in proportion to their size, so copying them in a loop also meets the step limit.
     object? CheckSize(object? value)
     {
+        if (value is string str) Charge(str.Length / 1024);
+        if (value is List<object?> items) Charge(items.Count / 64);
         if (value is string s && s.Length > _options.MaxOutputChars)
             throw new TemplateError(ChatTemplateErrorKind.Limit, $"a string of {s.Length} characters exceeds the output limit of {_options.MaxOutputChars}");
         if (value is List<object?> l && l.Count > _options.MaxSteps)
@@ -193,7 +197,7 @@ sealed partial class Evaluator
 
     public static object? Arithmetic(string op, object? a, object? b, long maxChars = int.MaxValue / 2)
     {
-        if (op == "~") return Values.ToStr(a) + Values.ToStr(b);
+        if (op == "~") return Values.ToStr(a, maxChars) + Values.ToStr(b, maxChars);
         if (a is Undefined || b is Undefined)
         {
             var u = (a as Undefined ?? (Undefined)b!).Name;

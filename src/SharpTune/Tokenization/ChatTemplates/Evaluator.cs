@@ -57,7 +57,7 @@ sealed partial class Evaluator
                     Write(text.Text);
                     break;
                 case OutputNode output:
-                    Write(Values.ToStr(Eval(output.Value)));
+                    Write(Values.ToStr(Eval(output.Value), _options.MaxOutputChars));
                     break;
                 case IfNode branch:
                     var chosen = branch.Else;
@@ -166,16 +166,34 @@ sealed partial class Evaluator
         _output.Append(text);
     }
 
-    void Step()
+    /// <summary>Most characters any string (and the output) may have.</summary>
+    public long MaxChars => _options.MaxOutputChars;
+
+    void Step() => Charge(1);
+
+    /// <summary>Counts work against the step limit: one per node or item, more for work proportional to sizes.</summary>
+    public void Charge(long steps)
     {
-        if (++_steps > _options.MaxSteps)
+        _steps += steps;
+        if (_steps > _options.MaxSteps)
             throw new TemplateError(ChatTemplateErrorKind.Limit, $"rendering took more than {_options.MaxSteps} steps");
+    }
+
+    /// <summary><c>separator.join(items)</c>, refused before it is built if it would pass the size limit.</summary>
+    public string Join(string separator, IEnumerable<object?> items)
+    {
+        var parts = items.Select(x => Values.ToStr(x, MaxChars)).ToList();
+        long total = parts.Sum(p => (long)p.Length) + (long)separator.Length * Math.Max(0, parts.Count - 1);
+        if (total > MaxChars)
+            throw new TemplateError(ChatTemplateErrorKind.Limit, $"joining gives {total} characters, over the limit of {MaxChars}");
+        Charge(total / 1024);
+        return string.Join(separator, parts);
     }
 
     /// <summary>The items of an iterable as a list, one step per item (so huge ranges stop at the step limit).</summary>
     public List<object?> ToList(object? value, string what)
     {
-        if (value is List<object?> list) { _steps += list.Count; Step(); return list; }
+        if (value is List<object?> list) { Charge(list.Count + 1); return list; }
         if (value is RangeValue range && range.Count > _options.MaxSteps - _steps)
             throw new TemplateError(ChatTemplateErrorKind.Limit, $"{what}: a range of {range.Count} items exceeds the step limit");
         var result = new List<object?>();

@@ -58,7 +58,7 @@ static class Filters
             case "lower": return Str(value, name).ToLowerInvariant();
             case "capitalize": return Values.Capitalize(Str(value, name));
             case "title": return Values.Title(Str(value, name), wordStarts: "-({[<");  // Jinja's words, not Python's
-            case "string": return Values.ToStr(value);
+            case "string": return Values.ToStr(value, evaluator.MaxChars);
             case "safe": return value;
             case "length" or "count":
                 return value switch
@@ -85,14 +85,17 @@ static class Filters
             case "unique":
                 var unique = new List<object?>();
                 foreach (var item in evaluator.ToList(value, name))
+                {
+                    evaluator.Charge(unique.Count);  // quadratic, so it counts every comparison
                     if (!unique.Any(u => Values.Equals(u, item))) unique.Add(item);
+                }
                 return unique;
             case "sum":
                 return evaluator.ToList(value, name).Aggregate((object?)0L, (acc, x) => Evaluator.Arithmetic("+", acc, x));
             case "join":
                 var attribute = args.GetString(1, "attribute");
                 var items = evaluator.ToList(value, name).Select(x => attribute == null ? x : GetAttribute(x, attribute));
-                return string.Join(args.GetString(0, "d") ?? "", items.Select(Values.ToStr));
+                return evaluator.Join(args.GetString(0, "d") ?? "", items);
             case "items":
                 if (value is Undefined) return new List<object?>();
                 if (value is not Dictionary<string, object?> dict) throw TemplateError.Render($"items of {Values.TypeName(value)}: expected a dict");
@@ -104,7 +107,7 @@ static class Filters
                 if (Values.IsTruthy(args.Named.GetValueOrDefault("ensure_ascii")) || Values.IsTruthy(args.Named.GetValueOrDefault("sort_keys")))
                     throw TemplateError.Unsupported("tojson with ensure_ascii or sort_keys is not supported");
                 var indent = args.Get(0, "indent");
-                return PythonJson.Dumps(value, indent is null ? null : (int)Values.ToDouble(indent));
+                return PythonJson.Dumps(value, indent is null ? null : (int)Values.ToDouble(indent), evaluator.MaxChars);
             case "int" or "float" when value is Undefined u:
                 throw TemplateError.Render($"'{u.Name}' is undefined and cannot be converted by '{name}'");
             case "int":
@@ -124,7 +127,7 @@ static class Filters
                 };
             case "abs": return value is long or bool ? Math.Abs((long)Values.ToDouble(value)) : (object)Math.Abs(Values.ToDouble(value));
             case "replace":
-                return Methods.Call("replace", Str(value, name), args);
+                return Methods.Call("replace", Str(value, name), args, evaluator);
             case "selectattr" or "rejectattr":
                 var attr = args.GetString(0, "attribute") ?? throw TemplateError.Render($"{name}() needs an attribute name");
                 return Select(evaluator.ToList(value, name), args, 1, name == "selectattr", x => GetAttribute(x, attr));

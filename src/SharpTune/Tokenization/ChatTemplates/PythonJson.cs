@@ -11,15 +11,17 @@ namespace SharpTune.Tokenization.ChatTemplates;
 /// </summary>
 static class PythonJson
 {
-    public static string Dumps(object? value, int? indent)
+    public static string Dumps(object? value, int? indent, long maxChars)
     {
         var sb = new StringBuilder();
-        Write(sb, value, indent, 0);
+        Write(sb, value, indent, 0, maxChars);
         return sb.ToString();
     }
 
-    static void Write(StringBuilder sb, object? value, int? indent, int level)
+    static void Write(StringBuilder sb, object? value, int? indent, int level, long maxChars)
     {
+        if (sb.Length > maxChars)
+            throw new TemplateError(ChatTemplateErrorKind.Limit, $"tojson output exceeds {maxChars} characters");
         switch (value)
         {
             case null: sb.Append("null"); break;
@@ -30,10 +32,7 @@ static class PythonJson
                 break;
             case string s: WriteString(sb, s); break;
             case List<object?> list:
-                WriteContainer(sb, '[', ']', list.Count, indent, level, (i) => Write(sb, list[i], indent, level + 1));
-                break;
-            case RangeValue range:
-                Write(sb, range.ToList(), indent, level);
+                WriteContainer(sb, '[', ']', list.Count, indent, level, (i) => Write(sb, list[i], indent, level + 1, maxChars));
                 break;
             case Dictionary<string, object?> dict:
                 var entries = dict.ToList();
@@ -41,11 +40,8 @@ static class PythonJson
                 {
                     WriteString(sb, entries[i].Key);
                     sb.Append(": ");
-                    Write(sb, entries[i].Value, indent, level + 1);
+                    Write(sb, entries[i].Value, indent, level + 1, maxChars);
                 });
-                break;
-            case Namespace ns:
-                Write(sb, ns.Attributes, indent, level);
                 break;
             default:
                 throw TemplateError.Render($"tojson cannot serialize {Values.TypeName(value)}");

@@ -111,31 +111,59 @@ static class Values
         _ => value.GetType().Name,
     };
 
-    /// <summary>Python's <c>str()</c>, which is what <c>{{ x }}</c> and <c>~</c> print; undefined prints empty.</summary>
-    public static string ToStr(object? value) => value switch
+    /// <summary>
+    /// Python's <c>str()</c>, which is what <c>{{ x }}</c> and <c>~</c> print; undefined prints empty. Containers are
+    /// printed with <c>repr()</c> of their items, up to <paramref name="maxChars"/> (then a limit error).
+    /// </summary>
+    public static string ToStr(object? value, long maxChars = int.MaxValue / 2) => value switch
     {
         Undefined => "",
         string s => s,
-        _ => Repr(value),
+        _ => Repr(value, maxChars),
     };
 
-    /// <summary>Python's <c>repr()</c>, used for items inside printed lists and dicts.</summary>
-    public static string Repr(object? value)
+    public static string Repr(object? value, long maxChars = int.MaxValue / 2)
     {
+        var sb = new StringBuilder();
+        WriteRepr(sb, value, maxChars);
+        return sb.ToString();
+    }
+
+    static void WriteRepr(StringBuilder sb, object? value, long maxChars)
+    {
+        if (sb.Length > maxChars)
+            throw new TemplateError(ChatTemplateErrorKind.Limit, $"printing a value takes more than {maxChars} characters");
         switch (value)
         {
-            case null: return "None";
-            case Undefined: return "";
-            case bool b: return b ? "True" : "False";
-            case long l: return l.ToString(CultureInfo.InvariantCulture);
-            case double d: return FormatFloat(d);
-            case string s: return "'" + s.Replace("\\", "\\\\").Replace("'", "\\'").Replace("\n", "\\n") + "'";
-            case List<object?> list: return "[" + string.Join(", ", list.Select(Repr)) + "]";
+            case null: sb.Append("None"); break;
+            case Undefined: break;
+            case bool b: sb.Append(b ? "True" : "False"); break;
+            case long l: sb.Append(l.ToString(CultureInfo.InvariantCulture)); break;
+            case double d: sb.Append(FormatFloat(d)); break;
+            case string s: sb.Append('\'').Append(s.Replace("\\", "\\\\").Replace("'", "\\'").Replace("\n", "\\n")).Append('\''); break;
+            case List<object?> list:
+                sb.Append('[');
+                for (int i = 0; i < list.Count; i++) { if (i > 0) sb.Append(", "); WriteRepr(sb, list[i], maxChars); }
+                sb.Append(']');
+                break;
             case Dictionary<string, object?> dict:
-                return "{" + string.Join(", ", dict.Select(kv => Repr(kv.Key) + ": " + Repr(kv.Value))) + "}";
-            case RangeValue r: return $"range({r[0]}, ...)";
-            default: return $"<{TypeName(value)}>";
+                sb.Append('{');
+                bool first = true;
+                foreach (var kv in dict)
+                {
+                    if (!first) sb.Append(", ");
+                    first = false;
+                    WriteRepr(sb, kv.Key, maxChars);
+                    sb.Append(": ");
+                    WriteRepr(sb, kv.Value, maxChars);
+                }
+                sb.Append('}');
+                break;
+            case RangeValue r: sb.Append($"range({r[0]}, ...)"); break;
+            default: sb.Append($"<{TypeName(value)}>"); break;
         }
+        if (sb.Length > maxChars)
+            throw new TemplateError(ChatTemplateErrorKind.Limit, $"printing a value takes more than {maxChars} characters");
     }
 
     /// <summary>Python's float repr: shortest round-trip digits, always with a '.' or an exponent.</summary>
@@ -192,7 +220,10 @@ static class Values
     /// <summary>
     /// Converts what a caller passes in <c>extra</c> (CLR primitives, dictionaries, lists, JSON) to runtime values.
     /// </summary>
-    public static object? FromClr(object? value, string path) => value switch
+    public static object? FromClr(object? value, string path) =>
+        path.Count(c => c is '.' or '[') > 64
+            ? throw TemplateError.Render($"'{path}' nests deeper than 64 levels (a cycle?)")
+            : value switch
     {
         null => null,
         string or bool or long or double or Undefined or Callable or Namespace => value,

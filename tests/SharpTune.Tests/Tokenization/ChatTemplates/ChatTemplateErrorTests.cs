@@ -66,6 +66,7 @@ public class ChatTemplateErrorTests
     [InlineData("{{ loop_is_not_here.cycle }}", "'loop_is_not_here' is undefined")]
     [InlineData("{% for m in messages %}{{ loop.cycle('a', 'b') }}{% endfor %}", "method 'cycle' on loop is not supported")]
     [InlineData("{{ strftime_now('%Q') }}", "strftime directive '%Q' is not supported")]
+    [InlineData("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns | tojson }}", "tojson cannot serialize namespace")]
     public void Unsupported_at_render_time_is_an_error_not_wrong_output(string template, string expected)
     {
         var error = RenderError(template);
@@ -117,6 +118,12 @@ public class ChatTemplateErrorTests
     [InlineData("{{ 'a' * 10**9 }}", "exceeds the output limit")]
     [InlineData("{% for i in range(1000) %}{{ 'x' * 1000 }}{% endfor %}", "output would exceed 100000 characters")]
     [InlineData("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "exceeds the output limit")]
+    [InlineData("{% set s = 'x' * 99000 %}{% for i in range(10**6) %}{% set t = s ~ '' %}{% endfor %}", "more than 2000000 steps")]
+    [InlineData("{{ range(3000) | unique | list }}", "more than 2000000 steps")]
+    [InlineData("{{ ','.join(range(10**9)) }}", "exceeds the step limit")]
+    [InlineData("{{ ['x' * 1000] * 1000 }}", "printing a value takes more than 100000 characters")]
+    [InlineData("{{ ('a' * 1000).replace('a', 'b' * 1000) }}", "replace() would give more than 100000 characters")]
+    [InlineData("{{ [[[[[1]]]]] | tojson(indent=30000) }}", "tojson output exceeds 100000 characters")]
     public void Size_limits_stop_runaway_templates(string template, string expected)
     {
         var error = RenderError(template, new ChatTemplateOptions { MaxOutputChars = 100_000 });
