@@ -83,18 +83,19 @@ sealed class GgufHeaderReader(Stream stream, string path, long fileLength)
             default:
                 Span<byte> b = scratch.AsSpan(0, GgufMetadataValue.MinSize(type));
                 Fill(b, what);
+                // Each arm boxed as object: otherwise the switch's natural type would be double for all of them.
                 object value = type switch
                 {
-                    GgufValueType.UInt8 => b[0],
-                    GgufValueType.Int8 => (sbyte)b[0],
-                    GgufValueType.UInt16 => BinaryPrimitives.ReadUInt16LittleEndian(b),
-                    GgufValueType.Int16 => BinaryPrimitives.ReadInt16LittleEndian(b),
-                    GgufValueType.UInt32 => BinaryPrimitives.ReadUInt32LittleEndian(b),
-                    GgufValueType.Int32 => BinaryPrimitives.ReadInt32LittleEndian(b),
-                    GgufValueType.Float32 => BinaryPrimitives.ReadSingleLittleEndian(b),
-                    GgufValueType.UInt64 => BinaryPrimitives.ReadUInt64LittleEndian(b),
-                    GgufValueType.Int64 => BinaryPrimitives.ReadInt64LittleEndian(b),
-                    GgufValueType.Float64 => BinaryPrimitives.ReadDoubleLittleEndian(b),
+                    GgufValueType.UInt8 => (object)b[0],
+                    GgufValueType.Int8 => (object)(sbyte)b[0],
+                    GgufValueType.UInt16 => (object)BinaryPrimitives.ReadUInt16LittleEndian(b),
+                    GgufValueType.Int16 => (object)BinaryPrimitives.ReadInt16LittleEndian(b),
+                    GgufValueType.UInt32 => (object)BinaryPrimitives.ReadUInt32LittleEndian(b),
+                    GgufValueType.Int32 => (object)BinaryPrimitives.ReadInt32LittleEndian(b),
+                    GgufValueType.Float32 => (object)BinaryPrimitives.ReadSingleLittleEndian(b),
+                    GgufValueType.UInt64 => (object)BinaryPrimitives.ReadUInt64LittleEndian(b),
+                    GgufValueType.Int64 => (object)BinaryPrimitives.ReadInt64LittleEndian(b),
+                    GgufValueType.Float64 => (object)BinaryPrimitives.ReadDoubleLittleEndian(b),
                     _ => throw Error($"metadata '{key}' has unknown value type id {(uint)type} (expected 0-12)"),
                 };
                 return new(type, value);
