@@ -21,6 +21,8 @@ static class GgufArchitectures
         if (!explicitHeadDim) headDim = hidden / heads;
         if (kvHeads <= 0 || heads % kvHeads != 0 || headDim <= 0 || !explicitHeadDim && hidden % heads != 0)
             throw new InvalidDataException($"{f.Path}: {heads} attention heads, {kvHeads} key/value heads and hidden size {hidden} do not fit together");
+        if (headDim % 2 != 0)
+            throw new InvalidDataException($"{f.Path}: head size {headDim} is odd; rotary embeddings rotate pairs, so it must be even");
         long vocab = Vocab(f, arch);
         bool tied = !f.HasTensor("output.weight");
         bool qwen = arch == "qwen2";

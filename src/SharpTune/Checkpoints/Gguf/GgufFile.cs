@@ -41,7 +41,8 @@ public sealed partial class GgufFile
         return Parse(file, path);
     }
 
-    static GgufFile Parse(Stream stream, string path)
+    /// <summary>Parses a header from <paramref name="stream"/> (tests use memory streams); <paramref name="path"/> names it in errors and is where tensors are read from.</summary>
+    internal static GgufFile Parse(Stream stream, string path)
     {
         long fileLength = stream.Length;
         var r = new GgufHeaderReader(stream, path, fileLength);

@@ -21,7 +21,8 @@ sealed class GgufHeaderReader(Stream stream, string path, long fileLength)
     {
         if (destination.Length > Remaining)
             throw Error($"file ends at byte {fileLength} while reading {what} at byte {Position} (truncated or not GGUF)");
-        stream.ReadExactly(destination);
+        try { stream.ReadExactly(destination); }
+        catch (EndOfStreamException) { throw Error($"file ended early while reading {what} at byte {Position} (it changed while being read?)"); }
         Position += destination.Length;
     }
 
