@@ -24,6 +24,7 @@ public sealed partial class GgufFile
         using var handle = File.OpenHandle(Path, FileMode.Open, FileAccess.Read, FileShare.Read);
         if (RandomAccess.GetLength(handle) != FileLength)
             throw new InvalidDataException($"{Path}: the file changed size since its header was read ({FileLength} bytes then, {RandomAccess.GetLength(handle)} now)");
+        if (RawType(info) is { } rawType) return ReadRaw(handle, info, rawType, dtype);
         var result = empty(info.Shape, ScalarType.Float32);
         try
         {
@@ -35,6 +36,42 @@ public sealed partial class GgufFile
         {
             result.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Plain float types under 2 GiB are read straight into a tensor of their own dtype; torch converts them (vectorized).</summary>
+    static ScalarType? RawType(GgufTensorInfo info) => info.ByteSize > int.MaxValue ? null : info.Type switch
+    {
+        GgufTensorType.F32 => ScalarType.Float32,
+        GgufTensorType.F16 => ScalarType.Float16,
+        GgufTensorType.BF16 => ScalarType.BFloat16,
+        _ => null,
+    };
+
+    Tensor ReadRaw(SafeFileHandle handle, GgufTensorInfo info, ScalarType rawType, ScalarType dtype)
+    {
+        var result = empty(info.Shape, rawType);
+        try
+        {
+            ReadExactly(handle, info, result.bytes, DataStart + info.Offset);
+            if (dtype == rawType) return result;
+            using (result) return result.to(dtype);
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+    }
+
+    void ReadExactly(SafeFileHandle handle, GgufTensorInfo info, Span<byte> destination, long at)
+    {
+        int read = 0;
+        while (read < destination.Length)
+        {
+            int more = RandomAccess.Read(handle, destination[read..], at + read);
+            if (more == 0) throw new InvalidDataException($"{Path}: tensor '{info.Name}' data ends early at byte {at + read} (file truncated while reading?)");
+            read += more;
         }
     }
 
@@ -52,13 +89,7 @@ public sealed partial class GgufFile
                 int blocks = (int)Math.Min(chunkBlocks, totalBlocks - first);
                 var raw = buffer.AsSpan(0, blocks * blockBytes);
                 long at = DataStart + info.Offset + first * blockBytes;
-                int read = RandomAccess.Read(handle, raw, at);
-                while (read < raw.Length)
-                {
-                    int more = RandomAccess.Read(handle, raw[read..], at + read);
-                    if (more == 0) throw new InvalidDataException($"{Path}: tensor '{info.Name}' data ends early at byte {at + read} (file truncated while reading?)");
-                    read += more;
-                }
+                ReadExactly(handle, info, raw, at);
                 float* chunkOut = (float*)output + first * blockSize;
                 // Parallel over groups of blocks; each group decodes its own slice of bytes into its own slice of floats.
                 const int group = 64;

@@ -48,6 +48,20 @@ public class GgufRoundTripTests
     }
 
     [Fact]
+    public void Version_2_files_are_read_as_version_3()
+    {
+        using var temp = new TestModels.TempFolder();
+        string path = temp.File("v2.gguf");
+        new GgufWriter().Set("a", 1u).AddTensor("w", ones(2, 3)).Save(path);
+        byte[] bytes = File.ReadAllBytes(path);
+        bytes[4] = 2; // v2 has v3's layout (u64 counts); only v1 differed
+        File.WriteAllBytes(path, bytes);
+        var file = GgufFile.Open(path);
+        Assert.Equal(2u, file.Version);
+        Assert.Equal(6f, file.ReadTensor("w").sum().item<float>());
+    }
+
+    [Fact]
     public void Typed_getters_name_the_key_when_missing_or_of_another_type()
     {
         using var temp = new TestModels.TempFolder();
