@@ -60,13 +60,13 @@ public sealed class LanguageModel : IDisposable
     {
         var tokenizer = DecoderTokenizers.FromHuggingFace(folder);
         var model = PretrainedDecoder.Load(folder, dtype);
-        var template = Template(tokenizer.ChatTemplate, Path.Combine(folder, "tokenizer_config.json: chat_template"), chatTemplateFile);
+        var template = LoadTemplate(tokenizer.ChatTemplate, Path.Combine(folder, "tokenizer_config.json: chat_template"), chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"Hugging Face folder {Path.GetFullPath(folder)}", []);
     }
 
     static LanguageModel LoadGguf(string path, ScalarType dtype, string? chatTemplateFile)
     {
-        using var map = GgufModelMap.Open(path);
+        var map = GgufModelMap.Open(path);
         var data = map.Tokenizer ?? throw new InvalidDataException($"{path}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
         var tokenizer = DecoderTokenizers.FromData(new DecoderTokenizerData(
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
@@ -76,11 +76,11 @@ public sealed class LanguageModel : IDisposable
         var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
         var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
         if (map.RopeFrequencyFactors is { } factors) notes.Add($"{factors}: Llama 3 rope scaling read from config.json's rope_scaling is not in this file; the factors tensor is used as stored");
-        var template = Template(tokenizer.ChatTemplate, $"{path}: tokenizer.chat_template", chatTemplateFile);
+        var template = LoadTemplate(tokenizer.ChatTemplate, $"{path}: tokenizer.chat_template", chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"GGUF file {Path.GetFullPath(path)} ({map.Architecture})", notes);
     }
 
-    static ChatTemplate? Template(string? shipped, string source, string? overrideFile)
+    static ChatTemplate? LoadTemplate(string? shipped, string source, string? overrideFile)
     {
         if (overrideFile is not null)
         {
