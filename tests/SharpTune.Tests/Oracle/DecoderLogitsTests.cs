@@ -1,0 +1,96 @@
+using LLama.Native;
+using SharpTune.Checkpoints.Gguf;
+using SharpTune.Generation;
+using SharpTune.Models.Decoders;
+using SharpTune.Tests.Checkpoints.Gguf;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Oracle;
+
+/// <summary>
+/// Tiny random decoders of each family written as GGUF, run by SharpTune and by llama.cpp on the same file: the same
+/// per-position logits (F32), the same greedy continuation, and, for files llama.cpp quantized itself, the same
+/// perplexity within what llama.cpp's quantized activations allow.
+/// </summary>
+[Trait("Category", "NumericParity")]
+public class DecoderLogitsTests
+{
+    // Odd sizes, grouped-query attention (6 heads, 2 key/value heads), a vocabulary with the 256 byte tokens llama.cpp's tokenizer wants.
+    static readonly TinyDecoderSizes Sizes = new(Vocab: 301, Hidden: 48, Layers: 2, Heads: 6, KvHeads: 2, Intermediate: 83, Positions: 96);
+    static readonly int[] Tokens = [1, 17, 260, 5, 99, 42, 300, 3, 128, 77, 260, 261, 9];
+
+    static string Write(TestModels.TempFolder temp, string family, TinyDecoderSizes sizes, bool tied = false)
+    {
+        string path = temp.File($"{family}.gguf");
+        GgufTestModels.WriteLlama(path, family, sizes, Scaled(GgufTestModels.HfLlama(sizes, bias: family == "qwen2", tied: tied)));
+        return path;
+    }
+
+    /// <summary>Weights at the scale of a trained model (about 1/sqrt(fan-in)), so logits are neither flat nor saturated.</summary>
+    static Dictionary<string, Tensor> Scaled(Dictionary<string, Tensor> hf) => hf.ToDictionary(kv => kv.Key,
+        kv => kv.Value.dim() == 2 && !kv.Key.Contains("embed") && !kv.Key.Contains("wte") && !kv.Key.Contains("wpe") ? kv.Value * 0.15f : kv.Value);
+
+    [Theory]
+    [InlineData("llama", false)]
+    [InlineData("llama", true)]
+    [InlineData("qwen2", false)]
+    public void Logits_equal_llama_cpp_on_the_same_f32_file(string family, bool tied)
+    {
+        using var temp = new TestModels.TempFolder();
+        string path = Write(temp, family, Sizes, tied);
+        using var ours = LanguageModel.Load(path);
+        using var reference = new LlamaCpp(path);
+        Assert.Equal(Sizes.Vocab, reference.VocabSize);
+
+        using var ids = tensor(Tokens.Select(t => (long)t).ToArray()).unsqueeze(0);
+        using var noGrad = no_grad();
+        using var logits = ours.Model.Forward(ids)[0];                                   // (T, V)
+        var expected = reference.Logits(Tokens);
+        for (int t = 0; t < Tokens.Length; t++)
+            Tolerances.AssertClose(expected[t], logits[t].data<float>().ToArray(), 1e-4, $"{family} position {t}");
+    }
+
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    public void Greedy_generation_equals_llama_cpp(string family)
+    {
+        using var temp = new TestModels.TempFolder();
+        string path = Write(temp, family, Sizes);
+        using var ours = LanguageModel.Load(path);
+        using var reference = new LlamaCpp(path);
+        int[] prompt = [1, 40, 41, 42];
+        var generated = new TextGenerator(ours.Model, new GenerationOptions { Greedy = true, MaxNewTokens = 20 }).Generate([prompt]).Single();
+        Assert.Equal(reference.Greedy(prompt, 20), generated.TokenIds);
+    }
+
+    [Theory]
+    [InlineData(LLamaFtype.MOSTLY_Q8_0)]
+    [InlineData(LLamaFtype.MOSTLY_Q4_0)]
+    [InlineData(LLamaFtype.MOSTLY_Q4_K_M)]
+    [InlineData(LLamaFtype.MOSTLY_Q6_K)]
+    public void Quantized_files_give_llama_cpps_perplexity(LLamaFtype type)
+    {
+        using var temp = new TestModels.TempFolder();
+        // K-quants need rows that are multiples of 256.
+        var sizes = TinyDecoderSizes.Quantizable;
+        string source = Write(temp, "llama", sizes), quantized = temp.File("quantized.gguf");
+        NativeApi.llama_empty_call();
+        Assert.True(LLama.LLamaQuantizer.Quantize(source, quantized, type, nthread: 2, allowRequantize: true, quantizeOutputTensor: true));
+        using var ours = LanguageModel.Load(quantized);
+        using var reference = new LlamaCpp(quantized);
+        var random = new Random(11);
+        int[] tokens = [1, .. Enumerable.Range(0, 63).Select(_ => random.Next(3, sizes.Vocab))];
+
+        double ourPerplexity = PerplexityScorer.Score(ours.Model, [tokens]).Perplexity;
+        var logits = reference.Logits(tokens);
+        double nll = 0;
+        for (int t = 0; t + 1 < tokens.Length; t++)
+        {
+            double max = logits[t].Max(), sum = logits[t].Sum(v => Math.Exp(v - max));
+            nll -= logits[t][tokens[t + 1]] - max - Math.Log(sum);
+        }
+        double theirs = Math.Exp(nll / (tokens.Length - 1));
+        Assert.True(Math.Abs(ourPerplexity / theirs - 1) < 0.005, $"{type}: perplexity {ourPerplexity:F3} vs llama.cpp {theirs:F3}");
+    }
+}
