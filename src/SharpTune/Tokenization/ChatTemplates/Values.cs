@@ -140,7 +140,7 @@ static class Values
             case bool b: sb.Append(b ? "True" : "False"); break;
             case long l: sb.Append(l.ToString(CultureInfo.InvariantCulture)); break;
             case double d: sb.Append(FormatFloat(d)); break;
-            case string s: sb.Append('\'').Append(s.Replace("\\", "\\\\").Replace("'", "\\'").Replace("\n", "\\n")).Append('\''); break;
+            case string s: sb.Append(PythonStringRepr(s)); break;
             case List<object?> list:
                 sb.Append('[');
                 for (int i = 0; i < list.Count; i++) { if (i > 0) sb.Append(", "); WriteRepr(sb, list[i], maxChars); }
@@ -164,6 +164,23 @@ static class Values
         }
         if (sb.Length > maxChars)
             throw new TemplateError(ChatTemplateErrorKind.Limit, $"printing a value takes more than {maxChars} characters");
+    }
+
+    // Python quotes with ' unless the text has ' and no ", and escapes backslashes, the quote and control characters.
+    static string PythonStringRepr(string s)
+    {
+        char quote = s.Contains('\'') && !s.Contains('"') ? '"' : '\'';
+        var sb = new StringBuilder().Append(quote);
+        foreach (char c in s)
+        {
+            if (c == '\\' || c == quote) sb.Append('\\').Append(c);
+            else if (c == '\n') sb.Append("\\n");
+            else if (c == '\r') sb.Append("\\r");
+            else if (c == '\t') sb.Append("\\t");
+            else if (c < ' ' || c == '\x7f') sb.Append($"\\x{(int)c:x2}");
+            else sb.Append(c);
+        }
+        return sb.Append(quote).ToString();
     }
 
     /// <summary>Python's float repr: shortest round-trip digits, always with a '.' or an exponent.</summary>

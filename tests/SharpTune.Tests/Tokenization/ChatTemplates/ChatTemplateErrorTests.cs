@@ -141,6 +141,11 @@ public class ChatTemplateErrorTests
         var blocks = ParseError(string.Concat(Enumerable.Repeat("{% if true %}", 500)) + string.Concat(Enumerable.Repeat("{% endif %}", 500)));
         Assert.Equal(ChatTemplateErrorKind.Limit, blocks.Kind);
         Assert.Contains("blocks nested deeper than 100 levels", blocks.Message);
+
+        // A long left-leaning chain parses without recursion but would evaluate 200,000 frames deep.
+        var chain = RenderError("{{ 1" + string.Concat(Enumerable.Repeat(" + 1", 200_000)) + " }}");
+        Assert.Equal(ChatTemplateErrorKind.Limit, chain.Kind);
+        Assert.Contains("nests too deeply to evaluate", chain.Message);
     }
 
     [Fact]

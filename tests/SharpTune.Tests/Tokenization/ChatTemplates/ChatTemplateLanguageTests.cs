@@ -70,6 +70,7 @@ public class ChatTemplateLanguageTests
     [InlineData("{{ 1 % 0.1 }} {{ -7.5 // 2 }} {{ 7.5 % -2 }}", "0.09999999999999995 -4.0 -0.5")]
     [InlineData("{{ 'ab-cd(ef x' | title }} {{ 'ab-cd(ef x'.title() }} {{ \"it's\" | title }}", "Ab-Cd(Ef X Ab-Cd(Ef X It's")]
     [InlineData("{{ '' is lower }}{{ '1a' is lower }}{{ [1] * 2 }}{{ 2 * 'ab' }}", "FalseTrue[1, 1]abab")]
+    [InlineData("{{ [\"it's\", 'a\"b', 'tab\\there', 'both\\'\"'] }}", "[\"it's\", 'a\"b', 'tab\\there', 'both\\'\"']")]
     [InlineData("{% generation %}kept{% endgeneration %}", "kept")]  // transformers' extension, not plain Jinja
     public void Expressions_and_statements(string template, string expected) => Assert.Equal(expected, Render(template));
 
