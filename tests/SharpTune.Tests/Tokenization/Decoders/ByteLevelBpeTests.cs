@@ -97,6 +97,8 @@ public class ByteLevelBpeTests
     [InlineData("qwen2", "abc 12345", new[] { "abc", " ", "1", "2", "3", "4", "5" })]
     [InlineData("smollm", "abc 123x", new[] { "abc", " ", "1", "2", "3", "x" })]
     [InlineData("llama-bpe", "a\n\n  b", new[] { "a", "\n\n", " ", " b" })]
+    [InlineData("gpt-2", "a𝐀b x🤗 𠀀", new[] { "a𝐀b", " x", "🤗", " 𠀀" })]
+    [InlineData("qwen2", "x𝟏𝟐 .𝐀", new[] { "x", "𝟏", "𝟐", " .", "𝐀" })]
     public void Pre_tokenizers_split_as_each_model_does(string pre, string text, string[] expected)
     {
         var (preTokenizer, _, _) = PreTokenizer.ForGguf(pre, "test");
