@@ -22,6 +22,9 @@ static class HuggingFaceTokenizerLoader
         if (type != "BPE")
             throw new NotSupportedException($"{path}: model.type is '{type}', expected 'BPE' (byte-level or SentencePiece BPE).");
 
+        foreach (var affix in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
+            if (OptionalString(model, affix) is { Length: > 0 } value)
+                throw new NotSupportedException($"{path}: model.{affix} is '{value}'; decoder BPE models have none.");
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var entry in Field(model, "vocab", JsonValueKind.Object, path, "model.vocab").EnumerateObject())
             vocab[entry.Name] = entry.Value.ValueKind == JsonValueKind.Number && entry.Value.TryGetInt32(out var id) && id >= 0

@@ -38,6 +38,9 @@ public class LoaderErrorTests
         WriteJson(folder, """{"model": {"type": "Unigram", "vocab": []}}""");
         Assert.Contains("model.type is 'Unigram'", Assert.Throws<NotSupportedException>(() => DecoderTokenizers.FromHuggingFace(folder.Path)).Message);
 
+        WriteJson(folder, """{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [], "continuing_subword_prefix": "##"}}""");
+        Assert.Contains("model.continuing_subword_prefix is '##'", Assert.Throws<NotSupportedException>(() => DecoderTokenizers.FromHuggingFace(folder.Path)).Message);
+
         WriteJson(folder, """{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Punctuation"}]}, """ + Decoder + "}");
         var e = Assert.Throws<NotSupportedException>(() => DecoderTokenizers.FromHuggingFace(folder.Path));
         Assert.Contains("pre_tokenizer.pretokenizers[0].type 'Punctuation'", e.Message);
