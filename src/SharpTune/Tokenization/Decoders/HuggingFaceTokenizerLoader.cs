@@ -65,7 +65,7 @@ static class HuggingFaceTokenizerLoader
             bool addPrefixSpace = false;
             if (preTokenizer is { } pt) CollectPatterns(pt, patterns, ref addPrefixSpace, path, "pre_tokenizer");
             bool nfc = normalizer is { } n && CheckByteLevelNormalizer(n, path, "normalizer");
-            return new ByteLevelBpeTokenizer(setup, merges, new PreTokenizer(patterns),
+            return new ByteLevelBpeTokenizer(setup, merges, new ByteLevelPreTokenizer(patterns),
                 OptionalBool(model, "ignore_merges") ?? false, addPrefixSpace, nfc);
         }
 
@@ -224,10 +224,10 @@ static class HuggingFaceTokenizerLoader
                 break;
             case "ByteLevel":
                 addPrefixSpace |= OptionalBool(node, "add_prefix_space") ?? false;
-                if (OptionalBool(node, "use_regex") ?? true) patterns.Add(PreTokenizer.Gpt2Pattern);
+                if (OptionalBool(node, "use_regex") ?? true) patterns.Add(ByteLevelPreTokenizer.Gpt2Pattern);
                 break;
             case "Digits":
-                patterns.Add(OptionalBool(node, "individual_digits") ?? false ? PreTokenizer.IndividualDigitsPattern : @"\p{N}+");
+                patterns.Add(OptionalBool(node, "individual_digits") ?? false ? ByteLevelPreTokenizer.IndividualDigitsPattern : @"\p{N}+");
                 break;
             case "Split":
                 var behavior = OptionalString(node, "behavior");

@@ -8,7 +8,7 @@ namespace SharpTune.Tokenization.Decoders;
 /// and the text between them (HF <c>Split</c> with behaviour "Isolated", llama.cpp <c>unicode_regex_split</c>).
 /// Patterns follow the models' tokenizer.json files and llama.cpp's <c>llm_tokenizer_bpe</c> table.
 /// </summary>
-public sealed class PreTokenizer
+public sealed class ByteLevelPreTokenizer
 {
     /// <summary>GPT-2 (openai encoder.py; HF ByteLevel with use_regex).</summary>
     public const string Gpt2Pattern =
@@ -41,7 +41,7 @@ public sealed class PreTokenizer
 
     readonly Regex[] regexes;
 
-    public PreTokenizer(IEnumerable<string> patterns)
+    public ByteLevelPreTokenizer(IEnumerable<string> patterns)
     {
         regexes = patterns.Select(p => new Regex(p, RegexOptions.Compiled | RegexOptions.CultureInvariant)).ToArray();
     }
@@ -49,13 +49,13 @@ public sealed class PreTokenizer
     public IReadOnlyList<string> Patterns => regexes.Select(r => r.ToString()).ToArray();
 
     /// <summary>The pre-tokenizer llama.cpp uses for <paramref name="pre"/>; null or empty means "default", as in llama.cpp.</summary>
-    internal static (PreTokenizer PreTokenizer, bool IgnoreMerges, bool AddBos) ForGguf(string? pre, string source)
+    internal static (ByteLevelPreTokenizer PreTokenizer, bool IgnoreMerges, bool AddBos) ForGguf(string? pre, string source)
     {
         var name = string.IsNullOrEmpty(pre) ? "default" : pre;
         if (!GgufPresets.TryGetValue(name, out var preset))
             throw new NotSupportedException(
                 $"{source}: tokenizer.ggml.pre '{name}' is not supported; supported: {string.Join(", ", GgufPresets.Keys)}.");
-        return (new PreTokenizer(preset.Patterns), preset.IgnoreMerges, preset.AddBos);
+        return (new ByteLevelPreTokenizer(preset.Patterns), preset.IgnoreMerges, preset.AddBos);
     }
 
     public List<string> Split(string text)
