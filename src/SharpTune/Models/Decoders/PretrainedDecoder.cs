@@ -62,6 +62,7 @@ public static class PretrainedDecoder
         var family = DecoderFamilies.ForConfig(config);
         var parsed = family.ParseConfig(config, "config");
         var model = family.Build(parsed, linears);
+        DecoderInit.Apply(model.Module, parsed.InitializerRange); // only here: loaded weights overwrite it anyway
         model.Module.to(CheckDtype(dtype));
         return model;
     }

@@ -13,13 +13,13 @@ public sealed class ByteLevelBpeTokenizer : DecoderTokenizer
 {
     const int MaxCachedWordLength = 64, MaxCacheEntries = 200_000;
 
-    readonly PreTokenizer preTokenizer;
+    readonly ByteLevelPreTokenizer preTokenizer;
     readonly Dictionary<(string, string), int> ranks;
     readonly ConcurrentDictionary<string, int[]> cache = new(StringComparer.Ordinal);
     readonly BpeMerger.TryGetPriority tryGetRank;
 
     internal ByteLevelBpeTokenizer(
-        DecoderTokenizerSetup setup, IReadOnlyList<(string Left, string Right)> merges, PreTokenizer preTokenizer,
+        DecoderTokenizerSetup setup, IReadOnlyList<(string Left, string Right)> merges, ByteLevelPreTokenizer preTokenizer,
         bool ignoreMerges, bool addPrefixSpace, bool normalizeNfc) : base(setup)
     {
         this.preTokenizer = preTokenizer;
@@ -36,7 +36,7 @@ public sealed class ByteLevelBpeTokenizer : DecoderTokenizer
         };
     }
 
-    public PreTokenizer PreTokenizer => preTokenizer;
+    public ByteLevelPreTokenizer PreTokenizer => preTokenizer;
     public bool IgnoreMerges { get; }
     public bool AddPrefixSpace { get; }
     public bool NormalizeNfc { get; }

@@ -37,7 +37,7 @@ public static class DecoderTokenizers
             {
                 if (data.Merges is null)
                     throw new InvalidDataException($"{source}: tokenizer.ggml.merges is missing (required when tokenizer.ggml.model is 'gpt2').");
-                var (pre, ignoreMerges, defaultAddBos) = PreTokenizer.ForGguf(data.Pre, source);
+                var (pre, ignoreMerges, defaultAddBos) = ByteLevelPreTokenizer.ForGguf(data.Pre, source);
                 var setup = Setup(data, added, source, data.AddBos ?? defaultAddBos, data.AddEos ?? false, bos: data.Bos, eos: data.Eos, unk: data.Unk);
                 return new ByteLevelBpeTokenizer(setup, ParseMerges(data.Merges, source, "tokenizer.ggml.merges"), pre,
                     ignoreMerges, addPrefixSpace: false, normalizeNfc: false);

@@ -22,6 +22,9 @@ static class HuggingFaceTokenizerLoader
         if (type != "BPE")
             throw new NotSupportedException($"{path}: model.type is '{type}', expected 'BPE' (byte-level or SentencePiece BPE).");
 
+        foreach (var affix in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
+            if (OptionalString(model, affix) is { Length: > 0 } value)
+                throw new NotSupportedException($"{path}: model.{affix} is '{value}'; decoder BPE models have none.");
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var entry in Field(model, "vocab", JsonValueKind.Object, path, "model.vocab").EnumerateObject())
             vocab[entry.Name] = entry.Value.ValueKind == JsonValueKind.Number && entry.Value.TryGetInt32(out var id) && id >= 0
@@ -62,7 +65,7 @@ static class HuggingFaceTokenizerLoader
             bool addPrefixSpace = false;
             if (preTokenizer is { } pt) CollectPatterns(pt, patterns, ref addPrefixSpace, path, "pre_tokenizer");
             bool nfc = normalizer is { } n && CheckByteLevelNormalizer(n, path, "normalizer");
-            return new ByteLevelBpeTokenizer(setup, merges, new PreTokenizer(patterns),
+            return new ByteLevelBpeTokenizer(setup, merges, new ByteLevelPreTokenizer(patterns),
                 OptionalBool(model, "ignore_merges") ?? false, addPrefixSpace, nfc);
         }
 
@@ -221,10 +224,10 @@ static class HuggingFaceTokenizerLoader
                 break;
             case "ByteLevel":
                 addPrefixSpace |= OptionalBool(node, "add_prefix_space") ?? false;
-                if (OptionalBool(node, "use_regex") ?? true) patterns.Add(PreTokenizer.Gpt2Pattern);
+                if (OptionalBool(node, "use_regex") ?? true) patterns.Add(ByteLevelPreTokenizer.Gpt2Pattern);
                 break;
             case "Digits":
-                patterns.Add(OptionalBool(node, "individual_digits") ?? false ? PreTokenizer.IndividualDigitsPattern : @"\p{N}+");
+                patterns.Add(OptionalBool(node, "individual_digits") ?? false ? ByteLevelPreTokenizer.IndividualDigitsPattern : @"\p{N}+");
                 break;
             case "Split":
                 var behavior = OptionalString(node, "behavior");

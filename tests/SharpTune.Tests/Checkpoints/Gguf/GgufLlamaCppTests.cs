@@ -92,6 +92,34 @@ public class GgufLlamaCppTests
         }
     }
 
+    [Fact]
+    public void Llama_cpp_loads_a_model_file_written_by_the_writer()
+    {
+        using var temp = new TestModels.TempFolder();
+        var s = TinyDecoderSizes.Quantizable;
+        string path = temp.File("tiny.gguf");
+        GgufTestModels.WriteLlama(path, "llama", s, GgufTestModels.HfLlama(s, bias: false, tied: true), GgufTensorType.Q8_0);
+        var log = new StringBuilder();
+        NativeApi.llama_empty_call();
+        NativeLogConfig.llama_log_set((level, message) => { lock (log) log.Append(message); });
+        try
+        {
+            using var weights = LLama.LLamaWeights.LoadFromFile(new LLama.Common.ModelParams(path) { ContextSize = 64 });
+            Assert.Equal(s.Vocab, weights.Vocab.Count);
+            Assert.Equal(s.Positions, weights.ContextSize);
+            Assert.Equal("llama", weights.Metadata["general.architecture"]);
+            Assert.Equal(s.Hidden, weights.EmbeddingSize);
+        }
+        catch (Exception e) when (e is not Xunit.Sdk.XunitException)
+        {
+            Assert.Fail($"llama.cpp could not load the file: {e.Message}\n{log}");
+        }
+        finally
+        {
+            NativeLogConfig.llama_log_set((_, _) => { });
+        }
+    }
+
     /// <summary>Relative RMS error for Gaussian weights: about step/√12 of each type's grid, with headroom.</summary>
     static double Tolerance(GgufTensorType type) => type switch
     {

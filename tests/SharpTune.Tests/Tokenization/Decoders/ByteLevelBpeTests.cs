@@ -83,7 +83,7 @@ public class ByteLevelBpeTests
     {
         using var folder = new TestModels.TempFolder();
         HfJson.WriteByteLevel(folder.Path, Gpt2Reference.Tokens[..Gpt2Reference.EndOfText], Gpt2Reference.Merges,
-            added: [("<|endoftext|>", Gpt2Reference.EndOfText, true)], preTokenizer: HfJson.ByteLevelPreTokenizer,
+            added: [("<|endoftext|>", Gpt2Reference.EndOfText, true)], preTokenizer: HfJson.ByteLevelPreTokenizerJson,
             config: """{"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}""");
         var fromJson = DecoderTokenizers.FromHuggingFace(folder.Path);
         foreach (var text in TextList) Assert.Equal(gpt2.Value.Encode(text), fromJson.Encode(text));
@@ -97,9 +97,11 @@ public class ByteLevelBpeTests
     [InlineData("qwen2", "abc 12345", new[] { "abc", " ", "1", "2", "3", "4", "5" })]
     [InlineData("smollm", "abc 123x", new[] { "abc", " ", "1", "2", "3", "x" })]
     [InlineData("llama-bpe", "a\n\n  b", new[] { "a", "\n\n", " ", " b" })]
+    [InlineData("gpt-2", "a𝐀b x🤗 𠀀", new[] { "a𝐀b", " x", "🤗", " 𠀀" })]
+    [InlineData("qwen2", "x𝟏𝟐 .𝐀", new[] { "x", "𝟏", "𝟐", " .", "𝐀" })]
     public void Pre_tokenizers_split_as_each_model_does(string pre, string text, string[] expected)
     {
-        var (preTokenizer, _, _) = PreTokenizer.ForGguf(pre, "test");
+        var (preTokenizer, _, _) = ByteLevelPreTokenizer.ForGguf(pre, "test");
         Assert.Equal(expected, preTokenizer.Split(text));
     }
 
@@ -132,8 +134,8 @@ public class ByteLevelBpeTests
     {
         foreach (var (pre, pattern, extra) in new[]
         {
-            ("llama-bpe", PreTokenizer.Llama3Pattern, "\"ignore_merges\": true, "),
-            ("qwen2", PreTokenizer.Qwen2Pattern, ""),
+            ("llama-bpe", ByteLevelPreTokenizer.Llama3Pattern, "\"ignore_merges\": true, "),
+            ("qwen2", ByteLevelPreTokenizer.Qwen2Pattern, ""),
         })
         {
             using var folder = new TestModels.TempFolder();
@@ -154,7 +156,7 @@ public class ByteLevelBpeTests
     {
         using var folder = new TestModels.TempFolder();
         HfJson.WriteByteLevel(folder.Path, Gpt2Reference.Tokens[..Gpt2Reference.EndOfText], Gpt2Reference.Merges,
-            added: [], preTokenizer: HfJson.ByteLevelPreTokenizer);
+            added: [], preTokenizer: HfJson.ByteLevelPreTokenizerJson);
         var path = folder.File("tokenizer.json");
         File.WriteAllText(path, File.ReadAllText(path).Replace("\"normalizer\":null", "\"normalizer\":{\"type\":\"NFC\"}"));
         var nfc = DecoderTokenizers.FromHuggingFace(folder.Path);

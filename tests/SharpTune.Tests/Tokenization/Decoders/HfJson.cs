@@ -6,7 +6,7 @@ namespace SharpTune.Tests.Tokenization.Decoders;
 /// <summary>Writes small Hugging Face tokenizer folders (tokenizer.json + tokenizer_config.json) for tests.</summary>
 static class HfJson
 {
-    public const string ByteLevelPreTokenizer =
+    public const string ByteLevelPreTokenizerJson =
         """{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}""";
 
     /// <summary>Llama 2's legacy layout: Prepend("▁") + Replace(" ", "▁") normalizer, no pre-tokenizer, byte fallback.</summary>

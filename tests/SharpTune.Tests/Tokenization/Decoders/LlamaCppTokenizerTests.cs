@@ -18,6 +18,7 @@ public class LlamaCppTokenizerTests
         "hello world", "abc", " hello", "é and 🤗", "x<|endoftext|>y", "<s>hello</s>", "",
         "1,000,000 and 2024-01-31", "'s'S 'LL 'Re", "a\u00A0b \u3000c", "   \n  \n\n x", "\r\n\r\n\ty", "🤗🤗 x🤗", "ÀÉÎõü ĳ ǅ",
         "Ω≈ç√∫ ÷ ¿¡", "tab\tand\u000Bvt", "mixed123abc456", "!!!??? ...", "  \n",
+        "𝐀𝐁𝐂 bold, 𠀀𠀁 ext-B, x𝟏𝟐𝟑4 math digits, 𐍈 gothic", "a𝐀b x𠀀y 1𝟏2 .𝐀",
     ];
 
     static int[] LlamaCppIds(LLamaWeights weights, string text, bool addBos, bool special) =>

@@ -38,6 +38,9 @@ public class LoaderErrorTests
         WriteJson(folder, """{"model": {"type": "Unigram", "vocab": []}}""");
         Assert.Contains("model.type is 'Unigram'", Assert.Throws<NotSupportedException>(() => DecoderTokenizers.FromHuggingFace(folder.Path)).Message);
 
+        WriteJson(folder, """{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [], "continuing_subword_prefix": "##"}}""");
+        Assert.Contains("model.continuing_subword_prefix is '##'", Assert.Throws<NotSupportedException>(() => DecoderTokenizers.FromHuggingFace(folder.Path)).Message);
+
         WriteJson(folder, """{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Punctuation"}]}, """ + Decoder + "}");
         var e = Assert.Throws<NotSupportedException>(() => DecoderTokenizers.FromHuggingFace(folder.Path));
         Assert.Contains("pre_tokenizer.pretokenizers[0].type 'Punctuation'", e.Message);
@@ -77,7 +80,7 @@ public class LoaderErrorTests
         using var folder = new TestModels.TempFolder();
         HfJson.WriteByteLevel(folder.Path, ["a", "b", "ab"], ["a b"],
             added: [("<|begin_of_text|>", 3, true), ("<|end_of_text|>", 4, true), ("<|eot_id|>", 5, true), ("<tool>", 6, false)],
-            preTokenizer: $$"""{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": {{System.Text.Json.JsonSerializer.Serialize(PreTokenizer.Llama3Pattern)}}}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]}""");
+            preTokenizer: $$"""{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": {{System.Text.Json.JsonSerializer.Serialize(ByteLevelPreTokenizer.Llama3Pattern)}}}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]}""");
         var json = File.ReadAllText(folder.File("tokenizer.json"));
         json = json[..^1] + """, "post_processor": {"type": "Sequence", "processors": [{"type": "ByteLevel"}, {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]}]}}""";
         File.WriteAllText(folder.File("tokenizer.json"), json);

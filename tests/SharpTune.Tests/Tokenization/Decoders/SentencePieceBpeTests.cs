@@ -91,4 +91,20 @@ public class SentencePieceBpeTests
         Assert.True(hf.AddBos);
         Assert.Equal(Unk, hf.UnkId);
     }
+
+    [Fact]
+    public void Metaspace_first_prepends_only_at_the_start_of_the_input()
+    {
+        using var folder = new TestModels.TempFolder();
+        HfJson.WriteSentencePiece(folder.Path, Tokens, Merges(), added: [("<unk>", Unk, true), ("<s>", Bos, true), ("</s>", Eos, true)]);
+        var path = folder.File("tokenizer.json");
+        var json = File.ReadAllText(path);
+        json = json.Replace(json[json.IndexOf("\"normalizer\":", StringComparison.Ordinal)..json.IndexOf(",\"pre_tokenizer\":null", StringComparison.Ordinal)], "\"normalizer\":null")
+            .Replace("\"pre_tokenizer\":null", "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"first\",\"split\":false}");
+        File.WriteAllText(path, json);
+        var t = DecoderTokenizers.FromHuggingFace(folder.Path);
+        Assert.False(t.AddBos);
+        Assert.Equal([Id("▁hello"), Bos, Id("hello")], t.Encode("hello<s>hello", parseSpecial: true));
+        Assert.Equal("hello world", t.Decode(t.Encode("hello world")));
+    }
 }

@@ -45,7 +45,8 @@ public sealed class Gpt2Model : nn.Module
 /// <summary>
 /// A GPT-2 language model whose <c>state_dict()</c> keys are exactly Hugging Face's <c>GPT2LMHeadModel</c> keys
 /// (<c>transformer.wte.weight</c>, <c>transformer.h.{i}.attn.c_attn.weight</c>, ...). The head is tied to
-/// <c>transformer.wte</c> (no <c>lm_head.weight</c> key) unless <c>tie_word_embeddings</c> is false.
+/// <c>transformer.wte</c> (no <c>lm_head.weight</c> key) unless <c>tie_word_embeddings</c> is false. The constructor leaves
+/// TorchSharp's default initialisation; <see cref="PretrainedDecoder.Create"/> applies Hugging Face's (<see cref="DecoderInit"/>).
 /// </summary>
 public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel
 {
@@ -64,7 +65,6 @@ public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel
         transformer = new Gpt2Model(config);
         if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.NEmbd, config.VocabSize, hasBias: false);
         RegisterComponents();
-        DecoderInit.Apply(this, config.InitializerRange);
     }
 
     public Gpt2Config Config { get; }

@@ -70,7 +70,8 @@ public sealed class LlamaModel : nn.Module
 /// A Llama language model whose <c>state_dict()</c> keys are exactly Hugging Face's <c>LlamaForCausalLM</c> keys
 /// (<c>model.embed_tokens.weight</c>, <c>model.layers.{i}.self_attn.q_proj.weight</c>, ..., <c>lm_head.weight</c>).
 /// With <c>tie_word_embeddings</c> there is no <c>lm_head</c>: the head is the embedding matrix, as in HF's saved files.
-/// Qwen2 and Mistral use this module with their own configs.
+/// Qwen2 and Mistral use this module with their own configs. The constructor leaves TorchSharp's default initialisation;
+/// <see cref="PretrainedDecoder.Create"/> applies Hugging Face's (<see cref="DecoderInit"/>); loading, whose weights overwrite it, skips it.
 /// </summary>
 public class LlamaForCausalLM : nn.Module, ICausalLanguageModel
 {
@@ -86,7 +87,6 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel
         model = new LlamaModel(config, linears ?? DecoderLinears.Plain);
         if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
         RegisterComponents();
-        DecoderInit.Apply(this, config.InitializerRange);
     }
 
     public LlamaConfig Config { get; }

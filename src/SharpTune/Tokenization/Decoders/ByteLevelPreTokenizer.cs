@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.RegularExpressions;
 
 namespace SharpTune.Tokenization.Decoders;
@@ -6,9 +7,8 @@ namespace SharpTune.Tokenization.Decoders;
 /// Splits text into words before BPE: a sequence of regexes, each splitting every piece further into its matches
 /// and the text between them (HF <c>Split</c> with behaviour "Isolated", llama.cpp <c>unicode_regex_split</c>).
 /// Patterns follow the models' tokenizer.json files and llama.cpp's <c>llm_tokenizer_bpe</c> table.
-/// .NET matches \p{L} per UTF-16 unit, so letters outside the BMP count as non-letters (as in Microsoft.ML.Tokenizers).
 /// </summary>
-public sealed class PreTokenizer
+public sealed class ByteLevelPreTokenizer
 {
     /// <summary>GPT-2 (openai encoder.py; HF ByteLevel with use_regex).</summary>
     public const string Gpt2Pattern =
@@ -41,7 +41,7 @@ public sealed class PreTokenizer
 
     readonly Regex[] regexes;
 
-    public PreTokenizer(IEnumerable<string> patterns)
+    public ByteLevelPreTokenizer(IEnumerable<string> patterns)
     {
         regexes = patterns.Select(p => new Regex(p, RegexOptions.Compiled | RegexOptions.CultureInvariant)).ToArray();
     }
@@ -49,35 +49,74 @@ public sealed class PreTokenizer
     public IReadOnlyList<string> Patterns => regexes.Select(r => r.ToString()).ToArray();
 
     /// <summary>The pre-tokenizer llama.cpp uses for <paramref name="pre"/>; null or empty means "default", as in llama.cpp.</summary>
-    internal static (PreTokenizer PreTokenizer, bool IgnoreMerges, bool AddBos) ForGguf(string? pre, string source)
+    internal static (ByteLevelPreTokenizer PreTokenizer, bool IgnoreMerges, bool AddBos) ForGguf(string? pre, string source)
     {
         var name = string.IsNullOrEmpty(pre) ? "default" : pre;
         if (!GgufPresets.TryGetValue(name, out var preset))
             throw new NotSupportedException(
                 $"{source}: tokenizer.ggml.pre '{name}' is not supported; supported: {string.Join(", ", GgufPresets.Keys)}.");
-        return (new PreTokenizer(preset.Patterns), preset.IgnoreMerges, preset.AddBos);
+        return (new ByteLevelPreTokenizer(preset.Patterns), preset.IgnoreMerges, preset.AddBos);
     }
 
     public List<string> Split(string text)
     {
-        var pieces = new List<string> { text };
+        // .NET regexes see UTF-16 units: a code point outside the BMP is two surrogates (category Cs), so \p{L}
+        // would miss 𝐀 or 𠀀 where HF and llama.cpp see letters. Such text is matched on a stand-in with one BMP
+        // character of the same Unicode category per code point, and the pieces are mapped back.
+        var (work, offsets) = StandIn(text);
+        var pieces = new List<(int Start, int Length)> { (0, work.Length) };
         foreach (var regex in regexes)
         {
-            var next = new List<string>(pieces.Count * 2);
-            foreach (var piece in pieces)
+            var next = new List<(int, int)>(pieces.Count * 2);
+            foreach (var (start, length) in pieces)
             {
                 int last = 0;
-                foreach (var m in regex.EnumerateMatches(piece))
+                foreach (var m in regex.EnumerateMatches(work.AsSpan(start, length)))
                 {
                     if (m.Length == 0) continue;
-                    if (m.Index > last) next.Add(piece[last..m.Index]);
-                    next.Add(piece.Substring(m.Index, m.Length));
+                    if (m.Index > last) next.Add((start + last, m.Index - last));
+                    next.Add((start + m.Index, m.Length));
                     last = m.Index + m.Length;
                 }
-                if (last < piece.Length) next.Add(piece[last..]);
+                if (last < length) next.Add((start + last, length - last));
             }
             pieces = next;
         }
-        return pieces;
+        return offsets is null
+            ? pieces.Select(p => text.Substring(p.Start, p.Length)).ToList()
+            : pieces.Select(p => text[offsets[p.Start]..offsets[p.Start + p.Length]]).ToList();
+    }
+
+    /// <summary>A BMP character of each Unicode category (from U+00A1 on, so no regex metacharacter or ASCII letter).</summary>
+    static readonly char[] CategoryStandIns = BuildStandIns();
+
+    static char[] BuildStandIns()
+    {
+        var standIns = new char[32];
+        for (int c = 0xFFFD; c >= 0xA1; c--)
+            if (!char.IsSurrogate((char)c)) standIns[(int)char.GetUnicodeCategory((char)c)] = (char)c;
+        for (int i = 0; i < standIns.Length; i++) if (standIns[i] == '\0') standIns[i] = '\u00A9';
+        return standIns;
+    }
+
+    /// <summary>The text with each surrogate pair replaced by one stand-in, and where each stand-in position starts in the text; (text, null) when there is none.</summary>
+    static (string Work, int[]? Offsets) StandIn(string text)
+    {
+        int first = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDBFF');
+        if (first < 0) return (text, null);
+        var work = new System.Text.StringBuilder(text.Length);
+        var offsets = new List<int>(text.Length + 1);
+        for (int i = 0; i < text.Length; i++)
+        {
+            offsets.Add(i);
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                work.Append(CategoryStandIns[(int)CharUnicodeInfo.GetUnicodeCategory(char.ConvertToUtf32(text[i], text[i + 1]))]);
+                i++;
+            }
+            else work.Append(text[i]);
+        }
+        offsets.Add(text.Length);
+        return (work.ToString(), offsets.ToArray());
     }
 }
