@@ -26,9 +26,12 @@ public class DecoderLogitsTests
         return path;
     }
 
-    /// <summary>Weights at the scale of a trained model (about 1/sqrt(fan-in)), so logits are neither flat nor saturated.</summary>
+    /// <summary>
+    /// Matrices at the scale of a trained model (1/sqrt of the input size; the embedding, which a tied head reuses, by
+    /// 1/sqrt of the hidden size), so logits are of order one: neither flat nor so peaked that rounding flips the loss.
+    /// </summary>
     static Dictionary<string, Tensor> Scaled(Dictionary<string, Tensor> hf) => hf.ToDictionary(kv => kv.Key,
-        kv => kv.Value.dim() == 2 && !kv.Key.Contains("embed") && !kv.Key.Contains("wte") && !kv.Key.Contains("wpe") ? kv.Value * 0.15f : kv.Value);
+        kv => kv.Value.dim() == 2 ? kv.Value / MathF.Sqrt(kv.Value.shape[1]) : kv.Value);
 
     [Theory]
     [InlineData("llama", false)]
@@ -64,12 +67,18 @@ public class DecoderLogitsTests
         Assert.Equal(reference.Greedy(prompt, 20), generated.TokenIds);
     }
 
+    /// <summary>
+    /// SharpTune dequantizes (exactly as ggml does, GgufDequantizeTests) and multiplies in fp32; llama.cpp multiplies the
+    /// quantized blocks by activations it quantizes itself: to Q8_0 (blocks of 32) for Q8_0 and Q4_0 weights, to Q8_K
+    /// (blocks of 256, so a coarser step) for the K-quants. The perplexities therefore differ by that rounding alone:
+    /// within 0.5 % for the Q8_0-activation types and 1 % for the K-quants on these small random models.
+    /// </summary>
     [Theory]
-    [InlineData(LLamaFtype.MOSTLY_Q8_0)]
-    [InlineData(LLamaFtype.MOSTLY_Q4_0)]
-    [InlineData(LLamaFtype.MOSTLY_Q4_K_M)]
-    [InlineData(LLamaFtype.MOSTLY_Q6_K)]
-    public void Quantized_files_give_llama_cpps_perplexity(LLamaFtype type)
+    [InlineData(LLamaFtype.MOSTLY_Q8_0, 0.005)]
+    [InlineData(LLamaFtype.MOSTLY_Q4_0, 0.005)]
+    [InlineData(LLamaFtype.MOSTLY_Q4_K_M, 0.01)]
+    [InlineData(LLamaFtype.MOSTLY_Q6_K, 0.01)]
+    public void Quantized_files_give_llama_cpps_perplexity(LLamaFtype type, double tolerance)
     {
         using var temp = new TestModels.TempFolder();
         // K-quants need rows that are multiples of 256.
@@ -80,7 +89,7 @@ public class DecoderLogitsTests
         using var ours = LanguageModel.Load(quantized);
         using var reference = new LlamaCpp(quantized);
         var random = new Random(11);
-        int[] tokens = [1, .. Enumerable.Range(0, 63).Select(_ => random.Next(3, sizes.Vocab))];
+        int[] tokens = [1, .. Enumerable.Range(0, 127).Select(_ => random.Next(3, sizes.Vocab))];
 
         double ourPerplexity = PerplexityScorer.Score(ours.Model, [tokens]).Perplexity;
         var logits = reference.Logits(tokens);
@@ -91,6 +100,6 @@ public class DecoderLogitsTests
             nll -= logits[t][tokens[t + 1]] - max - Math.Log(sum);
         }
         double theirs = Math.Exp(nll / (tokens.Length - 1));
-        Assert.True(Math.Abs(ourPerplexity / theirs - 1) < 0.005, $"{type}: perplexity {ourPerplexity:F3} vs llama.cpp {theirs:F3}");
+        Assert.True(Math.Abs(ourPerplexity / theirs - 1) < tolerance, $"{type}: perplexity {ourPerplexity:F3} vs llama.cpp {theirs:F3}");
     }
 }

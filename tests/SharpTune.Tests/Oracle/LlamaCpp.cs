@@ -23,6 +23,8 @@ sealed class LlamaCpp : IDisposable
         {
             ContextSize = (uint)contextSize, BatchSize = (uint)contextSize, UBatchSize = (uint)contextSize,
             TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32, Threads = 2, BatchThreads = 2,
+            // Flash attention on the CPU converts queries to f16; the reference path keeps fp32 throughout.
+            FlashAttention = false,
         };
         weights = LLamaWeights.LoadFromFile(parameters);
         context = weights.CreateContext(parameters);
