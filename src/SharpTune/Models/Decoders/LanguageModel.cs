@@ -75,7 +75,8 @@ public sealed class LanguageModel : IDisposable
         var model = PretrainedDecoder.FromStateDict(config, map.ReadTensors(dtype), dtype, path);
         var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
         var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
-        if (map.RopeFrequencyFactors is { } factors) notes.Add($"{factors}: Llama 3 rope scaling read from config.json's rope_scaling is not in this file; the factors tensor is used as stored");
+        if (map.RopeFrequencyFactors is { } factors)
+            notes.Add($"{factors} (Llama 3 long-context rope factors) is not applied yet: outputs differ from llama.cpp's beyond the original context length");
         var template = LoadTemplate(tokenizer.ChatTemplate, $"{path}: tokenizer.chat_template", chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"GGUF file {Path.GetFullPath(path)} ({map.Architecture})", notes);
     }
