@@ -53,6 +53,38 @@ public class DecoderLogitsTests
             Tolerances.AssertClose(expected[t], logits[t].data<float>().ToArray(), 1e-4, $"{family} position {t}");
     }
 
+    /// <summary>GPT-2 with GPT-2's own vocabulary and merges (llama.cpp needs a real byte-level tokenizer for this architecture).</summary>
+    [Fact]
+    public void Gpt2_logits_and_tokens_equal_llama_cpp()
+    {
+        using var temp = new TestModels.TempFolder();
+        var sizes = new TinyDecoderSizes(Vocab: Tokenization.Decoders.Gpt2Reference.Tokens.Length, Hidden: 48, Layers: 2, Heads: 6, KvHeads: 6, Intermediate: 83, Positions: 96);
+        // Conv1D weights are [in, out]: scale by the input size, the first dimension.
+        var hf = GgufTestModels.HfGpt2(sizes).ToDictionary(kv => kv.Key, kv => kv.Value.dim() != 2 ? kv.Value
+            : kv.Key.Contains(".attn.") || kv.Key.Contains(".mlp.") ? kv.Value / MathF.Sqrt(kv.Value.shape[0]) : kv.Value / MathF.Sqrt(kv.Value.shape[1]));
+        string path = temp.File("gpt2.gguf");
+        var tokens = Tokenization.Decoders.Gpt2Reference.Tokens;
+        GgufTestModels.WriteGpt2(path, sizes, hf, w => w
+            .Set("tokenizer.ggml.model", "gpt2").Set("tokenizer.ggml.pre", "gpt-2")
+            .Set("tokenizer.ggml.tokens", tokens).Set("tokenizer.ggml.merges", Tokenization.Decoders.Gpt2Reference.Merges)
+            .Set("tokenizer.ggml.token_type", tokens.Select(t => t == "<|endoftext|>" ? 3 : 1).ToArray())
+            .Set("tokenizer.ggml.bos_token_id", 50256u).Set("tokenizer.ggml.eos_token_id", 50256u));
+        using var ours = LanguageModel.Load(path);
+        using var reference = new LlamaCpp(path);
+        string text = "Hello world, 42 dragons flew over   Zürich 東京 🙂";
+        var ids = reference.Tokenize(text, addBos: false, special: false);
+        Assert.Equal(ids, ours.Tokenizer.Encode(text, addSpecialTokens: false));
+
+        using var input = tensor(ids.Select(t => (long)t).ToArray()).unsqueeze(0);
+        using var noGrad = no_grad();
+        using var logits = ours.Model.Forward(input)[0];
+        var expected = reference.Logits(ids);
+        // ggml's CPU GELU reads a precomputed f16 table (GGML_GELU_FP16 in ggml-cpu/vec.h), so llama.cpp's GPT-2 MLP rounds
+        // to f16 (relative 4.9e-4); Llama's SiLU has no such table and is held to 1e-4 above.
+        for (int t = 0; t < ids.Length; t++)
+            Tolerances.AssertClose(expected[t], logits[t].data<float>().ToArray(), 1e-3, $"gpt2 position {t}");
+    }
+
     [Theory]
     [InlineData("llama")]
     [InlineData("qwen2")]

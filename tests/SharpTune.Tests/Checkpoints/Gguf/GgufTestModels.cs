@@ -152,7 +152,7 @@ public static class GgufTestModels
     }
 
     /// <summary>Writes <paramref name="hf"/> as llama.cpp's converter does: Conv1D weights transposed to [out, in], output = a copy of wte.</summary>
-    public static void WriteGpt2(string path, TinyDecoderSizes s, Dictionary<string, Tensor> hf)
+    public static void WriteGpt2(string path, TinyDecoderSizes s, Dictionary<string, Tensor> hf, Action<GgufWriter>? edit = null)
     {
         var w = new GgufWriter()
             .Set("general.architecture", "gpt2")
@@ -175,6 +175,7 @@ public static class GgufTestModels
         w.AddTensor("output_norm.weight", hf["transformer.ln_f.weight"]);
         w.AddTensor("output_norm.bias", hf["transformer.ln_f.bias"]);
         w.AddTensor("output.weight", hf["transformer.wte.weight"]);
+        edit?.Invoke(w);
         w.Save(path);
     }
 }
