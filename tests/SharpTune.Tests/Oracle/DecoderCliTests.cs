@@ -118,3 +118,39 @@ public class DecoderCliTests
         }
     }
 }
+
+/// <summary>The interactive chat, driven through standard input.</summary>
+[Collection(nameof(ConsoleCollection))]
+public class ChatCommandTests
+{
+    [Fact]
+    public void Chat_renders_the_template_keeps_the_history_and_resets()
+    {
+        using var temp = new TestModels.TempFolder();
+        var sizes = new TinyDecoderSizes(Vocab: 301, Hidden: 48, Layers: 2, Heads: 6, KvHeads: 2, Intermediate: 83, Positions: 96);
+        string model = temp.File("chat.gguf");
+        GgufTestModels.WriteLlama(model, "llama", sizes, GgufTestModels.HfLlama(sizes, bias: false, tied: false)
+            .ToDictionary(kv => kv.Key, kv => kv.Value.dim() == 2 ? kv.Value / MathF.Sqrt(kv.Value.shape[1]) : kv.Value));
+        // A template that shows the roles, so the rendered history is visible in what the model is fed.
+        File.WriteAllText(temp.File("t.jinja"), "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}");
+        var oldIn = Console.In;
+        Console.SetIn(new StringReader("hi\nhow are you\n/reset\nagain\n/exit\n"));
+        try
+        {
+            var (code, output, error) = CliHarness.Run("chat", "--model", model, "--chat-template", temp.File("t.jinja"), "--greedy", "--max-new-tokens", "5");
+            Assert.True(code == 0, error + output);
+            Assert.Contains("t.jinja", error);
+            Assert.Equal(5, error.Split("> ").Length - 1);                 // a prompt before each of the five lines read
+            Assert.True(output.Length > 0, "no reply printed");
+            // Without --chat-template the GGUF's own template is used.
+            Console.SetIn(new StringReader("hello\n"));
+            var (shipped, _, message) = CliHarness.Run("chat", "--model", model, "--greedy", "--max-new-tokens", "3");
+            Assert.Equal(0, shipped);
+            Assert.Contains("tokenizer.chat_template", message);
+        }
+        finally
+        {
+            Console.SetIn(oldIn);
+        }
+    }
+}
