@@ -133,7 +133,7 @@ public sealed class DecoderSpeedSuite : IBenchSuite
         var generator = new TextGenerator(lm, new GenerationOptions { Greedy = true, MaxNewTokens = GeneratedTokens });
         new TextGenerator(lm, new GenerationOptions { Greedy = true, MaxNewTokens = 16 }).Generate([shortPrompt]);
         llama.Greedy(shortPrompt, 16);
-        var gen = BestOfInTurns(quick ? 1 : 2,
+        var gen = BestOfInTurns(quick ? 1 : 3,
             () => oursTokens = generator.Generate([shortPrompt])[0].TokenIds,
             () => llamaTokens = llama.Greedy(shortPrompt, GeneratedTokens));
         if (oursTokens.Count != GeneratedTokens) throw new InvalidOperationException($"SharpTune generated {oursTokens.Count} tokens, expected {GeneratedTokens}");
@@ -158,9 +158,11 @@ public sealed class DecoderSpeedSuite : IBenchSuite
             metrics[$"{k}_profile_rest_of_forward_ms"] = profile.Rest;
             metrics[$"{k}_profile_generator_outside_forward_ms"] = Math.Max(0, perToken - profile.Forward);
             metrics[$"{k}_profile_matmul_weight_gb_per_s"] = profile.MatmulGigabytesPerSecond;
+            metrics[$"{k}_profile_same_products_as_mv_ms"] = profile.MatrixVector;
+            metrics[$"{k}_profile_llamacpp_weight_gb_per_s"] = profile.WeightBytes / gen[1] * GeneratedTokens / 1e9;   // the same bytes: F32 = fp32, F16 = bf16 in size
             Console.WriteLine($"  one generated token: {perToken:F1} ms (llama.cpp {1000 * gen[1] / GeneratedTokens:F1} ms); Forward {profile.Forward:F1} ms = " +
                               $"matmul {profile.Matmul:F1} ms ({profile.MatmulGigabytesPerSecond:F1} GB/s of weights) + attention {profile.Attention:F1} ms + rest {profile.Rest:F1} ms; " +
-                              $"generator outside Forward {Math.Max(0, perToken - profile.Forward):F1} ms");
+                              $"generator outside Forward {Math.Max(0, perToken - profile.Forward):F1} ms; the products as mv {profile.MatrixVector:F1} ms");
         }
     }
 

@@ -9,8 +9,9 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <param name="Forward">The model's Forward on one token with a filled cache.</param>
 /// <param name="Matmul">Every weight matrix of the model times one activation row (the layers' projections and the head), run bare.</param>
 /// <param name="Attention">Per layer: appending to the cache, repeating the key/value heads, scaled dot-product attention.</param>
+/// <param name="MatrixVector">The same products as matrix-vector products (<c>mv</c>), the kernel a batch-1 step could use instead.</param>
 /// <param name="WeightBytes">Bytes of the weight matrices read per token.</param>
-public sealed record TokenProfile(double Forward, double Matmul, double Attention, long WeightBytes)
+public sealed record TokenProfile(double Forward, double Matmul, double Attention, double MatrixVector, long WeightBytes)
 {
     public double Rest => Math.Max(0, Forward - Matmul - Attention);
 
@@ -45,6 +46,13 @@ public static class GenerationProfile
             for (int i = 0; i < weights.Count; i++) nn.functional.linear(rows[i], weights[i]);
         }, repeats);
 
+        var vectors = rows.Select(r => r.squeeze(0)).ToList();
+        double matrixVector = Best(() =>
+        {
+            using var scope = NewDisposeScope();
+            for (int i = 0; i < weights.Count; i++) weights[i].mv(vectors[i]);
+        }, repeats);
+
         // Attention of one query over the cache in every layer, as GroupedQueryAttention does it.
         long length = cache.Length;
         var keys = randn(1, info.KeyValueHeads, length, info.HeadDim).to(dtype);
@@ -63,9 +71,9 @@ public static class GenerationProfile
             }
         }, repeats);
         long bytes = weights.Sum(w => w.numel() * w.element_size());
-        foreach (var t in rows) t.Dispose();
+        foreach (var t in rows.Concat(vectors)) t.Dispose();
         keys.Dispose(); values.Dispose(); newKey.Dispose(); query.Dispose();
-        return new TokenProfile(forward, matmul, attention, bytes);
+        return new TokenProfile(forward, matmul, attention, matrixVector, bytes);
     }
 
     static double Best(Action action, int repeats)
