@@ -6,12 +6,13 @@ using static TorchSharp.torch;
 namespace SharpTune.Bench.Suites.Decoders;
 
 /// <summary>Where one generated token's time goes, in milliseconds.</summary>
-/// <param name="Forward">The model's Forward on one token with a filled cache.</param>
+/// <param name="Forward">The model's Forward on one token with a filled cache (best of several).</param>
+/// <param name="ForwardInARow">The mean of 16 such Forwards in a row, as generation runs them.</param>
 /// <param name="Matmul">Every weight matrix of the model times one activation row (the layers' projections and the head), run bare.</param>
 /// <param name="Attention">Per layer: appending to the cache, repeating the key/value heads, scaled dot-product attention.</param>
 /// <param name="MatrixVector">The same products as matrix-vector products (<c>mv</c>), the kernel a batch-1 step could use instead.</param>
 /// <param name="WeightBytes">Bytes of the weight matrices read per token.</param>
-public sealed record TokenProfile(double Forward, double Matmul, double Attention, double MatrixVector, long WeightBytes)
+public sealed record TokenProfile(double Forward, double ForwardInARow, double Matmul, double Attention, double MatrixVector, long WeightBytes)
 {
     public double Rest => Math.Max(0, Forward - Matmul - Attention);
 
@@ -37,6 +38,11 @@ public static class GenerationProfile
             model.Forward(randint(3, info.VocabSize, [1, cached], dtype: ScalarType.Int64), cache: cache);
         using var token = tensor(new long[] { 5 }, [1, 1]);
         double forward = Best(() => { using var scope = NewDisposeScope(); model.Forward(token, cache: cache); }, repeats);
+        // 16 Forwards in a row, as generation runs them: the mean step, against the best single one above.
+        double forwardInARow = Best(() =>
+        {
+            for (int i = 0; i < 16; i++) { using var scope = NewDisposeScope(); model.Forward(token, cache: cache); }
+        }, 2) / 16;
 
         // The same products bare: one activation row (the weights' dtype) times each weight matrix, the tied head included.
         var rows = weights.Select(w => randn(1, w.shape[1]).to(dtype)).ToList();
@@ -73,7 +79,7 @@ public static class GenerationProfile
         long bytes = weights.Sum(w => w.numel() * w.element_size());
         foreach (var t in rows.Concat(vectors)) t.Dispose();
         keys.Dispose(); values.Dispose(); newKey.Dispose(); query.Dispose();
-        return new TokenProfile(forward, matmul, attention, matrixVector, bytes);
+        return new TokenProfile(forward, forwardInARow, matmul, attention, matrixVector, bytes);
     }
 
     static double Best(Action action, int repeats)
