@@ -1,5 +1,6 @@
 using SharpTune.Bench.Reporting;
 using SharpTune.Bench.Suites;
+using SharpTune.Bench.Suites.Decoders;
 
 namespace SharpTune.Bench;
 
@@ -27,7 +28,8 @@ public static class Program
         return registry
             .Register(mlnet).Register(full).Register(fullBf16).Register(lora).Register(fullBf16Long).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
-            .Register(new InteropExportSuite());
+            .Register(new InteropExportSuite())
+            .Register(new DecoderSpeedSuite());
     }
 
     public static int Main(string[] args)
