@@ -110,11 +110,24 @@ public class DecoderLogitsTests
     [InlineData(LLamaFtype.MOSTLY_Q4_0, 0.005)]
     [InlineData(LLamaFtype.MOSTLY_Q4_K_M, 0.01)]
     [InlineData(LLamaFtype.MOSTLY_Q6_K, 0.01)]
-    public void Quantized_files_give_llama_cpps_perplexity(LLamaFtype type, double tolerance)
+    public void Quantized_files_give_llama_cpps_perplexity(LLamaFtype type, double tolerance) =>
+        QuantizedPerplexity(type, TinyDecoderSizes.Quantizable, tolerance);
+
+    /// <summary>
+    /// Rows that are not a multiple of 256 (Qwen2.5-0.5B's 896): llama.cpp's Q4_K_M then stores those tensors as Q5_0,
+    /// Q5_1 or Q8_0, which a file Ollama pulls therefore contains. It must load and score as llama.cpp scores it.
+    /// </summary>
+    [Fact]
+    public void A_q4_k_m_file_with_rows_k_quants_cannot_hold_loads_and_scores_as_llama_cpp()
+    {
+        var sizes = new TinyDecoderSizes(Vocab: 301, Hidden: 96, Layers: 2, Heads: 6, KvHeads: 2, Intermediate: 160, Positions: 128);
+        var types = QuantizedPerplexity(LLamaFtype.MOSTLY_Q4_K_M, sizes, 0.01);
+        Assert.Contains(types, t => t is GgufTensorType.Q5_0 or GgufTensorType.Q5_1 or GgufTensorType.Q4_1);
+    }
+
+    static IReadOnlyList<GgufTensorType> QuantizedPerplexity(LLamaFtype type, TinyDecoderSizes sizes, double tolerance)
     {
         using var temp = new TestModels.TempFolder();
-        // K-quants need rows that are multiples of 256.
-        var sizes = TinyDecoderSizes.Quantizable;
         string source = Write(temp, "llama", sizes), quantized = temp.File("quantized.gguf");
         NativeApi.llama_empty_call();
         Assert.True(LLama.LLamaQuantizer.Quantize(source, quantized, type, nthread: 2, allowRequantize: true, quantizeOutputTensor: true));
@@ -133,5 +146,6 @@ public class DecoderLogitsTests
         }
         double theirs = Math.Exp(nll / (tokens.Length - 1));
         Assert.True(Math.Abs(ourPerplexity / theirs - 1) < tolerance, $"{type}: perplexity {ourPerplexity:F3} vs llama.cpp {theirs:F3}");
+        return GgufFile.Open(quantized).Tensors.Select(t => t.Type).Distinct().ToList();
     }
 }

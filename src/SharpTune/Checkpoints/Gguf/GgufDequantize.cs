@@ -24,6 +24,9 @@ static class GgufDequantize
                 break;
             case GgufTensorType.Q8_0: Q8_0(src, dst); break;
             case GgufTensorType.Q4_0: Q4_0(src, dst); break;
+            case GgufTensorType.Q4_1: Q4_1(src, dst); break;
+            case GgufTensorType.Q5_0: Q5(src, dst, withMin: false); break;
+            case GgufTensorType.Q5_1: Q5(src, dst, withMin: true); break;
             case GgufTensorType.Q4_K: Q4_K(src, dst); break;
             case GgufTensorType.Q5_K: Q5_K(src, dst); break;
             case GgufTensorType.Q6_K: Q6_K(src, dst); break;
@@ -67,6 +70,44 @@ static class GgufDequantize
 
     // block_q4_K (144 bytes): f16 d, f16 dmin, scales[12], qs[128]. Eight sub-blocks of 32; each 64
     // outputs take 32 bytes of qs, low nibbles first; x = d·scale·q − dmin·min.
+    // block_q4_1 (20 bytes): f16 d, f16 m, qs[16]; nibbles as Q4_0; x = q·d + m.
+    static void Q4_1(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        for (int b = 0, o = 0; b < src.Length; b += 20, o += 32)
+        {
+            float d = Half(src, b), m = Half(src, b + 2);
+            for (int j = 0; j < 16; j++)
+            {
+                byte q = src[b + 4 + j];
+                dst[o + j] = (q & 0xF) * d + m;
+                dst[o + j + 16] = (q >> 4) * d + m;
+            }
+        }
+    }
+
+    // block_q5_0 (22 bytes): f16 d, u32 qh, qs[16]; block_q5_1 (24 bytes): f16 d, f16 m, u32 qh, qs[16].
+    // Element j takes its low four bits from nibble j of qs (as Q4_0) and its fifth from bit j of qh (elements 16..31:
+    // bits 16..31). Q5_0: x = (q − 16)·d; Q5_1: x = q·d + m. These are what llama.cpp's K-quant files use for tensors whose
+    // rows are not a multiple of 256 (Qwen2.5-0.5B's 896).
+    static void Q5(ReadOnlySpan<byte> src, Span<float> dst, bool withMin)
+    {
+        int header = withMin ? 4 : 2, size = header + 4 + 16;
+        for (int b = 0, o = 0; b < src.Length; b += size, o += 32)
+        {
+            float d = Half(src, b), m = withMin ? Half(src, b + 2) : 0;
+            uint qh = BinaryPrimitives.ReadUInt32LittleEndian(src[(b + header)..]);
+            int offset = withMin ? 0 : 16;
+            for (int j = 0; j < 16; j++)
+            {
+                byte q = src[b + header + 4 + j];
+                int low = (q & 0xF) | (int)((qh >> j) & 1) << 4;
+                int high = (q >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+                dst[o + j] = (low - offset) * d + m;
+                dst[o + j + 16] = (high - offset) * d + m;
+            }
+        }
+    }
+
     static void Q4_K(ReadOnlySpan<byte> src, Span<float> dst)
     {
         for (int b = 0, o = 0; b < src.Length; b += 144, o += 256)

@@ -36,7 +36,8 @@ public static class GgufTensorTypes
     public static IReadOnlyList<GgufTensorType> Supported { get; } =
     [
         GgufTensorType.F32, GgufTensorType.F16, GgufTensorType.BF16, GgufTensorType.Q8_0,
-        GgufTensorType.Q4_0, GgufTensorType.Q4_K, GgufTensorType.Q5_K, GgufTensorType.Q6_K,
+        GgufTensorType.Q4_0, GgufTensorType.Q4_1, GgufTensorType.Q5_0, GgufTensorType.Q5_1,
+        GgufTensorType.Q4_K, GgufTensorType.Q5_K, GgufTensorType.Q6_K,
     ];
 
     public static bool IsKnown(GgufTensorType type) => Layouts.ContainsKey(type);

@@ -9,7 +9,8 @@ namespace SharpTune.Tests.Checkpoints.Gguf;
 public class GgufLlamaCppTests
 {
     public static TheoryData<GgufTensorType> QuantizedTypes =>
-        [GgufTensorType.Q8_0, GgufTensorType.Q4_0, GgufTensorType.Q4_K, GgufTensorType.Q5_K, GgufTensorType.Q6_K];
+        [GgufTensorType.Q8_0, GgufTensorType.Q4_0, GgufTensorType.Q4_1, GgufTensorType.Q5_0, GgufTensorType.Q5_1,
+         GgufTensorType.Q4_K, GgufTensorType.Q5_K, GgufTensorType.Q6_K];
 
     [Theory]
     [MemberData(nameof(QuantizedTypes))]

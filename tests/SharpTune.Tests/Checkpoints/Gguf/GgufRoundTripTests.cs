@@ -139,7 +139,7 @@ public class GgufRoundTripTests
         var file = GgufFile.Open(path);
         Assert.Equal(GgufTensorType.Q2_K, file.GetTensor("w").Type);
         var error = Assert.Throws<NotSupportedException>(() => file.ReadTensor("w"));
-        Assert.Contains("Q2_K is not supported; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K", error.Message);
+        Assert.Contains("Q2_K is not supported; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K", error.Message);
         Assert.Contains("'w'", error.Message);
         Assert.Contains("tensor 'nope' is missing", Assert.Throws<InvalidDataException>(() => file.ReadTensor("nope")).Message);
     }
