@@ -1,3 +1,4 @@
+using SharpTune.Tests.Oracle;
 using System.Diagnostics;
 using SharpTune.Bench.Reporting;
 using SharpTune.Generation;
@@ -39,7 +40,11 @@ public sealed class DecoderSpeedSuite : IBenchSuite
         var clock = Stopwatch.StartNew();
         var (f32, f16) = RandomQwen2Gguf.Write(shape, folder);
         string q4 = Path.Combine(folder, "model-q4_k_m.gguf");
-        LlamaCppEngine.QuantizeQ4KM(f32, q4, Threads);
+        if (!File.Exists(q4))
+        {
+            LlamaCpp.Quantize(f32, q4 + ".partial", LLama.Native.LLamaFtype.MOSTLY_Q4_K_M, Threads);
+            File.Move(q4 + ".partial", q4);
+        }
         Console.WriteLine($"model files ({shape.Parameters:N0} parameters) ready in {clock.Elapsed.TotalSeconds:F0} s under {folder}");
 
         var variants = new[]
@@ -84,7 +89,7 @@ public sealed class DecoderSpeedSuite : IBenchSuite
 
         // llama.cpp maps the file and computes on it as stored: its weights take the file's size.
         metrics[$"{k}_file_mb"] = new FileInfo(variant.Path).Length / 1e6;
-        using var llama = new LlamaCppEngine(variant.Path, contextSize: 1024, batchSize: PromptTokens, Threads);
+        using var llama = new LlamaCpp(variant.Path, contextSize: 1024, batchSize: PromptTokens, threads: Threads);
         llama.Prompt(prompt);
 
         LanguageModel? ours;

@@ -1,3 +1,4 @@
+using SharpTune.Tests.Checkpoints.Gguf;
 using SharpTune.Checkpoints.Gguf;
 using static TorchSharp.torch;
 
@@ -82,39 +83,9 @@ public static class RandomQwen2Gguf
             .Set($"{arch}.attention.layer_norm_rms_epsilon", 1e-6f)
             .Set($"{arch}.rope.freq_base", 1e6f)
             .Set($"{arch}.rope.dimension_count", (uint)s.HeadDim);
-        AddVocabulary(w, s.Vocab);
+        GgufTestModels.AddVocabulary(w, s.Vocab);
         // 1-D tensors (norms, biases) stay F32, as llama.cpp's converter keeps them.
         foreach (var (name, tensor) in tensors) w.AddTensor(name, tensor, tensor.dim() == 1 ? GgufTensorType.F32 : type);
         return w;
-    }
-
-    /// <summary>A SentencePiece-style ("llama") vocabulary: unk, bos, eos, 256 byte tokens, then plain pieces.</summary>
-    static void AddVocabulary(GgufWriter w, int vocab)
-    {
-        var tokens = new string[vocab];
-        var types = new int[vocab];
-        var scores = new float[vocab];
-        for (int i = 0; i < vocab; i++)
-        {
-            (tokens[i], types[i]) = i switch
-            {
-                0 => ("<unk>", 2),
-                1 => ("<s>", 3),
-                2 => ("</s>", 3),
-                < 259 => ($"<0x{i - 3:X2}>", 6),
-                _ => ($"▁tok{i}", 1),
-            };
-            scores[i] = -i;
-        }
-        w.Set("tokenizer.ggml.model", "llama")
-            .Set("tokenizer.ggml.pre", "default")
-            .Set("tokenizer.ggml.tokens", tokens)
-            .Set("tokenizer.ggml.scores", scores)
-            .Set("tokenizer.ggml.token_type", types)
-            .Set("tokenizer.ggml.bos_token_id", 1u)
-            .Set("tokenizer.ggml.eos_token_id", 2u)
-            .Set("tokenizer.ggml.unknown_token_id", 0u)
-            .Set("tokenizer.ggml.add_bos_token", true)
-            .Set("tokenizer.ggml.add_eos_token", false);
     }
 }

@@ -4,26 +4,29 @@ using LLama.Native;
 
 namespace SharpTune.Tests.Oracle;
 
-/// <summary>llama.cpp (through LLamaSharp) as an independent implementation to check SharpTune's decoders against.</summary>
+/// <summary>
+/// llama.cpp (through LLamaSharp) on a GGUF file, as an independent implementation: the tests check SharpTune's
+/// decoders against it, and the decoder-speed bench (which compiles this file in) times it. F32 key/value cache and
+/// no flash attention, as SharpTune's cache and attention are plain fp32 (its CPU flash attention rounds queries to f16).
+/// </summary>
 sealed class LlamaCpp : IDisposable
 {
     static LlamaCpp()
     {
-        NativeApi.llama_empty_call();
+        NativeApi.llama_empty_call();                                           // loads the native library before any other call
         NativeLogConfig.llama_log_set((level, message) => { });
     }
 
     readonly LLamaWeights weights;
     readonly LLamaContext context;
+    readonly LLamaBatch batch = new();
 
-    public LlamaCpp(string path, int contextSize = 256)
+    public LlamaCpp(string path, int contextSize = 256, int? batchSize = null, int threads = 2)
     {
-        // F32 key/value cache: the default f16 cache would round what we compare.
         var parameters = new ModelParams(path)
         {
-            ContextSize = (uint)contextSize, BatchSize = (uint)contextSize, UBatchSize = (uint)contextSize,
-            TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32, Threads = 2, BatchThreads = 2,
-            // Flash attention on the CPU converts queries to f16; the reference path keeps fp32 throughout.
+            ContextSize = (uint)contextSize, BatchSize = (uint)(batchSize ?? contextSize), UBatchSize = (uint)(batchSize ?? contextSize),
+            TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32, Threads = threads, BatchThreads = threads,
             FlashAttention = false,
         };
         weights = LLamaWeights.LoadFromFile(parameters);
@@ -32,41 +35,57 @@ sealed class LlamaCpp : IDisposable
 
     public int VocabSize => weights.Vocab.Count;
 
+    /// <summary>llama.cpp's own quantizer; throws when it refuses.</summary>
+    public static void Quantize(string source, string destination, LLamaFtype type, int threads = 2)
+    {
+        if (!LLamaQuantizer.Quantize(source, destination, type, threads, allowRequantize: true, quantizeOutputTensor: true))
+            throw new InvalidOperationException($"llama.cpp could not quantize {source} to {type}");
+    }
+
     /// <summary>Logits of every position, (T, V), from one decode of the whole sequence.</summary>
     public float[][] Logits(IReadOnlyList<int> tokens)
     {
-        context.NativeHandle.MemoryClear(true);
-        var batch = new LLamaBatch();
-        for (int i = 0; i < tokens.Count; i++) batch.Add((LLamaToken)tokens[i], i, LLamaSeqId.Zero, logits: true);
-        var status = context.Decode(batch);
-        if (status != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {status}");
+        Decode(tokens, allLogits: true);
         return Enumerable.Range(0, tokens.Count).Select(i => context.NativeHandle.GetLogitsIth(i).ToArray()).ToArray();
     }
 
-    /// <summary>Greedy continuation, one decode per new token, as llama.cpp's own generation runs.</summary>
+    /// <summary>Processes <paramref name="tokens"/> from an empty cache in one decode; logits of the last position only, as llama.cpp does for a prompt.</summary>
+    public void Prompt(IReadOnlyList<int> tokens) => Decode(tokens, allLogits: false);
+
+    /// <summary>Greedy continuation of <paramref name="prompt"/>: one decode of the prompt, then one per token, as llama.cpp's own generation runs.</summary>
     public List<int> Greedy(IReadOnlyList<int> prompt, int count)
     {
-        context.NativeHandle.MemoryClear(true);
-        var batch = new LLamaBatch();
-        for (int i = 0; i < prompt.Count; i++) batch.Add((LLamaToken)prompt[i], i, LLamaSeqId.Zero, logits: i == prompt.Count - 1);
-        if (context.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama.cpp decode failed");
-        var output = new List<int>();
+        Prompt(prompt);
+        var output = new List<int>(count);
         int position = prompt.Count;
-        for (int step = 0; step < count; step++)
+        while (true)
         {
-            var logits = context.NativeHandle.GetLogitsIth(batch.TokenCount - 1);
-            int next = ArgMax(logits);
+            int next = ArgMax(context.NativeHandle.GetLogitsIth(batch.TokenCount - 1));
             output.Add(next);
+            if (output.Count == count) return output;
             batch.Clear();
             batch.Add((LLamaToken)next, position++, LLamaSeqId.Zero, logits: true);
-            if (context.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama.cpp decode failed");
+            Decode();
         }
-        return output;
     }
 
     /// <summary>llama.cpp's own tokenizer.</summary>
     public int[] Tokenize(string text, bool addBos, bool special) =>
         context.Tokenize(text, addBos, special).Select(t => (int)t).ToArray();
+
+    void Decode(IReadOnlyList<int> tokens, bool allLogits)
+    {
+        context.NativeHandle.MemoryClear(true);
+        batch.Clear();
+        for (int i = 0; i < tokens.Count; i++) batch.Add((LLamaToken)tokens[i], i, LLamaSeqId.Zero, logits: allLogits || i == tokens.Count - 1);
+        Decode();
+    }
+
+    void Decode()
+    {
+        var status = context.Decode(batch);
+        if (status != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {status}");
+    }
 
     static int ArgMax(ReadOnlySpan<float> values)
     {
