@@ -58,24 +58,7 @@ public static class EvalCommand
 
     static List<string> ReadTexts(string path)
     {
-        var texts = new List<string>();
-        int number = 0;
-        bool jsonl = path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase);
-        foreach (string line in File.ReadLines(path))
-        {
-            number++;
-            if (line.Trim().Length == 0) continue;
-            if (!jsonl) { texts.Add(line); continue; }
-            try
-            {
-                texts.Add(System.Text.Json.Nodes.JsonNode.Parse(line)?["text"]?.GetValue<string>()
-                    ?? throw new InvalidDataException($"{path}:{number}: no \"text\" field"));
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{path}:{number}: not valid JSON ({e.Message})", e);
-            }
-        }
+        var texts = TextLines.Read(TextLines.OfFile(path), TextLines.IsJsonl(path), ["text"]);
         return texts.Count > 0 ? texts : throw new InvalidDataException($"{path}: no texts");
     }
 

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using System.Text.Json;
 using SharpTune.Generation;
 using SharpTune.Models.Decoders;
@@ -97,35 +96,9 @@ public static class GenerateCommand
     internal static List<string> ReadPrompts(string[]? given, string? file)
     {
         if (given is { Length: > 0 }) return [.. given];
-        IEnumerable<(string Line, string Where)> lines;
-        if (file is not null)
-        {
-            if (!File.Exists(file)) throw new FileNotFoundException($"--data: {file} does not exist", file);
-            lines = File.ReadLines(file).Select((l, i) => (l, $"{file}:{i + 1}"));
-        }
-        else
-        {
-            lines = ReadStdin();
-        }
-        var prompts = new List<string>();
-        foreach (var (line, where) in lines)
-        {
-            if (line.Trim().Length == 0) continue;
-            if (file is not null && file.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
-            {
-                try
-                {
-                    var node = System.Text.Json.Nodes.JsonNode.Parse(line);
-                    prompts.Add(node?["prompt"]?.GetValue<string>() ?? node?["text"]?.GetValue<string>()
-                        ?? throw new InvalidDataException($"{where}: no \"prompt\" or \"text\" field"));
-                }
-                catch (JsonException e)
-                {
-                    throw new InvalidDataException($"{where}: not valid JSON ({e.Message})", e);
-                }
-            }
-            else prompts.Add(line.Replace("\\n", "\n", StringComparison.Ordinal));
-        }
+        if (file is not null && !File.Exists(file)) throw new FileNotFoundException($"--data: {file} does not exist", file);
+        var prompts = TextLines.Read(file is null ? ReadStdin() : TextLines.OfFile(file), file is not null && TextLines.IsJsonl(file),
+            ["prompt", "text"], unescapeNewlines: true);
         return prompts.Count > 0 ? prompts : throw new ArgumentException("no prompt: give --prompt, --data FILE or lines on standard input");
     }
 
@@ -134,6 +107,4 @@ public static class GenerateCommand
         int number = 0;
         while (Console.In.ReadLine() is { } line) yield return (line, $"stdin:{++number}");
     }
-
-    internal static string Number(double value) => value.ToString("G6", CultureInfo.InvariantCulture);
 }

@@ -43,7 +43,7 @@ public sealed class TextGenerator(ICausalLanguageModel model, GenerationOptions 
         var active = Enumerable.Range(0, batch).ToList();                        // prompt index of each batch row
 
         // Prefill: (B, L) ids left-padded, mask 0 on the padding, positions counting real tokens only.
-        var ids = new long[batch * longest];
+        var ids = Enumerable.Repeat((long)PadId, batch * longest).ToArray();
         var maskValues = new long[batch * longest];
         for (int b = 0; b < batch; b++)
             for (int t = 0; t < prompts[b].Count; t++)
@@ -52,8 +52,6 @@ public sealed class TextGenerator(ICausalLanguageModel model, GenerationOptions 
                 ids[at] = prompts[b][t];
                 maskValues[at] = 1;
             }
-        for (int b = 0; b < batch; b++)
-            for (int t = 0; t < longest - prompts[b].Count; t++) ids[b * longest + t] = PadId;
         var mask = tensor(maskValues, [batch, longest]);
         var positions = (mask.cumsum(1) - 1).clamp_min(0);
         var input = tensor(ids, [batch, longest]);
