@@ -8,24 +8,27 @@ namespace SharpTune.Peft.Lora;
 /// A Linear layer with a low-rank update (Hu et al. 2021; follows PEFT's <c>lora.Linear</c>):
 /// <c>y = x W^T + b + (alpha/r) * B(A(dropout(x)))</c>. The frozen base keeps the keys <c>weight</c> (out, in)
 /// and <c>bias</c> (out), so pretrained weights load unchanged; the adapter adds <c>lora_A.weight</c> (r, in)
-/// and <c>lora_B.weight</c> (out, r). B starts at zero, so an untrained adapter changes nothing.
+/// and <c>lora_B.weight</c> (out, r). B starts at zero, so an untrained adapter changes nothing. Without a bias
+/// (<c>hasBias: false</c>, as Llama's projections) there is no <c>bias</c> key, as in <c>nn.Linear</c>.
 /// </summary>
 public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
 {
     readonly Parameter weight;
-    readonly Parameter bias;
+    readonly Parameter? bias;
     readonly Linear lora_A;
     readonly Linear lora_B;
     readonly FastDropoutModule lora_dropout;
     bool merged;
 
-    public LoraLinear(int inFeatures, int outFeatures, LoraOptions options) : base(nameof(LoraLinear))
+    public LoraLinear(int inFeatures, int outFeatures, LoraOptions options, bool hasBias = true) : base(nameof(LoraLinear))
     {
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
         Rank = options.R;
         Scaling = options.Scaling;
-        (weight, bias) = LinearBase.Create(inFeatures, outFeatures);
+        (weight, var initialBias) = LinearBase.Create(inFeatures, outFeatures);
+        if (hasBias) bias = initialBias;
+        else initialBias.Dispose();
         lora_A = nn.Linear(inFeatures, options.R, hasBias: false);
         lora_B = nn.Linear(options.R, outFeatures, hasBias: false);
         lora_dropout = new FastDropoutModule(options.Dropout);
@@ -78,11 +81,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
         merged = false;
     }
 
-    public (Tensor Weight, Tensor Bias) MergedWeights()
+    public (Tensor Weight, Tensor? Bias) MergedWeights()
     {
         using var noGrad = no_grad();
-        if (merged) return (weight.clone(), bias.clone());
+        if (merged) return (weight.clone(), bias?.clone());
         using var delta = Delta();
-        return (weight + delta, bias.clone());
+        return (weight + delta, bias?.clone());
     }
 }

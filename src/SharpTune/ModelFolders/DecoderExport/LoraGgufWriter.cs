@@ -1,0 +1,61 @@
+using SharpTune.Checkpoints.Gguf;
+using SharpTune.Peft.Lora;
+using static TorchSharp.torch;
+
+namespace SharpTune.ModelFolders.DecoderExport;
+
+/// <summary>Writes LoRA layers as llama.cpp's adapter GGUF (as <c>convert_lora_to_gguf.py</c> does, and <c>llama-adapter.cpp</c> reads).</summary>
+static class LoraGgufWriter
+{
+    /// <summary>The model's weights without the LoRA pairs: each LoRA layer's own (unmerged) weight and bias, everything else as it is.</summary>
+    public static Dictionary<string, Tensor> BaseWeights(IReadOnlyDictionary<string, Tensor> state, IEnumerable<string> loraPaths)
+    {
+        var paths = loraPaths.ToHashSet(StringComparer.Ordinal);
+        return state.Where(kv =>
+        {
+            int dot = kv.Key.LastIndexOf('.');
+            bool ownWeight = dot > 0 && paths.Contains(kv.Key[..dot]);
+            return ownWeight || !paths.Any(p => kv.Key.StartsWith(p + ".", StringComparison.Ordinal));
+        }).ToDictionary(kv => kv.Key, kv => kv.Value);
+    }
+
+    /// <summary>Writes the adapter file; returns notes for the user.</summary>
+    public static List<string> Write(GgufDecoderLayout layout, IReadOnlyDictionary<string, LoraLinear> layers,
+        IReadOnlyDictionary<string, Tensor> state, GgufTensorType type, string path)
+    {
+        // llama.cpp scales each pair by alpha / r with one alpha per file and r read from lora_b: a layer whose own
+        // alpha differs has the ratio folded into its lora_b, so every layer keeps its own alpha / r.
+        double alpha = layers.Values.First().Scaling * layers.Values.First().Rank;
+        var w = new GgufWriter()
+            .Set("general.architecture", layout.Architecture)
+            .Set("general.type", "adapter")
+            .Set("general.name", Path.GetFileNameWithoutExtension(path))
+            .Set("adapter.type", "lora")
+            .Set("adapter.lora.alpha", (float)alpha);
+        var notes = new List<string>();
+        int folded = 0;
+        using var scope = NewDisposeScope();
+        foreach (var (name, layer) in layers.OrderBy(l => layout.Tensors.ToList().FindIndex(t => t.HfKey == l.Key + ".weight")))
+        {
+            if (!layout.ByHfKey.TryGetValue(name + ".weight", out var mapping))
+                throw new NotSupportedException($"{name} has no tensor in a {layout.Architecture} GGUF, so llama.cpp cannot apply a LoRA pair to it");
+            if (mapping.Transform == GgufTensorTransform.Transpose)
+                throw new NotSupportedException($"{name} is stored transposed (Conv1D) in this family; its LoRA pair has no GGUF form here");
+            var a = state[name + ".lora_A.weight"].detach();                                   // (r, in)
+            var b = state[name + ".lora_B.weight"].detach();                                   // (out, r)
+            double layerAlpha = layer.Scaling * layer.Rank;
+            if (Math.Abs(layerAlpha - alpha) > 1e-9 * alpha)
+            {
+                b = b * (layerAlpha / alpha);
+                folded++;
+            }
+            // llama's q/k rows are permuted in the base; lora_B's rows are the update's rows, so they move the same way.
+            w.AddTensor(mapping.GgufName + ".lora_a", a, type);
+            w.AddTensor(mapping.GgufName + ".lora_b", GgufDecoderLayout.ToGguf(mapping, b), type);
+        }
+        w.Save(path);
+        notes.Add($"{layers.Count} LoRA pair(s), alpha {alpha:G6}, rank {string.Join("/", layers.Values.Select(l => l.Rank).Distinct())}");
+        if (folded > 0) notes.Add($"{folded} layer(s) with another alpha: the ratio is folded into their lora_b");
+        return notes;
+    }
+}
