@@ -5,6 +5,7 @@ using SharpTune.Models.Decoders;
 using SharpTune.Peft.Lora;
 using SharpTune.Tests.Checkpoints.Gguf;
 using SharpTune.Tests.ModelFolders.DecoderExport;
+using SharpTune.Tests.Tokenization.Decoders;
 using static SharpTune.Tests.ModelFolders.DecoderExport.ExportTestModels;
 
 namespace SharpTune.Tests.Oracle;
@@ -103,5 +104,76 @@ public class DecoderExportTests
         AssertLlamaCppLogits(expected, exported, null, ids, "gpt2 export", 1e-3);
         var error = Assert.Throws<ArgumentException>(() => DecoderExport.LoraGguf(model.Model, DecoderSource.Gguf(basePath), temp.File("a.gguf")));
         Assert.Contains("no LoRA layers", error.Message);
+    }
+
+    /// <summary>
+    /// A Hugging Face base: llama with a SentencePiece tokenizer.json (Llama 2's legacy layout, byte fallback), qwen2 with
+    /// GPT-2's byte-level vocabulary, ChatML's tokens and Qwen2's pre-tokenizer, its embedding rows padded beyond the
+    /// tokenizer as Qwen2.5's are. The tokenizer is converted to GGUF metadata: llama.cpp must split the text into the
+    /// same ids as SharpTune's tokenizer.json reader; the merged GGUF, the written base GGUF with the adapter, and the
+    /// merged Hugging Face folder must all give the adapted model's logits.
+    /// </summary>
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    public void Hugging_Face_base_exports_tokenize_and_compute_in_llama_cpp_as_in_SharpTune(string family)
+    {
+        using var temp = new TestModels.TempFolder();
+        string folder = temp.File("base");
+        Directory.CreateDirectory(folder);
+        bool qwen = family == "qwen2";
+        int vocab = qwen ? 50272 : TinySentencePiece.Tokens.Length;
+        string text;
+        if (qwen)
+        {
+            string split = $$"""{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": {{System.Text.Json.JsonSerializer.Serialize(SharpTune.Tokenization.Decoders.ByteLevelPreTokenizer.Qwen2Pattern)}}}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]}""";
+            HfJson.WriteByteLevel(folder, Gpt2Reference.Tokens[..Gpt2Reference.EndOfText], Gpt2Reference.Merges,
+                [("<|endoftext|>", 50256, true), ("<|im_start|>", 50257, true), ("<|im_end|>", 50258, true)], split,
+                """{"add_bos_token": false, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"}""");
+            text = "<|im_start|>user\nHello world, 42 dragons flew over   Zürich 東京 🙂<|im_end|>\n<|im_start|>assistant\n";
+        }
+        else
+        {
+            HfJson.WriteSentencePiece(folder, TinySentencePiece.Tokens, TinySentencePiece.Merges(),
+                [("<unk>", TinySentencePiece.Unk, true), ("<s>", TinySentencePiece.Bos, true), ("</s>", TinySentencePiece.Eos, true)],
+                """{"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "chat_template": "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}"}""");
+            text = "hello world abc, héllo wörld";
+        }
+        var sizes = Sizes with { Vocab = vocab };
+        var config = new System.Text.Json.Nodes.JsonObject
+        {
+            ["model_type"] = family, ["vocab_size"] = vocab, ["hidden_size"] = sizes.Hidden, ["intermediate_size"] = sizes.Intermediate,
+            ["num_hidden_layers"] = sizes.Layers, ["num_attention_heads"] = sizes.Heads, ["num_key_value_heads"] = sizes.KvHeads,
+            ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 10000.0, ["max_position_embeddings"] = sizes.Positions, ["tie_word_embeddings"] = qwen,
+        };
+        var weights = Scaled(GgufTestModels.HfLlama(sizes, bias: qwen, tied: qwen));
+        using (var plain = PretrainedDecoder.FromStateDict(config, weights.Select(kv => (kv.Key, kv.Value)))) plain.Save(folder);
+        using var model = Adapted(config, weights.Select(kv => (kv.Key, kv.Value)), Lora("q_proj", "v_proj", "down_proj"));
+        var source = DecoderSource.HuggingFace(folder);
+        var ids = source.Tokenizer.Encode(text, addSpecialTokens: true, parseSpecial: true).ToArray();
+        using var adapted = Logits(model, ids);
+
+        string merged = temp.File("merged.gguf");
+        DecoderExport.MergedGguf(model, source, merged, GgufTensorType.F32);
+        using (var reference = new LlamaCpp(merged))
+            Assert.Equal(ids, reference.Tokenize(text, addBos: source.Tokenizer.AddBos, special: true));
+        AssertLlamaCppLogits(adapted, merged, null, ids, $"{family} merged from a Hugging Face base");
+
+        string adapter = temp.File("ollama/adapter.gguf");
+        var result = DecoderExport.LoraGguf(model, source, adapter, GgufTensorType.F32, baseType: GgufTensorType.F32);
+        string basePath = temp.File("ollama/base.gguf");
+        Assert.Equal([Path.GetFullPath(adapter), Path.GetFullPath(basePath), Path.GetFullPath(temp.File("ollama/Modelfile"))], result.Files);
+        AssertLlamaCppLogits(adapted, basePath, adapter, ids, $"{family} written base + adapter");
+        var modelfile = File.ReadAllLines(temp.File("ollama/Modelfile"));
+        Assert.Contains("FROM ./base.gguf", modelfile);
+        Assert.Contains("ADAPTER ./adapter.gguf", modelfile);
+        Assert.Contains(qwen ? "PARAMETER stop \"<|im_end|>\"" : "PARAMETER stop \"</s>\"", modelfile);
+
+        string hf = temp.File("merged-hf");
+        DecoderExport.MergedHuggingFace(model, source, hf);
+        using var reloaded = LanguageModel.Load(hf);
+        Assert.Equal(ids, reloaded.Tokenizer.Encode(text, addSpecialTokens: true, parseSpecial: true));
+        using var fromFolder = Logits(reloaded.Model, ids);
+        Tolerances.AssertClose(adapted, fromFolder, Tolerances.DifferentKernelsThroughNetwork, "merged Hugging Face folder"); // W + sBA in one product
     }
 }
