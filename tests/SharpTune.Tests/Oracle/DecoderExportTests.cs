@@ -176,4 +176,36 @@ public class DecoderExportTests
         using var fromFolder = Logits(reloaded.Model, ids);
         Tolerances.AssertClose(adapted, fromFolder, Tolerances.DifferentKernelsThroughNetwork, "merged Hugging Face folder"); // W + sBA in one product
     }
+
+    /// <summary>
+    /// Llama's optional parts: head_dim not hidden / heads (attention.key_length), Llama 3 rope scaling (written as the
+    /// converter does, a rope_freqs.weight tensor of base / scaled frequencies), biases on every projection
+    /// (attention_bias, mlp_bias). The base is a vocabulary-only GGUF: a merged export needs only its tokenizer.
+    /// </summary>
+    [Fact]
+    public void Merged_gguf_of_a_llama_with_rope_scaling_head_dim_and_biases_gives_llama_cpp_its_logits()
+    {
+        using var temp = new TestModels.TempFolder();
+        var config = Models.Decoders.TinyDecoders.Config("llama");
+        config["vocab_size"] = Sizes.Vocab;
+        config["attention_bias"] = true;
+        config["mlp_bias"] = true;
+        string vocabOnly = temp.File("vocab.gguf");
+        var writer = new GgufWriter().Set("general.architecture", "llama");
+        GgufTestModels.AddVocabulary(writer, Sizes.Vocab);
+        writer.Save(vocabOnly);
+        TorchSharp.torch.manual_seed(4);
+        using var plain = PretrainedDecoder.Create(config);
+        var weights = plain.Module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.dim() == 2
+            ? TorchSharp.torch.randn(kv.Value.shape) / MathF.Sqrt(kv.Value.shape[1]) : TorchSharp.torch.randn(kv.Value.shape) * 0.1f + (kv.Key.EndsWith("norm.weight") ? 1 : 0));
+        using var model = Adapted(config, weights.Select(kv => (kv.Key, kv.Value)), Lora(AllLinears));
+        using var adapted = Logits(model, Tokens);
+
+        string merged = temp.File("merged.gguf");
+        DecoderExport.MergedGguf(model, DecoderSource.Gguf(vocabOnly), merged, GgufTensorType.F32);
+        var file = GgufFile.Open(merged);
+        Assert.Equal(10, file.GetInt("llama.attention.key_length"));
+        Assert.True(file.HasTensor("rope_freqs.weight") && file.HasTensor("blk.1.attn_output.bias") && file.HasTensor("blk.0.ffn_gate.bias"));
+        AssertLlamaCppLogits(adapted, merged, null, Tokens, "llama with rope scaling, head_dim and biases");
+    }
 }
