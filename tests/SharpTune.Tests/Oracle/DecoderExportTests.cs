@@ -1,12 +1,12 @@
 using SharpTune.Checkpoints.Gguf;
 using SharpTune.Generation;
-using SharpTune.ModelFolders.DecoderExport;
+using SharpTune.ModelFolders.DecoderExports;
 using SharpTune.Models.Decoders;
 using SharpTune.Peft.Lora;
 using SharpTune.Tests.Checkpoints.Gguf;
-using SharpTune.Tests.ModelFolders.DecoderExport;
+using SharpTune.Tests.ModelFolders.DecoderExports;
 using SharpTune.Tests.Tokenization.Decoders;
-using static SharpTune.Tests.ModelFolders.DecoderExport.ExportTestModels;
+using static SharpTune.Tests.ModelFolders.DecoderExports.ExportTestModels;
 
 namespace SharpTune.Tests.Oracle;
 

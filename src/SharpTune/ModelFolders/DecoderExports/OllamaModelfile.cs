@@ -1,7 +1,7 @@
 using System.Text;
 using SharpTune.Tokenization.Decoders;
 
-namespace SharpTune.ModelFolders.DecoderExport;
+namespace SharpTune.ModelFolders.DecoderExports;
 
 /// <summary>The text of an Ollama <c>Modelfile</c> (FROM, ADAPTER, PARAMETER stop), as Ollama's docs describe the format.</summary>
 static class OllamaModelfile

@@ -4,7 +4,7 @@ using SharpTune.Peft;
 using SharpTune.Peft.Lora;
 using static TorchSharp.torch;
 
-namespace SharpTune.ModelFolders.DecoderExport;
+namespace SharpTune.ModelFolders.DecoderExports;
 
 /// <summary>What an export wrote, and what is worth telling about it (tensors kept in another type, files copied).</summary>
 public sealed record DecoderExportResult(IReadOnlyList<string> Files, IReadOnlyList<string> Notes);

@@ -6,7 +6,7 @@ using SharpTune.Peft.Lora;
 using SharpTune.Tests.Checkpoints.Gguf;
 using static TorchSharp.torch;
 
-namespace SharpTune.Tests.ModelFolders.DecoderExport;
+namespace SharpTune.Tests.ModelFolders.DecoderExports;
 
 /// <summary>
 /// Tiny random decoders with LoRA layers for the export tests: a base written as an F32 GGUF (or a Hugging Face folder),

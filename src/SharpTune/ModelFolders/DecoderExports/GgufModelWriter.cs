@@ -1,7 +1,7 @@
 using SharpTune.Checkpoints.Gguf;
 using static TorchSharp.torch;
 
-namespace SharpTune.ModelFolders.DecoderExport;
+namespace SharpTune.ModelFolders.DecoderExports;
 
 /// <summary>Writes a plain decoder's weights (Hugging Face keys) as a GGUF model file llama.cpp runs.</summary>
 static class GgufModelWriter

@@ -4,7 +4,7 @@ using SharpTune.Models.Decoders;
 using SharpTune.Tokenization.Decoders;
 using static TorchSharp.torch;
 
-namespace SharpTune.ModelFolders.DecoderExport;
+namespace SharpTune.ModelFolders.DecoderExports;
 
 /// <summary>
 /// The base a fine-tuned decoder came from, a GGUF file or a Hugging Face folder: where an export takes the tokenizer

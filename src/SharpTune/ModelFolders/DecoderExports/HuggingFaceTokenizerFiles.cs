@@ -1,4 +1,4 @@
-namespace SharpTune.ModelFolders.DecoderExport;
+namespace SharpTune.ModelFolders.DecoderExports;
 
 /// <summary>The tokenizer files of a Hugging Face export: a folder base's copied, a GGUF base's converted.</summary>
 static class HuggingFaceTokenizerFiles

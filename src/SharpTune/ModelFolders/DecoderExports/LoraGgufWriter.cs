@@ -2,7 +2,7 @@ using SharpTune.Checkpoints.Gguf;
 using SharpTune.Peft.Lora;
 using static TorchSharp.torch;
 
-namespace SharpTune.ModelFolders.DecoderExport;
+namespace SharpTune.ModelFolders.DecoderExports;
 
 /// <summary>Writes LoRA layers as llama.cpp's adapter GGUF (as <c>convert_lora_to_gguf.py</c> does, and <c>llama-adapter.cpp</c> reads).</summary>
 static class LoraGgufWriter

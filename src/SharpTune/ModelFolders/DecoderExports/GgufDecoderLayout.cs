@@ -7,7 +7,7 @@ using SharpTune.Models.Decoders.Llama;
 using SharpTune.Models.Decoders.Qwen2;
 using static TorchSharp.torch;
 
-namespace SharpTune.ModelFolders.DecoderExport;
+namespace SharpTune.ModelFolders.DecoderExports;
 
 /// <summary>
 /// How a decoder is laid out in a GGUF file llama.cpp runs, as llama.cpp's <c>convert_hf_to_gguf.py</c> writes it: the
