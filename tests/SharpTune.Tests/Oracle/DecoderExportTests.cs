@@ -208,4 +208,37 @@ public class DecoderExportTests
         Assert.True(file.HasTensor("rope_freqs.weight") && file.HasTensor("blk.1.attn_output.bias") && file.HasTensor("blk.0.ffn_gate.bias"));
         AssertLlamaCppLogits(adapted, merged, null, Tokens, "llama with rope scaling, head_dim and biases");
     }
+
+    /// <summary>
+    /// The other types an export writes load in llama.cpp and score as in SharpTune reading the same file (which dequantizes
+    /// exactly as ggml does): llama.cpp rounds activations to the weights' kind (f16, bf16, Q8_0 blocks) before each product,
+    /// so the perplexities agree within that rounding, as in <see cref="DecoderLogitsTests"/>.
+    /// </summary>
+    [Theory]
+    [InlineData(GgufTensorType.F16, 0.005)]
+    [InlineData(GgufTensorType.BF16, 0.01)]
+    [InlineData(GgufTensorType.Q8_0, 0.005)]
+    public void Merged_gguf_of_every_type_scores_in_llama_cpp_as_in_SharpTune(GgufTensorType type, double tolerance)
+    {
+        using var temp = new TestModels.TempFolder();
+        var sizes = Sizes with { Hidden = 64, Heads = 4, Positions = 160 };
+        string basePath = WriteBaseGguf(temp.File("base.gguf"), "qwen2", sizes: sizes);
+        using var model = Adapted(basePath, Lora(AllLinears));
+        string path = temp.File("merged.gguf");
+        DecoderExport.MergedGguf(model, DecoderSource.Gguf(basePath), path, type);
+        var random = new Random(5);
+        int[] tokens = [1, .. Enumerable.Range(0, 127).Select(_ => random.Next(3, sizes.Vocab))];
+        using var ours = LanguageModel.Load(path);
+        double expected = PerplexityScorer.Score(ours.Model, [tokens]).Perplexity;
+        using var reference = new LlamaCpp(path);
+        var logits = reference.Logits(tokens);
+        double nll = 0;
+        for (int t = 0; t + 1 < tokens.Length; t++)
+        {
+            double max = logits[t].Max(), sum = logits[t].Sum(v => Math.Exp(v - max));
+            nll -= logits[t][tokens[t + 1]] - max - Math.Log(sum);
+        }
+        double theirs = Math.Exp(nll / (tokens.Length - 1));
+        Assert.True(Math.Abs(expected / theirs - 1) < tolerance, $"{type}: perplexity {expected:F4} in SharpTune, {theirs:F4} in llama.cpp");
+    }
 }
