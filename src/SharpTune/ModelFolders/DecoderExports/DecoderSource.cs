@@ -63,14 +63,19 @@ public sealed class DecoderSource
 
     public override string ToString() => IsGguf ? $"GGUF file {Path}" : $"Hugging Face folder {Path}";
 
-    IDecoderTokenizer LoadTokenizer()
+    IDecoderTokenizer LoadTokenizer() =>
+        IsGguf ? DecoderTokenizers.FromData(GgufTokenizer(), Path) : DecoderTokenizers.FromHuggingFace(Path);
+
+    /// <summary>A GGUF base's tokenizer metadata as the tokenizers take it.</summary>
+    internal DecoderTokenizerData GgufTokenizer()
     {
-        if (!IsGguf) return DecoderTokenizers.FromHuggingFace(Path);
-        var data = GgufTokenizerData.From(GgufFile.Open(Path))
+        var file = GgufFile.Open(Path);
+        var data = GgufTokenizerData.From(file)
             ?? throw new InvalidDataException($"{Path}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
-        return DecoderTokenizers.FromData(new DecoderTokenizerData(
+        return new DecoderTokenizerData(
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
-            data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate), Path);
+            data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate,
+            file.TryGetBool("tokenizer.ggml.add_space_prefix", out bool prefix) ? prefix : null);
     }
 
     /// <summary>The <c>tokenizer.*</c> metadata of a GGUF export: a GGUF base's own keys and types unchanged, a folder's converted.</summary>

@@ -1,13 +1,13 @@
+using SharpTune.Tokenization.Decoders;
+
 namespace SharpTune.ModelFolders.DecoderExports;
 
-/// <summary>The tokenizer files of a Hugging Face export: a folder base's copied, a GGUF base's converted.</summary>
+/// <summary>The tokenizer files of a Hugging Face export: a folder base's copied, a GGUF base's converted to tokenizer.json.</summary>
 static class HuggingFaceTokenizerFiles
 {
     public static List<string> Write(DecoderSource source, string folder)
     {
-        if (source.IsGguf)
-            throw new NotSupportedException(
-                $"the base {source} has no tokenizer.json to copy and SharpTune does not yet convert a GGUF tokenizer to one; export from the Hugging Face folder of the base");
+        if (source.IsGguf) return GgufTokenizerConversion.ToHuggingFace(source.GgufTokenizer(), folder, source.Path).ToList();
         var written = new List<string>();
         foreach (string name in DecoderSource.TokenizerFiles)
         {

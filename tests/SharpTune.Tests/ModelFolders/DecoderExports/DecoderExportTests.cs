@@ -109,23 +109,24 @@ public class DecoderExportTests
     }
 
     [Fact]
-    public void Merged_hugging_face_folder_loads_back_with_the_adapted_logits()
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
+    public void Merged_hugging_face_folder_from_a_gguf_base_loads_back_with_its_tokenizer_and_the_adapted_logits()
     {
         using var temp = new TestModels.TempFolder();
         string basePath = WriteBaseGguf(temp.File("base.gguf"), "llama", tied: true);
         using var model = Adapted(basePath, Lora(AllLinears));
         using var adapted = Logits(model, Tokens);
-        // The folder's tokenizer comes from a Hugging Face base; the weights alone are checked here.
-        string baseFolder = temp.File("base-hf");
-        using (var plain = LanguageModel.Load(basePath)) plain.Model.Save(baseFolder);
-        File.WriteAllText(Path.Combine(baseFolder, "tokenizer_config.json"), "{}");
         string folder = temp.File("merged");
-        var result = DecoderExport.MergedHuggingFace(model, DecoderSource.HuggingFace(baseFolder), folder);
-        Assert.Contains(Path.GetFullPath(Path.Combine(folder, "tokenizer_config.json")), result.Files);
-        using var reloaded = PretrainedDecoder.Load(folder);
-        Assert.DoesNotContain(reloaded.Module.state_dict().Keys, k => k.Contains("lora_"));
-        using var logits = Logits(reloaded, Tokens);
+        var result = DecoderExport.MergedHuggingFace(model, DecoderSource.Gguf(basePath), folder);
+        Assert.Equal(["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"], result.Files.Select(Path.GetFileName));
+        using var reloaded = LanguageModel.Load(folder);
+        Assert.DoesNotContain(reloaded.Model.Module.state_dict().Keys, k => k.Contains("lora_"));
+        using var logits = Logits(reloaded.Model, Tokens);
         Tolerances.AssertClose(adapted, logits, Tolerances.DifferentKernelsThroughNetwork, "merged folder"); // W + sBA in one product
+        using var original = LanguageModel.Load(basePath);
+        foreach (string text in new[] { "hello world", "▁tok260 tok261", "Zürich 🙂 <s>" })
+            Assert.Equal(original.Tokenizer.Encode(text, parseSpecial: true), reloaded.Tokenizer.Encode(text, parseSpecial: true));
+        Assert.Equal(original.Template is null, reloaded.Template is null);
     }
 
     [Fact]
@@ -147,7 +148,7 @@ public class DecoderExportTests
         Assert.Contains("only for a Hugging Face base", Assert.Throws<ArgumentException>(() => DecoderExport.LoraGguf(model, source, temp.File("a.gguf"), basePath: temp.File("b.gguf"))).Message);
         File.WriteAllText(temp.File("file"), "");
         Assert.Contains("is a file", Assert.Throws<ArgumentException>(() => DecoderExport.MergedHuggingFace(model, source, temp.File("file"))).Message);
-        Assert.Contains("tokenizer.json", Assert.Throws<NotSupportedException>(() => DecoderExport.MergedHuggingFace(model, source, temp.File("hf"))).Message);
+        Assert.Contains("is the base model's folder", Assert.Throws<ArgumentException>(() => DecoderExport.MergedHuggingFace(model, DecoderSource.HuggingFace(HfBase(temp)), HfBase(temp))).Message);
 
         using var plain = LanguageModel.Load(basePath);
         Assert.Contains("no LoRA layers", Assert.Throws<ArgumentException>(() => DecoderExport.LoraGguf(plain.Model, source, temp.File("a.gguf"))).Message);
@@ -193,5 +194,14 @@ public class DecoderExportTests
         var error = Assert.Throws<ArgumentException>(() => DecoderExport.MergedGguf(model, DecoderSource.Gguf(basePath), temp.File("m.gguf")));
         Assert.Contains("model.layers.0.mlp.up_proj.weight", error.Message);
         DecoderExport.MergedGguf(model, DecoderSource.Gguf(basePath), temp.File("m.gguf"), GgufTensorType.BF16);
+    }
+
+    /// <summary>A Hugging Face base folder (weights and config only) of the qwen2 test model.</summary>
+    static string HfBase(TestModels.TempFolder temp)
+    {
+        string folder = temp.File("hf-base");
+        if (!Directory.Exists(folder))
+            using (var plain = LanguageModel.Load(temp.File("base.gguf"))) plain.Model.Save(folder);
+        return folder;
     }
 }

@@ -93,4 +93,36 @@ public class GgufTokenizerConversionTests
         HfJson.WriteByteLevel(folder.Path, ["a", "b", "ab"], ["a b"], [], HfJson.ByteLevelPreTokenizerJson);
         Assert.Contains("more than the model's 2", Assert.Throws<ArgumentException>(() => GgufTokenizerConversion.FromHuggingFace(folder.Path, 2)).Message);
     }
+
+    [Theory]
+    [InlineData("gpt-2")]
+    [InlineData("llama-bpe")]
+    [InlineData("qwen2")]
+    [InlineData("smollm")]
+    public void Byte_level_gguf_data_becomes_a_tokenizer_json_that_tokenizes_alike(string pre)
+    {
+        using var folder = new TestModels.TempFolder();
+        var data = Gpt2Reference.GgufData(pre) with { ChatTemplate = "{{ messages }}", Eos = 50256 };
+        var files = GgufTokenizerConversion.ToHuggingFace(data, folder.Path, "test.gguf");
+        Assert.Equal([folder.File("tokenizer.json"), folder.File("tokenizer_config.json")], files);
+        var converted = DecoderTokenizers.FromHuggingFace(folder.Path);
+        var expected = DecoderTokenizers.FromData(data, "test.gguf");
+        Assert.Equal((expected.AddBos, expected.EosId, "{{ messages }}"), (converted.AddBos, converted.EosId, converted.ChatTemplate));
+        AssertSameIds(expected, converted);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void SentencePiece_gguf_data_becomes_a_tokenizer_json_whose_merges_follow_the_scores(bool addSpacePrefix)
+    {
+        using var folder = new TestModels.TempFolder();
+        var data = TinySentencePiece.Data() with { AddSpacePrefix = addSpacePrefix };
+        GgufTokenizerConversion.ToHuggingFace(data, folder.Path, "test.gguf");
+        var converted = DecoderTokenizers.FromHuggingFace(folder.Path);
+        var expected = DecoderTokenizers.FromData(data, "test.gguf");
+        Assert.Equal([TinySentencePiece.Bos, TinySentencePiece.Id(addSpacePrefix ? "▁a" : "a"), TinySentencePiece.Id("bc")], converted.Encode("abc"));
+        AssertSameIds(expected, converted);
+        foreach (var text in Texts) Assert.Equal(expected.Decode(expected.Encode(text)), converted.Decode(converted.Encode(text)));
+    }
 }
