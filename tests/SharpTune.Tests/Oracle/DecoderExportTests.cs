@@ -241,4 +241,27 @@ public class DecoderExportTests
         double theirs = Math.Exp(nll / (tokens.Length - 1));
         Assert.True(Math.Abs(expected / theirs - 1) < tolerance, $"{type}: perplexity {expected:F4} in SharpTune, {theirs:F4} in llama.cpp");
     }
+
+    /// <summary>
+    /// A Llama 3.1 GGUF keeps its long-context rope factors in a rope_freqs.weight tensor, which SharpTune does not apply yet:
+    /// the export copies it, so llama.cpp runs the exported file exactly as the base (same F32 weights, same factors).
+    /// </summary>
+    [Fact]
+    public void A_bases_rope_freqs_tensor_is_carried_into_the_export()
+    {
+        using var temp = new TestModels.TempFolder();
+        string basePath = temp.File("base.gguf");
+        float[] factors = [1, 1.5f, 4, 8]; // one per rotated pair: head_dim 8 / 2
+        GgufTestModels.WriteLlama(basePath, "llama", Sizes, Scaled(GgufTestModels.HfLlama(Sizes, bias: false, tied: false)),
+            edit: w => w.AddTensor("rope_freqs.weight", TorchSharp.torch.tensor(factors)));
+        using var model = LanguageModel.Load(basePath);
+        string exported = temp.File("export.gguf");
+        var result = DecoderExport.MergedGguf(model.Model, DecoderSource.Gguf(basePath), exported, GgufTensorType.F32);
+        Assert.Contains(result.Notes, n => n.StartsWith("rope_freqs.weight", StringComparison.Ordinal));
+        Assert.Equal(factors, GgufFile.Open(exported).ReadTensor("rope_freqs.weight").data<float>().ToArray());
+        float[][] expected, actual;
+        using (var reference = new LlamaCpp(basePath)) expected = reference.Logits(Tokens);
+        using (var reference = new LlamaCpp(exported)) actual = reference.Logits(Tokens);
+        for (int t = 0; t < Tokens.Length; t++) Tolerances.AssertClose(expected[t], actual[t], Tolerances.Exact, $"position {t}");
+    }
 }

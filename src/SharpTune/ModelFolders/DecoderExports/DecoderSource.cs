@@ -137,6 +137,17 @@ public sealed class DecoderSource
         }
     }
 
+    /// <summary>
+    /// A GGUF base's <c>rope_freqs.weight</c> (Llama 3.1's long-context factors, which SharpTune reads but does not apply
+    /// yet, so its model's config has no rope_scaling for them), or null.
+    /// </summary>
+    internal Tensor? RopeFrequencyFactors()
+    {
+        if (!IsGguf) return null;
+        var file = GgufFile.Open(Path);
+        return file.HasTensor("rope_freqs.weight") ? file.ReadTensor("rope_freqs.weight") : null;
+    }
+
     /// <summary>The architecture the base names: a GGUF's <c>general.architecture</c>, a folder's family.</summary>
     internal string Family()
     {

@@ -53,6 +53,11 @@ static class GgufModelWriter
             w.AddTensor(mapping.GgufName, tensor, tensorType);
         }
         foreach (var (name, values) in layout.Extras) w.AddTensor(name, tensor(values), GgufTensorType.F32);
+        if (layout.Architecture == "llama" && layout.Extras.Count == 0 && source.RopeFrequencyFactors() is { } factors)
+        {
+            w.AddTensor("rope_freqs.weight", factors, GgufTensorType.F32); // kept, so llama.cpp scales positions as the base did
+            notes.Add("rope_freqs.weight (long-context rope factors) copied from the base GGUF");
+        }
         w.Save(path);
         if (fallback.Count > 0)
             notes.Add($"{fallback.Count} matrix(es) stored as F16, their rows not a multiple of Q8_0's 32: {string.Join(", ", fallback.Take(4))}{(fallback.Count > 4 ? ", ..." : "")}");
