@@ -225,6 +225,6 @@ sealed class BestModelSaver(string folder, PretrainedEncoder pretrained, LabelMa
 {
     public string Folder => folder;
 
-    public void OnNewBest(TaskModel model, EvaluationInfo evaluation) =>
-        TaskModelFolder.Save(folder, model, pretrained.Vocab, pretrained.LowerCase, labels, spec, method, settings);
+    public void OnNewBest(nn.Module model, EvaluationInfo evaluation) =>
+        TaskModelFolder.Save(folder, (TaskModel)model, pretrained.Vocab, pretrained.LowerCase, labels, spec, method, settings);
 }
