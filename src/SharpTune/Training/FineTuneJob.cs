@@ -29,6 +29,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
     public RunSummary Run(CancellationToken cancel = default)
     {
         options.Validate();
+        if (options.Task == "causal-lm") return new CausalLmJob(options, say, progress).Run(cancel);
         var clock = Stopwatch.StartNew();
         string run = Path.GetFullPath(options.Out);
         if (!options.Resume && Directory.Exists(Path.Combine(run, "checkpoints")))

@@ -75,7 +75,7 @@ public sealed class Ia3Method : IPeftMethod
     {
         AdapterTensors.CheckPeftType(adapterConfig, source, Type);
         AdapterTensors.RejectUnsupported(adapterConfig, source,
-            ("fan_in_fan_out", "transposed Conv1D weights"), ("exclude_modules", "excluded modules"));
+            ("exclude_modules", "excluded modules"));
         // Absent keys take PEFT's BERT defaults (TRANSFORMERS_MODELS_TO_IA3_*_MAPPING["bert"]).
         return new PeftSettings
         {
