@@ -76,11 +76,11 @@ public sealed class Ia3Method : IPeftMethod
         AdapterTensors.CheckPeftType(adapterConfig, source, Type);
         AdapterTensors.RejectUnsupported(adapterConfig, source,
             ("exclude_modules", "excluded modules"));
-        // Absent keys take PEFT's BERT defaults (TRANSFORMERS_MODELS_TO_IA3_*_MAPPING["bert"]).
+        // Absent keys: null, the family's defaults (PEFT's TRANSFORMERS_MODELS_TO_IA3_*_MAPPING), resolved against the model.
         return new PeftSettings
         {
-            Ia3Targets = AdapterTensors.ReadNameList(adapterConfig, "target_modules", source, ["key", "value", "output.dense"]),
-            Ia3FeedForward = AdapterTensors.ReadNameList(adapterConfig, "feedforward_modules", source, ["output.dense"]),
+            Ia3Targets = adapterConfig["target_modules"] is null ? null : AdapterTensors.ReadNameList(adapterConfig, "target_modules", source),
+            Ia3FeedForward = adapterConfig["feedforward_modules"] is null ? null : AdapterTensors.ReadNameList(adapterConfig, "feedforward_modules", source),
         };
     }
 
