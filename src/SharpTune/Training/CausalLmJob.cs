@@ -93,8 +93,10 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         using var log = new RunLog(Path.Combine(run, "metrics.jsonl"), append: options.Resume);
         var saver = new BestLanguageModelSaver(Path.Combine(run, "best"), baseModel, options.Method, method, settings);
         var callbacks = new List<ITrainerCallback> { log, saver };
+        var samples = options.EvalGenerate > 0 ? new GeneratedSamples(Path.Combine(run, "samples.jsonl"), lm.Tokenizer, options.EvalGenerate) : null;
+        if (samples is not null) callbacks.Add(samples);
         callbacks.AddRange(progress ?? []);
-        var objective = new CausalLmObjective(model, padId);
+        var objective = new CausalLmObjective(model, padId, samples);
         var trainer = new Trainer<CausalLmExample>(objective, options.Training, callbacks);
         var clock = Stopwatch.StartNew();
         var state = trainer.Train(trainExamples, validation.Examples, new TrainingCheckpoint(run), options.Resume, cancel);
@@ -108,7 +110,9 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         {
             foreach (var (key, value) in objective.Evaluate(validation.Examples, Math.Max(8, options.Training.BatchSize))) metrics[key] = value;
             log.Write("final", metrics.ToDictionary(kv => $"eval_{kv.Key}", kv => (object?)kv.Value));
-            say($"validation: loss {metrics["loss"]:F4}, perplexity {metrics["perplexity"]:F2}");
+            samples?.OnEvaluate(new EvaluationInfo(state.GlobalStep, state.Epoch, metrics["loss"], metrics, false, "final"));
+            say($"validation: loss {metrics["loss"]:F4}, perplexity {metrics["perplexity"]:F2}" +
+                (metrics.TryGetValue("rouge_l", out double rouge) ? $", exact match {metrics["exact_match"]:P1}, ROUGE-L {rouge:F3} (samples.jsonl)" : ""));
         }
         CurvesPlot.Save(Path.Combine(run, "curves.png"), log, "perplexity");
         long adapterBytes = method is null ? 0 : Directory.EnumerateFiles(Path.Combine(final, LanguageModelFolder.AdapterFolder)).Sum(f => new FileInfo(f).Length);

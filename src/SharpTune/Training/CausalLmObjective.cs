@@ -7,7 +7,8 @@ namespace SharpTune.Training;
 /// Language modelling as a <see cref="Trainer{TExample}"/> objective: the mean next-token cross-entropy over a batch's
 /// target tokens; validation loss (per target token) and perplexity.
 /// </summary>
-public sealed class CausalLmObjective(CausalLmModel model, long padId) : ITrainingObjective<CausalLmExample>
+/// <param name="samples">With <c>--eval-generate</c>: generation scored at each evaluation.</param>
+public sealed class CausalLmObjective(CausalLmModel model, long padId, GeneratedSamples? samples = null) : ITrainingObjective<CausalLmExample>
 {
     public nn.Module Model => model;
 
@@ -22,7 +23,10 @@ public sealed class CausalLmObjective(CausalLmModel model, long padId) : ITraini
     public IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<CausalLmExample> validation, int batchSize)
     {
         var (loss, _) = NegativeLogLikelihood(model, validation, batchSize, padId);
-        return new Dictionary<string, double> { ["loss"] = loss, ["perplexity"] = Math.Exp(loss) };
+        var metrics = new Dictionary<string, double> { ["loss"] = loss, ["perplexity"] = Math.Exp(loss) };
+        if (samples is not null)
+            foreach (var (key, value) in samples.Score(model, validation)) metrics[key] = value;
+        return metrics;
     }
 
     /// <summary>Mean negative log-likelihood per target token over <paramref name="data"/>, and the number of target tokens.</summary>

@@ -41,6 +41,8 @@ public static class OptionCatalog
             o => o.TrainOnPrompt, (o, v, w) => o with { TrainOnPrompt = OptionSpec.Switch(v, w) }, ["train_on_inputs"]);
         Add("packing", OptionValueKind.Flag, "causal-lm: several examples per row of --max-length, attention kept inside each",
             o => o.Packing, (o, v, w) => o with { Packing = OptionSpec.Switch(v, w) });
+        Add("eval-generate", OptionValueKind.Integer, "causal-lm: at each evaluation, complete N validation prompts greedily, score them (exact match, ROUGE-L) and write samples.jsonl",
+            o => o.EvalGenerate, (o, v, w) => o with { EvalGenerate = OptionSpec.Integer(v, w) });
         Add("chat-template", OptionValueKind.Text, "causal-lm: a Jinja chat template file for messages rows (default: the model's)",
             o => o.ChatTemplate, (o, v, w) => o with { ChatTemplate = OptionSpec.Text(v, w) });
         Add("multi-label", OptionValueKind.Flag, "Several labels per text, separated by --label-separator",

@@ -46,8 +46,13 @@ public class CausalLmCliTests
         using var temp = new TestModels.TempFolder();
         string model = TinyGguf(temp), data = Data(temp), run = temp.File("run");
         var (code, output, error) = CliHarness.Run("train", "--model", model, "--task", "causal-lm", "--train", data, "--method", method,
-            "--max-steps", "4", "--batch-size", "4", "--virtual-tokens", "3", "--lr", "1e-2", "--out", run, "--max-length", "48");
+            "--max-steps", "4", "--batch-size", "4", "--virtual-tokens", "3", "--lr", "1e-2", "--out", run, "--max-length", "48", "--eval-generate", "3");
         Assert.True(code == 0, error + output);
+        // --eval-generate: prompts of the validation rows completed and scored; what the model says is in samples.jsonl.
+        Assert.Contains("ROUGE-L", output);
+        var samples = File.ReadAllLines(Path.Combine(run, "samples.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal(3, samples.Count(s => s["step"]!.GetValue<long>() == 4));
+        Assert.All(samples, s => Assert.NotNull(s["generated"]));
         Assert.Contains("no --validation file: holding out", output);
         string final = Path.Combine(run, "final");
         Assert.True(File.Exists(Path.Combine(final, "sharptune_lm.json")));
