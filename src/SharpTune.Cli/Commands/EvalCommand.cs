@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using System.CommandLine;
 using System.Text.Json;
 using SharpTune.Checkpoints;
@@ -23,7 +24,7 @@ public static class EvalCommand
         var command = new Command("eval", "Evaluate a fine-tuned model on labelled data, or a language model's perplexity on texts.")
             { model, data, output, window, stride, dtype };
         reading.AddTo(command);
-        command.SetAction(result => CommandRunner.Run(() => LanguageModel.IsLanguageModel(result.GetValue(model)!)
+        command.SetAction(result => CommandRunner.Run(() => LanguageModelFolder.IsLanguageModel(result.GetValue(model)!)
             ? Perplexity(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), result.GetValue(window), result.GetValue(stride),
                 GenerateCommand.ParseDType(result.GetValue(dtype)!))
             : Run(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), reading.Read(result))));
@@ -39,7 +40,7 @@ public static class EvalCommand
     {
         if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
         var texts = ReadTexts(data);
-        using var lm = LanguageModel.Load(modelSpec, dtype);
+        using var lm = LanguageModelFolder.Load(modelSpec, dtype);
         var tokens = texts.Select(t => lm.Tokenizer.Encode(t)).ToList();
         var result = PerplexityScorer.Score(lm.Model, tokens, window, stride);
         int size = window ?? lm.Model.Info.ContextLength;

@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using System.CommandLine;
 using System.Globalization;
 using SharpTune.Models;
@@ -49,7 +50,7 @@ public static class InfoCommand
 
     static int Run(string spec)
     {
-        if (LanguageModel.IsLanguageModel(spec)) return RunLanguageModel(spec);
+        if (LanguageModelFolder.IsLanguageModel(spec)) return RunLanguageModel(spec);
         using var encoder = PretrainedEncoder.Load(spec);
         var c = encoder.Config;
         int vocabEntries = CountLines(encoder.Vocab);
@@ -68,7 +69,7 @@ public static class InfoCommand
     /// <summary>A decoder language model: family, sizes, context, vocabulary, parameters and tensor types.</summary>
     static int RunLanguageModel(string spec)
     {
-        using var lm = LanguageModel.Load(spec);
+        using var lm = LanguageModelFolder.Load(spec);
         var i = lm.Model.Info;
         long parameters = lm.Model.Module.parameters().Sum(p => p.numel());
         Console.WriteLine($"model          {spec}");

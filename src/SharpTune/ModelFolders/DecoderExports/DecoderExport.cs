@@ -42,9 +42,9 @@ public static class DecoderExport
         CheckModelType(type);
         CheckGgufOutput(path, source, "the merged GGUF");
         var layout = Layout(model, source);
-        using var merged = MergedStateDict.Of(model.Module);
+        using var merged = MergedWeights.Of(model.Module);
         var notes = GgufModelWriter.Write(layout, merged.Tensors, source, type, path);
-        if (merged.MergedLayers.Count > 0) notes.Insert(0, $"{merged.MergedLayers.Count} adapter layer(s) merged into their weights");
+        if (merged.MergedLayers > 0) notes.Insert(0, $"{merged.MergedLayers} adapter layer(s) merged into their weights");
         return new DecoderExportResult([Path.GetFullPath(path)], notes);
     }
 
@@ -118,14 +118,14 @@ public static class DecoderExport
         if (!source.IsGguf && Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar) == source.Path.TrimEnd(Path.DirectorySeparatorChar))
             throw new ArgumentException($"the output folder {folder} is the base model's folder; write the merged model elsewhere", nameof(folder));
         Layout(model, source); // the same family as the base, and one this export knows
-        using var merged = MergedStateDict.Of(model.Module);
+        using var merged = MergedWeights.Of(model.Module);
         var dtype = merged.Tensors.Values.FirstOrDefault(t => t.is_floating_point())?.dtype ?? ScalarType.Float32;
         using (var plain = PretrainedDecoder.FromStateDict(model.ToConfigJson(), merged.Tensors.Select(kv => (kv.Key, kv.Value)), dtype, "the merged model"))
             plain.Save(folder);
         var files = new List<string> { Path.Combine(folder, "config.json"), Path.Combine(folder, "model.safetensors") };
         files.AddRange(HuggingFaceTokenizerFiles.Write(source, folder));
         var notes = new List<string>();
-        if (merged.MergedLayers.Count > 0) notes.Add($"{merged.MergedLayers.Count} adapter layer(s) merged into their weights");
+        if (merged.MergedLayers > 0) notes.Add($"{merged.MergedLayers} adapter layer(s) merged into their weights");
         return new DecoderExportResult(files.Select(Path.GetFullPath).ToList(), notes);
     }
 

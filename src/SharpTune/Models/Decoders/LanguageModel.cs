@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SharpTune.Models.Decoders.Common;
 using SharpTune.Checkpoints.Gguf;
 using SharpTune.Tokenization.ChatTemplates;
 using SharpTune.Tokenization.Decoders;
@@ -49,22 +50,41 @@ public sealed class LanguageModel : IDisposable
     }
 
     /// <summary>Loads a Hugging Face folder or a .gguf file; <paramref name="dtype"/> bf16 holds the weights in half the memory.</summary>
-    public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null)
+    /// <param name="linears">Builds the blocks' Linear layers (parameter-efficient methods wrap them); null: plain ones.</param>
+    public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null, LinearFactory? linears = null)
     {
-        if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(spec, dtype, chatTemplateFile);
-        if (Directory.Exists(spec)) return LoadFolder(spec, dtype, chatTemplateFile);
+        if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(spec, dtype, chatTemplateFile, linears);
+        if (Directory.Exists(spec)) return LoadFolder(spec, dtype, chatTemplateFile, linears);
         throw new FileNotFoundException($"Language model '{spec}' not found: give a Hugging Face model folder or a .gguf file", spec);
     }
 
-    static LanguageModel LoadFolder(string folder, ScalarType dtype, string? chatTemplateFile)
+    /// <summary>The architecture of a Hugging Face folder or .gguf file, read and validated without loading a weight.</summary>
+    public static IDecoderConfig ReadConfig(string spec)
+    {
+        if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        {
+            var config = GgufModelMap.Open(spec).Config;
+            return DecoderFamilies.ForConfig(config, spec).ParseConfig(config, spec);
+        }
+        string path = Path.Combine(spec, "config.json");
+        if (!Directory.Exists(spec) || !File.Exists(path))
+            throw new FileNotFoundException($"Language model '{spec}' not found: give a Hugging Face model folder or a .gguf file", spec);
+        var json = PretrainedDecoder.ReadConfig(path);
+        return DecoderFamilies.ForConfig(json, path).ParseConfig(json, path);
+    }
+
+    /// <summary>The same tokenizer, template and source over another model (the base with a fine-tuned adapter).</summary>
+    public LanguageModel WithModel(ICausalLanguageModel model, string source) => new(model, Tokenizer, Template, source, Notes);
+
+    static LanguageModel LoadFolder(string folder, ScalarType dtype, string? chatTemplateFile, LinearFactory? linears)
     {
         var tokenizer = DecoderTokenizers.FromHuggingFace(folder);
-        var model = PretrainedDecoder.Load(folder, dtype);
+        var model = PretrainedDecoder.Load(folder, dtype, linears);
         var template = LoadTemplate(tokenizer.ChatTemplate, Path.Combine(folder, "tokenizer_config.json: chat_template"), chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"Hugging Face folder {Path.GetFullPath(folder)}", []);
     }
 
-    static LanguageModel LoadGguf(string path, ScalarType dtype, string? chatTemplateFile)
+    static LanguageModel LoadGguf(string path, ScalarType dtype, string? chatTemplateFile, LinearFactory? linears)
     {
         var map = GgufModelMap.Open(path);
         var data = map.Tokenizer ?? throw new InvalidDataException($"{path}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
@@ -72,7 +92,7 @@ public sealed class LanguageModel : IDisposable
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
             data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate), path);
         var config = map.Config;
-        var model = PretrainedDecoder.FromStateDict(config, map.ReadTensors(dtype), dtype, path);
+        var model = PretrainedDecoder.FromStateDict(config, map.ReadTensors(dtype), dtype, path, linears);
         var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
         var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
         if (map.RopeFrequencyFactors is { } factors)

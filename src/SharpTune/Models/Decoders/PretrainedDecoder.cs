@@ -21,7 +21,7 @@ public static class PretrainedDecoder
     static readonly ScalarType[] Dtypes = [ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16];
 
     /// <summary>Loads the model of a Hugging Face folder; every weight is checked against the config by key and shape.</summary>
-    public static ICausalLanguageModel Load(string folder, ScalarType dtype = ScalarType.Float32, DecoderLinearFactory? linears = null)
+    public static ICausalLanguageModel Load(string folder, ScalarType dtype = ScalarType.Float32, LinearFactory? linears = null)
     {
         string configPath = Path.Combine(folder, HuggingFaceCheckpoint.ConfigFile);
         if (!File.Exists(configPath))
@@ -49,7 +49,7 @@ public static class PretrainedDecoder
     /// tensor is copied into the model before the next is asked for; the caller keeps ownership of them.
     /// </summary>
     public static ICausalLanguageModel FromStateDict(JsonObject config, IEnumerable<(string Key, Tensor Value)> tensors,
-        ScalarType dtype = ScalarType.Float32, string source = "state dict", DecoderLinearFactory? linears = null)
+        ScalarType dtype = ScalarType.Float32, string source = "state dict", LinearFactory? linears = null)
     {
         var family = DecoderFamilies.ForConfig(config, source);
         var parsed = family.ParseConfig(config, source);
@@ -57,7 +57,7 @@ public static class PretrainedDecoder
     }
 
     /// <summary>A freshly initialised model (HF's initialisation) for a Hugging Face config, in training mode.</summary>
-    public static ICausalLanguageModel Create(JsonObject config, ScalarType dtype = ScalarType.Float32, DecoderLinearFactory? linears = null)
+    public static ICausalLanguageModel Create(JsonObject config, ScalarType dtype = ScalarType.Float32, LinearFactory? linears = null)
     {
         var family = DecoderFamilies.ForConfig(config);
         var parsed = family.ParseConfig(config, "config");
@@ -93,7 +93,7 @@ public static class PretrainedDecoder
         }
     }
 
-    static ICausalLanguageModel Build(IDecoderFamily family, IDecoderConfig config, ScalarType dtype, DecoderLinearFactory? linears,
+    static ICausalLanguageModel Build(IDecoderFamily family, IDecoderConfig config, ScalarType dtype, LinearFactory? linears,
         Action<ICausalLanguageModel> loadWeights)
     {
         CheckDtype(dtype);

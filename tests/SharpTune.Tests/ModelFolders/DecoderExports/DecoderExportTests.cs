@@ -44,8 +44,8 @@ public class DecoderExportTests
         using var temp = new TestModels.TempFolder();
         string basePath = WriteBaseGguf(temp.File("base.gguf"), "qwen2");
         // Qwen2's k/v projections have biases: IA3 scales their outputs, bias included.
-        using var model = Adapted(basePath, (path, i, o, bias) => path.EndsWith("k_proj") || path.EndsWith("v_proj")
-            ? new Ia3Linear(i, o, isFeedForward: false) : nn.Linear(i, o, hasBias: bias));
+        using var model = Adapted(basePath, site => site.Path.EndsWith("k_proj") || site.Path.EndsWith("v_proj")
+            ? new Ia3Linear(site, isFeedForward: false) : SharpTune.Models.Decoders.Common.DecoderLinears.Plain(site));
         using var adapted = Logits(model, Tokens);
         string merged = temp.File("merged.gguf");
         DecoderExport.MergedGguf(model, DecoderSource.Gguf(basePath), merged, GgufTensorType.F32);

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using SharpTune.Checkpoints.Gguf;
 using SharpTune.Models.Decoders;
+using SharpTune.Models;
 using SharpTune.Models.Decoders.Common;
 using SharpTune.Peft.Lora;
 using SharpTune.Tests.Checkpoints.Gguf;
@@ -35,14 +36,12 @@ static class ExportTestModels
         return path;
     }
 
-    /// <summary>LoRA on the layers whose names end in one of <paramref name="targets"/>, each with its own options.</summary>
-    public static DecoderLinearFactory Lora(Func<string, LoraOptions?> options) => (path, inFeatures, outFeatures, bias) =>
-        options(path[(path.LastIndexOf('.') + 1)..]) is { } o
-            ? new LoraLinear(inFeatures, outFeatures, o, bias)
-            : nn.Linear(inFeatures, outFeatures, hasBias: bias);
+    /// <summary>LoRA on the layers for whose last name <paramref name="options"/> gives options, each with its own.</summary>
+    public static LinearFactory Lora(Func<string, LoraOptions?> options) => site =>
+        options(site.Path[(site.Path.LastIndexOf('.') + 1)..]) is { } o ? new LoraLinear(site, o) : DecoderLinears.Plain(site);
 
     /// <summary>LoRA r 4, alpha 16 on <paramref name="targets"/>.</summary>
-    public static DecoderLinearFactory Lora(params string[] targets) =>
+    public static LinearFactory Lora(params string[] targets) =>
         Lora(name => targets.Contains(name) ? new LoraOptions(4, 16, 0, targets, "none") : null);
 
     /// <summary>
@@ -50,7 +49,7 @@ static class ExportTestModels
     /// key not an adapter's must be filled), lora_A drawn from N(0, 1/in), lora_B from N(0, 0.15²), IA3 vectors from U(0.5, 1.5), in eval mode.
     /// </summary>
     public static ICausalLanguageModel Adapted(JsonObject config, IEnumerable<(string Key, Tensor Value)> baseWeights,
-        DecoderLinearFactory linears, int seed = 3)
+        LinearFactory linears, int seed = 3)
     {
         manual_seed(seed);
         var model = PretrainedDecoder.Create(config, linears: linears);
@@ -76,7 +75,7 @@ static class ExportTestModels
     }
 
     /// <summary><see cref="Adapted"/> from a GGUF base.</summary>
-    public static ICausalLanguageModel Adapted(string baseGguf, DecoderLinearFactory linears, int seed = 3)
+    public static ICausalLanguageModel Adapted(string baseGguf, LinearFactory linears, int seed = 3)
     {
         var map = GgufModelMap.Open(baseGguf);
         return Adapted(map.Config, map.ReadTensors(), linears, seed);

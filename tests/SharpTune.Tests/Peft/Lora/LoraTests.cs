@@ -33,25 +33,6 @@ public class LoraTests
         Tolerances.AssertClose(expected, y, Tolerances.DifferentKernels); // matmul + add against the layer's linear
     }
 
-    /// <summary>Decoders' projections often have no bias (Llama's q/k/v/o): then there is no bias key, as in nn.Linear.</summary>
-    [Fact]
-    [Trait(Tolerances.Category, Tolerances.NumericParity)]
-    public void LoraLinear_without_bias_has_no_bias_key_and_merges_without_one()
-    {
-        manual_seed(2);
-        using var layer = new LoraLinear(5, 7, new LoraOptions(3, 6, 0, ["x"], "none"), hasBias: false);
-        var p = layer.named_parameters().ToDictionary(n => n.name, n => n.parameter);
-        Assert.Equal(["lora_A.weight", "lora_B.weight", "weight"], p.Keys.Order(StringComparer.Ordinal));
-        using (no_grad()) p["lora_B.weight"].normal_();
-        using var x = randn(2, 4, 5);
-        using var expected = x.matmul(p["weight"].t()) + x.matmul(p["lora_A.weight"].t()).matmul(p["lora_B.weight"].t()) * 2.0;
-        using var y = layer.forward(x);
-        Tolerances.AssertClose(expected, y, Tolerances.DifferentKernels);
-        var (weight, bias) = layer.MergedWeights();
-        Assert.Null(bias);
-        using (weight) Tolerances.AssertClose(expected, x.matmul(weight.t()), Tolerances.DifferentKernels, "merged");
-    }
-
     [Fact]
     [Trait(Tolerances.Category, Tolerances.NumericParity)]
     public void Merged_equals_unmerged_and_unmerge_restores_the_weights()
