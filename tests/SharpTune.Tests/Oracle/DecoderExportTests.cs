@@ -79,9 +79,12 @@ public class DecoderExportTests
         Assert.Equal(reference.Greedy(prompt, 20), ours.TokenIds);
     }
 
-    /// <summary>GPT-2 takes no adapter layers in SharpTune yet; its merged export is its plain weights, checked as the GPT-2 oracle test (ggml's f16 GELU table: 1e-3).</summary>
+    /// <summary>
+    /// GPT-2: LoRA over its Conv1D layers (weights stored (in, out), PEFT's fan_in_fan_out), the fused attn_qkv included;
+    /// merged, and as base + adapter, in llama.cpp. Within 1e-3 as the GPT-2 oracle test (ggml's CPU GELU reads an f16 table).
+    /// </summary>
     [Fact]
-    public void Gpt2_gguf_export_gives_llama_cpp_the_models_logits()
+    public void Gpt2_with_lora_on_its_conv1d_layers_exports_merged_and_as_an_adapter_that_llama_cpp_runs()
     {
         using var temp = new TestModels.TempFolder();
         var tokens = Tokenization.Decoders.Gpt2Reference.Tokens;
@@ -94,16 +97,22 @@ public class DecoderExportTests
             .Set("tokenizer.ggml.tokens", tokens).Set("tokenizer.ggml.merges", Tokenization.Decoders.Gpt2Reference.Merges)
             .Set("tokenizer.ggml.token_type", tokens.Select(t => t == "<|endoftext|>" ? 3 : 1).ToArray())
             .Set("tokenizer.ggml.bos_token_id", 50256u).Set("tokenizer.ggml.eos_token_id", 50256u));
-        using var model = LanguageModel.Load(basePath);
+        using var model = Adapted(basePath, Lora("c_attn", "c_proj", "c_fc"));
         int[] ids = [15496, 995, 11, 5846, 30605, 290, 50256, 464];
-        using var expected = Logits(model.Model, ids);
+        using var adapted = Logits(model, ids);
+        using (var plain = LanguageModel.Load(basePath))
+        using (var baseLogits = Logits(plain.Model, ids))
+            Tolerances.AssertDistinct(adapted, baseLogits, "adapted against base");
 
-        string exported = temp.File("export.gguf");
-        DecoderExport.MergedGguf(model.Model, DecoderSource.Gguf(basePath), exported, GgufTensorType.F32);
-        Assert.False(GgufFile.Open(exported).HasTensor("output.weight")); // tied: llama.cpp uses token_embd
-        AssertLlamaCppLogits(expected, exported, null, ids, "gpt2 export", 1e-3);
-        var error = Assert.Throws<ArgumentException>(() => DecoderExport.LoraGguf(model.Model, DecoderSource.Gguf(basePath), temp.File("a.gguf")));
-        Assert.Contains("no LoRA layers", error.Message);
+        string merged = temp.File("merged.gguf");
+        DecoderExport.MergedGguf(model, DecoderSource.Gguf(basePath), merged, GgufTensorType.F32);
+        Assert.False(GgufFile.Open(merged).HasTensor("output.weight")); // tied: llama.cpp uses token_embd
+        AssertLlamaCppLogits(adapted, merged, null, ids, "gpt2 merged", 1e-3);
+
+        string adapter = temp.File("adapter.gguf");
+        DecoderExport.LoraGguf(model, DecoderSource.Gguf(basePath), adapter, GgufTensorType.F32);
+        Assert.Equal([4L, 3 * 48], GgufFile.Open(adapter).GetTensor("blk.0.attn_qkv.weight.lora_b").Dims);
+        AssertLlamaCppLogits(adapted, basePath, adapter, ids, "gpt2 base + adapter", 1e-3);
     }
 
     /// <summary>

@@ -68,8 +68,7 @@ public static class DecoderExport
         CheckGgufOutput(path, source, "the adapter GGUF");
         var layers = LoraLayers(model);
         var layout = Layout(model, source);
-        var state = model.Module.state_dict();
-        var baseWeights = LoraGgufWriter.BaseWeights(state, layers.Keys);
+        var baseWeights = LoraGgufWriter.BaseWeights(model.Module.state_dict(), layers.Keys);
         if (checkBase) CheckBaseUnchanged(baseWeights, source);
 
         var files = new List<string>();
@@ -86,7 +85,7 @@ public static class DecoderExport
         }
         else if (basePath is not null) throw new ArgumentException($"the base is the GGUF file {source.Path} itself; basePath is only for a Hugging Face base", nameof(basePath));
 
-        notes.InsertRange(0, LoraGgufWriter.Write(layout, layers, state, type, path));
+        notes.InsertRange(0, LoraGgufWriter.Write(layout, layers, type, path));
         files.Insert(0, Path.GetFullPath(path));
         string modelfile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, ModelfileName);
         Modelfile(modelfile, baseGguf, path, source);

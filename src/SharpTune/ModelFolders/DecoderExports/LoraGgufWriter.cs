@@ -20,8 +20,7 @@ static class LoraGgufWriter
     }
 
     /// <summary>Writes the adapter file; returns notes for the user.</summary>
-    public static List<string> Write(GgufDecoderLayout layout, IReadOnlyDictionary<string, LoraLinear> layers,
-        IReadOnlyDictionary<string, Tensor> state, GgufTensorType type, string path)
+    public static List<string> Write(GgufDecoderLayout layout, IReadOnlyDictionary<string, LoraLinear> layers, GgufTensorType type, string path)
     {
         // llama.cpp scales each pair by alpha / r with one alpha per file and r read from lora_b: a layer whose own
         // alpha differs has the ratio folded into its lora_b, so every layer keeps its own alpha / r.
@@ -39,19 +38,18 @@ static class LoraGgufWriter
         {
             if (!layout.ByHfKey.TryGetValue(name + ".weight", out var mapping))
                 throw new NotSupportedException($"{name} has no tensor in a {layout.Architecture} GGUF, so llama.cpp cannot apply a LoRA pair to it");
-            if (mapping.Transform == GgufTensorTransform.Transpose)
-                throw new NotSupportedException($"{name} is stored transposed (Conv1D) in this family; its LoRA pair has no GGUF form here");
-            var a = state[name + ".lora_A.weight"].detach();                                   // (r, in)
-            var b = state[name + ".lora_B.weight"].detach();                                   // (out, r)
+            var a = layer.LoraA.detach();                                                      // (r, in)
+            var b = layer.LoraB.detach();                                                      // (out, r)
             double layerAlpha = layer.Scaling * layer.Rank;
             if (Math.Abs(layerAlpha - alpha) > 1e-9 * alpha)
             {
                 b = b * (layerAlpha / alpha);
                 folded++;
             }
-            // llama's q/k rows are permuted in the base; lora_B's rows are the update's rows, so they move the same way.
+            // The pair is in Linear's convention whatever the base's layout (GPT-2's Conv1D stores (in, out), GGUF the
+            // Linear layout): B A is (out, in) as GGUF's weight, so only llama's q/k row permutation applies, to lora_B's rows.
             w.AddTensor(mapping.GgufName + ".lora_a", a, type);
-            w.AddTensor(mapping.GgufName + ".lora_b", GgufDecoderLayout.ToGguf(mapping, b), type);
+            w.AddTensor(mapping.GgufName + ".lora_b", mapping.Transform == GgufTensorTransform.UnpermuteRows ? GgufDecoderLayout.ToGguf(mapping, b) : b, type);
         }
         w.Save(path);
         notes.Add($"{layers.Count} LoRA pair(s), alpha {alpha:G6}, rank {string.Join("/", layers.Values.Select(l => l.Rank).Distinct())}");
