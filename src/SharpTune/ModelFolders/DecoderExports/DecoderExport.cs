@@ -66,8 +66,8 @@ public static class DecoderExport
         if (type is not (GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16))
             throw new ArgumentException($"a LoRA adapter is written as f32, f16 or bf16, not {type} (lora_b's rows hold the rank, too few for {type} blocks)", nameof(type));
         CheckGgufOutput(path, source, "the adapter GGUF");
-        var layers = LoraLayers(model);
         var layout = Layout(model, source);
+        var layers = LoraLayers(model);
         var baseWeights = LoraGgufWriter.BaseWeights(model.Module.state_dict(), layers.Keys);
         if (checkBase) CheckBaseUnchanged(baseWeights, source);
 
@@ -144,9 +144,13 @@ public static class DecoderExport
             throw new ArgumentException($"{what}: the output {path} is the base GGUF the model came from; write it elsewhere", nameof(path));
     }
 
-    /// <summary>The model's GGUF layout, after checking that the base is of the same family.</summary>
+    /// <summary>The model's GGUF layout, after checking that the base is of the same family and that no prompt method is in it.</summary>
     static GgufDecoderLayout Layout(ICausalLanguageModel model, DecoderSource source)
     {
+        if (model.Module.state_dict().Keys.FirstOrDefault(k => k.StartsWith("prompt_encoder.", StringComparison.Ordinal)) is { } prompt)
+            throw new NotSupportedException(
+                $"the model carries a prompt method ({prompt}): its virtual tokens or key/value prefixes fold into no weight, and neither " +
+                "a GGUF file nor llama.cpp's adapter can hold them; keep the PEFT adapter folder, which SharpTune loads");
         var layout = GgufDecoderLayout.For(model);
         string family = DecoderFamilies.ForConfig(model.ToConfigJson(), "model config").Name, sourceFamily = source.Family();
         if (family != sourceFamily)

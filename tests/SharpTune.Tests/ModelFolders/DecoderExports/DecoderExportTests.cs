@@ -204,4 +204,23 @@ public class DecoderExportTests
             using (var plain = LanguageModel.Load(temp.File("base.gguf"))) plain.Model.Save(folder);
         return folder;
     }
+
+    [Fact]
+    public void A_prompt_method_is_refused_by_every_export()
+    {
+        using var temp = new TestModels.TempFolder();
+        string basePath = WriteBaseGguf(temp.File("base.gguf"), "llama");
+        var source = DecoderSource.Gguf(basePath);
+        Assert.True(PeftRegistry.TryGet("prompt", out var method));
+        using var lm = LanguageModel.Load(basePath);
+        var settings = new PeftSettings { VirtualTokens = 3 };
+        using var model = new SharpTune.Heads.CausalLmModel(lm.Model, method!.CreatePromptEncoder(settings, lm.Model.Shape, lm.Model.WordEmbeddings));
+        foreach (var export in new Action[]
+        {
+            () => DecoderExport.MergedGguf(model, source, temp.File("m.gguf")),
+            () => DecoderExport.LoraGguf(model, source, temp.File("a.gguf")),
+            () => DecoderExport.MergedHuggingFace(model, source, temp.File("hf")),
+        })
+            Assert.Contains("prompt_encoder.", Assert.Throws<NotSupportedException>(export).Message);
+    }
 }
