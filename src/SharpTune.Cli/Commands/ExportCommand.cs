@@ -12,8 +12,8 @@ namespace SharpTune.Cli.Commands;
 /// folder or a GGUF file llama.cpp and Ollama run.
 /// </summary>
 /// <remarks>
-/// A decoder given here is a plain model (its own base), so hf and gguf convert it; gguf-lora needs a model with LoRA layers,
-/// which a fine-tuned decoder's run folder will provide (the library's <see cref="DecoderExport.LoraGguf"/> takes it).
+/// A language model's run folder (or its best/, final/) exports its adapter merged (hf, gguf) or as a llama.cpp adapter over
+/// its base (gguf-lora), with the base's tokenizer; a plain decoder is its own base, so hf and gguf convert it.
 /// </remarks>
 public static class ExportCommand
 {
@@ -23,7 +23,7 @@ public static class ExportCommand
     {
         var model = new Option<string>("--model")
         {
-            Description = "Run folder (its best/ model is used) or saved model folder trained with lora or ia3; or a decoder language model (Hugging Face folder or .gguf file)",
+            Description = "Run folder (its best/ model is used) or saved model folder: a task model trained with lora or ia3, or a fine-tuned language model; or a plain decoder (Hugging Face folder or .gguf file)",
             Required = true,
         };
         var output = new Option<string>("--out")
@@ -43,7 +43,7 @@ public static class ExportCommand
     static int Run(string model, string output, string format, string? dtype)
     {
         if (!Formats.Contains(format)) throw new ArgumentException($"--format '{format}' is not one of {string.Join(", ", Formats)}");
-        if (!LanguageModel.IsLanguageModel(model))
+        if (!LanguageModelFolder.IsLanguageModel(model))
         {
             if (format != "hf") throw new ArgumentException($"--format {format} is for decoder language models; {model} is a task model (export it as hf)");
             if (dtype is not null) throw new ArgumentException("--dtype applies to GGUF exports only");
@@ -53,8 +53,10 @@ public static class ExportCommand
         }
         if (format == "hf" && dtype is not null) throw new ArgumentException("--dtype applies to GGUF exports only (a Hugging Face folder keeps the model's dtype)");
         var type = dtype is not null ? DecoderExport.ParseTensorType(dtype) : format == "gguf" ? GgufTensorType.F16 : GgufTensorType.F32;
-        var source = DecoderSource.Open(model);
-        using var loaded = LanguageModel.Load(model);
+        // A fine-tuned language model (a run folder, its best/ or final/) exports with its base's tokenizer; a plain one is its own base.
+        string? fineTuned = LanguageModelFolder.Resolve(model);
+        var source = DecoderSource.Open(fineTuned is null ? model : LanguageModelFolder.BaseModel(fineTuned));
+        using var loaded = LanguageModelFolder.Load(model);
         var result = format switch
         {
             "hf" => DecoderExport.MergedHuggingFace(loaded.Model, source, output),

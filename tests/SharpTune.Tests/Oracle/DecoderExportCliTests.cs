@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using SharpTune.Models.Decoders;
 using SharpTune.Tests.Cli;
 using static SharpTune.Tests.ModelFolders.DecoderExports.ExportTestModels;
@@ -53,5 +54,49 @@ public class DecoderExportCliTests
         var (taskCode, _, taskError) = CliHarness.Run("export", "--model", temp.File("no-such-run"), "--format", "gguf", "--out", temp.File("m.gguf"));
         Assert.Equal(1, taskCode);
         Assert.Contains("is for decoder language models", taskError);
+    }
+
+    /// <summary>
+    /// End to end: a LoRA run trained by the CLI on a GGUF base, exported as a llama.cpp adapter (with its Modelfile), as a
+    /// merged GGUF and as a merged Hugging Face folder; llama.cpp and SharpTune give the run's logits from each.
+    /// </summary>
+    [Fact]
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
+    public void A_lora_run_exports_for_llama_cpp_and_ollama_with_the_runs_logits()
+    {
+        using var temp = new TestModels.TempFolder();
+        string basePath = WriteBaseGguf(temp.File("base.gguf"), "qwen2"), data = temp.File("train.jsonl"), run = temp.File("run");
+        File.WriteAllLines(data, Enumerable.Range(0, 16).Select(i => $$"""{"text": "the river {{i}} runs to the sea"}"""));
+        var (code, output, error) = CliHarness.Run("train", "--model", basePath, "--task", "causal-lm", "--train", data, "--method", "lora",
+            "--lora-targets", "q_proj,v_proj,down_proj", "--max-steps", "3", "--batch-size", "4", "--lr", "3e-2", "--max-length", "32", "--out", run);
+        Assert.True(code == 0, error + output);
+        using var trained = LanguageModelFolder.Load(run);
+        using var expected = Logits(trained.Model, Tokens);
+        using (var plain = LanguageModel.Load(basePath))
+        using (var baseLogits = Logits(plain.Model, Tokens))
+            Tolerances.AssertDistinct(expected, baseLogits, "trained against base");
+
+        (code, output, error) = CliHarness.Run("export", "--model", run, "--format", "gguf-lora", "--out", temp.File("ollama"));
+        Assert.True(code == 0, error + output);
+        Assert.Contains($"FROM {Path.GetFullPath(basePath)}", File.ReadAllLines(temp.File("ollama/Modelfile")));
+        using (var reference = new LlamaCpp(basePath, adapter: temp.File("ollama/adapter.gguf")))
+        {
+            var logits = reference.Logits(Tokens);
+            for (int t = 0; t < Tokens.Length; t++) Tolerances.AssertClose(logits[t], Row(expected, t), 1e-4, $"base + adapter position {t}");
+        }
+
+        (code, output, error) = CliHarness.Run("export", "--model", run, "--format", "gguf", "--dtype", "f32", "--out", temp.File("merged.gguf"));
+        Assert.True(code == 0, error + output);
+        using (var reference = new LlamaCpp(temp.File("merged.gguf")))
+        {
+            var logits = reference.Logits(Tokens);
+            for (int t = 0; t < Tokens.Length; t++) Tolerances.AssertClose(logits[t], Row(expected, t), 1e-4, $"merged position {t}");
+        }
+
+        (code, output, error) = CliHarness.Run("export", "--model", run, "--out", temp.File("merged-hf"));
+        Assert.True(code == 0, error + output);
+        using var folder = LanguageModel.Load(temp.File("merged-hf"));
+        using var fromFolder = Logits(folder.Model, Tokens);
+        Tolerances.AssertClose(expected, fromFolder, Tolerances.DifferentKernelsThroughNetwork, "merged Hugging Face folder");
     }
 }
