@@ -66,13 +66,6 @@ public static class DecoderExport
         if (type is not (GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16))
             throw new ArgumentException($"a LoRA adapter is written as f32, f16 or bf16, not {type} (lora_b's rows hold the rank, too few for {type} blocks)", nameof(type));
         CheckGgufOutput(path, source, "the adapter GGUF");
-        var layout = Layout(model, source);
-        var layers = LoraLayers(model);
-        var baseWeights = LoraGgufWriter.BaseWeights(model.Module.state_dict(), layers.Keys);
-        if (checkBase) CheckBaseUnchanged(baseWeights, source);
-
-        var files = new List<string>();
-        var notes = new List<string>();
         string baseGguf = source.Path;
         if (!source.IsGguf)
         {
@@ -80,11 +73,20 @@ public static class DecoderExport
             baseGguf = Path.GetFullPath(basePath ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "base.gguf"));
             if (baseGguf == Path.GetFullPath(path)) throw new ArgumentException($"the base GGUF and the adapter would both be written to {baseGguf}", nameof(basePath));
             CheckGgufOutput(baseGguf, source, "the base GGUF");
+        }
+        else if (basePath is not null) throw new ArgumentException($"the base is the GGUF file {source.Path} itself; basePath is only for a Hugging Face base", nameof(basePath));
+        var layout = Layout(model, source);
+        var layers = LoraLayers(model);
+        var baseWeights = LoraGgufWriter.BaseWeights(model.Module.state_dict(), layers.Keys);
+        if (checkBase) CheckBaseUnchanged(baseWeights, source);
+
+        var files = new List<string>();
+        var notes = new List<string>();
+        if (!source.IsGguf)
+        {
             notes.AddRange(GgufModelWriter.Write(layout, baseWeights, source, baseType, baseGguf));
             files.Add(baseGguf);
         }
-        else if (basePath is not null) throw new ArgumentException($"the base is the GGUF file {source.Path} itself; basePath is only for a Hugging Face base", nameof(basePath));
-
         notes.InsertRange(0, LoraGgufWriter.Write(layout, layers, type, path));
         files.Insert(0, Path.GetFullPath(path));
         string modelfile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, ModelfileName);

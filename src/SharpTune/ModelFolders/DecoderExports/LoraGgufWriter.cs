@@ -34,10 +34,13 @@ static class LoraGgufWriter
         var notes = new List<string>();
         int folded = 0;
         using var scope = NewDisposeScope();
-        foreach (var (name, layer) in layers.OrderBy(l => layout.Tensors.ToList().FindIndex(t => t.HfKey == l.Key + ".weight")))
-        {
-            if (!layout.ByHfKey.TryGetValue(name + ".weight", out var mapping))
+        var order = layout.Tensors.Select((t, i) => (t.HfKey, i)).ToDictionary(x => x.HfKey, x => x.i);
+        foreach (string name in layers.Keys)
+            if (!order.ContainsKey(name + ".weight"))
                 throw new NotSupportedException($"{name} has no tensor in a {layout.Architecture} GGUF, so llama.cpp cannot apply a LoRA pair to it");
+        foreach (var (name, layer) in layers.OrderBy(l => order[l.Key + ".weight"])) // the base file's tensor order
+        {
+            var mapping = layout.ByHfKey[name + ".weight"];
             var a = layer.LoraA.detach();                                                      // (r, in)
             var b = layer.LoraB.detach();                                                      // (out, r)
             double layerAlpha = layer.Scaling * layer.Rank;
