@@ -53,6 +53,7 @@ public sealed class GeneratedSamples(string path, IDecoderTokenizer tokenizer, i
         foreach (var sample in pending)
         {
             sample["step"] = evaluation.Step;
+            sample["trigger"] = evaluation.Trigger;
             writer.WriteLine(sample.ToJsonString());
         }
         pending.Clear();

@@ -51,7 +51,8 @@ public class CausalLmCliTests
         // --eval-generate: prompts of the validation rows completed and scored; what the model says is in samples.jsonl.
         Assert.Contains("ROUGE-L", output);
         var samples = File.ReadAllLines(Path.Combine(run, "samples.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
-        Assert.Equal(3, samples.Count(s => s["step"]!.GetValue<long>() == 4));
+        Assert.Equal(3, samples.Count(s => s["trigger"]!.GetValue<string>() == "final"));
+        Assert.Equal(6, samples.Count(s => s["step"]!.GetValue<long>() == 4)); // the last evaluation of training, then the final one
         Assert.All(samples, s => Assert.NotNull(s["generated"]));
         Assert.Contains("no --validation file: holding out", output);
         string final = Path.Combine(run, "final");
