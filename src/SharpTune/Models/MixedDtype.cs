@@ -1,6 +1,5 @@
 using System.Reflection;
 using TorchSharp.Modules;
-using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models;
@@ -24,62 +23,66 @@ public static class MixedDtype
     /// <param name="isTrainable">Given a parameter's state-dict key and the parameter: whether it trains.</param>
     /// <remarks>
     /// TorchSharp holds a parameter's dtype in the tensor, so a converted parameter is a new <see cref="Parameter"/>
-    /// (requires_grad false, no .grad) put where the old one was, in the module's registry and in its field or property,
-    /// as <c>Module.to(dtype)</c> itself does; the old tensor is disposed. Take references to parameters (an optimizer's
+    /// (requires_grad false, no .grad) put where the old one was, in the module's registry and in the fields that held
+    /// it, as <c>Module.to(dtype)</c> itself does; the old tensor is disposed. Take references to parameters (an optimizer's
     /// list, a tied weight) after this call. A parameter shared by two modules stays shared.
     /// </remarks>
     public static int HoldFrozenIn(nn.Module module, ScalarType dtype, Func<string, Parameter, bool> isTrainable)
     {
         if (dtype is not (ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float32 or ScalarType.Float64))
             throw new ArgumentException($"{dtype} is not a floating-point dtype", nameof(dtype));
+        // Every slot first: TorchSharp's setters dispose the tensor they replace, and a disposed tensor no longer shows
+        // in named_parameters, so the second holder of a shared weight would not be found afterwards.
+        var slots = new[] { ("", module) }.Concat(module.named_modules().Select(m => (m.name + ".", m.module)))
+            .SelectMany(m => m.Item2.named_parameters(recurse: false).Select(p => (Owner: m.Item2, Key: m.Item1 + p.name, Name: p.name, Parameter: p.parameter)))
+            .ToList();
         var replaced = new Dictionary<Parameter, Parameter>(ReferenceEqualityComparer.Instance);
-        var disposed = new List<Parameter>();
+        var done = new List<(nn.Module Owner, string Key, string Name, Parameter Converted)>();
         using (no_grad())
         {
-            foreach (var (prefix, owner) in new[] { ("", module) }.Concat(module.named_modules().Select(m => (m.name + ".", m.module))))
-                foreach (var (name, parameter) in owner.named_parameters(recurse: false).ToList())
+            foreach (var (owner, key, name, parameter) in slots)
+            {
+                if (!replaced.TryGetValue(parameter, out var converted))
                 {
-                    if (replaced.TryGetValue(parameter, out var shared))
-                    {
-                        Put(owner, name, shared);                                     // a tied weight: converted once
-                        continue;
-                    }
-                    if (!parameter.is_floating_point() || parameter.dtype == dtype) continue;
-                    if (isTrainable(prefix + name, parameter)) continue;
-                    var converted = new Parameter(parameter.detach().to(dtype), requires_grad: false);
+                    if (!parameter.is_floating_point() || parameter.dtype == dtype || isTrainable(key, parameter)) continue;
+                    converted = new Parameter(parameter.detach().to(dtype), requires_grad: false);
                     converted.DetachFromDisposeScope();
                     replaced[parameter] = converted;
-                    disposed.Add(parameter);
-                    Put(owner, name, converted);
                 }
+                Put(owner, name, parameter, converted);                                          // a tied weight: converted once, put in each place
+                done.Add((owner, key, name, converted));
+            }
         }
-        foreach (var (name, parameter) in module.named_parameters())
-            if (replaced.ContainsKey(parameter))
-                throw new InvalidOperationException($"{name}: the module still holds the parameter that was converted (it is kept somewhere MixedDtype cannot see)");
-        foreach (var old in disposed) old.Dispose();
-        return disposed.Count;
+        foreach (var (owner, key, name, converted) in done)
+            if (!owner.named_parameters(recurse: false).Any(p => p.name == name && ReferenceEquals(p.parameter, converted)))
+                throw new InvalidOperationException($"{key}: the converted parameter did not take the old one's place (it is kept somewhere MixedDtype cannot see)");
+        foreach (var old in replaced.Keys) old.Dispose();
+        return replaced.Count;
     }
 
     /// <summary><see cref="HoldFrozenIn(nn.Module, ScalarType, Func{string, Parameter, bool})"/> with "trains" meaning requires_grad.</summary>
     public static int HoldFrozenIn(nn.Module module, ScalarType dtype) => HoldFrozenIn(module, dtype, (_, p) => p.requires_grad);
 
-    /// <summary>Puts <paramref name="parameter"/> in <paramref name="owner"/>'s registry under <paramref name="name"/> and in the field or property that holds it.</summary>
-    static void Put(nn.Module owner, string name, Parameter parameter)
+    /// <summary>
+    /// Puts <paramref name="converted"/> in <paramref name="owner"/>'s registry under <paramref name="name"/> and in every
+    /// field of <paramref name="owner"/> that holds <paramref name="old"/> (our modules' fields are named as their keys,
+    /// TorchSharp's Linear and LayerNorm keep <c>_weight</c> behind a <c>weight</c> property); a module that keeps it
+    /// in no field (TorchSharp's native Embedding) gets it through its property. This is how <c>Module.to</c> replaces
+    /// parameters.
+    /// </summary>
+    static void Put(nn.Module owner, string name, Parameter old, Parameter converted)
     {
-        var type = owner.GetType();
-        if (type.GetProperty(name, BindingFlags.Instance | BindingFlags.Public) is { CanWrite: true } property && property.PropertyType == typeof(Parameter))
-        {
-            // TorchSharp's own modules (Linear, Embedding, LayerNorm): the setter registers it and disposes the old one.
-            property.SetValue(owner, parameter);
-            return;
-        }
-        Register.Invoke(owner, [name, parameter]);
-        for (var t = type; t is not null && t != typeof(object); t = t.BaseType)
+        bool held = false;
+        for (var t = owner.GetType(); t is not null && t != typeof(object); t = t.BaseType)
             foreach (var field in t.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly))
-                if (typeof(Tensor).IsAssignableFrom(field.FieldType) && (field.GetCustomAttribute<ComponentNameAttribute>()?.Name ?? field.Name) == name)
+                if (field.FieldType.IsAssignableFrom(typeof(Parameter)) && ReferenceEquals(field.GetValue(owner), old))
                 {
-                    field.SetValue(owner, parameter);
-                    return;
+                    field.SetValue(owner, converted);
+                    held = true;
                 }
+        if (!held && owner.GetType().GetProperty(name, BindingFlags.Instance | BindingFlags.Public) is { CanWrite: true } property
+            && property.PropertyType == typeof(Parameter))
+            property.SetValue(owner, converted);
+        Register.Invoke(owner, [name, converted]);
     }
 }
