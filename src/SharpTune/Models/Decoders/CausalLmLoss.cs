@@ -20,8 +20,11 @@ public static class CausalLmLoss
     /// <summary>The label of a position that takes no part in the loss (PyTorch's <c>ignore_index</c> default).</summary>
     public const long IgnoreIndex = -100;
 
-    /// <summary>The size of one chunk's float32 logits by default: 128 MiB (220 tokens at a 151,936-token vocabulary).</summary>
-    public const long DefaultChunkBytes = 128L << 20;
+    /// <summary>
+    /// The size of one chunk's float32 logits by default: 64 MiB (110 tokens at a 151,936-token vocabulary). A chunk's
+    /// backward holds about four times that (bf16 and fp32 logits, log-softmax, their gradients).
+    /// </summary>
+    public const long DefaultChunkBytes = 64L << 20;
 
     /// <summary>
     /// Mean cross-entropy over the labelled positions (a float32 scalar), equal to

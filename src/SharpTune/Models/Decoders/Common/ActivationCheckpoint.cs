@@ -39,30 +39,25 @@ public static class ActivationCheckpoint
     public static Tensor Run(Func<Tensor?[], Tensor> function, IReadOnlyList<Tensor?> inputs, IEnumerable<Tensor> parameters)
     {
         var trainable = parameters.Where(p => p.requires_grad).ToArray();
-        var state = new CheckpointState(function, inputs.Count, trainable.Length, inputs.Select(t => t is not null && t.requires_grad).ToArray());
-        var arguments = new object?[1 + inputs.Count + trainable.Length];
-        arguments[0] = state;
-        for (int i = 0; i < inputs.Count; i++) arguments[1 + i] = inputs[i];
-        for (int i = 0; i < trainable.Length; i++) arguments[1 + inputs.Count + i] = trainable[i];
-        return CheckpointFunction.apply(arguments!);
+        var state = new CheckpointState(function, inputs.Select(t => t is not null && t.requires_grad).ToArray(), trainable);
+        // The tensors among the arguments are the node's inputs in the graph: the engine routes the gradients returned
+        // at their positions to them (non-tensor positions get null).
+        return CheckpointFunction.apply([state, .. inputs, .. trainable]);
     }
 
     /// <summary>What the backward pass needs besides the saved inputs (kept with the autograd node, not as tensors).</summary>
-    sealed class CheckpointState(Func<Tensor?[], Tensor> function, int inputs, int parameters, bool[] inputRequiresGrad)
+    sealed class CheckpointState(Func<Tensor?[], Tensor> function, bool[] inputRequiresGrad, Tensor[] trainableParameters)
     {
         public Func<Tensor?[], Tensor> Function => function;
-        public int Inputs => inputs;
-        public int Parameters => parameters;
+        public int Inputs => inputRequiresGrad.Length;
         public bool[] InputRequiresGrad => inputRequiresGrad;
-        public Tensor[] TrainableParameters { get; set; } = [];
+        public Tensor[] TrainableParameters => trainableParameters;
         /// <summary>libtorch's CPU generator state when the forward ran.</summary>
         public byte[] RandomState { get; set; } = [];
     }
 
     /// <summary>
-    /// The autograd node. Arguments: the <see cref="CheckpointState"/>, the inputs, then the trainable
-    /// parameters (tensors in the argument list are the node's inputs in the graph, so gradients for them are returned
-    /// at their positions; non-tensor positions get null).
+    /// The autograd node. Arguments: the <see cref="CheckpointState"/>, the inputs, then the trainable parameters.
     /// </summary>
     sealed class CheckpointFunction : autograd.SingleTensorFunction<CheckpointFunction>
     {
@@ -72,7 +67,6 @@ public static class ActivationCheckpoint
         {
             var state = (CheckpointState)vars[0];
             var inputs = Enumerable.Range(0, state.Inputs).Select(i => vars[1 + i] as Tensor).ToArray();
-            state.TrainableParameters = Enumerable.Range(0, state.Parameters).Select(i => (Tensor)vars[1 + state.Inputs + i]).ToArray();
             state.RandomState = GeneratorState();
             ctx.save_data(nameof(CheckpointState), state);
             ctx.save_for_backward(inputs.ToList()!);
@@ -107,11 +101,11 @@ public static class ActivationCheckpoint
                 ? []
                 : autograd.grad([output], wanted, [gradOutput], retain_graph: false, create_graph: false, allow_unused: true);
 
-            var result = new List<Tensor>(1 + state.Inputs + state.Parameters) { null! };
+            var result = new List<Tensor>(1 + state.Inputs + state.TrainableParameters.Length) { null! };
             int next = 0;
             for (int i = 0; i < state.Inputs; i++)
                 result.Add(state.InputRequiresGrad[i] && next < grads.Count ? Defined(grads[next++]) : null!);
-            for (int i = 0; i < state.Parameters; i++)
+            for (int i = 0; i < state.TrainableParameters.Length; i++)
                 result.Add(next < grads.Count ? Defined(grads[next++]) : null!);
             foreach (var g in result) g?.MoveToOuterDisposeScope();
             return result;
