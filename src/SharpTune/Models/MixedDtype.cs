@@ -18,16 +18,27 @@ public static class MixedDtype
 
     /// <summary>
     /// Converts every floating-point parameter of <paramref name="module"/> that does not train to
-    /// <paramref name="dtype"/> and leaves the trainable ones as they are; returns how many were converted.
+    /// <paramref name="dtype"/> (and sets its requires_grad false) and leaves the trainable ones as they are; returns
+    /// how many were converted.
     /// </summary>
     /// <param name="isTrainable">Given a parameter's state-dict key and the parameter: whether it trains.</param>
+    /// <remarks>See <see cref="Convert"/> for how parameters are replaced.</remarks>
+    public static int HoldFrozenIn(nn.Module module, ScalarType dtype, Func<string, Parameter, bool> isTrainable) =>
+        Convert(module, dtype, (key, p) => !isTrainable(key, p), requiresGrad: false);
+
+    /// <summary>
+    /// Converts the floating-point parameters <paramref name="select"/> picks to <paramref name="dtype"/>, keeping their
+    /// requires_grad (or setting it to <paramref name="requiresGrad"/>); returns how many were converted. For a model
+    /// loaded whole in bf16 (<c>PretrainedDecoder.Load(folder, BFloat16, linears)</c>, which never holds the base in fp32
+    /// beside the file), <c>Convert(model, Float32, (key, _) => adapter(key))</c> gives the adapters back their fp32.
+    /// </summary>
     /// <remarks>
     /// TorchSharp holds a parameter's dtype in the tensor, so a converted parameter is a new <see cref="Parameter"/>
-    /// (requires_grad false, no .grad) put where the old one was, in the module's registry and in the fields that held
-    /// it, as <c>Module.to(dtype)</c> itself does; the old tensor is disposed. Take references to parameters (an optimizer's
+    /// (without .grad) put where the old one was, in the module's registry and in the fields that held it, as
+    /// <c>Module.to(dtype)</c> itself does; the old tensor is disposed. Take references to parameters (an optimizer's
     /// list, a tied weight) after this call. A parameter shared by two modules stays shared.
     /// </remarks>
-    public static int HoldFrozenIn(nn.Module module, ScalarType dtype, Func<string, Parameter, bool> isTrainable)
+    public static int Convert(nn.Module module, ScalarType dtype, Func<string, Parameter, bool> select, bool? requiresGrad = null)
     {
         if (dtype is not (ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float32 or ScalarType.Float64))
             throw new ArgumentException($"{dtype} is not a floating-point dtype", nameof(dtype));
@@ -44,12 +55,12 @@ public static class MixedDtype
             {
                 if (!replaced.TryGetValue(parameter, out var converted))
                 {
-                    if (!parameter.is_floating_point() || parameter.dtype == dtype || isTrainable(key, parameter)) continue;
-                    converted = new Parameter(parameter.detach().to(dtype), requires_grad: false);
+                    if (!parameter.is_floating_point() || parameter.dtype == dtype || !select(key, parameter)) continue;
+                    converted = new Parameter(parameter.detach().to(dtype), requires_grad: requiresGrad ?? parameter.requires_grad);
                     converted.DetachFromDisposeScope();
                     replaced[parameter] = converted;
                 }
-                Put(owner, name, parameter, converted);                                          // a tied weight: converted once, put in each place
+                Put(owner, name, parameter, converted);                               // a tied weight: converted once, put in each place
                 done.Add((owner, key, name, converted));
             }
         }

@@ -106,6 +106,27 @@ public class MixedDtypeTests
         DecoderTraining.AssertSameGrads(plain.Grads, saving.Grads, Tolerances.Bf16, $"{family} mixed, checkpointed, chunked loss");
     }
 
+    [Fact]
+    public void A_model_built_in_bf16_gets_its_adapters_back_in_fp32()
+    {
+        // The loading path that never holds an fp32 base beside the file: everything bf16, then the adapters fp32.
+        manual_seed(7);
+        using var model = PretrainedDecoder.Create(DecoderTraining.Config("llama", 0), ScalarType.BFloat16, DecoderTraining.Lora());
+        foreach (var (name, parameter) in model.Module.named_parameters()) parameter.requires_grad = IsAdapter(name);
+        int adapters = model.Module.named_parameters().Count(p => IsAdapter(p.name));
+        Assert.Equal(adapters, MixedDtype.Convert(model.Module, ScalarType.Float32, (key, _) => IsAdapter(key)));
+        foreach (var (name, parameter) in model.Module.named_parameters())
+        {
+            Assert.Equal(IsAdapter(name) ? ScalarType.Float32 : ScalarType.BFloat16, parameter.dtype);
+            Assert.Equal(IsAdapter(name), parameter.requires_grad);
+        }
+        model.Module.train();
+        using var ids = TinyDecoders.Ids(2, 5);
+        var (_, grads) = DecoderTraining.LossAndGrads(model, () => DecoderTraining.FullLogitsLoss(model, ids));
+        Assert.Equal(adapters, grads.Count);
+        Assert.All(grads.Values, g => Assert.Equal(ScalarType.Float32, g.dtype));
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
