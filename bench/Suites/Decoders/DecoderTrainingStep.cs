@@ -3,7 +3,6 @@ using System.Text.Json.Nodes;
 using SharpTune.Bench.Reporting;
 using SharpTune.Models;
 using SharpTune.Models.Decoders;
-using SharpTune.Models.Decoders.Common;
 using SharpTune.Native;
 using SharpTune.Peft.Lora;
 using static TorchSharp.torch;
@@ -72,7 +71,7 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
             using (var scope = NewDisposeScope())
             {
                 var l = config.ChunkedLoss
-                    ? CausalLmLoss.Compute(head.ForwardHidden(ids), head.HeadWeight, head.HeadBias, ids)
+                    ? CausalLmLoss.Compute(head.ForwardHidden(model.EmbedTokens(ids)), head.HeadWeight, head.HeadBias, ids)
                     : FullLogitsLoss(model, ids);
                 l.backward();
                 loss = l.item<float>();
@@ -123,9 +122,8 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
             ["max_position_embeddings"] = shape.Context, ["rms_norm_eps"] = 1e-6, ["rope_theta"] = 1000000.0, ["tie_word_embeddings"] = true,
             ["initializer_range"] = 0.02, ["use_sliding_window"] = false,
         };
-        // LoraLinear always carries a bias: o, gate, up and down get a frozen one Qwen2 does not have (a vector add each).
         var options = new LoraOptions(8, 16, 0, LoraTargets, "none");
-        DecoderLinearFactory? linears = config.Lora ? (_, inFeatures, outFeatures, _) => new LoraLinear(inFeatures, outFeatures, options) : null;
+        LinearFactory? linears = config.Lora ? site => new LoraLinear(site, options) : null;
         var model = PretrainedDecoder.Create(json, ScalarType.Float32, linears);
         if (config.Lora)
             foreach (var (name, parameter) in model.Module.named_parameters())

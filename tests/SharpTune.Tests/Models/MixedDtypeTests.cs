@@ -10,6 +10,13 @@ namespace SharpTune.Tests.Models;
 /// <summary>A frozen base held in bf16 under adapters that train in fp32 (PEFT over a bf16 base).</summary>
 public class MixedDtypeTests
 {
+    /// <summary>
+    /// A bf16 base carries a bf16 residual stream, as transformers' <c>torch_dtype=bfloat16</c> does: every product, add and
+    /// norm output rounds to 8 bits, so against fp32 the logits drift as in PretrainedDecoderTests' bf16 comparison (about
+    /// 1 % relative, 3 % at the worst element through 3 layers). Relative to the values' scale.
+    /// </summary>
+    const double Bf16WholeNetwork = 5 * Tolerances.Bf16;
+
     static bool IsAdapter(string name) => name.Contains(".lora_", StringComparison.Ordinal) || name.Contains("ia3_l", StringComparison.Ordinal);
 
     /// <summary>The LoRA model of <see cref="DecoderTraining.Create"/> with its frozen base converted to bf16.</summary>
@@ -22,8 +29,7 @@ public class MixedDtypeTests
     }
 
     [Theory]
-    [InlineData("llama")]
-    [InlineData("qwen2")]
+    [MemberData(nameof(TinyDecoders.Families), MemberType = typeof(TinyDecoders))]
     [Trait(Tolerances.Category, Tolerances.NumericParity)]
     public void Bf16_base_under_fp32_adapters_computes_what_the_fp32_model_does(string family)
     {
@@ -38,15 +44,17 @@ public class MixedDtypeTests
         using var expected = reference.Forward(ids);
         using var actual = mixed.Forward(ids);
         Assert.Equal(ScalarType.Float32, actual.dtype);
-        using var hidden = ((ILanguageModelHead)mixed).ForwardHidden(ids);
+        using var hidden = ((ILanguageModelHead)mixed).ForwardHidden(mixed.EmbedTokens(ids));
         Assert.Equal(ScalarType.BFloat16, hidden.dtype);
-        Tolerances.AssertClose(expected, actual, Tolerances.Bf16, "logits, bf16 base against fp32");
+        Tolerances.AssertClose(expected, actual, Bf16WholeNetwork, "logits, bf16 base against fp32");
     }
 
     [Theory]
     [InlineData("llama", false)]
     [InlineData("qwen2", false)]
+    [InlineData("gpt2", false)]
     [InlineData("llama", true)]
+    [InlineData("gpt2", true)]
     public void Only_the_adapters_get_fp32_gradients_and_change_in_a_step(string family, bool memorySaving)
     {
         // memorySaving: checkpointed layers and the chunked loss, as the bench's LoRA step runs.
@@ -61,7 +69,7 @@ public class MixedDtypeTests
         {
             var head = (ILanguageModelHead)model;
             var loss = memorySaving
-                ? CausalLmLoss.Compute(head.ForwardHidden(ids), head.HeadWeight, head.HeadBias, ids, chunkTokens: 4)
+                ? CausalLmLoss.Compute(head.ForwardHidden(model.EmbedTokens(ids)), head.HeadWeight, head.HeadBias, ids, chunkTokens: 4)
                 : DecoderTraining.FullLogitsLoss(model, ids);
             Assert.Equal(ScalarType.Float32, loss.dtype);
             loss.backward();
@@ -98,7 +106,7 @@ public class MixedDtypeTests
         ((IGradientCheckpointing)model).GradientCheckpointing = true;
         var saving = DecoderTraining.LossAndGrads(model, () =>
         {
-            using var hidden = head.ForwardHidden(ids);
+            using var hidden = head.ForwardHidden(model.EmbedTokens(ids));
             return CausalLmLoss.Compute(hidden, head.HeadWeight, head.HeadBias, ids, chunkTokens: 5);
         });
         // bf16 products whose inputs may round differently once (a no_grad kernel against a grad one).

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
 using static TorchSharp.torch;
@@ -29,8 +30,7 @@ public class ActivationCheckpointTests
     }
 
     [Theory]
-    [InlineData("llama")]
-    [InlineData("qwen2")]
+    [MemberData(nameof(TinyDecoders.Families), MemberType = typeof(TinyDecoders))]
     [Trait(Tolerances.Category, Tolerances.NumericParity)]
     public void Lora_adapters_behind_a_frozen_embedding_get_their_gradients(string family)
     {
@@ -49,6 +49,7 @@ public class ActivationCheckpointTests
     [Theory]
     [InlineData("llama", true)]
     [InlineData("qwen2", true)]
+    [InlineData("gpt2", true)]
     [InlineData("gpt2", false)]
     [Trait(Tolerances.Category, Tolerances.NumericParity)]
     public void With_dropout_the_recomputation_draws_the_same_masks(string family, bool lora)
@@ -89,7 +90,7 @@ public class ActivationCheckpointTests
     public void Each_layer_runs_again_in_the_backward_pass()
     {
         int calls = 0;
-        DecoderLinearFactory counting = (_, inFeatures, outFeatures, bias) => new CountingLinear(inFeatures, outFeatures, bias, () => calls++);
+        LinearFactory counting = site => new CountingLinear(site.InFeatures, site.OutFeatures, site.Bias, () => calls++);
         manual_seed(7);
         using var model = PretrainedDecoder.Create(TinyDecoders.Config("llama"), linears: counting);
         model.Module.train();

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
+using SharpTune.Models;
 using SharpTune.Models.Decoders;
-using SharpTune.Models.Decoders.Common;
 using SharpTune.Peft.Lora;
 using static TorchSharp.torch;
 
@@ -20,12 +20,8 @@ static class DecoderTraining
         return config;
     }
 
-    /// <summary>
-    /// LoRA (r 3, alpha 5) on every Linear of the blocks. <see cref="LoraLinear"/> always has a bias, so Llama's layers
-    /// get a frozen one they would not have: harmless for what these tests compare (gradients of one model two ways).
-    /// </summary>
-    public static DecoderLinearFactory Lora(double dropout = 0) =>
-        (_, inFeatures, outFeatures, _) => new LoraLinear(inFeatures, outFeatures, new LoraOptions(3, 5, dropout, ["all"], "none"));
+    /// <summary>LoRA (r 3, alpha 5) on every Linear (GPT-2: Conv1D) layer of the blocks.</summary>
+    public static LinearFactory Lora(double dropout = 0) => site => new LoraLinear(site, new LoraOptions(3, 5, dropout, ["all"], "none"));
 
     /// <summary>
     /// A seeded model in training mode. With LoRA only lora_A/lora_B train, and lora_B is drawn at random (PEFT starts
