@@ -49,7 +49,7 @@ public static class InfoCommand
 
     static int Run(string spec)
     {
-        if (LanguageModel.IsLanguageModel(spec)) return RunLanguageModel(spec);
+        if (LanguageModel.Find(spec) is { } languageModel) return RunLanguageModel(languageModel);
         using var encoder = PretrainedEncoder.Load(spec);
         var c = encoder.Config;
         int vocabEntries = CountLines(encoder.Vocab);
@@ -66,9 +66,10 @@ public static class InfoCommand
     }
 
     /// <summary>A decoder language model: family, sizes, context, vocabulary, parameters and tensor types.</summary>
-    static int RunLanguageModel(string spec)
+    static int RunLanguageModel(LanguageModelSource source)
     {
-        using var lm = LanguageModel.Load(spec);
+        string spec = source.Path;
+        using var lm = LanguageModel.Load(source);
         var i = lm.Model.Info;
         long parameters = lm.Model.Module.parameters().Sum(p => p.numel());
         Console.WriteLine($"model          {spec}");

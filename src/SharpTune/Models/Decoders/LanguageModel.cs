@@ -32,19 +32,26 @@ public sealed class LanguageModel : IDisposable
     public IReadOnlyList<string> Notes { get; }
 
     /// <summary>True when <paramref name="spec"/> names something this class loads: a .gguf file or a folder whose config.json is a decoder's.</summary>
-    public static bool IsLanguageModel(string spec)
+    public static bool IsLanguageModel(string spec) => Find(spec) is not null;
+
+    /// <summary>
+    /// What <paramref name="spec"/> names when it is a language model: a .gguf file, or a folder whose config.json (read here,
+    /// once, and handed on to <see cref="Load(LanguageModelSource, ScalarType, string?)"/>) has a decoder's model_type; else null.
+    /// </summary>
+    public static LanguageModelSource? Find(string spec)
     {
-        if (File.Exists(spec)) return spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
-        string config = Path.Combine(spec, "config.json");
-        if (!Directory.Exists(spec) || !File.Exists(config)) return false;
+        if (File.Exists(spec)) return spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? new LanguageModelSource(spec, null) : null;
+        string path = Path.Combine(spec, "config.json");
+        if (!Directory.Exists(spec) || !File.Exists(path)) return null;
         try
         {
-            string? type = JsonNode.Parse(File.ReadAllText(config))?["model_type"]?.GetValue<string>();
-            return type is not null && DecoderFamilies.All.Any(f => f.ModelTypes.Contains(type));
+            var config = PretrainedDecoder.ReadConfig(path);
+            string? type = config["model_type"] is JsonValue value && value.TryGetValue(out string? text) ? text : null;
+            return type is not null && DecoderFamilies.All.Any(f => f.ModelTypes.Contains(type)) ? new LanguageModelSource(spec, config) : null;
         }
-        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
+        catch (InvalidDataException)
         {
-            return false;
+            return null;
         }
     }
 
@@ -52,14 +59,18 @@ public sealed class LanguageModel : IDisposable
     public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null)
     {
         if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(spec, dtype, chatTemplateFile);
-        if (Directory.Exists(spec)) return LoadFolder(spec, dtype, chatTemplateFile);
+        if (Directory.Exists(spec)) return LoadFolder(spec, null, dtype, chatTemplateFile);
         throw new FileNotFoundException($"Language model '{spec}' not found: give a Hugging Face model folder or a .gguf file", spec);
     }
 
-    static LanguageModel LoadFolder(string folder, ScalarType dtype, string? chatTemplateFile)
+    /// <summary>Loads what <see cref="Find"/> found, without reading its config.json again.</summary>
+    public static LanguageModel Load(LanguageModelSource source, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null) =>
+        source.Config is null ? LoadGguf(source.Path, dtype, chatTemplateFile) : LoadFolder(source.Path, source.Config, dtype, chatTemplateFile);
+
+    static LanguageModel LoadFolder(string folder, JsonObject? config, ScalarType dtype, string? chatTemplateFile)
     {
         var tokenizer = DecoderTokenizers.FromHuggingFace(folder);
-        var model = PretrainedDecoder.Load(folder, dtype);
+        var model = config is null ? PretrainedDecoder.Load(folder, dtype) : PretrainedDecoder.Load(folder, config, dtype);
         var template = LoadTemplate(tokenizer.ChatTemplate, Path.Combine(folder, "tokenizer_config.json: chat_template"), chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"Hugging Face folder {Path.GetFullPath(folder)}", []);
     }
@@ -102,3 +113,6 @@ public sealed class LanguageModel : IDisposable
 
     public void Dispose() => Model.Dispose();
 }
+
+/// <summary>A language model found on disk: a GGUF file (<see cref="Config"/> null) or a Hugging Face folder with its config.json as read.</summary>
+public sealed record LanguageModelSource(string Path, JsonObject? Config);

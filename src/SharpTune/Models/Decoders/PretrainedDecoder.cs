@@ -26,7 +26,13 @@ public static class PretrainedDecoder
         string configPath = Path.Combine(folder, HuggingFaceCheckpoint.ConfigFile);
         if (!File.Exists(configPath))
             throw new FileNotFoundException($"{folder}: not a model folder (no {HuggingFaceCheckpoint.ConfigFile})", configPath);
-        var config = ReadConfig(configPath);
+        return Load(folder, ReadConfig(configPath), dtype, linears);
+    }
+
+    /// <summary>Loads the model of a Hugging Face folder whose <c>config.json</c> the caller has already read.</summary>
+    public static ICausalLanguageModel Load(string folder, JsonObject config, ScalarType dtype = ScalarType.Float32, DecoderLinearFactory? linears = null)
+    {
+        string configPath = Path.Combine(folder, HuggingFaceCheckpoint.ConfigFile);
         var family = DecoderFamilies.ForConfig(config, configPath);
         var parsed = family.ParseConfig(config, configPath); // a bad config fails before the weights are read
         // The model is built (and cast) before the file is read, so the peak holds the model once in fp32, not also the file.
