@@ -29,12 +29,14 @@ public static class Program
             .Register(mlnet).Register(full).Register(fullBf16).Register(lora).Register(fullBf16Long).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
             .Register(new InteropExportSuite())
-            .Register(new DecoderSpeedSuite());
+            .Register(new DecoderSpeedSuite())
+            .Register(new DecoderLoadSuite());
     }
 
     public static int Main(string[] args)
     {
         SharpTune.Native.MklDispatch.Ensure();   // before anything loads libtorch
+        if (Environment.GetEnvironmentVariable(DecoderLoadSuite.ChildVariable) is { } load) return DecoderLoadSuite.RunChild(load);
         SuiteRegistry registry = CreateRegistry();
         bool quick = args.Contains("--quick");
         string[] names = args.Where(a => a != "--quick").ToArray();
