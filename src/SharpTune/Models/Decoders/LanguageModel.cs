@@ -1,5 +1,8 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Common;
 using SharpTune.Tokenization.ChatTemplates;
 using SharpTune.Tokenization.Decoders;
 using static TorchSharp.torch;
@@ -83,13 +86,36 @@ public sealed class LanguageModel : IDisposable
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
             data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate), path);
         var config = map.Config;
-        var model = PretrainedDecoder.FromStateDict(config, map.ReadTensors(dtype), dtype, path);
         var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
         var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
-        if (map.RopeFrequencyFactors is { } factors)
-            notes.Add($"{factors} (Llama 3 long-context rope factors) is not applied yet: outputs differ from llama.cpp's beyond the original context length");
+        if (map.RopeFrequencyFactors is { } factors) notes.Add(ApplyRopeFrequencyFactors(map, factors, config));
+        var model = PretrainedDecoder.FromCheckpoint(config, map.CheckpointTensors(), dtype, path);
         var template = LoadTemplate(tokenizer.ChatTemplate, $"{path}: tokenizer.chat_template", chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"GGUF file {Path.GetFullPath(path)} ({map.Architecture})", notes);
+    }
+
+    /// <summary>
+    /// Llama 3.1+ files carry their rope scaling as llama.cpp's per-frequency factors (<c>rope_freqs.weight</c>) instead of
+    /// settings: the Hugging Face <c>rope_scaling</c> (llama3) that gives exactly those factors is derived and put in the
+    /// config, so the model computes what llama.cpp computes and saves as transformers expects. Returns the note to show.
+    /// </summary>
+    static string ApplyRopeFrequencyFactors(GgufModelMap map, string tensor, JsonObject config)
+    {
+        if (config["rope_scaling"] is not null)
+            return $"{tensor} ignored: the file also gives rope scaling settings ({config["rope_scaling"]!.ToJsonString()}), which are used";
+        using var values = map.File.ReadTensor(tensor);
+        var factors = values.data<float>().ToArray();
+        // The config as GgufArchitectures wrote it (numbers of whatever CLR type): read through their JSON text.
+        double Number(string key) => double.Parse(config[key]!.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
+        int headDim = (int)(config["head_dim"] is null ? Number("hidden_size") / Number("num_attention_heads") : Number("head_dim"));
+        double theta = config["rope_theta"] is null ? 10000 : Number("rope_theta");
+        int original = map.File.TryGetInt($"{map.Architecture}.rope.scaling.original_context_length", out long given) ? (int)given : 8192;
+        var (scaling, reason) = RopeScaling.FromFrequencyFactors(factors, headDim, theta, original);
+        if (scaling is null)
+            return $"{tensor} (per-frequency rope factors) is not applied: {reason}; outputs differ from llama.cpp's";
+        config["rope_scaling"] = JsonSerializer.SerializeToNode(scaling, new JsonSerializerOptions { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull });
+        return $"{tensor} applied as Llama 3 rope scaling: factor {scaling.Factor}, low_freq_factor {scaling.LowFreqFactor}, " +
+               $"high_freq_factor {scaling.HighFreqFactor}, original_max_position_embeddings {scaling.OriginalMaxPositionEmbeddings}";
     }
 
     static ChatTemplate? LoadTemplate(string? shipped, string source, string? overrideFile)
