@@ -24,8 +24,12 @@ public sealed record EncodedExample(
 /// <summary>Turns lists of encoded examples into padded tensors: dynamic padding to the longest in the batch.</summary>
 public static class Collator
 {
-    /// <summary>Pads the token ids; the head collates the targets (and, for token tasks, where the words start).</summary>
-    public static (ModelInputs Inputs, Tensor Labels) Collate(IReadOnlyList<EncodedExample> batch, HeadOptions head, long padId)
+    /// <summary>Pads the token ids; the task's head collates the targets (and, for token tasks, where the words start).</summary>
+    public static (ModelInputs Inputs, Tensor Labels) Collate(IReadOnlyList<EncodedExample> batch, HeadOptions head, long padId) =>
+        Collate(batch, TaskHeads.Create(head), padId);
+
+    /// <summary>Pads the token ids; <paramref name="head"/> (a model's <see cref="TaskModel.TaskHead"/>) collates the targets.</summary>
+    public static (ModelInputs Inputs, Tensor Labels) Collate(IReadOnlyList<EncodedExample> batch, ITaskHead head, long padId)
     {
         int size = batch.Count;
         int length = batch.Max(e => e.Length);
@@ -40,7 +44,7 @@ public static class Collator
             Array.Copy(e.TokenTypeIds, 0, types, b * length, e.Length);
             Array.Fill(mask, 1L, b * length, e.Length);
         }
-        var targets = TaskHeads.Create(head).Collate(batch);
+        var targets = head.Collate(batch);
         var inputs = new ModelInputs(tensor(ids, [size, length]), tensor(mask, [size, length]), tensor(types, [size, length]),
             targets.WordPositions, targets.WordMask);
         return (inputs, targets.Labels);
