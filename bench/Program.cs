@@ -32,11 +32,13 @@ public static class Program
             .Register(new InteropExportSuite())
             .Register(new DecoderSpeedSuite())
             .Register(new DecoderMemorySuite());
+            .Register(new DecoderLoadSuite());
     }
 
     public static int Main(string[] args)
     {
         SharpTune.Native.MklDispatch.Ensure();   // before anything loads libtorch
+        if (Environment.GetEnvironmentVariable(DecoderLoadSuite.ChildVariable) is { } load) return DecoderLoadSuite.RunChild(load);
         SuiteRegistry registry = CreateRegistry();
         bool quick = args.Contains("--quick");
         string[] names = args.Where(a => a != "--quick").ToArray();

@@ -70,7 +70,7 @@ public static class GenerateCommand
             // Streaming shows one sequence's tokens as they come; batches and JSON print when each batch ends.
             var stream = !json && batch.Count == 1 ? tokenizer.CreateDecodeStream() : null;
             if (stream is not null) Console.Write(batch[0]);
-            var generator = new TextGenerator(lm.Model, options, generated => tokenizer.Decode(generated))
+            var generator = new TextGenerator(lm.Model, options, tokenizer)
             {
                 PadId = tokenizer.PadId ?? tokenizer.EosId ?? 0,
                 OnToken = stream is null ? null : (_, token) => Console.Write(stream.Next(token)),

@@ -37,33 +37,77 @@ public static class HuggingFaceCheckpoint
             $"{folder}: no weights found; expected {WeightsFile}, {ShardIndexFile} with its shards, or {PickleWeightsFile}");
     }
 
+    /// <summary>
+    /// The state dict of a model folder as tensors read only when asked (<see cref="ICheckpointTensor"/>), so a model can be
+    /// filled one tensor at a time; a PyTorch pickle, which cannot be read in parts, is loaded whole and handed over as it is.
+    /// </summary>
+    public static (IReadOnlyList<ICheckpointTensor> Tensors, string Source) OpenStateDict(string folder)
+    {
+        string single = Path.Combine(folder, WeightsFile);
+        if (File.Exists(single)) return (SafeTensors.Open(single), single);
+
+        string index = Path.Combine(folder, ShardIndexFile);
+        if (File.Exists(index))
+        {
+            var tensors = new List<ICheckpointTensor>();
+            var weightMap = ReadShardIndex(folder, index);
+            foreach (var (shard, shardPath) in Shards(folder, index, weightMap))
+                tensors.AddRange(SafeTensors.Open(shardPath, n => weightMap.TryGetValue(n, out var s) && s == shard));
+            var found = tensors.Select(t => t.Name).ToHashSet();
+            CheckShardsHoldEverything(index, weightMap, found);
+            return (tensors, index);
+        }
+
+        string pickle = Path.Combine(folder, PickleWeightsFile);
+        if (File.Exists(pickle)) return (LoadPickle(pickle).Select(kv => (ICheckpointTensor)new InMemoryCheckpointTensor(kv.Key, kv.Value, readOnce: true)).ToList(), pickle);
+
+        throw new FileNotFoundException(
+            $"{folder}: no weights found; expected {WeightsFile}, {ShardIndexFile} with its shards, or {PickleWeightsFile}");
+    }
+
     static Dictionary<string, Tensor> LoadShards(string folder, string indexPath)
     {
-        Dictionary<string, string> weightMap;
+        var weightMap = ReadShardIndex(folder, indexPath);
+        var result = new Dictionary<string, Tensor>();
+        foreach (var (shard, shardPath) in Shards(folder, indexPath, weightMap))
+            foreach (var (name, tensor) in SafeTensors.Load(shardPath, n => weightMap.TryGetValue(n, out var s) && s == shard))
+                result[name] = tensor;
+        CheckShardsHoldEverything(indexPath, weightMap, result.Keys.ToHashSet());
+        return result;
+    }
+
+    static Dictionary<string, string> ReadShardIndex(string folder, string indexPath)
+    {
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(indexPath));
-            weightMap = doc.RootElement.GetProperty("weight_map").EnumerateObject()
+            return doc.RootElement.GetProperty("weight_map").EnumerateObject()
                 .ToDictionary(p => p.Name, p => p.Value.GetString() ?? "");
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
         {
             throw new InvalidDataException($"{indexPath}: not a valid shard index ({e.Message})", e);
         }
-        var result = new Dictionary<string, Tensor>();
+    }
+
+    /// <summary>Each shard the index names, with its path; a name outside the folder or a missing file is an error.</summary>
+    static IEnumerable<(string Shard, string Path)> Shards(string folder, string indexPath, Dictionary<string, string> weightMap)
+    {
         foreach (var shard in weightMap.Values.Distinct())
         {
             if (shard.Contains('/') || shard.Contains('\\') || shard.Contains(".."))
                 throw new InvalidDataException($"{indexPath}: shard name '{shard}' must be a file in the same folder");
             string shardPath = Path.Combine(folder, shard);
             if (!File.Exists(shardPath)) throw new FileNotFoundException($"{indexPath} names shard {shard}, which is missing", shardPath);
-            foreach (var (name, tensor) in SafeTensors.Load(shardPath, n => weightMap.TryGetValue(n, out var s) && s == shard))
-                result[name] = tensor;
+            yield return (shard, shardPath);
         }
-        var missing = weightMap.Keys.Where(k => !result.ContainsKey(k)).Take(5).ToList();
+    }
+
+    static void CheckShardsHoldEverything(string indexPath, Dictionary<string, string> weightMap, HashSet<string> found)
+    {
+        var missing = weightMap.Keys.Where(k => !found.Contains(k)).Take(5).ToList();
         if (missing.Count > 0)
             throw new InvalidDataException($"{indexPath}: tensors listed in the index are absent from their shards: {string.Join(", ", missing)}");
-        return result;
     }
 
     static Dictionary<string, Tensor> LoadPickle(string path)

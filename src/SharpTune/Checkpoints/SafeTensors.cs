@@ -139,6 +139,41 @@ public static class SafeTensors
     }
 
     /// <summary>
+    /// The tensors of the file (or those accepted by <paramref name="include"/>), each read only when asked, straight into
+    /// the caller's tensor: the header is checked now, the data read by <see cref="ICheckpointTensor.ReadInto"/>.
+    /// </summary>
+    public static IReadOnlyList<ICheckpointTensor> Open(string path, Func<string, bool>? include = null)
+    {
+        var (entries, _, dataStart) = ReadHeader(path);
+        return entries.Where(e => include is null || include(e.Name)).Select(e => (ICheckpointTensor)new LazyTensor(path, dataStart, e)).ToList();
+    }
+
+    sealed class LazyTensor(string path, long dataStart, Entry entry) : ICheckpointTensor
+    {
+        public string Name => entry.Name;
+        public long[] Shape => entry.Shape;
+        public bool IsFloatingPoint => entry.DType is "F64" or "F32" or "F16" or "BF16";
+
+        public void ReadInto(Tensor destination)
+        {
+            if (!destination.shape.SequenceEqual(entry.Shape))
+                throw new ArgumentException($"{path}: tensor '{entry.Name}' has shape [{string.Join(", ", entry.Shape)}], the destination [{string.Join(", ", destination.shape)}]");
+            if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors needs a little-endian machine");
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            TensorStreaming.ReadInto(destination, DTypes[entry.DType].Type, (span, offset) =>
+            {
+                long at = dataStart + entry.Begin + offset;
+                for (int read = 0; read < span.Length;)
+                {
+                    int more = RandomAccess.Read(handle, span[read..], at + read);
+                    if (more == 0) throw new InvalidDataException($"{path}: tensor '{entry.Name}' data ends early at byte {at + read} (file truncated while reading?)");
+                    read += more;
+                }
+            });
+        }
+    }
+
+    /// <summary>
     /// Writes <paramref name="tensors"/> to <paramref name="path"/> atomically (a temporary file in the same
     /// folder, then a rename), so a crash never leaves a half-written file under the final name.
     /// </summary>

@@ -1,4 +1,5 @@
 using SharpTune.Models.Decoders;
+using SharpTune.Tokenization.Decoders;
 using static TorchSharp.torch;
 
 namespace SharpTune.Generation;
@@ -7,10 +8,31 @@ namespace SharpTune.Generation;
 /// Continues prompts with a decoder language model: one forward pass over the (left-padded) prompts fills the
 /// key/value cache, then one token per step. Sequences that finish leave the batch; the others go on.
 /// </summary>
-/// <param name="decode">Turns generated ids into text, for stop strings; null when no stop strings are used.</param>
-public sealed class TextGenerator(ICausalLanguageModel model, GenerationOptions options, Func<IReadOnlyList<int>, string>? decode = null)
+public sealed class TextGenerator
 {
-    readonly GenerationOptions options = options.Validate();
+    readonly ICausalLanguageModel model;
+    readonly GenerationOptions options;
+    readonly Func<IReadOnlyList<int>, string>? decode;
+    readonly IDecoderTokenizer? tokenizer;
+
+    /// <param name="decode">
+    /// Turns generated ids into text, for stop strings; null when no stop strings are used. It is given the whole output
+    /// after each token; the <see cref="IDecoderTokenizer"/> overload decodes incrementally instead.
+    /// </param>
+    public TextGenerator(ICausalLanguageModel model, GenerationOptions options, Func<IReadOnlyList<int>, string>? decode = null)
+    {
+        this.model = model;
+        this.options = options.Validate();
+        this.decode = decode;
+    }
+
+    /// <param name="tokenizer">Decodes the output for stop strings, one token at a time (a <see cref="DecodeStream"/> per sequence).</param>
+    public TextGenerator(ICausalLanguageModel model, GenerationOptions options, IDecoderTokenizer tokenizer)
+    {
+        this.model = model;
+        this.options = options.Validate();
+        this.tokenizer = tokenizer;
+    }
 
     /// <summary>Called with (prompt index, token id) for each generated token as it comes, for streaming.</summary>
     public Action<int, int>? OnToken { get; init; }
@@ -21,7 +43,7 @@ public sealed class TextGenerator(ICausalLanguageModel model, GenerationOptions 
     public IReadOnlyList<GeneratedSequence> Generate(IReadOnlyList<IReadOnlyList<int>> prompts)
     {
         if (prompts.Count == 0) return [];
-        if (options.StopStrings.Count > 0 && decode is null) throw new ArgumentException("stop strings need a decoder");
+        if (options.StopStrings.Count > 0 && decode is null && tokenizer is null) throw new ArgumentException("stop strings need a decoder");
         int context = model.Info.ContextLength;
         foreach (var (prompt, i) in prompts.Select((p, i) => (p, i)))
         {
@@ -41,6 +63,8 @@ public sealed class TextGenerator(ICausalLanguageModel model, GenerationOptions 
         var seen = prompts.Select(p => new HashSet<int>(p)).ToArray();
         var finish = new FinishReason?[batch];
         var active = Enumerable.Range(0, batch).ToList();                        // prompt index of each batch row
+        var watches = options.StopStrings.Count == 0 ? null : prompts.Select(_ => new StopStringWatch(options.StopStrings)).ToArray();
+        var streams = watches is null ? null : prompts.Select(_ => tokenizer?.CreateDecodeStream()).ToArray();
 
         // Prefill: (B, L) ids left-padded, mask 0 on the padding, positions counting real tokens only.
         var ids = Enumerable.Repeat((long)PadId, batch * longest).ToArray();
@@ -77,7 +101,11 @@ public sealed class TextGenerator(ICausalLanguageModel model, GenerationOptions 
                 seen[p].Add(token);
                 lengths[p]++;
                 OnToken?.Invoke(p, token);
-                if (options.StopStrings.Count > 0 && StopStringEnds(generated[p])) { finish[p] = FinishReason.StopString; continue; }
+                if (watches is not null && (streams![p] is { } stream ? watches[p].Append(stream.Next(token)) : watches[p].Replace(decode!(generated[p]))))
+                {
+                    finish[p] = FinishReason.StopString;
+                    continue;
+                }
                 if (lengths[p] >= context) { finish[p] = FinishReason.ContextFull; continue; }
                 keep.Add(row);
             }
@@ -103,23 +131,7 @@ public sealed class TextGenerator(ICausalLanguageModel model, GenerationOptions 
         input.Dispose(); mask.Dispose(); positions.Dispose();
         if (wasTraining) module.train();
         return Enumerable.Range(0, batch).Select(p => new GeneratedSequence(
-            finish[p] == FinishReason.StopString ? TrimStopString(generated[p]) : generated[p],
+            finish[p] == FinishReason.StopString ? generated[p].Take(watches![p].TokensBeforeStop).ToList() : generated[p],
             finish[p] ?? FinishReason.Length)).ToList();
-    }
-
-    bool StopStringEnds(List<int> tokens)
-    {
-        string text = decode!(tokens);
-        return options.StopStrings.Any(s => text.Contains(s, StringComparison.Ordinal));
-    }
-
-    /// <summary>The longest run of tokens whose text ends at or before the first stop string: the output stops before it.</summary>
-    List<int> TrimStopString(List<int> tokens)
-    {
-        string text = decode!(tokens);
-        int stopAt = options.StopStrings.Select(s => text.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).Min();
-        int keep = tokens.Count;
-        while (keep > 0 && decode!(tokens.Take(keep).ToList()).Length > stopAt) keep--;
-        return tokens.Take(keep).ToList();
     }
 }

@@ -45,12 +45,13 @@ public sealed class TaskModel : nn.Module, ITunableModel
         if (promptEncoder is not null and not IEncoderInputAdapter)
             throw new ArgumentException($"{promptEncoder.GetType().Name} does not implement {nameof(IEncoderInputAdapter)}.");
         Head = head.Validate();
-        if (head.IsSequenceTask && head.UsePooler && !head.MeanPooling && !encoder.HasPooler)
-            throw new ArgumentException("This encoder has no pooler; read [CLS] directly (no pooler option).");
         bert = encoder;
         dropout = nn.Dropout(encoder.Config.HiddenDropoutProb);
         classifier = nn.Linear(encoder.Config.HiddenSize, head.NumLabels);
         if (head.UseCrf) crf = new ConditionalRandomField(head.NumLabels);
+        TaskHead = TaskHeads.Create(head, crf);
+        if (TaskHead.ReadsPooler && !encoder.HasPooler)
+            throw new ArgumentException("This encoder has no pooler; read [CLS] directly (no pooler option).");
         prompt_encoder = promptEncoder;
         RegisterComponents();
 
@@ -63,6 +64,8 @@ public sealed class TaskModel : nn.Module, ITunableModel
     }
 
     public HeadOptions Head { get; }
+    /// <summary>The task's head: what the classifier reads, the loss, the decoding of predictions.</summary>
+    public ITaskHead TaskHead { get; }
     public BertModel Encoder => bert;
     public Linear Classifier => classifier;
     public ConditionalRandomField? Crf => crf;
@@ -89,116 +92,20 @@ public sealed class TaskModel : nn.Module, ITunableModel
         int virtualTokens = encoderInputs.VirtualTokens;
         using var output = bert.forward(encoderInputs.InputIds, encoderInputs.AttentionMask, encoderInputs.TokenTypeIds,
             encoderInputs.InputsEmbeds, encoderInputs.Prefixes, poolPosition: virtualTokens);
-        Tensor logits;
-        if (Head.IsSequenceTask)
-        {
-            // The real [CLS] sits after the virtual tokens (as THUDM's P-tuning reads it, not PEFT's position 0).
-            var cls = Head.MeanPooling ? MeanOfRealTokens(output.LastHiddenState, inputs.AttentionMask, virtualTokens)
-                : Head.UsePooler ? output.PooledOutput!
-                : output.LastHiddenState[.., virtualTokens]; // (B, H)
-            logits = classifier.forward(dropout.forward(cls)); // (B, K)
-        }
-        else
-        {
-            var positions = inputs.WordPositions ?? throw new ArgumentException("Token tasks need word positions.");
-            long hiddenSize = output.LastHiddenState.shape[2];
-            // Shifting by P strips the virtual positions: logits and labels stay aligned with the real words.
-            var index = (positions + virtualTokens).unsqueeze(-1).expand(-1, -1, hiddenSize); // (B, W, H)
-            var words = output.LastHiddenState.gather(1, index); // (B, W, H): each word's first sub-word
-            logits = classifier.forward(dropout.forward(words)); // (B, W, K)
-        }
+        var features = TaskHead.Features(output.LastHiddenState, output.PooledOutput, inputs, virtualTokens); // (B, H) or (B, W, H)
+        var logits = classifier.forward(dropout.forward(features)); // (B, K) or (B, W, K)
         return logits.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>The mean of the real tokens' states (B, H): virtual positions and padding left out.</summary>
-    static Tensor MeanOfRealTokens(Tensor hidden, Tensor attentionMask, int virtualTokens)
-    {
-        var real = hidden[.., virtualTokens..]; // (B, T, H)
-        var weights = attentionMask.to(hidden.dtype).unsqueeze(-1); // (B, T, 1)
-        return (real * weights).sum(1) / weights.sum(1).clamp_min(1);
     }
 
     /// <summary>
     /// The training loss. Labels: (B) class ids for single-label, (B, K) 0/1 for multi-label, (B) values for
     /// regression, (B, W) class ids for token tasks with -100 on padding slots.
     /// </summary>
-    public Tensor Loss(Tensor logits, Tensor labels, ModelInputs inputs)
-    {
-        switch (Head.Kind)
-        {
-            case TaskKind.SingleLabel:
-            {
-                using var weights = Head.ClassWeights is { } w ? tensor(w.ToArray(), device: logits.device) : null;
-                return nn.functional.cross_entropy(logits, labels, weights, label_smoothing: Head.LabelSmoothing);
-            }
-            case TaskKind.MultiLabel:
-                return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype));
-            case TaskKind.Regression:
-                return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype));
-            default:
-                if (crf is not null)
-                    return crf.NegativeLogLikelihood(logits, labels, inputs.WordMask ?? throw new ArgumentException("CRF needs a word mask."));
-                return nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), label_smoothing: Head.LabelSmoothing);
-        }
-    }
+    public Tensor Loss(Tensor logits, Tensor labels, ModelInputs inputs) => TaskHead.Loss(logits, labels, inputs);
 
     /// <summary>
     /// Decoded predictions: the class per text (single-label), 0/1 per class (multi-label, threshold 0.5),
     /// the value (regression), or the label per word (token tasks; Viterbi with a CRF).
     /// </summary>
-    public Prediction[] Predict(Tensor logits, ModelInputs inputs)
-    {
-        using var scope = NewDisposeScope();
-        var cpu = logits.detach().cpu().to(ScalarType.Float32);
-        int batch = (int)cpu.shape[0];
-        var result = new Prediction[batch];
-        switch (Head.Kind)
-        {
-            case TaskKind.SingleLabel:
-            {
-                var probabilities = cpu.softmax(-1);
-                var best = probabilities.argmax(-1).data<long>().ToArray();
-                for (int b = 0; b < batch; b++)
-                    result[b] = new Prediction([(int)best[b]], probabilities[b].data<float>().ToArray(), null);
-                break;
-            }
-            case TaskKind.MultiLabel:
-            {
-                var probabilities = cpu.sigmoid();
-                for (int b = 0; b < batch; b++)
-                {
-                    var p = probabilities[b].data<float>().ToArray();
-                    result[b] = new Prediction(Enumerable.Range(0, p.Length).Where(k => p[k] >= 0.5f).ToArray(), p, null);
-                }
-                break;
-            }
-            case TaskKind.Regression:
-            {
-                var values = cpu.squeeze(-1).data<float>().ToArray();
-                for (int b = 0; b < batch; b++) result[b] = new Prediction([], [], values[b]);
-                break;
-            }
-            default:
-            {
-                var mask = inputs.WordMask ?? throw new ArgumentException("Token tasks need a word mask.");
-                var lengths = mask.sum(1).data<long>().ToArray();
-                if (crf is not null)
-                {
-                    var paths = crf.Decode(logits.detach(), mask);
-                    for (int b = 0; b < batch; b++) result[b] = new Prediction(paths[b].Select(t => (int)t).ToArray(), [], null);
-                }
-                else
-                {
-                    var best = cpu.argmax(-1);
-                    for (int b = 0; b < batch; b++)
-                        result[b] = new Prediction(best[b, ..(int)lengths[b]].data<long>().Select(t => (int)t).ToArray(), [], null);
-                }
-                break;
-            }
-        }
-        return result;
-    }
+    public Prediction[] Predict(Tensor logits, ModelInputs inputs) => TaskHead.Predict(logits, inputs);
 }
-
-/// <summary>One example's prediction: class ids (one, several, or one per word), class probabilities, or a value.</summary>
-public sealed record Prediction(int[] Labels, float[] Probabilities, float? Value);

@@ -3,7 +3,6 @@ using SharpTune.Peft;
 using SharpTune.Checkpoints;
 using SharpTune.Heads;
 using SharpTune.Models;
-using SharpTune.Tokenization;
 using static TorchSharp.torch;
 
 namespace SharpTune.Inference;
@@ -44,8 +43,7 @@ public sealed class AdapterHost : IDisposable
 
         var labelsPath = Path.Combine(folder, TaskModelFolder.LabelsFile);
         var labels = File.Exists(labelsPath) ? Data.LabelMap.Load(labelsPath) : null;
-        var tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(pretrained.Vocab), pretrained.LowerCase, BaseModel);
-        var model = TaskModelFolder.BuildWithAdapter(adapterFolder, spec, pretrained, tokenizer);
+        var model = TaskModelFolder.BuildWithAdapter(adapterFolder, spec, pretrained, pretrained.CreateTokenizer(BaseModel));
         ShareFrozenBase(model);
         adapters[name] = new LoadedTaskModel(model, pretrained.Vocab, pretrained.LowerCase, labels, spec);
     }

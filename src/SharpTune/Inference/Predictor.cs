@@ -16,7 +16,7 @@ public sealed class Predictor : IDisposable
 {
     readonly LoadedTaskModel loaded;
     readonly bool ownsModel;
-    readonly BertTextTokenizer tokenizer;
+    readonly IEncoderTokenizer tokenizer;
     readonly ExampleEncoder encoder;
 
     /// <summary>Loads the model saved in <paramref name="modelFolder"/> (a run folder uses its best model).</summary>
@@ -27,7 +27,7 @@ public sealed class Predictor : IDisposable
     {
         loaded = model;
         this.ownsModel = ownsModel;
-        tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(loaded.Vocab), loaded.LowerCase, "model vocabulary");
+        tokenizer = loaded.CreateTokenizer();
         encoder = new ExampleEncoder(tokenizer, loaded.Spec.Head, loaded.Labels, loaded.Spec.MaxLength, loaded.Spec.LabelSeparator);
     }
 
@@ -46,10 +46,7 @@ public sealed class Predictor : IDisposable
         LabelColumn = reading?.LabelColumn ?? Spec.LabelColumn,
         LabelSeparator = reading?.LabelSeparator ?? Spec.LabelSeparator,
         SkipBadRows = reading?.SkipBadRows ?? false,
-        Labels = !labelled ? LabelKind.Unlabelled : Spec.Kind switch
-        {
-            TaskKind.Regression => LabelKind.Regression, TaskKind.MultiLabel => LabelKind.MultiLabel, _ => LabelKind.SingleLabel,
-        },
+        Labels = labelled ? Model.TaskHead.DataLabels : LabelKind.Unlabelled,
     }.Validate();
 
     /// <summary>The encoder for data read with <paramref name="options"/> (multi-label files split on their own separator).</summary>
@@ -135,7 +132,7 @@ public sealed class Predictor : IDisposable
 
     LabeledPrediction Describe(string source, string input, Prediction prediction)
     {
-        if (Spec.Kind == TaskKind.Regression) return new LabeledPrediction(source, input, [], null, prediction.Value);
+        if (prediction.Value is { } value) return new LabeledPrediction(source, input, [], null, value);
         var names = loaded.Labels ?? throw new InvalidDataException("The model folder has no labels.json.");
         var labels = prediction.Labels.Select(names.GetLabel).ToList();
         var probabilities = prediction.Probabilities.Length == 0 ? null

@@ -5,6 +5,7 @@ using SharpTune.Models;
 using SharpTune.Models.Bert;
 using SharpTune.Peft;
 using SharpTune.Peft.PromptTuning;
+using SharpTune.Tokenization;
 using static TorchSharp.torch;
 
 namespace SharpTune.ModelFolders;
@@ -17,6 +18,10 @@ public sealed class LoadedTaskModel(TaskModel model, byte[] vocab, bool lowerCas
     public bool LowerCase { get; } = lowerCase;
     public LabelMap? Labels { get; } = labels;
     public TaskSpec Spec { get; } = spec;
+
+    /// <summary>The model's tokenizer, from the vocabulary saved with it.</summary>
+    public BertTextTokenizer CreateTokenizer() => BertTextTokenizer.FromVocabStream(new MemoryStream(Vocab), LowerCase, "model vocabulary");
+
     public void Dispose() => Model.Dispose();
 }
 
@@ -40,7 +45,7 @@ public static class TaskModelFolder
         Directory.CreateDirectory(temporary);
         try
         {
-            var config = HeadConfig(model.Encoder.Config, spec, labels);
+            var config = HeadConfig(model.Encoder.Config, model.TaskHead, labels);
             if (method is null)
             {
                 var tensors = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
@@ -92,7 +97,7 @@ public static class TaskModelFolder
         string adapter = Path.Combine(folder, AdapterFolder);
         if (Directory.Exists(adapter))
         {
-            var tokenizer = Tokenization.BertTextTokenizer.FromVocabStream(new MemoryStream(vocab), lowerCase, vocabPath);
+            var tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(vocab), lowerCase, vocabPath);
             return new LoadedTaskModel(LoadWithAdapter(adapter, spec, tokenizer), vocab, lowerCase, labels, spec);
         }
 
@@ -119,14 +124,14 @@ public static class TaskModelFolder
     }
 
     /// <summary>Rebuilds base model + adapter: the base comes from the spec's base model, the adapter from PEFT files.</summary>
-    public static TaskModel LoadWithAdapter(string adapterFolder, TaskSpec spec, Tokenization.BertTextTokenizer tokenizer)
+    public static TaskModel LoadWithAdapter(string adapterFolder, TaskSpec spec, BertTextTokenizer tokenizer)
     {
         using var pretrained = PretrainedEncoder.Load(spec.BaseModel);
         return BuildWithAdapter(adapterFolder, spec, pretrained, tokenizer);
     }
 
     /// <summary>A task model over <paramref name="pretrained"/> with the adapter of <paramref name="adapterFolder"/> loaded, in eval mode.</summary>
-    public static TaskModel BuildWithAdapter(string adapterFolder, TaskSpec spec, PretrainedEncoder pretrained, Tokenization.BertTextTokenizer tokenizer)
+    public static TaskModel BuildWithAdapter(string adapterFolder, TaskSpec spec, PretrainedEncoder pretrained, BertTextTokenizer tokenizer)
     {
         var method = PeftRegistry.Get(spec.Method);
         var settings = method.ReadSettings(AdapterFiles.ReadConfig(adapterFolder), Path.Combine(adapterFolder, AdapterFiles.ConfigFile))
@@ -138,22 +143,16 @@ public static class TaskModelFolder
     }
 
     /// <summary>The config.json transformers reads for a task model: architecture, labels, problem type.</summary>
-    static BertConfig HeadConfig(BertConfig config, TaskSpec spec, LabelMap? labels)
+    static BertConfig HeadConfig(BertConfig config, ITaskHead head, LabelMap? labels)
     {
         var id2label = labels?.Id2Label ?? new Dictionary<string, string> { ["0"] = "LABEL_0" };
         var label2id = labels?.Label2Id ?? new Dictionary<string, int> { ["LABEL_0"] = 0 };
         return config with
         {
-            Architectures = [spec.Kind == TaskKind.Tokens ? "BertForTokenClassification" : "BertForSequenceClassification"],
+            Architectures = ["Bert" + head.ArchitectureSuffix],
             Id2Label = id2label,
             Label2Id = label2id,
-            ProblemType = spec.Kind switch
-            {
-                TaskKind.SingleLabel => "single_label_classification",
-                TaskKind.MultiLabel => "multi_label_classification",
-                TaskKind.Regression => "regression",
-                _ => null,
-            },
+            ProblemType = head.ProblemType,
         };
     }
 }

@@ -2,6 +2,7 @@ using SharpTune.Models.Bert.Onnx;
 using SharpTune.Checkpoints;
 using SharpTune.Checkpoints.Onnx;
 using SharpTune.Models.Bert;
+using SharpTune.Tokenization;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models;
@@ -49,6 +50,10 @@ public sealed class PretrainedEncoder : IDisposable
     public PoolingDefault Pooling { get; }
 
     public long ParameterCount => Model.parameters().Sum(p => p.numel());
+
+    /// <summary>The model's tokenizer, from its vocabulary; <paramref name="source"/> names the vocabulary in errors.</summary>
+    public BertTextTokenizer CreateTokenizer(string? source = null) =>
+        BertTextTokenizer.FromVocabStream(new MemoryStream(Vocab), LowerCase, source ?? $"{Source}: vocabulary");
 
     /// <summary>
     /// Loads <paramref name="spec"/>: a built-in model name, a folder with <c>config.json</c>, or a <c>.onnx</c> file

@@ -12,7 +12,7 @@ namespace SharpTune.Tokenization;
 /// leaves it decomposed. Latin, Greek, Cyrillic and CJK give the same ids, but an uncased model turns a
 /// Hangul word into [UNK] here instead of HF's jamo pieces ("한" is ᄒ ##ᅡ ##ᆫ there).
 /// </remarks>
-public sealed class BertTextTokenizer
+public sealed class BertTextTokenizer : IEncoderTokenizer
 {
     readonly BertTokenizer _tokenizer;
     readonly WordPieceVocabulary _vocabulary;

@@ -16,7 +16,7 @@ public sealed record EncodedExample(
     int ClassId = -1,
     int[]? ClassIds = null,
     float Value = 0,
-    int[]? WordLabels = null)
+    int[]? WordLabels = null) : ITaskTarget
 {
     public int Length => InputIds.Length;
 }
@@ -24,7 +24,12 @@ public sealed record EncodedExample(
 /// <summary>Turns lists of encoded examples into padded tensors: dynamic padding to the longest in the batch.</summary>
 public static class Collator
 {
-    public static (ModelInputs Inputs, Tensor Labels) Collate(IReadOnlyList<EncodedExample> batch, HeadOptions head, long padId)
+    /// <summary>Pads the token ids; the task's head collates the targets (and, for token tasks, where the words start).</summary>
+    public static (ModelInputs Inputs, Tensor Labels) Collate(IReadOnlyList<EncodedExample> batch, HeadOptions head, long padId) =>
+        Collate(batch, TaskHeads.Create(head), padId);
+
+    /// <summary>Pads the token ids; <paramref name="head"/> (a model's <see cref="TaskModel.TaskHead"/>) collates the targets.</summary>
+    public static (ModelInputs Inputs, Tensor Labels) Collate(IReadOnlyList<EncodedExample> batch, ITaskHead head, long padId)
     {
         int size = batch.Count;
         int length = batch.Max(e => e.Length);
@@ -39,50 +44,10 @@ public static class Collator
             Array.Copy(e.TokenTypeIds, 0, types, b * length, e.Length);
             Array.Fill(mask, 1L, b * length, e.Length);
         }
-        Tensor? wordPositions = null, wordMask = null;
-        Tensor labels;
-        switch (head.Kind)
-        {
-            case TaskKind.SingleLabel:
-                labels = tensor(batch.Select(e => (long)e.ClassId).ToArray());
-                break;
-            case TaskKind.MultiLabel:
-            {
-                var targets = new float[size * head.NumLabels];
-                for (int b = 0; b < size; b++)
-                    foreach (int k in batch[b].ClassIds ?? []) targets[b * head.NumLabels + k] = 1;
-                labels = tensor(targets, [size, head.NumLabels]);
-                break;
-            }
-            case TaskKind.Regression:
-                labels = tensor(batch.Select(e => e.Value).ToArray());
-                break;
-            default:
-            {
-                int words = Math.Max(1, batch.Max(e => e.WordStarts!.Length));
-                var positions = new long[size * words];
-                var present = new bool[size * words];
-                var targets = new long[size * words];
-                Array.Fill(targets, -100L);
-                for (int b = 0; b < size; b++)
-                {
-                    var starts = batch[b].WordStarts!;
-                    for (int w = 0; w < starts.Length; w++)
-                    {
-                        positions[b * words + w] = starts[w];
-                        present[b * words + w] = true;
-                        if (batch[b].WordLabels is { } wl) targets[b * words + w] = wl[w];
-                    }
-                }
-                wordPositions = tensor(positions, [size, words]);
-                wordMask = tensor(present, [size, words]);
-                labels = tensor(targets, [size, words]);
-                break;
-            }
-        }
+        var targets = head.Collate(batch);
         var inputs = new ModelInputs(tensor(ids, [size, length]), tensor(mask, [size, length]), tensor(types, [size, length]),
-            wordPositions, wordMask);
-        return (inputs, labels);
+            targets.WordPositions, targets.WordMask);
+        return (inputs, targets.Labels);
     }
 }
 

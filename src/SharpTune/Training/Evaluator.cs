@@ -23,7 +23,7 @@ public static class Evaluator
             {
                 using var scope = NewDisposeScope();
                 var batch = indices.Select(i => data[i]).ToList();
-                var (inputs, labels) = Collator.Collate(batch, model.Head, padId);
+                var (inputs, labels) = Collator.Collate(batch, model.TaskHead, padId);
                 var logits = model.forward(inputs);
                 if (withLoss)
                 {

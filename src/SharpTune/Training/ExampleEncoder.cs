@@ -11,7 +11,7 @@ namespace SharpTune.Training;
 public sealed record EncodedData(IReadOnlyList<EncodedExample> Examples, int Truncated, int DroppedWords);
 
 /// <summary>Tokenizes examples and maps their labels to ids for a head.</summary>
-public sealed class ExampleEncoder(BertTextTokenizer tokenizer, HeadOptions head, LabelMap? labels, int maxLength, string labelSeparator = "|")
+public sealed class ExampleEncoder(IEncoderTokenizer tokenizer, HeadOptions head, LabelMap? labels, int maxLength, string labelSeparator = "|")
 {
     /// <summary>Encodes texts. With <paramref name="withLabels"/> false (prediction) labels are ignored.</summary>
     public EncodedData Encode(IReadOnlyList<TextExample> examples, bool withLabels = true)

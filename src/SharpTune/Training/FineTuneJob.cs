@@ -74,7 +74,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         if (pooling == Pooling.Pooler && !pretrained.Model.HasPooler)
             throw new ArgumentException($"--pooling pooler: {options.Model} has no pretrained pooler; use cls or mean");
         if (kind != TaskKind.Tokens) say($"pooling: {PoolingDefault.Name(pooling)} ({poolingSource})");
-        var tokenizer = BertTextTokenizer.FromVocabStream(new MemoryStream(pretrained.Vocab), pretrained.LowerCase, $"{options.Model} vocabulary");
+        var tokenizer = pretrained.CreateTokenizer($"{options.Model} vocabulary");
 
         // 2. Data.
         var dataOptions = new DataOptions

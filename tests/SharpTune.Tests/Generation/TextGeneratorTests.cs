@@ -1,5 +1,7 @@
 using SharpTune.Generation;
 using SharpTune.Models.Decoders;
+using SharpTune.Tests.Tokenization.Decoders;
+using SharpTune.Tokenization.Decoders;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Generation;
@@ -118,5 +120,28 @@ public class TextGeneratorTests
         Assert.Equal(2, next.item<long>());                      // 3 / 2 = 1.5 < 2.9
         Assert.Throws<ArgumentException>(() => new GenerationOptions { RepetitionPenalty = 0 }.Validate());
         Assert.Throws<ArgumentException>(() => new GenerationOptions { TopP = 0 }.Validate());
+    }
+
+    [Fact]
+    public void Stop_strings_found_incrementally_through_the_tokenizer_cut_where_whole_decoding_cuts()
+    {
+        // GPT-2's vocabulary: consecutive ids are unrelated pieces, so stop strings land inside tokens and across them.
+        var tokenizer = DecoderTokenizers.FromData(Gpt2Reference.GgufData(), "gpt2-test");
+        using var model = new CountingModel(vocab: tokenizer.VocabSize);
+        var prompt = Ids(1000);
+        var run = Enumerable.Range(1001, 12).ToList();
+        string text = tokenizer.Decode(run);
+        int inside = tokenizer.Decode(run.Take(5)).Length;
+        string[] stops = [text.Substring(inside - 2, 4), text.Substring(inside + 1, 1), text[^3..], "never generated"];
+        foreach (string stop in stops)
+        {
+            var options = new GenerationOptions { Greedy = true, MaxNewTokens = 12, StopStrings = [stop] };
+            var whole = new TextGenerator(model, options, ids => tokenizer.Decode(ids)).Generate([prompt]).Single();
+            var incremental = new TextGenerator(model, options, tokenizer).Generate([prompt]).Single();
+            Assert.Equal(whole.Finish, incremental.Finish);
+            Assert.Equal(whole.TokenIds, incremental.TokenIds);
+            Assert.DoesNotContain(stop, tokenizer.Decode(incremental.TokenIds));
+            Assert.Equal(stop == "never generated" ? FinishReason.Length : FinishReason.StopString, incremental.Finish);
+        }
     }
 }

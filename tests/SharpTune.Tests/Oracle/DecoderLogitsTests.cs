@@ -53,6 +53,40 @@ public class DecoderLogitsTests
             Tolerances.AssertClose(expected[t], logits[t].data<float>().ToArray(), 1e-4, $"{family} position {t}");
     }
 
+    /// <summary>
+    /// A Llama 3.1-style file: rope scaling given only as llama.cpp's per-frequency factors (<c>rope_freqs.weight</c>).
+    /// SharpTune derives the llama3 rope_scaling from them and matches llama.cpp, which applies the factors; the same
+    /// weights without the factors do not.
+    /// </summary>
+    [Fact]
+    public void Rope_frequency_factors_are_applied_as_llama_cpp_applies_them()
+    {
+        using var temp = new TestModels.TempFolder();
+        // head_dim 16 over theta 10000: wavelengths 6.3 to 19869, so the factors keep two, blend four and divide two.
+        var sizes = new TinyDecoderSizes(Vocab: 301, Hidden: 64, Layers: 2, Heads: 4, KvHeads: 2, Intermediate: 83, Positions: 96);
+        var hf = Scaled(GgufTestModels.HfLlama(sizes, bias: false, tied: false));
+        var factors = Models.Decoders.RopeFrequencyFactorsTests.ConverterFactors(sizes.HeadDim, 10000, 4, 0.5, 32, 1024);
+        string path = temp.File("llama31.gguf"), plain = temp.File("llama.gguf");
+        using var factorTensor = tensor(factors);
+        GgufTestModels.WriteLlama(path, "llama", sizes, hf, edit: w => w.AddTensor("rope_freqs.weight", factorTensor));
+        GgufTestModels.WriteLlama(plain, "llama", sizes, hf);
+
+        using var ours = LanguageModel.Load(path);
+        Assert.Contains(ours.Notes, n => n.StartsWith("rope_freqs.weight applied as Llama 3 rope scaling: factor 4", StringComparison.Ordinal));
+        using var unscaled = LanguageModel.Load(plain);
+        using var reference = new LlamaCpp(path);
+        using var ids = tensor(Tokens.Select(t => (long)t).ToArray()).unsqueeze(0);
+        using var noGrad = no_grad();
+        using var logits = ours.Model.Forward(ids)[0];                                   // (T, V)
+        using var without = unscaled.Model.Forward(ids)[0];
+        var expected = reference.Logits(Tokens);
+        for (int t = 0; t < Tokens.Length; t++)
+            Tolerances.AssertClose(expected[t], logits[t].data<float>().ToArray(), 1e-4, $"position {t}");
+        double apart = Enumerable.Range(1, Tokens.Length - 1)
+            .Max(t => expected[t].Zip(without[t].data<float>().ToArray(), (a, b) => Math.Abs(a - b)).Max());
+        Assert.True(apart > 1e-2, $"without the factors the logits should differ from llama.cpp's, differ by at most {apart}");
+    }
+
     /// <summary>GPT-2 with GPT-2's own vocabulary and merges (llama.cpp needs a real byte-level tokenizer for this architecture).</summary>
     [Fact]
     public void Gpt2_logits_and_tokens_equal_llama_cpp()

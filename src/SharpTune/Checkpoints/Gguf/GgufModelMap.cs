@@ -101,6 +101,32 @@ public sealed class GgufModelMap
         return t.to(dtype).contiguous().MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Every mapped tensor under its Hugging Face key, read only when asked, straight into the caller's tensor. Tensors
+    /// whose layout changes (GPT-2's transposed matrices, llama's permuted q/k rows: one layer's matrix each) are read
+    /// whole in float32, rearranged and copied; the rest stream from the file chunk by chunk.
+    /// </summary>
+    public IEnumerable<ICheckpointTensor> CheckpointTensors() => Tensors.Select(m => (ICheckpointTensor)new MappedTensor(this, m));
+
+    sealed class MappedTensor(GgufModelMap map, GgufTensorMapping mapping) : ICheckpointTensor
+    {
+        public string Name => mapping.HfKey;
+        public long[] Shape => mapping.Shape;
+        public bool IsFloatingPoint => true;
+
+        public void ReadInto(Tensor destination)
+        {
+            if (mapping.Transform == GgufTensorTransform.None)
+            {
+                map.File.ReadInto(mapping.GgufName, destination);
+                return;
+            }
+            using var value = map.ReadTensor(mapping);
+            using var _ = no_grad();
+            destination.copy_(value);
+        }
+    }
+
     /// <summary>Lazily reads every tensor under its Hugging Face key; each is read when the enumeration reaches it.</summary>
     public IEnumerable<(string Key, Tensor Tensor)> ReadTensors(ScalarType dtype = ScalarType.Float32)
     {

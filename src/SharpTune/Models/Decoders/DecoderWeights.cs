@@ -1,24 +1,32 @@
+using SharpTune.Checkpoints;
 using SharpTune.Models.Decoders.Common;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Decoders;
 
 /// <summary>
-/// Copies a checkpoint's tensors into a decoder, one at a time, so a lazy source (a GGUF reader dequantising tensor by
-/// tensor) never holds more than one in memory. Every tensor must land on a model key of the same shape, and every model
-/// key must be filled; errors name the source and the key.
+/// Copies a checkpoint's tensors into a decoder, one at a time and straight into its parameters, so a lazy source (a GGUF
+/// or safetensors file read chunk by chunk) never holds a second copy of any of them. Every tensor must land on a model
+/// key of the same shape, checked before its data is read, and every model key must be filled; errors name the source
+/// and the key.
 /// </summary>
 public static class DecoderWeights
 {
+    /// <summary>Tensors already in memory; the caller keeps ownership of them.</summary>
     public static void Load(ICausalLanguageModel model, IDecoderFamily family, IDecoderConfig config,
-        IEnumerable<(string Key, Tensor Value)> tensors, string source)
+        IEnumerable<(string Key, Tensor Value)> tensors, string source) =>
+        Load(model, family, config, tensors.Select(t => (ICheckpointTensor)new InMemoryCheckpointTensor(t.Key, t.Value)), source);
+
+    public static void Load(ICausalLanguageModel model, IDecoderFamily family, IDecoderConfig config,
+        IEnumerable<ICheckpointTensor> tensors, string source)
     {
         var target = model.Module.state_dict();
         var filled = new HashSet<string>(StringComparer.Ordinal);
         using (no_grad())
         {
-            foreach (var (raw, value) in tensors)
+            foreach (var value in tensors)
             {
+                string raw = value.Name;
                 string? key = family.MapCheckpointKey(raw, config);
                 if (key is null) continue;
                 string named = key == raw ? key : $"{raw} (as {key})";
@@ -26,12 +34,12 @@ public static class DecoderWeights
                     throw new InvalidDataException(
                         $"{source}: tensor {named} is not a weight of a {family.Name} model with this config (a checkpoint of another architecture or config?)");
                 if (!filled.Add(key)) throw new InvalidDataException($"{source}: tensor {named} appears twice");
-                if (!destination.shape.SequenceEqual(value.shape))
+                if (!destination.shape.SequenceEqual(value.Shape))
                     throw new InvalidDataException(
-                        $"{source}: tensor {named} has shape [{string.Join(", ", value.shape)}], the config asks for [{string.Join(", ", destination.shape)}]");
-                if (!value.is_floating_point())
-                    throw new InvalidDataException($"{source}: tensor {named} has dtype {value.dtype}, expected a floating-point type");
-                destination.copy_(value);
+                        $"{source}: tensor {named} has shape [{string.Join(", ", value.Shape)}], the config asks for [{string.Join(", ", destination.shape)}]");
+                if (!value.IsFloatingPoint)
+                    throw new InvalidDataException($"{source}: tensor {named} is not floating-point; expected a floating-point type");
+                value.ReadInto(destination);
             }
         }
         // A wrapped Linear's own weights (lora_A, ia3_l, ...) are not in a pretrained checkpoint; its weight and bias are.

@@ -1,6 +1,8 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
-using SharpTune.Models.Decoders.Common;
+using System.Text.Json.Serialization;
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Common;
 using SharpTune.Tokenization.ChatTemplates;
 using SharpTune.Tokenization.Decoders;
 using static TorchSharp.torch;
@@ -33,19 +35,26 @@ public sealed class LanguageModel : IDisposable
     public IReadOnlyList<string> Notes { get; }
 
     /// <summary>True when <paramref name="spec"/> names something this class loads: a .gguf file or a folder whose config.json is a decoder's.</summary>
-    public static bool IsLanguageModel(string spec)
+    public static bool IsLanguageModel(string spec) => Find(spec) is not null;
+
+    /// <summary>
+    /// What <paramref name="spec"/> names when it is a language model: a .gguf file, or a folder whose config.json (read here,
+    /// once, and handed on to <see cref="Load(LanguageModelSource, ScalarType, string?)"/>) has a decoder's model_type; else null.
+    /// </summary>
+    public static LanguageModelSource? Find(string spec)
     {
-        if (File.Exists(spec)) return spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
-        string config = Path.Combine(spec, "config.json");
-        if (!Directory.Exists(spec) || !File.Exists(config)) return false;
+        if (File.Exists(spec)) return spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? new LanguageModelSource(spec, null) : null;
+        string path = Path.Combine(spec, "config.json");
+        if (!Directory.Exists(spec) || !File.Exists(path)) return null;
         try
         {
-            string? type = JsonNode.Parse(File.ReadAllText(config))?["model_type"]?.GetValue<string>();
-            return type is not null && DecoderFamilies.All.Any(f => f.ModelTypes.Contains(type));
+            var config = PretrainedDecoder.ReadConfig(path);
+            string? type = config["model_type"] is JsonValue value && value.TryGetValue(out string? text) ? text : null;
+            return type is not null && DecoderFamilies.All.Any(f => f.ModelTypes.Contains(type)) ? new LanguageModelSource(spec, config) : null;
         }
-        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
+        catch (InvalidDataException)
         {
-            return false;
+            return null;
         }
     }
 
@@ -54,9 +63,13 @@ public sealed class LanguageModel : IDisposable
     public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null, LinearFactory? linears = null)
     {
         if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(spec, dtype, chatTemplateFile, linears);
-        if (Directory.Exists(spec)) return LoadFolder(spec, dtype, chatTemplateFile, linears);
+        if (Directory.Exists(spec)) return LoadFolder(spec, null, dtype, chatTemplateFile, linears);
         throw new FileNotFoundException($"Language model '{spec}' not found: give a Hugging Face model folder or a .gguf file", spec);
     }
+
+    /// <summary>Loads what <see cref="Find"/> found, without reading its config.json again.</summary>
+    public static LanguageModel Load(LanguageModelSource source, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null, LinearFactory? linears = null) =>
+        source.Config is null ? LoadGguf(source.Path, dtype, chatTemplateFile, linears) : LoadFolder(source.Path, source.Config, dtype, chatTemplateFile, linears);
 
     /// <summary>The architecture of a Hugging Face folder or .gguf file, read and validated without loading a weight.</summary>
     public static IDecoderConfig ReadConfig(string spec)
@@ -76,10 +89,10 @@ public sealed class LanguageModel : IDisposable
     /// <summary>The same tokenizer, template and source over another model (the base with a fine-tuned adapter).</summary>
     public LanguageModel WithModel(ICausalLanguageModel model, string source) => new(model, Tokenizer, Template, source, Notes);
 
-    static LanguageModel LoadFolder(string folder, ScalarType dtype, string? chatTemplateFile, LinearFactory? linears)
+    static LanguageModel LoadFolder(string folder, JsonObject? config, ScalarType dtype, string? chatTemplateFile, LinearFactory? linears)
     {
         var tokenizer = DecoderTokenizers.FromHuggingFace(folder);
-        var model = PretrainedDecoder.Load(folder, dtype, linears);
+        var model = config is null ? PretrainedDecoder.Load(folder, dtype, linears) : PretrainedDecoder.Load(folder, config, dtype, linears);
         var template = LoadTemplate(tokenizer.ChatTemplate, Path.Combine(folder, "tokenizer_config.json: chat_template"), chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"Hugging Face folder {Path.GetFullPath(folder)}", []);
     }
@@ -92,13 +105,36 @@ public sealed class LanguageModel : IDisposable
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
             data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate), path);
         var config = map.Config;
-        var model = PretrainedDecoder.FromStateDict(config, map.ReadTensors(dtype), dtype, path, linears);
         var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
         var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
-        if (map.RopeFrequencyFactors is { } factors)
-            notes.Add($"{factors} (Llama 3 long-context rope factors) is not applied yet: outputs differ from llama.cpp's beyond the original context length");
+        if (map.RopeFrequencyFactors is { } factors) notes.Add(ApplyRopeFrequencyFactors(map, factors, config));
+        var model = PretrainedDecoder.FromCheckpoint(config, map.CheckpointTensors(), dtype, path, linears);
         var template = LoadTemplate(tokenizer.ChatTemplate, $"{path}: tokenizer.chat_template", chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"GGUF file {Path.GetFullPath(path)} ({map.Architecture})", notes);
+    }
+
+    /// <summary>
+    /// Llama 3.1+ files carry their rope scaling as llama.cpp's per-frequency factors (<c>rope_freqs.weight</c>) instead of
+    /// settings: the Hugging Face <c>rope_scaling</c> (llama3) that gives exactly those factors is derived and put in the
+    /// config, so the model computes what llama.cpp computes and saves as transformers expects. Returns the note to show.
+    /// </summary>
+    static string ApplyRopeFrequencyFactors(GgufModelMap map, string tensor, JsonObject config)
+    {
+        if (config["rope_scaling"] is not null)
+            return $"{tensor} ignored: the file also gives rope scaling settings ({config["rope_scaling"]!.ToJsonString()}), which are used";
+        using var values = map.File.ReadTensor(tensor);
+        var factors = values.data<float>().ToArray();
+        // The config as GgufArchitectures wrote it (numbers of whatever CLR type): read through their JSON text.
+        double Number(string key) => double.Parse(config[key]!.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
+        int headDim = (int)(config["head_dim"] is null ? Number("hidden_size") / Number("num_attention_heads") : Number("head_dim"));
+        double theta = config["rope_theta"] is null ? 10000 : Number("rope_theta");
+        int original = map.File.TryGetInt($"{map.Architecture}.rope.scaling.original_context_length", out long given) ? (int)given : 8192;
+        var (scaling, reason) = RopeScaling.FromFrequencyFactors(factors, headDim, theta, original);
+        if (scaling is null)
+            return $"{tensor} (per-frequency rope factors) is not applied: {reason}; outputs differ from llama.cpp's";
+        config["rope_scaling"] = JsonSerializer.SerializeToNode(scaling, new JsonSerializerOptions { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull });
+        return $"{tensor} applied as Llama 3 rope scaling: factor {scaling.Factor}, low_freq_factor {scaling.LowFreqFactor}, " +
+               $"high_freq_factor {scaling.HighFreqFactor}, original_max_position_embeddings {scaling.OriginalMaxPositionEmbeddings}";
     }
 
     static ChatTemplate? LoadTemplate(string? shipped, string source, string? overrideFile)
@@ -122,3 +158,6 @@ public sealed class LanguageModel : IDisposable
 
     public void Dispose() => Model.Dispose();
 }
+
+/// <summary>A language model found on disk: a GGUF file (<see cref="Config"/> null) or a Hugging Face folder with its config.json as read.</summary>
+public sealed record LanguageModelSource(string Path, JsonObject? Config);

@@ -26,30 +26,34 @@ public static class PretrainedDecoder
         string configPath = Path.Combine(folder, HuggingFaceCheckpoint.ConfigFile);
         if (!File.Exists(configPath))
             throw new FileNotFoundException($"{folder}: not a model folder (no {HuggingFaceCheckpoint.ConfigFile})", configPath);
-        var config = ReadConfig(configPath);
+        return Load(folder, ReadConfig(configPath), dtype, linears);
+    }
+
+    /// <summary>Loads the model of a Hugging Face folder whose <c>config.json</c> the caller has already read.</summary>
+    public static ICausalLanguageModel Load(string folder, JsonObject config, ScalarType dtype = ScalarType.Float32, LinearFactory? linears = null)
+    {
+        string configPath = Path.Combine(folder, HuggingFaceCheckpoint.ConfigFile);
         var family = DecoderFamilies.ForConfig(config, configPath);
         var parsed = family.ParseConfig(config, configPath); // a bad config fails before the weights are read
-        // The model is built (and cast) before the file is read, so the peak holds the model once in fp32, not also the file.
-        return Build(family, parsed, dtype, linears, model =>
-        {
-            var (stateDict, source) = HuggingFaceCheckpoint.LoadStateDict(folder);
-            try
-            {
-                DecoderWeights.Load(model, family, parsed, stateDict.Select(kv => (kv.Key, kv.Value)), source);
-            }
-            finally
-            {
-                foreach (var tensor in stateDict.Values) tensor.Dispose();
-            }
-        });
+        var (tensors, source) = HuggingFaceCheckpoint.OpenStateDict(folder);
+        return Build(family, parsed, dtype, linears, model => DecoderWeights.Load(model, family, parsed, tensors, source));
     }
 
     /// <summary>
-    /// A model from a Hugging Face config and tensors with Hugging Face's names (what the GGUF reader yields). Each
-    /// tensor is copied into the model before the next is asked for; the caller keeps ownership of them.
+    /// A model from a Hugging Face config and tensors with Hugging Face's names. Each tensor is copied into the model
+    /// before the next is asked for; the caller keeps ownership of them.
     /// </summary>
     public static ICausalLanguageModel FromStateDict(JsonObject config, IEnumerable<(string Key, Tensor Value)> tensors,
-        ScalarType dtype = ScalarType.Float32, string source = "state dict", LinearFactory? linears = null)
+        ScalarType dtype = ScalarType.Float32, string source = "state dict", LinearFactory? linears = null) =>
+        FromCheckpoint(config, tensors.Select(t => (ICheckpointTensor)new InMemoryCheckpointTensor(t.Key, t.Value)), dtype, source, linears);
+
+    /// <summary>
+    /// A model from a Hugging Face config and a checkpoint's tensors under Hugging Face's names (what the GGUF reader
+    /// maps), each read straight into its parameter before the next: the model is built in <paramref name="dtype"/> and
+    /// nothing else of its size is ever held.
+    /// </summary>
+    public static ICausalLanguageModel FromCheckpoint(JsonObject config, IEnumerable<ICheckpointTensor> tensors,
+        ScalarType dtype = ScalarType.Float32, string source = "checkpoint", LinearFactory? linears = null)
     {
         var family = DecoderFamilies.ForConfig(config, source);
         var parsed = family.ParseConfig(config, source);
@@ -93,14 +97,18 @@ public static class PretrainedDecoder
         }
     }
 
+    /// <summary>
+    /// Builds the model directly in <paramref name="dtype"/> (torch's default dtype is set to it while the modules are made,
+    /// so no float32 copy ever exists), then fills its weights.
+    /// </summary>
     static ICausalLanguageModel Build(IDecoderFamily family, IDecoderConfig config, ScalarType dtype, LinearFactory? linears,
         Action<ICausalLanguageModel> loadWeights)
     {
         CheckDtype(dtype);
-        var model = family.Build(config, linears);
+        var model = InDtype(dtype, () => family.Build(config, linears));
         try
         {
-            model.Module.to(dtype);
+            model.Module.to(dtype); // anything a module made in an explicit dtype
             loadWeights(model);
             model.Module.eval();
             return model;
@@ -109,6 +117,22 @@ public static class PretrainedDecoder
         {
             model.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Runs <paramref name="build"/> with torch's default dtype set to <paramref name="dtype"/>, and restores it.</summary>
+    static T InDtype<T>(ScalarType dtype, Func<T> build)
+    {
+        var previous = get_default_dtype();
+        if (previous == dtype) return build();
+        set_default_dtype(dtype);
+        try
+        {
+            return build();
+        }
+        finally
+        {
+            set_default_dtype(previous);
         }
     }
 

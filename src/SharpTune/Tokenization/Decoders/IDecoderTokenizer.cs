@@ -5,11 +5,9 @@ namespace SharpTune.Tokenization.Decoders;
 /// BOS/EOS rule, ids to text, and incremental decoding for generation. Built by <see cref="DecoderTokenizers"/>
 /// from a Hugging Face folder or from GGUF tokenizer metadata.
 /// </summary>
-public interface IDecoderTokenizer
+/// <remarks><see cref="ITokenizer.VocabSize"/> counts the base vocabulary plus added tokens.</remarks>
+public interface IDecoderTokenizer : ITokenizer
 {
-    /// <summary>Number of ids (the base vocabulary plus added tokens).</summary>
-    int VocabSize { get; }
-
     int? BosId { get; }
     int? EosId { get; }
     int? PadId { get; }
@@ -34,17 +32,11 @@ public interface IDecoderTokenizer
     /// </summary>
     IReadOnlyList<int> Encode(string text, bool addSpecialTokens = true, bool parseSpecial = false);
 
-    /// <summary>Text of <paramref name="ids"/>; invalid UTF-8 becomes U+FFFD.</summary>
-    string Decode(IEnumerable<int> ids, bool skipSpecialTokens = false);
+    /// <summary>Text of <paramref name="ids"/>; invalid UTF-8 becomes U+FFFD. Special tokens are kept unless asked otherwise.</summary>
+    new string Decode(IEnumerable<int> ids, bool skipSpecialTokens = false);
 
     /// <summary>An incremental decoder: feed ids one by one, get text as soon as its UTF-8 is complete.</summary>
     DecodeStream CreateDecodeStream(bool skipSpecialTokens = false);
-
-    /// <summary>The token's string as stored in the vocabulary (byte-level or ▁ form).</summary>
-    string IdToToken(int id);
-
-    /// <summary>Id of a vocabulary or added token string, or null.</summary>
-    int? TokenToId(string token);
 
     /// <summary>Whether the id is a special (control) token, skipped by <c>skipSpecialTokens</c>.</summary>
     bool IsSpecial(int id);
