@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using SharpTune.Checkpoints;
+using SharpTune.Distributed;
 using SharpTune.Heads;
 using SharpTune.Metrics;
 using static TorchSharp.torch;
@@ -34,7 +35,8 @@ public sealed class Trainer
     /// <summary>Optimizer steps the run will take for <paramref name="trainCount"/> examples.</summary>
     public long TotalSteps(int trainCount)
     {
-        long batches = (trainCount + options.BatchSize - 1) / options.BatchSize;
+        long globalBatch = options.BatchSize * World.Current.Size;
+        long batches = (trainCount + globalBatch - 1) / globalBatch;
         long perEpoch = (batches + options.GradientAccumulation - 1) / options.GradientAccumulation;
         return options.MaxSteps ?? perEpoch * options.Epochs;
     }
@@ -48,18 +50,21 @@ public sealed class Trainer
         long warmup = (long)Math.Round(options.WarmupRatio * totalSteps);
         var optimizer = OptimizerFactory.Create(options.Optimizer, model, options.LearningRate, options.WeightDecay, options.Momentum);
         var scheduler = new LearningRateScheduler(optimizer, LearningRateSchedule.Parse(options.Schedule, warmup, totalSteps));
-        var state = new TrainerState { TotalSteps = totalSteps };
+        var trainable = model.parameters().Where(p => p.requires_grad).ToList();
+        using var parallel = new DataParallel(World.Current, model.Head, trainable);
+        var callbacks = parallel.World.IsMain ? this.callbacks : [];   // rank 0 alone logs and writes
+        var state = new TrainerState { TotalSteps = totalSteps, WorldSize = parallel.World.Size };
         if (resume)
         {
             string latest = checkpoints?.Latest() ?? throw new InvalidDataException(
                 $"--resume: no checkpoint to resume from in {checkpoints?.Directory ?? "(no run folder)"}");
             state = TrainingCheckpoint.Load(latest, model, optimizer);
+            parallel.CheckResumable(latest, state);
             if (state.TotalSteps != totalSteps)
                 throw new InvalidDataException($"{latest}: the checkpoint was written for {state.TotalSteps} steps, these options give {totalSteps}; resume with the same data and options");
         }
         foreach (var c in callbacks) c.OnTrainBegin(state, model);
 
-        var trainable = model.parameters().Where(p => p.requires_grad).ToList();
         model.train();
         optimizer.zero_grad();
         var clock = Stopwatch.StartNew();
@@ -70,24 +75,28 @@ public sealed class Trainer
 
         for (int epoch = state.Epoch; epoch < int.MaxValue && !stop && state.GlobalStep < totalSteps; epoch++)
         {
-            var batches = Batcher.TrainingBatches(train, options.BatchSize, options.Seed, epoch);
+            var batches = Batcher.TrainingBatches(train, parallel.GlobalBatch(options.BatchSize), options.Seed, epoch);
             for (int b = epoch == state.Epoch ? state.BatchInEpoch : 0; b < batches.Count && !stop; b++)
             {
                 cancel.ThrowIfCancellationRequested();
                 // Dropout draws from a generator seeded by the micro-step, so a resumed run sees the same masks.
-                manual_seed(options.Seed * 1_000_003L + state.MicroStep);
-                double loss;
-                using (var scope = NewDisposeScope())
+                manual_seed(parallel.DropoutSeed(options.Seed, state.MicroStep));
+                double loss = 0;
+                var shard = parallel.Shard(batches[b]);   // this process's part of the global batch
+                if (shard.Length > 0)
                 {
-                    var batch = batches[b].Select(i => train[i]).ToList();
+                    using var scope = NewDisposeScope();
+                    var batch = shard.Select(i => train[i]).ToList();
                     var (inputs, labels) = Collator.Collate(batch, model.Head, padId);
                     var logits = model.forward(inputs);
                     var value = model.Loss(logits, labels, inputs);
-                    (value / options.GradientAccumulation).backward();
-                    loss = value.item<float>();
-                    examplesSinceLog += batch.Count;
-                    tokensSinceLog += batch.Sum(e => e.Length);
+                    double share = parallel.LossShare(train, batches[b], shard);
+                    (value * share / options.GradientAccumulation).backward();
+                    loss = value.item<float>() * share;
                 }
+                loss = parallel.Sum(loss);   // the global batch's mean loss
+                examplesSinceLog += batches[b].Length;
+                tokensSinceLog += batches[b].Sum(i => train[i].Length);
                 if (!double.IsFinite(loss))
                     throw new InvalidOperationException($"Loss became {loss} at step {state.GlobalStep + 1}; lower --lr or check the labels.");
                 lossSinceLog += loss;
@@ -101,6 +110,7 @@ public sealed class Trainer
                 double learningRate;
                 using (var stepScope = NewDisposeScope()) // clipping and the optimizer make temporaries too
                 {
+                    parallel.ReduceGradients();
                     if (options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm);
                     scheduler.Apply(state.GlobalStep);
                     learningRate = optimizer.ParamGroups.First().LearningRate;
@@ -128,10 +138,10 @@ public sealed class Trainer
                 if (!evalDue) continue;
                 if (validation is { Count: > 0 })
                 {
-                    (state, stop) = Evaluate(state, validation, epochEnds ? "epoch" : last ? "end" : "steps");
+                    (state, stop) = Evaluate(state, validation, epochEnds ? "epoch" : last ? "end" : "steps", parallel.World, callbacks);
                     model.train();
                 }
-                if (checkpoints is not null)
+                if (checkpoints is not null && parallel.World.IsMain)
                 {
                     checkpoints.Save(model, optimizer, state);
                     foreach (var c in callbacks) c.OnCheckpoint(state);
@@ -144,9 +154,10 @@ public sealed class Trainer
         return state;
     }
 
-    (TrainerState, bool Stop) Evaluate(TrainerState state, IReadOnlyList<EncodedExample> validation, string trigger)
+    (TrainerState, bool Stop) Evaluate(TrainerState state, IReadOnlyList<EncodedExample> validation, string trigger,
+        ICommunicator world, IReadOnlyList<ITrainerCallback> callbacks)
     {
-        var output = Evaluator.Run(model, validation, Math.Max(options.BatchSize, 32), padId);
+        var output = DataParallel.Evaluate(world, model, validation, Math.Max(options.BatchSize, 32), padId);
         var values = new Dictionary<string, double>(metrics(validation, output.Predictions)) { ["loss"] = output.Loss };
         string key = MetricForBest(values);
         double current = values[key];
