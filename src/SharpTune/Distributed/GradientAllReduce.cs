@@ -54,10 +54,22 @@ public sealed class GradientAllReduce : IDisposable
     /// <summary>Bytes of gradient one reduction moves in (and out of) each rank.</summary>
     public long Bytes => parameters.Sum(p => p.numel()) * sizeof(float);
 
+    static readonly System.Diagnostics.Stopwatch reducing = new();
+
+    /// <summary>Time this process spent in <see cref="SumOverRanks"/> (copies and allreduce), over every instance.</summary>
+    public static TimeSpan TotalTime => reducing.Elapsed;
+
     /// <summary>Every parameter's gradient becomes the sum of the ranks' gradients.</summary>
     public void SumOverRanks()
     {
         if (world.Size == 1 || buffer is null) return;
+        reducing.Start();
+        try { Sum(buffer); }
+        finally { reducing.Stop(); }
+    }
+
+    void Sum(Tensor buffer)
+    {
         using var scope = NewDisposeScope();
         var present = new double[parameters.Count];
         for (int i = 0; i < parameters.Count; i++) present[i] = parameters[i].grad is null ? 0 : 1;

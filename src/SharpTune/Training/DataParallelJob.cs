@@ -62,13 +62,17 @@ public static class DataParallelJob
     public static void BroadcastTrainable(ICommunicator world, TaskModel model) =>
         TensorBroadcast.FromRoot(world, model.parameters().Where(p => p.requires_grad));
 
-    /// <summary>The job's shape and the time its collectives took (on rank 0), for metrics.jsonl.</summary>
-    public static IReadOnlyDictionary<string, object?> Report(ICommunicator world, int threads, int batchSize, TimeSpan communication, TimeSpan training) =>
+    /// <summary>The job's shape and the time its collectives took (on rank 0, waiting for other ranks included), for metrics.jsonl.</summary>
+    public static IReadOnlyDictionary<string, object?> Report(ICommunicator world, int threads, int batchSize, TimeSpan communication, TimeSpan gradients, TimeSpan training) =>
         new Dictionary<string, object?>
         {
             ["processes"] = world.Size, ["threads_per_process"] = threads, ["batch_per_process"] = batchSize, ["global_batch"] = batchSize * world.Size,
             ["communication_seconds"] = Math.Round(communication.TotalSeconds, 3), ["training_seconds"] = Math.Round(training.TotalSeconds, 3),
             ["communication_share"] = Math.Round(communication.TotalSeconds / Math.Max(1e-9, training.TotalSeconds), 4),
+            // The gradients' allreduce alone (with the copies into and out of the buckets); the rest of the collectives'
+            // time is mostly waiting at the per-step loss sum for the slowest rank.
+            ["gradient_allreduce_seconds"] = Math.Round(gradients.TotalSeconds, 3),
+            ["gradient_allreduce_share"] = Math.Round(gradients.TotalSeconds / Math.Max(1e-9, training.TotalSeconds), 4),
             ["library"] = world.Description,
         };
 

@@ -147,10 +147,11 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         callbacks.AddRange(progress ?? []);
         var trainer = new Trainer(model, training, tokenizer.PadId, TaskMetrics.For(head, labels), callbacks);
         var trainClock = Stopwatch.StartNew();
-        var communication = world.CommunicationTime;
+        var (communication, gradients) = (world.CommunicationTime, GradientAllReduce.TotalTime);
         var state = trainer.Train(train.Examples, validation.Examples, new TrainingCheckpoint(run), options.Resume, cancel);
         double secondsPerStep = trainClock.Elapsed.TotalSeconds / Math.Max(1, state.GlobalStep);
-        if (world.Size > 1) log.Write("data_parallel", DataParallelJob.Report(world, threads, options.Training.BatchSize, world.CommunicationTime - communication, trainClock.Elapsed));
+        if (world.Size > 1) log.Write("data_parallel", DataParallelJob.Report(world, threads, options.Training.BatchSize,
+            world.CommunicationTime - communication, GradientAllReduce.TotalTime - gradients, trainClock.Elapsed));
 
         // 6. Save and report.
         string final = Path.Combine(run, "final");
