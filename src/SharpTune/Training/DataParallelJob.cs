@@ -27,7 +27,7 @@ public static class DataParallelJob
 
     /// <summary>One line describing the job, for the log; null for a single process.</summary>
     public static string? Describe(ICommunicator world, int threads, int batchSize) => world.Size == 1 ? null :
-        $"data parallel: {world.Size} processes ({world.Description}), {threads} thread(s) each on rank 0; " +
+        $"data parallel: {world.Size} processes ({world.Description}), {threads} thread(s) in rank 0; " +
         $"--batch-size {batchSize} per process, global batch {batchSize * world.Size}";
 
     /// <summary>
