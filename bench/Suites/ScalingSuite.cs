@@ -43,6 +43,8 @@ public sealed class ScalingSuite : IBenchSuite
         var variants = new[] { new Variant("full", "1e-4"), new Variant("lora", "1e-3") };
         var metrics = new OrderedDictionary<string, double>();
         var best = new Dictionary<string, Measured>();
+        // The machine may be shared: its load, as the runs start and end, says how far the numbers can be trusted.
+        metrics["load_average_at_start"] = LoadAverage();
         for (int round = 0; round < rounds; round++)
             foreach (var variant in variants)
                 foreach (int ranks in new[] { 1, cores })
@@ -53,12 +55,13 @@ public sealed class ScalingSuite : IBenchSuite
                         "--lr", variant.Lr, "--max-steps", steps.ToString(), "--batch-size", (GlobalBatch / ranks).ToString(), "--max-length", MaxLength.ToString(),
                         "--log-every", "1", "--threads", (cores / ranks).ToString(), "--seed", "42", "--out", run];
                     var measured = Launch(mpirun, cli, ranks, args, run);
-                    Console.WriteLine($"  round {round + 1} {key}: {measured.TokensPerSecond:F0} tokens/s, {measured.SecondsPerStep:F3} s/step, " +
+                    Console.WriteLine($"  round {round + 1} {key} (load {LoadAverage():F1}): {measured.TokensPerSecond:F0} tokens/s, {measured.SecondsPerStep:F3} s/step, " +
                                       $"gradient allreduce {100 * measured.AllReduceShare:F1} %, all collectives {100 * measured.CollectivesShare:F1} % " +
                                       $"({measured.TrainableParameters:N0} trainable parameters)");
                     if (!best.TryGetValue(key, out var previous) || measured.TokensPerSecond > previous.TokensPerSecond) best[key] = measured;
                 }
 
+        metrics["load_average_at_end"] = LoadAverage();
         foreach (var variant in variants)
         {
             var one = best[$"{variant.Method}_1x{cores}"];
@@ -168,6 +171,10 @@ public sealed class ScalingSuite : IBenchSuite
             record.Clear();
         }
     }
+
+    /// <summary>The 1-minute load average (Linux), or NaN.</summary>
+    static double LoadAverage() => File.Exists("/proc/loadavg")
+        ? double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) : double.NaN;
 
     static string? FindOnPath(string name) => (Environment.GetEnvironmentVariable("PATH") ?? "")
         .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries).Select(dir => Path.Combine(dir, name)).FirstOrDefault(File.Exists);
