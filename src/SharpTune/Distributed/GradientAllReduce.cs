@@ -26,7 +26,7 @@ public sealed class GradientAllReduce : IDisposable
         this.world = world;
         this.parameters = parameters;
         foreach (var p in parameters)
-            if (p.dtype != ScalarType.Float32)
+            if (world.Size > 1 && p.dtype != ScalarType.Float32)
                 throw new NotSupportedException($"data-parallel training reduces float32 gradients; a trainable parameter is {p.dtype}");
         long limit = Math.Max(1, bucketBytes / sizeof(float));
         var current = new List<int>();

@@ -67,6 +67,19 @@ public class GradientAllReduceTests
     }
 
     [Fact]
+    public void A_single_process_accepts_any_dtype_and_a_job_refuses_all_but_float32()
+    {
+        var half = new List<Tensor> { zeros([3], ScalarType.BFloat16).requires_grad_(true) };
+        using (new GradientAllReduce(SingleProcess.Instance, half)) { }
+        var errors = InProcessJob.Run(2, world =>
+        {
+            try { using var reduce = new GradientAllReduce(world, half); return ""; }
+            catch (NotSupportedException e) { return e.Message; }
+        });
+        Assert.All(errors, e => Assert.Contains("float32", e));
+    }
+
+    [Fact]
     public void Broadcast_gives_every_rank_the_root_s_values()
     {
         var values = InProcessJob.Run(3, world =>
