@@ -33,6 +33,7 @@ public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings?
 
     public BenchResult Run(BenchContext context)
     {
+        Console.WriteLine($"memory: {GlibcHeap.KeepFreedMemory()}");
         var plan = BrownLmPlan.For(context.Quick);
         string baseFolder = BrownLmBase.Folder(context);
         if (!File.Exists(System.IO.Path.Combine(baseFolder, BrownLmBase.RecordFile)))
@@ -87,7 +88,9 @@ public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings?
                 ["steps"] = measure.Steps,
                 ["train_tokens"] = measure.Tokens,
                 ["seconds_per_step"] = measure.SecondsPerStep,
+                ["cpu_seconds_per_step"] = measure.CpuSecondsPerStep,
                 ["tokens_per_second"] = measure.TokensPerSecond,
+                ["load_average"] = measure.LoadAverage,
                 ["peak_memory_mib"] = measure.PeakMemoryBytes / (1024.0 * 1024.0),
                 ["first_logged_loss"] = measure.FirstLoss,
                 ["last_logged_loss"] = measure.LastLoss,

@@ -30,8 +30,8 @@ public sealed record BrownLmPlan(
     /// <summary>A smoke run of every part in a couple of minutes: a tiny model, a few steps, part of the test files.</summary>
     public static readonly BrownLmPlan Quick = new(
         Hidden: 64, Layers: 2, Heads: 2, Intermediate: 160, BlockLength: 128,
-        PretrainTokens: 40_000, PretrainBatch: 8, PretrainLearningRate: 3e-3,
-        AdaptSteps: 6, AdaptBatch: 4, FrozenLayers: 1, EvalRows: 40);
+        PretrainTokens: 16_384, PretrainBatch: 8, PretrainLearningRate: 3e-3,
+        AdaptSteps: 4, AdaptBatch: 4, FrozenLayers: 1, EvalRows: 24);
 
     public static BrownLmPlan For(bool quick) => quick ? Quick : Full;
 

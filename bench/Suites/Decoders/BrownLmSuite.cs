@@ -40,6 +40,7 @@ public sealed class BrownLmSuite : IBenchSuite
 
     public BenchResult Run(BenchContext context)
     {
+        Console.WriteLine($"memory: {GlibcHeap.KeepFreedMemory()}");
         var clock = Stopwatch.StartNew();
         var plan = BrownLmPlan.For(context.Quick);
         string fingerprint = plan.Fingerprint(BrownLmData.Files(context));
@@ -63,6 +64,8 @@ public sealed class BrownLmSuite : IBenchSuite
             ["pretrain_tokens"] = record.Pretraining.Tokens,
             ["pretrain_seconds"] = record.Pretraining.Seconds,
             ["pretrain_seconds_per_step"] = record.Pretraining.SecondsPerStep,
+            ["pretrain_cpu_seconds_per_step"] = record.Pretraining.CpuSecondsPerStep,
+            ["pretrain_load_average"] = record.Pretraining.LoadAverage,
             ["pretrain_tokens_per_second"] = record.Pretraining.TokensPerSecond,
             ["pretrain_peak_memory_mib"] = record.Pretraining.PeakMemoryBytes / (1024.0 * 1024.0),
         };
@@ -70,7 +73,8 @@ public sealed class BrownLmSuite : IBenchSuite
         foreach (var (method, result) in results)
         {
             var m = result.Metrics;
-            foreach (string name in new[] { "perplexity", "trainable_parameters", "trainable_fraction", "learning_rate", "seconds_per_step", "tokens_per_second", "peak_memory_mib" })
+            foreach (string name in new[] { "perplexity", "trainable_parameters", "trainable_fraction", "learning_rate", "seconds_per_step",
+                         "cpu_seconds_per_step", "tokens_per_second", "peak_memory_mib", "load_average" })
                 metrics[$"{method.Key}_{name}"] = m[name];
             metrics[$"{method.Key}_log_perplexity_reduction"] = baseLoss - m["loss"];
         }
@@ -97,7 +101,7 @@ public sealed class BrownLmSuite : IBenchSuite
             Model = $"llama, hidden {plan.Hidden}, {plan.Layers} layers, {plan.Heads} heads, intermediate {plan.Intermediate}, tied embeddings, " +
                     $"GPT-2's tokenizer ({record.Parameters:N0} parameters), pretrained from scratch for {record.Pretraining.Steps} steps of " +
                     $"{plan.PretrainBatch} x {plan.BlockLength} tokens (AdamW lr {plan.PretrainLearningRate:G3}, cosine); every method " +
-                    $"{plan.AdaptSteps} steps of {plan.AdaptBatch} x {plan.BlockLength} tokens at its default learning rate",
+                    $"{plan.AdaptSteps} steps of {plan.AdaptBatch} x {plan.BlockLength} tokens at its default learning rate; {GlibcHeap.Setting}",
             Dataset = "Brown corpus as running text (data/brown-text): A–J to pretrain, K–R to adapt; every fifth file held out",
             Quick = context.Quick,
             TrainExamples = results[0].Result.TrainExamples,
@@ -115,18 +119,20 @@ public sealed class BrownLmSuite : IBenchSuite
         Console.WriteLine($"\nheld-out perplexity of the base: A–J {record.Informative.Perplexity.ToString("F1", c)} ({record.Informative.Tokens:N0} tokens), " +
                           $"K–R {record.Imaginative.Perplexity.ToString("F1", c)} ({record.Imaginative.Tokens:N0} tokens)");
         Console.WriteLine($"pretraining: {record.Pretraining.Steps} steps, {record.Pretraining.Tokens:N0} tokens in {record.Pretraining.Seconds:F0} s, " +
-                          $"{record.Pretraining.SecondsPerStep:F2} s/step, {record.Pretraining.TokensPerSecond:F0} tokens/s, peak {record.Pretraining.PeakMemoryBytes / 1048576.0:N0} MiB{(quick ? " (quick)" : "")}\n");
-        Console.WriteLine("| method | held-out K–R perplexity | log-perplexity reduction | trained | lr | s/step | tokens/s | peak memory |");
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
-        Console.WriteLine($"| base (no adaptation) | {record.Imaginative.Perplexity.ToString("F1", c)} | – | – | – | – | – | – |");
+                          $"{record.Pretraining.SecondsPerStep:F2} s/step ({record.Pretraining.CpuSecondsPerStep:F2} CPU s), {record.Pretraining.TokensPerSecond:F0} tokens/s, " +
+                          $"peak {record.Pretraining.PeakMemoryBytes / 1048576.0:N0} MiB, mean load average {record.Pretraining.LoadAverage:F1}{(quick ? " (quick)" : "")}\n");
+        Console.WriteLine("| method | held-out K–R perplexity | log-perplexity reduction | trained | lr | s/step | CPU s/step | tokens/s | peak memory | load |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        Console.WriteLine($"| base (no adaptation) | {record.Imaginative.Perplexity.ToString("F1", c)} | – | – | – | – | – | – | – | – |");
         foreach (var (method, result) in results)
         {
             var m = result.Metrics;
             string name = method.MethodName(plan) + (method.Detail.Length > 0 ? $" ({method.Detail})" : "");
             Console.WriteLine($"| {name} | {m["perplexity"].ToString("F1", c)} | {(record.Imaginative.Loss - m["loss"]).ToString("F3", c)} | " +
                               $"{m["trainable_parameters"]:N0} ({(100 * m["trainable_fraction"]).ToString("F2", c)} %) | {m["learning_rate"].ToString("G3", c)} | " +
-                              $"{m["seconds_per_step"].ToString("F2", c)} | {m["tokens_per_second"].ToString("F0", c)} | {m["peak_memory_mib"].ToString("N0", c)} MiB |");
+                              $"{m["seconds_per_step"].ToString("F2", c)} | {m["cpu_seconds_per_step"].ToString("F2", c)} | {m["tokens_per_second"].ToString("F0", c)} | " +
+                              $"{m["peak_memory_mib"].ToString("N0", c)} MiB | {m["load_average"].ToString("F1", c)} |");
         }
-        Console.WriteLine("| bitfit | not run: Llama's Linear layers and norms have no biases | | | | | | |");
+        Console.WriteLine("| bitfit | not run: Llama's Linear layers and norms have no biases | | | | | | | | |");
     }
 }
