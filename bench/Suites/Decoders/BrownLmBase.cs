@@ -80,7 +80,8 @@ public static class BrownLmBase
     /// <summary>Held-out perplexity of <paramref name="model"/> on the A–J or K–R test files.</summary>
     public static LmEvaluation Score(BenchContext context, BrownLmPlan plan, CausalLmModel model, bool informative)
     {
-        var (rows, texts, tokens) = BrownLmData.Rows(BrownLmData.Path(context, "test", informative), plan.BlockLength, plan.EvalRows);
+        var (rows, texts, tokens) = BrownLmData.Rows(BrownLmData.Path(context, "test", informative), plan.BlockLength,
+            informative ? plan.InformativeEvalRows : plan.ImaginativeEvalRows);
         var result = BrownLmTraining.Evaluate(model, rows);
         Console.WriteLine($"held-out {(informative ? "A–J" : "K–R")} ({texts:N0} texts, {tokens:N0} tokens, {rows.Count:N0} rows scored): " +
                           $"perplexity {result.Perplexity:F2} over {result.Tokens:N0} predicted tokens ({result.TokensPerSecond:F0} tokens/s)");

@@ -17,7 +17,8 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <param name="key">The suite's name is lm-KEY.</param>
 /// <param name="method">What <c>--method</c> would say: full, freeze:K (K from the plan when null), or a PEFT method's name.</param>
 /// <param name="settings">The method's options; null: the library's defaults.</param>
-public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings? settings = null, string? detail = null) : IBenchSuite
+/// <param name="learningRate">Null: the method's default (<see cref="TrainingMethods.LearningRateFor"/>).</param>
+public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings? settings = null, string? detail = null, double? learningRate = null) : IBenchSuite
 {
     public string Key => key;
 
@@ -55,12 +56,12 @@ public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings?
         Console.WriteLine($"{name}{(Detail.Length > 0 ? $" ({Detail})" : "")}: {parameters}");
 
         var (train, texts, tokens) = BrownLmData.Rows(BrownLmData.Path(context, "train", informative: false), plan.BlockLength);
-        var (test, _, _) = BrownLmData.Rows(BrownLmData.Path(context, "test", informative: false), plan.BlockLength, plan.EvalRows);
+        var (test, _, _) = BrownLmData.Rows(BrownLmData.Path(context, "test", informative: false), plan.BlockLength, plan.ImaginativeEvalRows);
         Console.WriteLine($"K–R training files: {texts:N0} texts, {tokens:N0} tokens, {train.Count:N0} rows; {plan.AdaptSteps} steps of {plan.AdaptBatch} rows");
-        double learningRate = TrainingMethods.LearningRateFor(name);
+        double rate = learningRate ?? TrainingMethods.LearningRateFor(name);
         var training = new TrainingOptions
         {
-            MaxSteps = plan.AdaptSteps, BatchSize = plan.AdaptBatch, LearningRate = learningRate, Seed = BrownLmPlan.Seed,
+            MaxSteps = plan.AdaptSteps, BatchSize = plan.AdaptBatch, LearningRate = rate, Seed = BrownLmPlan.Seed,
             LogEverySteps = context.Quick ? 2 : 10,
         };
         var measure = BrownLmTraining.Train(model, train, training, name);
@@ -70,7 +71,7 @@ public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings?
         return new BenchResult
         {
             Suite = Name,
-            Model = $"the lm suite's Brown base adapted with {name}{(Detail.Length > 0 ? $" ({Detail})" : "")}, {measure.Steps} steps of {plan.AdaptBatch} x {plan.BlockLength} tokens, AdamW lr {learningRate:G3} (the method's default), linear schedule",
+            Model = $"the lm suite's Brown base adapted with {name}{(Detail.Length > 0 ? $" ({Detail})" : "")}, {measure.Steps} steps of {plan.AdaptBatch} x {plan.BlockLength} tokens, AdamW lr {rate:G3}{(learningRate is null ? " (the method's default)" : "")}, linear schedule",
             Dataset = "Brown imaginative prose (K–R): training files, then the held-out files (data/brown-text)",
             Quick = context.Quick,
             TrainExamples = train.Count,
@@ -84,7 +85,7 @@ public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings?
                 ["trainable_parameters"] = parameters.Trainable,
                 ["total_parameters"] = parameters.Total,
                 ["trainable_fraction"] = parameters.Fraction,
-                ["learning_rate"] = learningRate,
+                ["learning_rate"] = rate,
                 ["steps"] = measure.Steps,
                 ["train_tokens"] = measure.Tokens,
                 ["seconds_per_step"] = measure.SecondsPerStep,

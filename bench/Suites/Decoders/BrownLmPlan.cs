@@ -11,27 +11,28 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// </summary>
 /// <param name="Hidden">H. GPT-2's 50,257-token embedding is V·H parameters (12.9M at 256), tied with the output head.</param>
 /// <param name="BlockLength">T: texts are concatenated (each ended by &lt;|endoftext|&gt;) and cut into rows of T tokens.</param>
-/// <param name="PretrainTokens">Tokens of A–J the base trains on (steps = tokens / (batch·T)); about one epoch.</param>
+/// <param name="PretrainTokens">Tokens of A–J the base trains on (steps = tokens / (batch·T)): half an epoch of the 771k.</param>
 /// <param name="AdaptSteps">Optimizer steps every method gets on K–R, at <paramref name="AdaptBatch"/> rows each.</param>
 /// <param name="FrozenLayers">K in freeze:K (the embeddings and the bottom K layers frozen).</param>
-/// <param name="EvalRows">Held-out rows scored per split; null: all of them.</param>
+/// <param name="InformativeEvalRows">Held-out A–J rows scored (spread evenly over the files); null: all of them.</param>
+/// <param name="ImaginativeEvalRows">Held-out K–R rows scored, the same for every method; null: all of them.</param>
 public sealed record BrownLmPlan(
     int Hidden, int Layers, int Heads, int Intermediate, int BlockLength,
     long PretrainTokens, int PretrainBatch, double PretrainLearningRate,
-    int AdaptSteps, int AdaptBatch, int FrozenLayers, int? EvalRows)
+    int AdaptSteps, int AdaptBatch, int FrozenLayers, int? InformativeEvalRows, int? ImaginativeEvalRows)
 {
     public const int Seed = 42;
 
     public static readonly BrownLmPlan Full = new(
         Hidden: 256, Layers: 6, Heads: 4, Intermediate: 768, BlockLength: 256,
-        PretrainTokens: 1_000_000, PretrainBatch: 8, PretrainLearningRate: 1.5e-3,
-        AdaptSteps: 60, AdaptBatch: 8, FrozenLayers: 3, EvalRows: null);
+        PretrainTokens: 400_000, PretrainBatch: 8, PretrainLearningRate: 1.5e-3,
+        AdaptSteps: 40, AdaptBatch: 8, FrozenLayers: 3, InformativeEvalRows: 256, ImaginativeEvalRows: null);
 
     /// <summary>A smoke run of every part in a couple of minutes: a tiny model, a few steps, part of the test files.</summary>
     public static readonly BrownLmPlan Quick = new(
         Hidden: 64, Layers: 2, Heads: 2, Intermediate: 160, BlockLength: 128,
         PretrainTokens: 16_384, PretrainBatch: 8, PretrainLearningRate: 3e-3,
-        AdaptSteps: 4, AdaptBatch: 4, FrozenLayers: 1, EvalRows: 24);
+        AdaptSteps: 4, AdaptBatch: 4, FrozenLayers: 1, InformativeEvalRows: 24, ImaginativeEvalRows: 24);
 
     public static BrownLmPlan For(bool quick) => quick ? Quick : Full;
 
