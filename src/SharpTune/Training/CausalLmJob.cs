@@ -8,6 +8,7 @@ using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
 using SharpTune.Peft;
+using SharpTune.Peft.BitFit;
 using static TorchSharp.torch;
 
 namespace SharpTune.Training;
@@ -69,8 +70,10 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         if (method is not null) method.Freeze(model, settings); else freeze!.Apply(model);
         if (options.BaseDtype == "bf16")
         {
-            if (freeze is { What: FreezePolicy.Mode.None })
-                throw new ArgumentException("--base-dtype bf16 holds the frozen weights in bf16; --method full freezes none: use a parameter-efficient method or freeze:K");
+            // Adapters (LoRA, IA3) and prompt modules cast between their fp32 weights and a bf16 base; a layer half trained
+            // (BitFit's biases, freeze:K's top layers, full) would mix dtypes inside one product.
+            if (method is null or BitFitMethod)
+                throw new ArgumentException($"--base-dtype bf16 needs an adapter or prompt method (lora, ia3, prompt, ptuning, prefix, ptuning-v2); --method {options.Method} trains base weights themselves");
             int converted = MixedDtype.HoldFrozenIn(model, ScalarType.BFloat16);
             say($"base held in bf16: {converted} frozen tensors; what trains stays fp32");
         }
