@@ -17,7 +17,10 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <param name="ChunkedLoss">The head and the loss over chunks of tokens (<see cref="CausalLmLoss"/>); false: full (B, T, V) fp32 logits.</param>
 /// <param name="NeedsGigabytes">What the configuration is expected to take at the full shape; it is skipped when the
 /// machine has less available (a shared machine), with a note.</param>
-public sealed record DecoderStepConfig(string Key, string Label, bool Lora, bool Bf16Base, bool Checkpointing, bool ChunkedLoss, double NeedsGigabytes);
+/// <param name="Environment">Variables the decoder-memory suite sets for this configuration's process (glibc's
+/// allocator reads <c>MALLOC_MMAP_THRESHOLD_</c> at start-up only).</param>
+public sealed record DecoderStepConfig(string Key, string Label, bool Lora, bool Bf16Base, bool Checkpointing, bool ChunkedLoss, double NeedsGigabytes,
+    IReadOnlyDictionary<string, string>? Environment = null);
 
 /// <summary>
 /// One configuration of the decoder-memory suite, run alone in its own process (peak resident memory is per process):
