@@ -39,7 +39,7 @@ public sealed class ConsoleProgress : ITrainerCallback
         else Console.WriteLine(message);
     }
 
-    public void OnTrainBegin(TrainerState state, TaskModel model)
+    public void OnTrainBegin(TrainerState state, TorchSharp.torch.nn.Module model)
     {
         started = DateTime.UtcNow;
         firstStep = state.GlobalStep;

@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using System.CommandLine;
 using SharpTune.Generation;
 using SharpTune.Models.Decoders;
@@ -32,7 +33,7 @@ public static class ChatCommand
 
     static int Run(ParseResult result)
     {
-        using var lm = LanguageModel.Load(result.GetValue(Model)!, GenerateCommand.ParseDType(result.GetValue(DType)!), result.GetValue(Template));
+        using var lm = LanguageModelFolder.Load(result.GetValue(Model)!, GenerateCommand.ParseDType(result.GetValue(DType)!), result.GetValue(Template));
         if (lm.Template is null)
             throw new ArgumentException($"{result.GetValue(Model)} ships no chat template; give one with --chat-template FILE");
         var options = new GenerationOptions

@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using System.CommandLine;
 using System.Text.Json;
 using SharpTune.Checkpoints;
@@ -23,7 +24,7 @@ public static class EvalCommand
         var command = new Command("eval", "Evaluate a fine-tuned model on labelled data, or a language model's perplexity on texts.")
             { model, data, output, window, stride, dtype };
         reading.AddTo(command);
-        command.SetAction(result => CommandRunner.Run(() => LanguageModel.Find(result.GetValue(model)!) is { } languageModel
+        command.SetAction(result => CommandRunner.Run(() => LanguageModelFolder.Find(result.GetValue(model)!) is { } languageModel
             ? Perplexity(languageModel, result.GetValue(data)!, result.GetValue(output), result.GetValue(window), result.GetValue(stride),
                 GenerateCommand.ParseDType(result.GetValue(dtype)!))
             : Run(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), reading.Read(result))));
@@ -35,11 +36,11 @@ public static class EvalCommand
     /// .txt file with one text per line): each text tokenized alone with the model's BOS rule, every next-token
     /// prediction counted; texts longer than the window are scored in overlapping windows with the stated stride.
     /// </summary>
-    static int Perplexity(LanguageModelSource modelSpec, string data, string? output, int? window, int? stride, TorchSharp.torch.ScalarType dtype)
+    static int Perplexity(FoundLanguageModel modelSpec, string data, string? output, int? window, int? stride, TorchSharp.torch.ScalarType dtype)
     {
         if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
         var texts = ReadTexts(data);
-        using var lm = LanguageModel.Load(modelSpec, dtype);
+        using var lm = LanguageModelFolder.Load(modelSpec, dtype);
         var tokens = texts.Select(t => lm.Tokenizer.Encode(t)).ToList();
         var result = PerplexityScorer.Score(lm.Model, tokens, window, stride);
         int size = window ?? lm.Model.Info.ContextLength;

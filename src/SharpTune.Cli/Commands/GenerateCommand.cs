@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using System.CommandLine;
 using System.Text.Json;
 using SharpTune.Generation;
@@ -57,7 +58,7 @@ public static class GenerateCommand
         if (batchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {batchSize}");
         var prompts = ReadPrompts(result.GetValue(Prompt), result.GetValue(Data));
         var dtype = ParseDType(result.GetValue(DType)!);
-        using var lm = LanguageModel.Load(result.GetValue(Model)!, dtype);
+        using var lm = LanguageModelFolder.Load(result.GetValue(Model)!, dtype);
         var options = Options(result, lm);
         Console.Error.WriteLine($"model: {lm.Source}");
         bool json = result.GetValue(Json), addSpecial = !result.GetValue(NoBos);

@@ -1,3 +1,4 @@
+using SharpTune.ModelFolders;
 using System.CommandLine;
 using System.Globalization;
 using SharpTune.Models;
@@ -49,7 +50,7 @@ public static class InfoCommand
 
     static int Run(string spec)
     {
-        if (LanguageModel.Find(spec) is { } languageModel) return RunLanguageModel(languageModel);
+        if (LanguageModelFolder.Find(spec) is { } languageModel) return RunLanguageModel(languageModel);
         using var encoder = PretrainedEncoder.Load(spec);
         var c = encoder.Config;
         int vocabEntries = CountLines(encoder.Vocab);
@@ -66,10 +67,10 @@ public static class InfoCommand
     }
 
     /// <summary>A decoder language model: family, sizes, context, vocabulary, parameters and tensor types.</summary>
-    static int RunLanguageModel(LanguageModelSource source)
+    static int RunLanguageModel(FoundLanguageModel found)
     {
-        string spec = source.Path;
-        using var lm = LanguageModel.Load(source);
+        string spec = found.Spec;
+        using var lm = LanguageModelFolder.Load(found);
         var i = lm.Model.Info;
         long parameters = lm.Model.Module.parameters().Sum(p => p.numel());
         Console.WriteLine($"model          {spec}");

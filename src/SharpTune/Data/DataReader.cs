@@ -110,6 +110,9 @@ internal sealed class RowCollector<T>(string path, bool skipBadRows)
 
     public void Skip(DataFormatException error) => skipped.Add(error.Message);
 
+    /// <summary>A row another reader already skipped and described.</summary>
+    public void Skip(string described) => skipped.Add(described);
+
     public DataSet<T> Finish()
     {
         if (examples.Count > 0) return new DataSet<T>(examples, skipped);

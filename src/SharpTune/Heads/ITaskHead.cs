@@ -29,6 +29,9 @@ public interface ITaskHead
     string ArchitectureSuffix { get; }
     string? ProblemType { get; }
 
+    /// <summary>PEFT's <c>task_type</c> of an adapter for this task (<c>SEQ_CLS</c>, <c>TOKEN_CLS</c>).</summary>
+    string PeftTaskType { get; }
+
     /// <summary>
     /// What the classifier scores, read from the encoder's output: (B, H) per text, (B, W, H) per word. The real tokens start
     /// after <paramref name="virtualTokens"/> prompt positions.

@@ -22,6 +22,8 @@ public abstract class SequenceHead(HeadOptions options) : ITaskHead
 
     string? ITaskHead.ProblemType => ProblemType;
 
+    public string PeftTaskType => "SEQ_CLS";
+
     /// <returns>(B, H)</returns>
     public Tensor Features(Tensor lastHiddenState, Tensor? pooledOutput, ModelInputs inputs, int virtualTokens) =>
         // The real [CLS] sits after the virtual tokens (as THUDM's P-tuning reads it, not PEFT's position 0).

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Models.Bert;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -28,7 +29,7 @@ public sealed record ModelInputs(Tensor InputIds, Tensor AttentionMask, Tensor T
 /// (<c>bert.*</c>, <c>classifier.weight</c>, <c>classifier.bias</c>) plus <c>crf.*</c>, so a saved model
 /// loads in transformers as <c>BertForSequenceClassification</c> or <c>BertForTokenClassification</c>.
 /// </summary>
-public sealed class TaskModel : nn.Module
+public sealed class TaskModel : nn.Module, ITunableModel
 {
     readonly BertModel bert;
     readonly Dropout dropout;
@@ -69,6 +70,18 @@ public sealed class TaskModel : nn.Module
     public Linear Classifier => classifier;
     public ConditionalRandomField? Crf => crf;
     public nn.Module? PromptEncoder => prompt_encoder;
+
+    public IBackboneShape Backbone => bert.Config;
+
+    public nn.Module Module => this;
+
+    public bool IsHead(string parameterName) =>
+        parameterName.StartsWith("classifier.", StringComparison.Ordinal) || parameterName.StartsWith("crf.", StringComparison.Ordinal);
+
+    public string PeftTaskType => TaskHead.PeftTaskType;
+
+    /// <summary>The classifier only: transformers' task models have no crf, so PEFT would find nothing to wrap (crf.* still rides along).</summary>
+    public IReadOnlyList<string> ModulesToSave { get; } = ["classifier"];
 
     /// <summary>Scores: (B, K) for sequence tasks, (B, W, K) per word for token tasks.</summary>
     public Tensor forward(ModelInputs inputs)

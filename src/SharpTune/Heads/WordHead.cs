@@ -20,6 +20,8 @@ public abstract class WordHead(HeadOptions options) : ITaskHead
 
     public string? ProblemType => null;
 
+    public string PeftTaskType => "TOKEN_CLS";
+
     /// <returns>(B, W, H): each word's first sub-word.</returns>
     public Tensor Features(Tensor lastHiddenState, Tensor? pooledOutput, ModelInputs inputs, int virtualTokens)
     {

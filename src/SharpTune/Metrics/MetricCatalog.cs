@@ -16,6 +16,8 @@ public static class MetricCatalog
     static readonly Dictionary<string, MetricDirection> Directions = new(StringComparer.Ordinal)
     {
         ["loss"] = MetricDirection.LowerIsBetter,
+        ["perplexity"] = MetricDirection.LowerIsBetter,
+        ["rouge_l"] = MetricDirection.HigherIsBetter,
         ["accuracy"] = MetricDirection.HigherIsBetter,
         ["macro_f1"] = MetricDirection.HigherIsBetter,
         ["macro_precision"] = MetricDirection.HigherIsBetter,

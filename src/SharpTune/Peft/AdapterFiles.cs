@@ -12,9 +12,6 @@ public static class AdapterFiles
     public const string ConfigFile = "adapter_config.json";
     public const string WeightsFile = "adapter_model.safetensors";
 
-    /// <summary>PEFT's <c>task_type</c> for a head.</summary>
-    public static string TaskType(TaskKind kind) => kind == TaskKind.Tokens ? "TOKEN_CLS" : "SEQ_CLS";
-
     /// <summary>Writes the config pretty-printed with sorted keys (as PEFT does) and the tensors, both atomically.</summary>
     public static void Write(string folder, IReadOnlyDictionary<string, object?> config, IReadOnlyDictionary<string, Tensor> tensors)
     {
@@ -48,22 +45,22 @@ public static class AdapterFiles
     public static Dictionary<string, Tensor> ReadWeights(string folder) => SafeTensors.Load(Path.Combine(folder, WeightsFile));
 
     /// <summary>The head's tensors as PEFT stores them under modules_to_save: <c>base_model.model.classifier.weight</c>, ...</summary>
-    public static Dictionary<string, Tensor> HeadTensors(TaskModel model)
+    public static Dictionary<string, Tensor> HeadTensors(ITunableModel model)
     {
         var result = new Dictionary<string, Tensor>();
-        foreach (var (name, parameter) in model.named_parameters())
-            if (name.StartsWith("classifier.", StringComparison.Ordinal) || name.StartsWith("crf.", StringComparison.Ordinal))
+        foreach (var (name, parameter) in model.NamedParameters())
+            if (model.IsHead(name))
                 result[$"base_model.model.{name}"] = parameter;
         return result;
     }
 
     /// <summary>Copies head tensors saved by <see cref="HeadTensors"/> back into the model.</summary>
-    public static void LoadHead(TaskModel model, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    public static void LoadHead(ITunableModel model, IReadOnlyDictionary<string, Tensor> tensors, string source)
     {
         using var noGrad = no_grad();
-        foreach (var (name, parameter) in model.named_parameters())
+        foreach (var (name, parameter) in model.NamedParameters())
         {
-            if (!(name.StartsWith("classifier.", StringComparison.Ordinal) || name.StartsWith("crf.", StringComparison.Ordinal))) continue;
+            if (!model.IsHead(name)) continue;
             if (!tensors.TryGetValue($"base_model.model.{name}", out var value))
                 throw new InvalidDataException($"{source}: the adapter lacks the head weight base_model.model.{name}");
             if (!value.shape.SequenceEqual(parameter.shape))

@@ -13,12 +13,11 @@ public static class AdapterTensors
     /// <summary>PEFT stores every tensor of the wrapped task model under this prefix.</summary>
     public const string PeftPrefix = "base_model.model.";
 
-    /// <summary>The key PEFT writes for a <see cref="TaskModel"/> parameter: <c>bert.encoder...</c> becomes <c>base_model.model.bert.encoder...</c>.</summary>
+    /// <summary>
+    /// The key PEFT writes for a parameter of the tuned model: <c>bert.encoder...</c> becomes <c>base_model.model.bert.encoder...</c>,
+    /// a causal LM's <c>model.layers...</c> <c>base_model.model.model.layers...</c>.
+    /// </summary>
     public static string PeftKey(string parameterName) => PeftPrefix + parameterName;
-
-    /// <summary>The task head (<c>classifier.*</c>, <c>crf.*</c>): always trains and is always saved.</summary>
-    public static bool IsHead(string parameterName) =>
-        parameterName.StartsWith("classifier.", StringComparison.Ordinal) || parameterName.StartsWith("crf.", StringComparison.Ordinal);
 
     /// <summary>
     /// Keys of adapter parameters that a plain pretrained checkpoint lacks; pass to
@@ -29,16 +28,16 @@ public static class AdapterTensors
         || key.EndsWith(".ia3_l", StringComparison.Ordinal);
 
     /// <summary>Sets requires_grad: the head and what <paramref name="trains"/> accepts train, everything else is frozen.</summary>
-    public static void TrainOnly(TaskModel model, Func<string, bool> trains)
+    public static void TrainOnly(ITunableModel model, Func<string, bool> trains)
     {
-        foreach (var (name, parameter) in model.named_parameters())
-            parameter.requires_grad = IsHead(name) || trains(name);
+        foreach (var (name, parameter) in model.NamedParameters())
+            parameter.requires_grad = model.IsHead(name) || trains(name);
     }
 
     /// <summary>The wrapped layers of one kind by their parameter-name prefix (<c>bert.encoder.layer.0.attention.self.query</c>).</summary>
-    public static Dictionary<string, T> WrappedLayers<T>(TaskModel model, string methodName) where T : nn.Module
+    public static Dictionary<string, T> WrappedLayers<T>(ITunableModel model, string methodName) where T : nn.Module
     {
-        var layers = model.named_modules().Where(m => m.module is T).ToDictionary(m => m.name, m => (T)m.module);
+        var layers = model.NamedModules().Where(m => m.Module is T).ToDictionary(m => m.Name, m => (T)m.Module);
         if (layers.Count == 0)
             throw new ArgumentException($"The model has no {typeof(T).Name} layers: build its encoder with the factory from {methodName}.Linears.");
         return layers;
@@ -48,11 +47,11 @@ public static class AdapterTensors
     /// The tensors an adapter file holds: each parameter for which <paramref name="checkpointKey"/> gives a key
     /// (null: not part of the adapter), then the head under PEFT's modules_to_save keys.
     /// </summary>
-    public static Dictionary<string, Tensor> Collect(TaskModel model, Func<string, string?> checkpointKey)
+    public static Dictionary<string, Tensor> Collect(ITunableModel model, Func<string, string?> checkpointKey)
     {
         var tensors = new Dictionary<string, Tensor>();
-        foreach (var (name, parameter) in model.named_parameters())
-            if (!IsHead(name) && checkpointKey(name) is { } key) tensors[key] = parameter;
+        foreach (var (name, parameter) in model.NamedParameters())
+            if (!model.IsHead(name) && checkpointKey(name) is { } key) tensors[key] = parameter;
         foreach (var (key, tensor) in AdapterFiles.HeadTensors(model)) tensors[key] = tensor;
         return tensors;
     }
@@ -63,16 +62,16 @@ public static class AdapterTensors
     /// of the adapter) is copied with its shape checked; a LoRA or IA3 tensor the model has no layer for is an
     /// error (the adapter was trained on other target modules); then the head.
     /// </summary>
-    public static void Load(string folder, TaskModel model, Func<string, string[]> checkpointKeys)
+    public static void Load(string folder, ITunableModel model, Func<string, string[]> checkpointKeys)
     {
         string source = Path.Combine(folder, AdapterFiles.WeightsFile);
         var tensors = AdapterFiles.ReadWeights(folder);
         try
         {
             var used = new HashSet<string>();
-            foreach (var (name, parameter) in model.named_parameters())
+            foreach (var (name, parameter) in model.NamedParameters())
             {
-                var keys = IsHead(name) ? [] : checkpointKeys(name);
+                var keys = model.IsHead(name) ? [] : checkpointKeys(name);
                 if (keys.Length == 0) continue;
                 string key = keys.FirstOrDefault(tensors.ContainsKey) ?? keys[0];
                 CopyInto(parameter, tensors, key, source);

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Models.Bert;
 
 namespace SharpTune.Peft;
@@ -13,40 +14,43 @@ namespace SharpTune.Peft;
 /// </summary>
 public static class LinearTargets
 {
-    /// <summary>The key PEFT matches against: the encoder path inside a transformers task model.</summary>
-    static string PeftModuleKey(string path) => "bert." + path;
+    /// <summary>PEFT's shorthand for every Linear layer of the backbone (the output head is not one of them).</summary>
+    public const string AllLinear = "all-linear";
 
-    /// <summary>Whether <paramref name="target"/> names the Linear at <paramref name="path"/> (an encoder path such as <c>encoder.layer.3.attention.self.query</c>).</summary>
-    public static bool Matches(string path, string target)
+    /// <summary>Whether <paramref name="target"/> names the Linear at <paramref name="path"/> (a factory path such as <c>encoder.layer.3.attention.self.query</c>).</summary>
+    public static bool Matches(IBackboneShape backbone, string path, string target)
     {
-        string key = PeftModuleKey(path);
+        if (target == AllLinear) return true;
+        string key = backbone.Names.PeftPrefix + path;
         return key == target || key.EndsWith("." + target, StringComparison.Ordinal);
     }
 
-    public static bool MatchesAny(string path, IEnumerable<string> targets) => targets.Any(t => Matches(path, t));
+    public static bool MatchesAny(IBackboneShape backbone, string path, IEnumerable<string> targets) => targets.Any(t => Matches(backbone, path, t));
 
     /// <summary>
     /// IA3's feed-forward test, which PEFT (<c>_check_target_module_feedforward</c>) does with a plain
     /// <c>endswith</c>, without the dot: kept identical so an adapter means the same thing in both.
     /// </summary>
-    public static bool MatchesFeedForward(string path, IEnumerable<string> feedForward) =>
-        feedForward.Any(f => PeftModuleKey(path).EndsWith(f, StringComparison.Ordinal));
+    public static bool MatchesFeedForward(IBackboneShape backbone, string path, IEnumerable<string> feedForward) =>
+        feedForward.Any(f => f == AllLinear || (backbone.Names.PeftPrefix + path).EndsWith(f, StringComparison.Ordinal));
 
     /// <summary>
     /// Throws <see cref="ArgumentException"/> naming <paramref name="option"/> when the list is empty or a
-    /// target matches no Linear layer of a model with <paramref name="config"/>.
+    /// target matches no Linear layer of <paramref name="backbone"/>.
     /// </summary>
-    public static void Validate(IReadOnlyList<string>? targets, BertConfig config, string option, string parameterName)
+    public static void Validate(IReadOnlyList<string>? targets, IBackboneShape backbone, string option, string parameterName)
     {
+        var sites = backbone.LinearSites;
+        var examples = sites.Select(s => s.Path[(s.Path.LastIndexOf('.') + 1)..]).Distinct().ToList();
         if (targets is null || targets.Count == 0)
-            throw new ArgumentException($"{option} needs at least one target module (such as query, value)", parameterName);
-        var paths = LinearFactories.Paths(config);
-        var unknown = targets.Where(t => string.IsNullOrWhiteSpace(t) || !paths.Any(p => Matches(p, t))).ToList();
+            throw new ArgumentException($"{option} needs at least one target module (such as {string.Join(", ", examples.Take(2))})", parameterName);
+        var unknown = targets.Where(t => string.IsNullOrWhiteSpace(t) || !sites.Any(s => Matches(backbone, s.Path, t))).ToList();
         if (unknown.Count > 0)
             throw new ArgumentException(
-                $"{option}: {string.Join(", ", unknown.Select(t => $"'{t}'"))} match(es) no Linear layer of this model; a target names " +
-                "the layers whose path ends with it: query, key, value, attention.output.dense, intermediate.dense, output.dense " +
-                "(both attention.output.dense and the feed-forward one, as in PEFT), dense, pooler.dense, or a full path " +
-                "such as encoder.layer.0.attention.self.query", parameterName);
+                $"{option}: {string.Join(", ", unknown.Select(t => $"'{t}'"))} match(es) no Linear layer of this {backbone.Family} model; a target names " +
+                $"the layers whose path ends with it: {string.Join(", ", examples)}, {AllLinear}, or a longer part of a path " +
+                $"such as {sites[0].Path}" +
+                (backbone.Family == "bert" ? " (output.dense names both attention.output.dense and the feed-forward one, as in PEFT)" : ""),
+                parameterName);
     }
 }

@@ -19,18 +19,18 @@ public interface IMergeableLinear
     /// <summary>Takes the adapter back out of <c>weight</c>/<c>bias</c>.</summary>
     void Unmerge();
 
-    /// <summary>New tensors holding the merged weight (out, in) and bias (out); the module is left as it is.</summary>
-    (Tensor Weight, Tensor Bias) MergedWeights();
+    /// <summary>New tensors holding the merged weight (in the layer's layout) and bias (out, null when it has none); the module is left as it is.</summary>
+    (Tensor Weight, Tensor? Bias) MergedWeights();
 }
 
 /// <summary>Turns an encoder built with LoRA or IA3 layers into a plain <see cref="BertModel"/> for export.</summary>
 public static class MergedExport
 {
     /// <summary>
-    /// The state dict of a plain <see cref="BertModel"/> (Hugging Face keys, no adapter keys) with every adapter
+    /// The state dict of the plain model (Hugging Face keys, no adapter keys) with every adapter
     /// merged. All tensors are new copies that the caller owns; the model is left as it is.
     /// </summary>
-    public static Dictionary<string, Tensor> PlainStateDict(BertModel model)
+    public static Dictionary<string, Tensor> PlainStateDict(nn.Module model)
     {
         var (weights, merged) = Merge(model);
         var copied = new HashSet<string>(merged);
@@ -59,7 +59,7 @@ public static class MergedExport
     }
 
     /// <summary>Merged weight and bias for each wrapped layer (new tensors, listed in MergedKeys), the model's own tensors elsewhere.</summary>
-    static (Dictionary<string, Tensor> Weights, List<string> MergedKeys) Merge(BertModel model)
+    static (Dictionary<string, Tensor> Weights, List<string> MergedKeys) Merge(nn.Module model)
     {
         var wrapped = model.named_modules()
             .Where(m => m.module is IMergeableLinear)
@@ -72,8 +72,10 @@ public static class MergedExport
             {
                 var (weight, bias) = layer.MergedWeights();
                 weights[$"{path}.weight"] = weight;
+                merged.Add($"{path}.weight");
+                if (bias is null) continue;
                 weights[$"{path}.bias"] = bias;
-                merged.AddRange([$"{path}.weight", $"{path}.bias"]);
+                merged.Add($"{path}.bias");
             }
         }
         foreach (var (key, tensor) in model.state_dict())

@@ -1,3 +1,5 @@
+using SharpTune.Models.Decoders;
+using SharpTune.Models;
 using SharpTune.Heads;
 using SharpTune.Models.Bert;
 using static TorchSharp.torch;
@@ -32,11 +34,14 @@ public sealed record PeftSettings
     public int LoraR { get; init; } = 8;
     public double LoraAlpha { get; init; } = 16;
     public double LoraDropout { get; init; } = 0.1;
-    public IReadOnlyList<string> LoraTargets { get; init; } = ["query", "value"];
+    /// <summary>LoRA's <c>target_modules</c>; null: the model family's default (PEFT's table: query, value for BERT; q_proj, v_proj for Llama and Qwen2; c_attn for GPT-2).</summary>
+    public IReadOnlyList<string>? LoraTargets { get; init; }
     /// <summary>none, all or lora_only.</summary>
     public string LoraBias { get; init; } = "none";
-    public IReadOnlyList<string> Ia3Targets { get; init; } = ["key", "value", "output.dense"];
-    public IReadOnlyList<string> Ia3FeedForward { get; init; } = ["output.dense"];
+    /// <summary>IA3's <c>target_modules</c>; null: the family's default (key, value, output.dense for BERT; k_proj, v_proj, down_proj for Llama and Qwen2).</summary>
+    public IReadOnlyList<string>? Ia3Targets { get; init; }
+    /// <summary>IA3's <c>feedforward_modules</c>; null: the family's default (output.dense for BERT; down_proj for Llama and Qwen2).</summary>
+    public IReadOnlyList<string>? Ia3FeedForward { get; init; }
 }
 
 /// <summary>
@@ -58,30 +63,37 @@ public interface IPeftMethod
     /// <summary>Input positions the method's virtual tokens take in front of the text (prompt tuning, P-tuning); 0 for the others.</summary>
     int PositionsTaken(PeftSettings settings) => 0;
 
-    /// <summary>Validates the settings this method reads; throws ArgumentException naming the option.</summary>
-    void Validate(PeftSettings settings, BertConfig config);
+    /// <summary>Validates the settings this method reads against the backbone; throws ArgumentException naming the option.</summary>
+    void Validate(PeftSettings settings, IBackboneShape backbone);
 
-    /// <summary>The factory for the encoder's Linear layers, or null to keep plain ones.</summary>
-    LinearFactory? Linears(PeftSettings settings, BertConfig config);
+    /// <summary>
+    /// The factory for the backbone's Linear layers, or null to keep plain ones. <paramref name="plain"/> builds the
+    /// layers the method leaves alone (the family's own: nn.Linear, GPT-2's transposed layout, bf16 layers).
+    /// </summary>
+    LinearFactory? Linears(PeftSettings settings, IBackboneShape backbone, LinearFactory plain);
 
-    /// <summary>The prompt module (implements <see cref="IEncoderInputAdapter"/>), or null. Called after the pretrained weights are loaded.</summary>
-    nn.Module? CreatePromptEncoder(PeftSettings settings, BertModel encoder);
+    /// <summary>
+    /// The prompt module (implements <see cref="IEncoderInputAdapter"/> and <see cref="IDecoderInputAdapter"/>), or
+    /// null. Called after the pretrained weights are loaded; <paramref name="wordEmbeddings"/> (V, H) is the backbone's
+    /// token embedding matrix (prompt tuning starts from its rows).
+    /// </summary>
+    nn.Module? CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings);
 
     /// <summary>Sets requires_grad: the backbone frozen, the method's own parameters and the head trainable.</summary>
-    void Freeze(TaskModel model, PeftSettings settings);
+    void Freeze(ITunableModel model, PeftSettings settings);
 
     /// <summary>
     /// Writes the adapter in PEFT's format into <paramref name="folder"/> through <see cref="AdapterFiles"/>:
     /// <c>adapter_config.json</c> and <c>adapter_model.safetensors</c> with PEFT's key names, the head under
     /// <c>modules_to_save</c>. Methods PEFT lacks (BitFit) write the same two files in the same spirit.
     /// </summary>
-    void SaveAdapter(string folder, TaskModel model, PeftSettings settings, string baseModelNameOrPath);
+    void SaveAdapter(string folder, ITunableModel model, PeftSettings settings, string baseModelNameOrPath);
 
     /// <summary>Reads the settings back from a parsed <c>adapter_config.json</c>, so the model can be rebuilt.</summary>
     PeftSettings ReadSettings(System.Text.Json.Nodes.JsonObject adapterConfig, string source);
 
     /// <summary>Loads an adapter folder into a model built with the same settings; errors name the file and key.</summary>
-    void LoadAdapter(string folder, TaskModel model);
+    void LoadAdapter(string folder, ITunableModel model);
 
     /// <summary>
     /// Whether a parsed <c>adapter_config.json</c> was written by this method. By <c>peft_type</c>; methods that
@@ -89,4 +101,16 @@ public interface IPeftMethod
     /// </summary>
     bool Reads(System.Text.Json.Nodes.JsonObject adapterConfig) =>
         PeftType is not null && adapterConfig["peft_type"]?.GetValue<string>() == PeftType;
+}
+
+/// <summary>Calls that keep BERT code short.</summary>
+public static class PeftMethods
+{
+    /// <summary>The method's factory over BERT's own Linear layers.</summary>
+    public static LinearFactory? Linears(this IPeftMethod method, PeftSettings settings, BertConfig config) =>
+        method.Linears(settings, config, LinearFactories.Plain);
+
+    /// <summary>The method's prompt module for a BERT encoder.</summary>
+    public static nn.Module? CreatePromptEncoder(this IPeftMethod method, PeftSettings settings, BertModel encoder) =>
+        method.CreatePromptEncoder(settings, encoder.Config, encoder.Embeddings.WordEmbeddings.weight!);
 }

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Checkpoints;
 using SharpTune.Heads;
@@ -22,52 +23,58 @@ public abstract class PromptLearningMethod : IPeftMethod
     public abstract string Name { get; }
     public abstract string PeftType { get; }
     public abstract double DefaultLearningRate { get; }
-    public abstract void Validate(PeftSettings settings, BertConfig config);
-    public abstract nn.Module? CreatePromptEncoder(PeftSettings settings, BertModel encoder);
+    public abstract void Validate(PeftSettings settings, IBackboneShape backbone);
+    public abstract nn.Module? CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings);
 
     /// <summary>The method's own config fields (encoder_hidden_size, prompt_tuning_init, ...).</summary>
-    protected abstract void AddConfigFields(IDictionary<string, object?> config, PeftSettings settings, BertConfig bert, string baseModelNameOrPath);
+    protected abstract void AddConfigFields(IDictionary<string, object?> config, PeftSettings settings, IBackboneShape backbone, string baseModelNameOrPath);
+
+    /// <summary>
+    /// PEFT's <c>token_dim</c> and <c>num_attention_heads</c>: the hidden size and heads, except for prefixes over grouped-query
+    /// attention, where PEFT sizes them by the key/value heads (peft#1901).
+    /// </summary>
+    protected virtual (int TokenDim, int Heads) PeftDimensions(IBackboneShape backbone) => (backbone.HiddenSize, backbone.AttentionHeads);
 
     /// <summary>Reads the method's own config fields back into <paramref name="settings"/>.</summary>
     protected abstract PeftSettings ReadConfigFields(JsonObject config, PeftSettings settings, string source);
 
     /// <summary>Prompt methods wrap no Linear layer.</summary>
-    public LinearFactory? Linears(PeftSettings settings, BertConfig config) => null;
+    public LinearFactory? Linears(PeftSettings settings, IBackboneShape backbone, LinearFactory plain) => null;
 
     public virtual bool Reads(JsonObject adapterConfig) => adapterConfig["peft_type"]?.GetValue<string>() == PeftType;
 
     /// <summary>The backbone frozen; the prompt module (unless it is a fixed table) and the head train.</summary>
-    public void Freeze(TaskModel model, PeftSettings settings)
+    public void Freeze(ITunableModel model, PeftSettings settings)
     {
         bool promptTrains = !ModuleOf(model).IsFixed;
-        foreach (var (name, parameter) in model.named_parameters())
-            parameter.requires_grad = name.StartsWith("prompt_encoder.", StringComparison.Ordinal)
-                ? promptTrains
-                : name.StartsWith("classifier.", StringComparison.Ordinal) || name.StartsWith("crf.", StringComparison.Ordinal);
+        foreach (var (name, parameter) in model.NamedParameters())
+            parameter.requires_grad = name.StartsWith("prompt_encoder.", StringComparison.Ordinal) ? promptTrains : model.IsHead(name);
     }
 
-    public void SaveAdapter(string folder, TaskModel model, PeftSettings settings, string baseModelNameOrPath)
+    public void SaveAdapter(string folder, ITunableModel model, PeftSettings settings, string baseModelNameOrPath)
     {
         var module = ModuleOf(model);
-        var bert = model.Encoder.Config;
-        Validate(settings, bert);
+        var backbone = model.Backbone;
+        Validate(settings, backbone);
+        var (tokenDim, heads) = PeftDimensions(backbone);
+        bool crf = model.NamedParameters().Any(p => p.Name.StartsWith("crf.", StringComparison.Ordinal));
         if (settings.VirtualTokens != module.VirtualTokens)
             throw new ArgumentException($"--virtual-tokens {settings.VirtualTokens} does not match the model's prompt module ({module.VirtualTokens}).");
         var config = new Dictionary<string, object?>
         {
             ["base_model_name_or_path"] = baseModelNameOrPath,
             ["inference_mode"] = true, // what PEFT's save_pretrained writes
-            ["modules_to_save"] = model.Crf is null ? new[] { "classifier", "score" } : ["classifier", "score", "crf"],
-            ["num_attention_heads"] = bert.NumAttentionHeads,
-            ["num_layers"] = bert.NumHiddenLayers,
+            ["modules_to_save"] = model.ModulesToSave.Count == 0 ? null : crf ? new[] { "classifier", "score", "crf" } : ["classifier", "score"],
+            ["num_attention_heads"] = heads,
+            ["num_layers"] = backbone.LayerCount,
             ["num_transformer_submodules"] = 1,
             ["num_virtual_tokens"] = module.VirtualTokens,
             ["peft_type"] = PeftType,
             ["revision"] = null,
-            ["task_type"] = AdapterFiles.TaskType(model.Head.Kind),
-            ["token_dim"] = bert.HiddenSize,
+            ["task_type"] = model.PeftTaskType,
+            ["token_dim"] = tokenDim,
         };
-        AddConfigFields(config, settings, bert, baseModelNameOrPath);
+        AddConfigFields(config, settings, backbone, baseModelNameOrPath);
         using var scope = NewDisposeScope();
         Tensor table;
         using (no_grad()) table = module.Output().detach().to(ScalarType.Float32); // (P, O)
@@ -99,15 +106,15 @@ public abstract class PromptLearningMethod : IPeftMethod
     /// exactly (training can resume); without it, from <c>prompt_embeddings</c> alone. Call <see cref="Freeze"/>
     /// afterwards to set what trains.
     /// </summary>
-    public void LoadAdapter(string folder, TaskModel model)
+    public void LoadAdapter(string folder, ITunableModel model)
     {
         var module = ModuleOf(model);
         var config = AdapterFiles.ReadConfig(folder);
         string configPath = Path.Combine(folder, AdapterFiles.ConfigFile);
         if (!Reads(config))
             throw new InvalidDataException($"{configPath}: peft_type '{config["peft_type"]}' with these fields is not a {Name} adapter");
-        var bert = model.Encoder.Config;
-        foreach (var (key, expected) in new[] { ("num_virtual_tokens", module.VirtualTokens), ("token_dim", bert.HiddenSize), ("num_layers", bert.NumHiddenLayers) })
+        var backbone = model.Backbone;
+        foreach (var (key, expected) in new[] { ("num_virtual_tokens", module.VirtualTokens), ("token_dim", PeftDimensions(backbone).TokenDim), ("num_layers", backbone.LayerCount) })
         {
             int actual = ConfigInt(config, key, configPath);
             if (actual != expected) throw new InvalidDataException($"{configPath}: {key} is {actual}, the model has {expected}");
@@ -151,7 +158,7 @@ public abstract class PromptLearningMethod : IPeftMethod
             : key;
 
     /// <summary>The model's prompt module, which must be this method's.</summary>
-    protected PromptModule ModuleOf(TaskModel model) =>
+    protected PromptModule ModuleOf(ITunableModel model) =>
         model.PromptEncoder as PromptModule is { } module && IsOwnModule(module)
             ? module
             : throw new ArgumentException($"The model was not built with the {Name} prompt module (got {model.PromptEncoder?.GetType().Name ?? "none"}).");
@@ -163,13 +170,14 @@ public abstract class PromptLearningMethod : IPeftMethod
     protected abstract bool IsOwnModule(PromptModule module);
 
     /// <summary>P must be positive; input-side prompts must also leave room for real tokens among the positions.</summary>
-    internal static void CheckVirtualTokens(PeftSettings settings, BertConfig config, bool inputSide)
+    internal static void CheckVirtualTokens(PeftSettings settings, IBackboneShape backbone, bool inputSide)
     {
         if (settings.VirtualTokens < 1)
             throw new ArgumentException($"--virtual-tokens (VirtualTokens) must be at least 1, got {settings.VirtualTokens}.");
-        if (inputSide && settings.VirtualTokens >= config.MaxPositionEmbeddings)
+        // Decoders' real tokens follow a prefix's positions too, so there it also takes positions.
+        if ((inputSide || backbone.Family != "bert") && settings.VirtualTokens >= backbone.MaxPositions)
             throw new ArgumentException(
-                $"--virtual-tokens (VirtualTokens) {settings.VirtualTokens} leaves no room for text: the model has {config.MaxPositionEmbeddings} positions.");
+                $"--virtual-tokens (VirtualTokens) {settings.VirtualTokens} leaves no room for text: the model has {backbone.MaxPositions} positions.");
     }
 
     protected static int ConfigInt(JsonObject config, string key, string source) =>

@@ -1,3 +1,4 @@
+using SharpTune.Models.Decoders;
 using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
@@ -15,7 +16,7 @@ namespace SharpTune.Peft;
 /// the module's own parameters no longer take part, as in PEFT's <c>inference_mode</c>. Methods whose table
 /// is their only parameter (prompt tuning, P-tuning v2) copy it back into the parameter instead.
 /// </remarks>
-public abstract class PromptModule : nn.Module, IEncoderInputAdapter
+public abstract class PromptModule : nn.Module, IEncoderInputAdapter, IDecoderInputAdapter
 {
     Tensor? fixedOutput; // (P, O) when loaded from prompt_embeddings alone; never a registered buffer
 
@@ -55,6 +56,16 @@ public abstract class PromptModule : nn.Module, IEncoderInputAdapter
     public void Unfix() => fixedOutput = null;
 
     public abstract EncoderInputs Prepare(BertModel encoder, Tensor inputIds, Tensor attentionMask, Tensor tokenTypeIds);
+
+    /// <summary>Input-side prompts unless a module says it is a key/value prefix.</summary>
+    public virtual DecoderPromptKind Kind => DecoderPromptKind.InputEmbeddings;
+
+    /// <summary>The output as (B, P, H) embeddings in front of a decoder's tokens.</summary>
+    public Tensor PromptEmbeddings(long batch, ScalarType dtype) => Output().to(dtype).unsqueeze(0).expand(batch, -1, -1);
+
+    /// <summary>Only key/value prefix modules fill a cache.</summary>
+    public virtual void FillPrefix(KeyValueCache cache, long batch, ScalarType dtype) =>
+        throw new NotSupportedException($"{GetType().Name} puts embeddings in front of the input, not a key/value prefix");
 
     /// <summary>
     /// Input-side prompts (METHODS.md): the output goes in front of the raw word embeddings, and positions,

@@ -61,8 +61,13 @@ public static class Batcher
 {
     const int PoolBatches = 50;
 
-    public static List<int[]> TrainingBatches(IReadOnlyList<EncodedExample> data, int batchSize, int seed, int epoch)
+    public static List<int[]> TrainingBatches(IReadOnlyList<EncodedExample> data, int batchSize, int seed, int epoch) =>
+        TrainingBatches(data.Select(e => e.Length).ToArray(), batchSize, seed, epoch);
+
+    /// <summary>The same, from each example's length.</summary>
+    public static List<int[]> TrainingBatches(IReadOnlyList<int> lengths, int batchSize, int seed, int epoch)
     {
+        var data = lengths;
         // A seed fixed across processes: HashCode.Combine is randomised per process and would give a resumed run,
         // or a rerun, another data order.
         var random = new Random(unchecked(seed * 1_000_003 + epoch * 7_919 + 0x5eed));
@@ -72,7 +77,7 @@ public static class Batcher
         int pool = batchSize * PoolBatches;
         for (int start = 0; start < order.Length; start += pool)
         {
-            var sorted = order.Skip(start).Take(pool).OrderBy(i => data[i].Length).ThenBy(i => i).ToArray();
+            var sorted = order.Skip(start).Take(pool).OrderBy(i => data[i]).ThenBy(i => i).ToArray();
             for (int b = 0; b < sorted.Length; b += batchSize)
                 batches.Add(sorted.Skip(b).Take(batchSize).ToArray());
         }

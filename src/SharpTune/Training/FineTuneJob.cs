@@ -29,6 +29,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
     public RunSummary Run(CancellationToken cancel = default)
     {
         options.Validate();
+        if (options.Task == "causal-lm") return new CausalLmJob(options, say, progress).Run(cancel);
         var clock = Stopwatch.StartNew();
         string run = Path.GetFullPath(options.Out);
         if (!options.Resume && Directory.Exists(Path.Combine(run, "checkpoints")))
@@ -225,6 +226,6 @@ sealed class BestModelSaver(string folder, PretrainedEncoder pretrained, LabelMa
 {
     public string Folder => folder;
 
-    public void OnNewBest(TaskModel model, EvaluationInfo evaluation) =>
-        TaskModelFolder.Save(folder, model, pretrained.Vocab, pretrained.LowerCase, labels, spec, method, settings);
+    public void OnNewBest(nn.Module model, EvaluationInfo evaluation) =>
+        TaskModelFolder.Save(folder, (TaskModel)model, pretrained.Vocab, pretrained.LowerCase, labels, spec, method, settings);
 }

@@ -13,8 +13,16 @@ namespace SharpTune.Training;
 public sealed record FineTuneOptions
 {
     [JsonPropertyName("model")] public string Model { get; init; } = "minilm";
-    /// <summary>classify, regress or tokens.</summary>
+    /// <summary>classify, regress, tokens or causal-lm.</summary>
     [JsonPropertyName("task")] public string Task { get; init; } = "classify";
+    /// <summary>causal-lm: prompt tokens count in the loss too.</summary>
+    [JsonPropertyName("train_on_prompt")] public bool TrainOnPrompt { get; init; }
+    /// <summary>causal-lm: several examples per row, attention confined to each.</summary>
+    [JsonPropertyName("packing")] public bool Packing { get; init; }
+    /// <summary>causal-lm: validation prompts generated and scored at each evaluation (0: none).</summary>
+    [JsonPropertyName("eval_generate")] public int EvalGenerate { get; init; }
+    /// <summary>causal-lm: a Jinja chat template file overriding the model's.</summary>
+    [JsonPropertyName("chat_template")] public string? ChatTemplate { get; init; }
     [JsonPropertyName("multi_label")] public bool MultiLabel { get; init; }
     [JsonPropertyName("crf")] public bool Crf { get; init; }
     /// <summary>Sequence tasks: how token states become one vector; null follows the model (<see cref="PretrainedEncoder.Pooling"/>).</summary>
@@ -47,8 +55,13 @@ public sealed record FineTuneOptions
     public FineTuneOptions Validate()
     {
         TrainingMethods.Parse(Method);
-        if (Task is not ("classify" or "regress" or "tokens"))
-            throw new ArgumentException($"--task '{Task}' is not known: use classify, regress or tokens");
+        if (Task is not ("classify" or "regress" or "tokens" or "causal-lm"))
+            throw new ArgumentException($"--task '{Task}' is not known: use classify, regress, tokens or causal-lm");
+        if (Task != "causal-lm" && (TrainOnPrompt || Packing || ChatTemplate is not null || EvalGenerate != 0))
+            throw new ArgumentException("--train-on-prompt, --packing, --eval-generate and --chat-template apply to --task causal-lm only");
+        if (EvalGenerate < 0) throw new ArgumentException($"--eval-generate must be 0 or more, got {EvalGenerate}");
+        if (Task == "causal-lm" && (Crf || MultiLabel || Pooling is not null || ClassWeights is not null || TextPairColumn is not null))
+            throw new ArgumentException("--crf, --multi-label, --pooling, --class-weights and --text-pair-column do not apply to --task causal-lm");
         if (string.IsNullOrWhiteSpace(Train)) throw new ArgumentException("--train FILE is required");
         if (MaxLength < 4 || MaxLength > 8192) throw new ArgumentException($"--max-length must be between 4 and 8192, got {MaxLength}");
         if (ValidationFraction is <= 0 or >= 1) throw new ArgumentException($"--validation-fraction must be in (0, 1), got {ValidationFraction}");

@@ -1,4 +1,5 @@
 using SharpTune.Heads;
+using SharpTune.Models;
 using TorchSharp.Modules;
 
 namespace SharpTune.Training;
@@ -46,34 +47,27 @@ public sealed record FreezePolicy(FreezePolicy.Mode What, int Layers = 0)
         _ => $"freeze:{Layers}",
     };
 
-    /// <summary>Sets <c>requires_grad</c> on every parameter of <paramref name="model"/>.</summary>
-    public void Apply(TaskModel model)
+    /// <summary>Sets <c>requires_grad</c> on every parameter of <paramref name="model"/> by the backbone's names.</summary>
+    public void Apply(ITunableModel model)
     {
-        int layerCount = model.Encoder.Config.NumHiddenLayers;
+        var names = model.Backbone.Names;
+        int layerCount = model.Backbone.LayerCount;
         if (What == Mode.BottomLayers && Layers > layerCount)
             throw new ArgumentException($"--method freeze:{Layers} asks for more layers than the model has ({layerCount}).");
-        foreach (var (name, parameter) in model.named_parameters())
-            parameter.requires_grad = !IsFrozen(name);
+        foreach (var (name, parameter) in model.NamedParameters())
+            parameter.requires_grad = !IsFrozen(names, model, name);
     }
 
-    bool IsFrozen(string name)
+    bool IsFrozen(BackboneNames names, ITunableModel model, string name)
     {
-        if (!name.StartsWith("bert.", StringComparison.Ordinal)) return false; // the head always trains
+        if (model.IsHead(name) || !names.IsBackbone(name)) return false; // the head always trains
         return What switch
         {
             Mode.None => false,
             Mode.Encoder => true,
-            Mode.Embeddings => name.StartsWith("bert.embeddings.", StringComparison.Ordinal),
-            _ => name.StartsWith("bert.embeddings.", StringComparison.Ordinal) || LayerIndex(name) is { } i && i < Layers,
+            Mode.Embeddings => names.IsEmbedding(name),
+            _ => names.IsEmbedding(name) || names.LayerIndex(name) is { } i && i < Layers,
         };
-    }
-
-    static int? LayerIndex(string name)
-    {
-        const string prefix = "bert.encoder.layer.";
-        if (!name.StartsWith(prefix, StringComparison.Ordinal)) return null;
-        int end = name.IndexOf('.', prefix.Length);
-        return int.Parse(name.AsSpan(prefix.Length, end - prefix.Length));
     }
 }
 

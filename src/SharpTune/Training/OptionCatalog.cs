@@ -33,10 +33,18 @@ public static class OptionCatalog
             specs.Add(new OptionSpec { Name = name, Kind = kind, Help = help, Get = get, Set = set, KeyAliases = keys ?? [], FlagAliases = flags ?? [] });
 
         // Model, task, head.
-        Add("model", OptionValueKind.Text, "Built-in model (minilm, arctic-xs), Hugging Face folder or ONNX file (default minilm)",
+        Add("model", OptionValueKind.Text, "Built-in model (minilm, arctic-xs), Hugging Face folder, ONNX file, or (--task causal-lm) a decoder's folder or .gguf file (default minilm)",
             o => o.Model, (o, v, w) => o with { Model = OptionSpec.Text(v, w) }, ["model_name_or_path", "base_model"]);
-        Add("task", OptionValueKind.Text, "classify, regress or tokens (default classify)",
-            o => o.Task, (o, v, w) => o with { Task = OptionSpec.Choice(v, w, ["classify", "regress", "tokens"]) });
+        Add("task", OptionValueKind.Text, "classify, regress, tokens, or causal-lm (train the language model itself) (default classify)",
+            o => o.Task, (o, v, w) => o with { Task = OptionSpec.Choice(v, w, ["classify", "regress", "tokens", "causal-lm"]) });
+        Add("train-on-prompt", OptionValueKind.Flag, "causal-lm: prompt tokens count in the loss too (default: the completion or assistant turns only)",
+            o => o.TrainOnPrompt, (o, v, w) => o with { TrainOnPrompt = OptionSpec.Switch(v, w) }, ["train_on_inputs"]);
+        Add("packing", OptionValueKind.Flag, "causal-lm: several examples per row of --max-length, attention kept inside each",
+            o => o.Packing, (o, v, w) => o with { Packing = OptionSpec.Switch(v, w) });
+        Add("eval-generate", OptionValueKind.Integer, "causal-lm: at each evaluation, complete N validation prompts greedily, score them (exact match, ROUGE-L) and write samples.jsonl",
+            o => o.EvalGenerate, (o, v, w) => o with { EvalGenerate = OptionSpec.Integer(v, w) });
+        Add("chat-template", OptionValueKind.Text, "causal-lm: a Jinja chat template file for messages rows (default: the model's)",
+            o => o.ChatTemplate, (o, v, w) => o with { ChatTemplate = OptionSpec.Text(v, w) });
         Add("multi-label", OptionValueKind.Flag, "Several labels per text, separated by --label-separator",
             o => o.MultiLabel, (o, v, w) => o with { MultiLabel = OptionSpec.Switch(v, w) });
         Add("crf", OptionValueKind.Flag, "Token tasks: a CRF layer over the per-word scores",
@@ -137,13 +145,13 @@ public static class OptionCatalog
             o => o.Peft.LoraAlpha, (o, v, w) => o with { Peft = o.Peft with { LoraAlpha = OptionSpec.Number(v, w) } });
         Add("lora-dropout", OptionValueKind.Number, "LoRA dropout (default 0.1)",
             o => o.Peft.LoraDropout, (o, v, w) => o with { Peft = o.Peft with { LoraDropout = OptionSpec.Number(v, w) } });
-        Add("lora-targets", OptionValueKind.TextList, "Comma-separated Linear names LoRA wraps (default query,value)",
+        Add("lora-targets", OptionValueKind.TextList, "Comma-separated Linear names LoRA wraps, or all-linear (default: the family's, query,value for BERT, q_proj,v_proj for Llama/Qwen2, c_attn for GPT-2)",
             o => o.Peft.LoraTargets, (o, v, w) => o with { Peft = o.Peft with { LoraTargets = OptionSpec.TextList(v, w) } }, ["target_modules"]);
         Add("lora-bias", OptionValueKind.Text, "LoRA biases that train: none, all or lora_only (default none)",
             o => o.Peft.LoraBias, (o, v, w) => o with { Peft = o.Peft with { LoraBias = OptionSpec.Choice(v, w, ["none", "all", "lora_only"]) } });
-        Add("ia3-targets", OptionValueKind.TextList, "Comma-separated Linear names IA3 scales (default key,value,output.dense)",
+        Add("ia3-targets", OptionValueKind.TextList, "Comma-separated Linear names IA3 scales (default: the family's, key,value,output.dense for BERT, k_proj,v_proj,down_proj for Llama/Qwen2)",
             o => o.Peft.Ia3Targets, (o, v, w) => o with { Peft = o.Peft with { Ia3Targets = OptionSpec.TextList(v, w) } });
-        Add("ia3-feedforward", OptionValueKind.TextList, "Of --ia3-targets, those scaled on their input (default output.dense)",
+        Add("ia3-feedforward", OptionValueKind.TextList, "Of --ia3-targets, those scaled on their input (default: the family's among the targets, output.dense for BERT, down_proj for Llama/Qwen2)",
             o => o.Peft.Ia3FeedForward, (o, v, w) => o with { Peft = o.Peft with { Ia3FeedForward = OptionSpec.TextList(v, w) } },
             ["ia3_feed_forward", "feedforward_modules"]);
 

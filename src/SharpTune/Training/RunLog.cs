@@ -30,7 +30,7 @@ public sealed class RunLog : ITrainerCallback, IDisposable
         writer.WriteLine(line.ToJsonString(Compact));
     }
 
-    public void OnTrainBegin(TrainerState state, TaskModel model) =>
+    public void OnTrainBegin(TrainerState state, TorchSharp.torch.nn.Module model) =>
         Write("begin", new Dictionary<string, object?> { ["step"] = state.GlobalStep, ["total_steps"] = state.TotalSteps, ["resumed"] = state.GlobalStep > 0 });
 
     public void OnStep(StepInfo step)

@@ -7,27 +7,41 @@ using static TorchSharp.torch;
 namespace SharpTune.Training;
 
 /// <summary>
-/// Fine-tunes a <see cref="TaskModel"/>. One loop, readable top to bottom: forward, loss, backward, clip,
-/// step, schedule, zero-grad; evaluation every N steps and at each epoch end; the best model reported to
-/// the callbacks; early stopping; and a resumable checkpoint at every evaluation.
+/// What a <see cref="Trainer{TExample}"/> trains: the model, how a batch of examples becomes its loss, and how the
+/// validation data is scored. One per kind of task (a classification or tagging head, a language model).
 /// </summary>
-public sealed class Trainer
+public interface ITrainingObjective<TExample>
 {
-    readonly TaskModel model;
+    /// <summary>The whole model: the optimizer takes its trainable parameters, checkpoints its state.</summary>
+    nn.Module Model { get; }
+
+    /// <summary>Tokens in an example: batches group examples of similar length, and throughput counts them.</summary>
+    int Length(TExample example);
+
+    /// <summary>The mean loss of a batch, in training mode, with its graph (the trainer backpropagates it).</summary>
+    Tensor Loss(IReadOnlyList<TExample> batch);
+
+    /// <summary>Validation metrics, <c>loss</c> among them, computed in eval mode with no gradients.</summary>
+    IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<TExample> validation, int batchSize);
+}
+
+/// <summary>
+/// Fine-tunes a model. One loop, readable top to bottom: forward, loss, backward, clip, step, schedule,
+/// zero-grad; evaluation every N steps and at each epoch end; the best model reported to the callbacks;
+/// early stopping; and a resumable checkpoint at every evaluation.
+/// </summary>
+public class Trainer<TExample>
+{
+    readonly ITrainingObjective<TExample> objective;
+    readonly nn.Module model;
     readonly TrainingOptions options;
-    readonly long padId;
-    readonly Func<IReadOnlyList<EncodedExample>, Prediction[], IReadOnlyDictionary<string, double>> metrics;
     readonly IReadOnlyList<ITrainerCallback> callbacks;
 
-    /// <param name="metrics">Computes validation metrics from predictions (by the data set's order).</param>
-    public Trainer(TaskModel model, TrainingOptions options, long padId,
-        Func<IReadOnlyList<EncodedExample>, Prediction[], IReadOnlyDictionary<string, double>> metrics,
-        IReadOnlyList<ITrainerCallback>? callbacks = null)
+    public Trainer(ITrainingObjective<TExample> objective, TrainingOptions options, IReadOnlyList<ITrainerCallback>? callbacks = null)
     {
-        this.model = model;
+        this.objective = objective;
+        model = objective.Model;
         this.options = options.Validate();
-        this.padId = padId;
-        this.metrics = metrics;
         this.callbacks = callbacks ?? [];
     }
 
@@ -40,7 +54,7 @@ public sealed class Trainer
     }
 
     /// <summary>Trains; with <paramref name="checkpoints"/> it saves at every evaluation and, with <paramref name="resume"/>, continues from the latest one.</summary>
-    public TrainerState Train(IReadOnlyList<EncodedExample> train, IReadOnlyList<EncodedExample>? validation,
+    public TrainerState Train(IReadOnlyList<TExample> train, IReadOnlyList<TExample>? validation,
         TrainingCheckpoint? checkpoints = null, bool resume = false, CancellationToken cancel = default)
     {
         if (train.Count == 0) throw new ArgumentException("The training data is empty.");
@@ -60,6 +74,7 @@ public sealed class Trainer
         foreach (var c in callbacks) c.OnTrainBegin(state, model);
 
         var trainable = model.parameters().Where(p => p.requires_grad).ToList();
+        var lengths = train.Select(objective.Length).ToArray();
         model.train();
         optimizer.zero_grad();
         var clock = Stopwatch.StartNew();
@@ -70,7 +85,7 @@ public sealed class Trainer
 
         for (int epoch = state.Epoch; epoch < int.MaxValue && !stop && state.GlobalStep < totalSteps; epoch++)
         {
-            var batches = Batcher.TrainingBatches(train, options.BatchSize, options.Seed, epoch);
+            var batches = Batcher.TrainingBatches(lengths, options.BatchSize, options.Seed, epoch);
             for (int b = epoch == state.Epoch ? state.BatchInEpoch : 0; b < batches.Count && !stop; b++)
             {
                 cancel.ThrowIfCancellationRequested();
@@ -80,13 +95,11 @@ public sealed class Trainer
                 using (var scope = NewDisposeScope())
                 {
                     var batch = batches[b].Select(i => train[i]).ToList();
-                    var (inputs, labels) = Collator.Collate(batch, model.Head, padId);
-                    var logits = model.forward(inputs);
-                    var value = model.Loss(logits, labels, inputs);
+                    var value = objective.Loss(batch);
                     (value / options.GradientAccumulation).backward();
                     loss = value.item<float>();
                     examplesSinceLog += batch.Count;
-                    tokensSinceLog += batch.Sum(e => e.Length);
+                    tokensSinceLog += batches[b].Sum(i => lengths[i]);
                 }
                 if (!double.IsFinite(loss))
                     throw new InvalidOperationException($"Loss became {loss} at step {state.GlobalStep + 1}; lower --lr or check the labels.");
@@ -144,17 +157,16 @@ public sealed class Trainer
         return state;
     }
 
-    (TrainerState, bool Stop) Evaluate(TrainerState state, IReadOnlyList<EncodedExample> validation, string trigger)
+    (TrainerState, bool Stop) Evaluate(TrainerState state, IReadOnlyList<TExample> validation, string trigger)
     {
-        var output = Evaluator.Run(model, validation, Math.Max(options.BatchSize, 32), padId);
-        var values = new Dictionary<string, double>(metrics(validation, output.Predictions)) { ["loss"] = output.Loss };
+        var values = objective.Evaluate(validation, Math.Max(options.BatchSize, 32));
         string key = MetricForBest(values);
         double current = values[key];
         bool improved = state.BestMetric is not { } best || MetricCatalog.Improves(key, current, best);
         state = improved
             ? state with { BestMetric = current, BestStep = state.GlobalStep, EvaluationsWithoutImprovement = 0 }
             : state with { EvaluationsWithoutImprovement = state.EvaluationsWithoutImprovement + 1 };
-        var info = new EvaluationInfo(state.GlobalStep, state.Epoch, output.Loss, values, improved, trigger);
+        var info = new EvaluationInfo(state.GlobalStep, state.Epoch, values["loss"], values, improved, trigger);
         foreach (var c in callbacks) c.OnEvaluate(info);
         if (improved) foreach (var c in callbacks) c.OnNewBest(model, info);
         bool stop = options.EarlyStoppingPatience is { } patience && state.EvaluationsWithoutImprovement >= patience;
@@ -172,5 +184,36 @@ public sealed class Trainer
         foreach (string preferred in new[] { "macro_f1", "entity_f1", "token_accuracy", "pearson", "loss" })
             if (values.ContainsKey(preferred)) return preferred;
         return "loss";
+    }
+}
+
+/// <summary>Fine-tunes a <see cref="TaskModel"/> on encoded examples (classification, regression, tagging).</summary>
+public sealed class Trainer : Trainer<EncodedExample>
+{
+    /// <param name="metrics">Computes validation metrics from predictions (by the data set's order).</param>
+    public Trainer(TaskModel model, TrainingOptions options, long padId,
+        Func<IReadOnlyList<EncodedExample>, Prediction[], IReadOnlyDictionary<string, double>> metrics,
+        IReadOnlyList<ITrainerCallback>? callbacks = null)
+        : base(new TaskObjective(model, padId, metrics), options, callbacks) { }
+}
+
+/// <summary>A task head's objective: collate, forward, the head's loss; validation by the task's metrics.</summary>
+public sealed class TaskObjective(TaskModel model, long padId,
+    Func<IReadOnlyList<EncodedExample>, Prediction[], IReadOnlyDictionary<string, double>> metrics) : ITrainingObjective<EncodedExample>
+{
+    public nn.Module Model => model;
+
+    public int Length(EncodedExample example) => example.Length;
+
+    public Tensor Loss(IReadOnlyList<EncodedExample> batch)
+    {
+        var (inputs, labels) = Collator.Collate(batch, model.Head, padId);
+        return model.Loss(model.forward(inputs), labels, inputs);
+    }
+
+    public IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> validation, int batchSize)
+    {
+        var output = Evaluator.Run(model, validation, batchSize, padId);
+        return new Dictionary<string, double>(metrics(validation, output.Predictions)) { ["loss"] = output.Loss };
     }
 }

@@ -30,10 +30,10 @@ public sealed record EvaluationInfo(long Step, int Epoch, double Loss, IReadOnly
 /// </summary>
 public interface ITrainerCallback
 {
-    void OnTrainBegin(TrainerState state, Heads.TaskModel model) { }
+    void OnTrainBegin(TrainerState state, TorchSharp.torch.nn.Module model) { }
     void OnStep(StepInfo step) { }
     void OnEvaluate(EvaluationInfo evaluation) { }
-    void OnNewBest(Heads.TaskModel model, EvaluationInfo evaluation) { }
+    void OnNewBest(TorchSharp.torch.nn.Module model, EvaluationInfo evaluation) { }
     void OnCheckpoint(TrainerState state) { }
     void OnTrainEnd(TrainerState state) { }
 }

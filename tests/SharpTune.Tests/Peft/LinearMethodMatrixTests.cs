@@ -118,26 +118,26 @@ public class LinearMethodMatrixTests
     [Fact]
     public void Target_matching_follows_PEFT_suffix_rules()
     {
-        Assert.True(LinearTargets.Matches("encoder.layer.3.attention.self.query", "query"));
-        Assert.True(LinearTargets.Matches("encoder.layer.3.attention.self.query", "self.query"));
-        Assert.True(LinearTargets.Matches("encoder.layer.3.attention.self.query", "encoder.layer.3.attention.self.query"));
-        Assert.True(LinearTargets.Matches("encoder.layer.3.attention.self.query", "bert.encoder.layer.3.attention.self.query"));
-        Assert.False(LinearTargets.Matches("encoder.layer.3.attention.self.query", "uery"));
-        Assert.True(LinearTargets.Matches("encoder.layer.3.attention.output.dense", "output.dense"));
-        Assert.True(LinearTargets.Matches("encoder.layer.3.output.dense", "output.dense"));
-        Assert.False(LinearTargets.Matches("encoder.layer.3.intermediate.dense", "output.dense"));
-        Assert.True(LinearTargets.Matches("encoder.layer.3.output.dense", "layer.3.output.dense"));
-        Assert.False(LinearTargets.Matches("encoder.layer.13.output.dense", "3.output.dense"));
+        Assert.True(LinearTargets.Matches(TestModels.TinyConfig, "encoder.layer.3.attention.self.query", "query"));
+        Assert.True(LinearTargets.Matches(TestModels.TinyConfig, "encoder.layer.3.attention.self.query", "self.query"));
+        Assert.True(LinearTargets.Matches(TestModels.TinyConfig, "encoder.layer.3.attention.self.query", "encoder.layer.3.attention.self.query"));
+        Assert.True(LinearTargets.Matches(TestModels.TinyConfig, "encoder.layer.3.attention.self.query", "bert.encoder.layer.3.attention.self.query"));
+        Assert.False(LinearTargets.Matches(TestModels.TinyConfig, "encoder.layer.3.attention.self.query", "uery"));
+        Assert.True(LinearTargets.Matches(TestModels.TinyConfig, "encoder.layer.3.attention.output.dense", "output.dense"));
+        Assert.True(LinearTargets.Matches(TestModels.TinyConfig, "encoder.layer.3.output.dense", "output.dense"));
+        Assert.False(LinearTargets.Matches(TestModels.TinyConfig, "encoder.layer.3.intermediate.dense", "output.dense"));
+        Assert.True(LinearTargets.Matches(TestModels.TinyConfig, "encoder.layer.3.output.dense", "layer.3.output.dense"));
+        Assert.False(LinearTargets.Matches(TestModels.TinyConfig, "encoder.layer.13.output.dense", "3.output.dense"));
     }
 
     [Fact]
     public void The_listed_Linear_paths_are_the_ones_the_encoder_builds()
     {
         var built = new List<string>();
-        using var model = new SharpTune.Models.Bert.BertModel(TestModels.TinyConfig, linears: (path, i, o) =>
+        using var model = new SharpTune.Models.Bert.BertModel(TestModels.TinyConfig, linears: site =>
         {
-            built.Add(path);
-            return nn.Linear(i, o);
+            built.Add(site.Path);
+            return nn.Linear(site.InFeatures, site.OutFeatures);
         });
         Assert.Equal(SharpTune.Models.Bert.LinearFactories.Paths(TestModels.TinyConfig), built);
         Assert.Equal(13, built.Count);

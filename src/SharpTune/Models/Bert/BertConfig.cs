@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -7,7 +8,7 @@ namespace SharpTune.Models.Bert;
 /// The configuration of a BERT encoder. Property names follow Hugging Face's <c>config.json</c>, so a
 /// file written by transformers loads unchanged and one written here loads in transformers.
 /// </summary>
-public sealed record BertConfig
+public sealed record BertConfig : IBackboneShape
 {
     [JsonPropertyName("vocab_size")] public int VocabSize { get; init; } = 30522;
     [JsonPropertyName("hidden_size")] public int HiddenSize { get; init; } = 768;
@@ -43,6 +44,24 @@ public sealed record BertConfig
 
     /// <summary>Size of one attention head.</summary>
     [JsonIgnore] public int HeadSize => HiddenSize / NumAttentionHeads;
+
+    // What parameter-efficient methods see (explicit, so none of it is written to config.json).
+    string IBackboneShape.Family => "bert";
+    int IBackboneShape.LayerCount => NumHiddenLayers;
+    int IBackboneShape.AttentionHeads => NumAttentionHeads;
+    int IBackboneShape.KeyValueHeadCount => NumAttentionHeads;
+    int IBackboneShape.MaxPositions => MaxPositionEmbeddings;
+    int IBackboneShape.Vocabulary => VocabSize;
+    IReadOnlyList<LinearSite> IBackboneShape.LinearSites => LinearFactories.Sites(this);
+    BackboneNames IBackboneShape.Names => Names;
+
+    /// <summary>
+    /// BERT inside a transformers task model (<c>bert.*</c>) and PEFT's defaults for it. Encoders of other
+    /// model types (roberta, electra, ...) are loaded into the same modules under the same names.
+    /// </summary>
+    static readonly BackboneNames Names = new(
+        PeftPrefix: "bert.", ParameterPrefix: "bert.", EmbeddingPrefixes: ["bert.embeddings."], LayerPrefix: "bert.encoder.layer.",
+        LoraTargets: ["query", "value"], Ia3Targets: ["key", "value", "output.dense"], Ia3FeedForward: ["output.dense"]);
 
     static readonly JsonSerializerOptions WriteOptions = new() { WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -12,7 +13,7 @@ public sealed class BertResidualOutput : nn.Module
 
     public BertResidualOutput(BertConfig config, int inputSize, LinearFactory linears, string path) : base(nameof(BertResidualOutput))
     {
-        dense = linears($"{path}.dense", inputSize, config.HiddenSize);
+        dense = linears(new LinearSite($"{path}.dense", inputSize, config.HiddenSize));
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
         dropout = new FastDropoutModule(config.HiddenDropoutProb);
         RegisterComponents();
@@ -47,7 +48,7 @@ public sealed class BertIntermediate : nn.Module
 
     public BertIntermediate(BertConfig config, LinearFactory linears, string path) : base(nameof(BertIntermediate))
     {
-        dense = linears($"{path}.dense", config.HiddenSize, config.IntermediateSize);
+        dense = linears(new LinearSite($"{path}.dense", config.HiddenSize, config.IntermediateSize));
         activation = Activations.Get(config.HiddenAct);
         RegisterComponents();
     }

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -32,7 +33,7 @@ public sealed class BertPooler : nn.Module
 
     public BertPooler(BertConfig config, LinearFactory linears) : base(nameof(BertPooler))
     {
-        dense = linears("pooler.dense", config.HiddenSize, config.HiddenSize);
+        dense = linears(new LinearSite("pooler.dense", config.HiddenSize, config.HiddenSize));
         RegisterComponents();
     }
 

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Bert;
@@ -24,9 +25,9 @@ public sealed class BertSelfAttention : nn.Module
 
     public BertSelfAttention(BertConfig config, LinearFactory linears, string path) : base(nameof(BertSelfAttention))
     {
-        query = linears($"{path}.query", config.HiddenSize, config.HiddenSize);
-        key = linears($"{path}.key", config.HiddenSize, config.HiddenSize);
-        value = linears($"{path}.value", config.HiddenSize, config.HiddenSize);
+        query = linears(new LinearSite($"{path}.query", config.HiddenSize, config.HiddenSize));
+        key = linears(new LinearSite($"{path}.key", config.HiddenSize, config.HiddenSize));
+        value = linears(new LinearSite($"{path}.value", config.HiddenSize, config.HiddenSize));
         heads = config.NumAttentionHeads;
         headSize = config.HeadSize;
         dropoutProb = config.AttentionProbsDropoutProb;

@@ -1,39 +1,41 @@
+using SharpTune.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Bert;
 
 /// <summary>
-/// Creates each Linear layer of the encoder, given its Hugging Face module path (such as
-/// <c>encoder.layer.3.attention.self.query</c>). Methods that wrap Linear layers (LoRA, IA3) pass their
-/// own factory when the model is built, since TorchSharp cannot swap submodules once registered. A
-/// replacement must keep the parameters <c>weight</c> (out, in) and <c>bias</c> (out) under those names.
+/// The encoder's Linear layers. The encoder asks a <see cref="LinearFactory"/> for each by its Hugging Face module
+/// path (such as <c>encoder.layer.3.attention.self.query</c>); every BERT Linear has a bias.
 /// </summary>
-public delegate nn.Module<Tensor, Tensor> LinearFactory(string path, int inFeatures, int outFeatures);
-
 public static class LinearFactories
 {
     /// <summary>Plain <c>nn.Linear</c> everywhere.</summary>
-    public static LinearFactory Plain { get; } = (_, inFeatures, outFeatures) => nn.Linear(inFeatures, outFeatures);
+    public static LinearFactory Plain { get; } = site => nn.Linear(site.InFeatures, site.OutFeatures);
 
     /// <summary>bf16 matrix products over fp32 master weights (mixed precision on CPU).</summary>
-    public static LinearFactory Bf16 { get; } = (_, inFeatures, outFeatures) => new Bf16Linear(inFeatures, outFeatures);
+    public static LinearFactory Bf16 { get; } = site => new Bf16Linear(site.InFeatures, site.OutFeatures);
 
     /// <summary>
     /// The module path of every Linear layer the encoder asks its factory for, in build order, so a method can
     /// check its target names before building. The pooler is listed though a model may be built without it.
     /// </summary>
-    public static IReadOnlyList<string> Paths(BertConfig config)
+    public static IReadOnlyList<string> Paths(BertConfig config) => Sites(config).Select(s => s.Path).ToList();
+
+    /// <summary>Every Linear layer of the encoder with its sizes, in build order (the pooler last).</summary>
+    public static IReadOnlyList<LinearSite> Sites(BertConfig config)
     {
-        var paths = new List<string>();
+        int h = config.HiddenSize, inner = config.IntermediateSize;
+        var sites = new List<LinearSite>();
         for (int i = 0; i < config.NumHiddenLayers; i++)
         {
             string layer = $"encoder.layer.{i}";
-            paths.AddRange([$"{layer}.attention.self.query", $"{layer}.attention.self.key", $"{layer}.attention.self.value",
-                $"{layer}.attention.output.dense", $"{layer}.intermediate.dense", $"{layer}.output.dense"]);
+            sites.AddRange([new($"{layer}.attention.self.query", h, h), new($"{layer}.attention.self.key", h, h),
+                new($"{layer}.attention.self.value", h, h), new($"{layer}.attention.output.dense", h, h),
+                new($"{layer}.intermediate.dense", h, inner), new($"{layer}.output.dense", inner, h)]);
         }
-        paths.Add("pooler.dense");
-        return paths;
+        sites.Add(new("pooler.dense", h, h));
+        return sites;
     }
 }
 

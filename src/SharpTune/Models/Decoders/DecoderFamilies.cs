@@ -22,7 +22,7 @@ public interface IDecoderFamily
     IDecoderConfig ParseConfig(JsonObject json, string source);
 
     /// <summary>A freshly initialised model for <paramref name="config"/> (one this family parsed).</summary>
-    ICausalLanguageModel Build(IDecoderConfig config, DecoderLinearFactory? linears = null);
+    ICausalLanguageModel Build(IDecoderConfig config, LinearFactory? linears = null);
 
     /// <summary>The model's key for a checkpoint's key, or null for a tensor the model does not take (a buffer, a tied head).</summary>
     string? MapCheckpointKey(string key, IDecoderConfig config);
@@ -31,7 +31,7 @@ public interface IDecoderFamily
 /// <summary>A family from its config record type and two functions: one builds the model, one maps checkpoint keys.</summary>
 public sealed class DecoderFamily<TConfig>(
     string name, IReadOnlyList<string> modelTypes, IReadOnlyList<string> ggufArchitectures,
-    Func<TConfig, DecoderLinearFactory?, ICausalLanguageModel> build, Func<string, TConfig, string?> mapKey) : IDecoderFamily
+    Func<TConfig, LinearFactory?, ICausalLanguageModel> build, Func<string, TConfig, string?> mapKey) : IDecoderFamily
     where TConfig : class, IDecoderConfig
 {
     public string Name => name;
@@ -40,7 +40,7 @@ public sealed class DecoderFamily<TConfig>(
 
     public IDecoderConfig ParseConfig(JsonObject json, string source) => DecoderConfigJson.Parse<TConfig>(json, source);
 
-    public ICausalLanguageModel Build(IDecoderConfig config, DecoderLinearFactory? linears = null) => build(Typed(config), linears);
+    public ICausalLanguageModel Build(IDecoderConfig config, LinearFactory? linears = null) => build(Typed(config), linears);
 
     public string? MapCheckpointKey(string key, IDecoderConfig config) => mapKey(key, Typed(config));
 

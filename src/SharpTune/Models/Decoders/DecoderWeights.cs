@@ -42,7 +42,16 @@ public static class DecoderWeights
                 value.ReadInto(destination);
             }
         }
-        var missing = target.Keys.Where(k => !filled.Contains(k)).ToList();
+        // A wrapped Linear's own weights (lora_A, ia3_l, ...) are not in a pretrained checkpoint; its weight and bias are.
+        var sites = model.Shape.LinearSites.Select(site => site.Path).ToHashSet(StringComparer.Ordinal);
+        bool AdapterOwn(string key)
+        {
+            int dot = key.LastIndexOf('.');
+            for (int cut = key.IndexOf('.'); cut > 0 && cut < key.Length; cut = key.IndexOf('.', cut + 1))
+                if (sites.Contains(key[..cut])) return cut != dot;
+            return false;
+        }
+        var missing = target.Keys.Where(k => !filled.Contains(k) && !AdapterOwn(k)).ToList();
         if (missing.Count > 0)
             throw new InvalidDataException(
                 $"{source}: {missing.Count} weight(s) of the {family.Name} model missing: {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", ..." : "")}");

@@ -31,6 +31,23 @@ public interface ICausalLanguageModel : IDisposable
     /// </summary>
     Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null);
 
+    /// <summary>
+    /// As <see cref="Forward"/>, from input embeddings (B, T, H) instead of ids: prompt methods put their virtual tokens'
+    /// embeddings in front of <see cref="EmbedTokens"/>' output. Positions and mask follow the same contract.
+    /// </summary>
+    /// <remarks>Every family implements it; the defaults keep test doubles compiling.</remarks>
+    Tensor ForwardEmbeddings(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null) =>
+        throw new NotSupportedException($"{GetType().Name} takes no input embeddings");
+
+    /// <summary>The token embeddings (B, T, H) of ids (B, T), before any position or layer.</summary>
+    Tensor EmbedTokens(Tensor inputIds) => throw new NotSupportedException($"{GetType().Name} exposes no token embeddings");
+
+    /// <summary>The token embedding matrix (V, H).</summary>
+    TorchSharp.Modules.Parameter WordEmbeddings => throw new NotSupportedException($"{GetType().Name} exposes no token embeddings");
+
+    /// <summary>What parameter-efficient methods need to know of this model: sizes, Linear layers, names.</summary>
+    IBackboneShape Shape => throw new NotSupportedException($"{GetType().Name} describes no backbone shape");
+
     /// <summary>An empty cache for this model (one key and one value tensor per layer).</summary>
     KeyValueCache NewCache();
 

@@ -59,39 +59,66 @@ public sealed class LanguageModel : IDisposable
     }
 
     /// <summary>Loads a Hugging Face folder or a .gguf file; <paramref name="dtype"/> bf16 holds the weights in half the memory.</summary>
-    public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null)
+    /// <param name="linears">Builds the blocks' Linear layers (parameter-efficient methods wrap them); null: plain ones.</param>
+    public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null, LinearFactory? linears = null)
     {
-        if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(spec, dtype, chatTemplateFile);
-        if (Directory.Exists(spec)) return LoadFolder(spec, null, dtype, chatTemplateFile);
+        if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(spec, dtype, chatTemplateFile, linears);
+        if (Directory.Exists(spec)) return LoadFolder(spec, null, dtype, chatTemplateFile, linears);
         throw new FileNotFoundException($"Language model '{spec}' not found: give a Hugging Face model folder or a .gguf file", spec);
     }
 
     /// <summary>Loads what <see cref="Find"/> found, without reading its config.json again.</summary>
-    public static LanguageModel Load(LanguageModelSource source, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null) =>
-        source.Config is null ? LoadGguf(source.Path, dtype, chatTemplateFile) : LoadFolder(source.Path, source.Config, dtype, chatTemplateFile);
+    public static LanguageModel Load(LanguageModelSource source, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null,
+        LinearFactory? linears = null) =>
+        source.Config is null ? LoadGguf(source.Path, dtype, chatTemplateFile, linears) : LoadFolder(source.Path, source.Config, dtype, chatTemplateFile, linears);
 
-    static LanguageModel LoadFolder(string folder, JsonObject? config, ScalarType dtype, string? chatTemplateFile)
+    /// <summary>The architecture of a Hugging Face folder or .gguf file, read and validated without loading a weight.</summary>
+    public static IDecoderConfig ReadConfig(string spec)
+    {
+        if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        {
+            var (config, _) = GgufConfig(GgufModelMap.Open(spec));
+            return DecoderFamilies.ForConfig(config, spec).ParseConfig(config, spec);
+        }
+        string path = Path.Combine(spec, "config.json");
+        if (!Directory.Exists(spec) || !File.Exists(path))
+            throw new FileNotFoundException($"Language model '{spec}' not found: give a Hugging Face model folder or a .gguf file", spec);
+        var json = PretrainedDecoder.ReadConfig(path);
+        return DecoderFamilies.ForConfig(json, path).ParseConfig(json, path);
+    }
+
+    /// <summary>The same tokenizer, template and source over another model (the base with a fine-tuned adapter).</summary>
+    public LanguageModel WithModel(ICausalLanguageModel model, string source) => new(model, Tokenizer, Template, source, Notes);
+
+    static LanguageModel LoadFolder(string folder, JsonObject? config, ScalarType dtype, string? chatTemplateFile, LinearFactory? linears)
     {
         var tokenizer = DecoderTokenizers.FromHuggingFace(folder);
-        var model = config is null ? PretrainedDecoder.Load(folder, dtype) : PretrainedDecoder.Load(folder, config, dtype);
+        var model = config is null ? PretrainedDecoder.Load(folder, dtype, linears) : PretrainedDecoder.Load(folder, config, dtype, linears);
         var template = LoadTemplate(tokenizer.ChatTemplate, Path.Combine(folder, "tokenizer_config.json: chat_template"), chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"Hugging Face folder {Path.GetFullPath(folder)}", []);
     }
 
-    static LanguageModel LoadGguf(string path, ScalarType dtype, string? chatTemplateFile)
+    static LanguageModel LoadGguf(string path, ScalarType dtype, string? chatTemplateFile, LinearFactory? linears)
     {
         var map = GgufModelMap.Open(path);
         var data = map.Tokenizer ?? throw new InvalidDataException($"{path}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
         var tokenizer = DecoderTokenizers.FromData(new DecoderTokenizerData(
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
             data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate), path);
-        var config = map.Config;
+        var (config, ropeNote) = GgufConfig(map);
         var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
         var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
-        if (map.RopeFrequencyFactors is { } factors) notes.Add(ApplyRopeFrequencyFactors(map, factors, config));
-        var model = PretrainedDecoder.FromCheckpoint(config, map.CheckpointTensors(), dtype, path);
+        if (ropeNote is not null) notes.Add(ropeNote);
+        var model = PretrainedDecoder.FromCheckpoint(config, map.CheckpointTensors(), dtype, path, linears);
         var template = LoadTemplate(tokenizer.ChatTemplate, $"{path}: tokenizer.chat_template", chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"GGUF file {Path.GetFullPath(path)} ({map.Architecture})", notes);
+    }
+
+    /// <summary>The Hugging Face config of a GGUF file, with its rope frequency factors applied (and what to say about them).</summary>
+    static (JsonObject Config, string? RopeNote) GgufConfig(GgufModelMap map)
+    {
+        var config = map.Config;
+        return (config, map.RopeFrequencyFactors is { } factors ? ApplyRopeFrequencyFactors(map, factors, config) : null);
     }
 
     /// <summary>

@@ -21,7 +21,7 @@ public static class PretrainedDecoder
     static readonly ScalarType[] Dtypes = [ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16];
 
     /// <summary>Loads the model of a Hugging Face folder; every weight is checked against the config by key and shape.</summary>
-    public static ICausalLanguageModel Load(string folder, ScalarType dtype = ScalarType.Float32, DecoderLinearFactory? linears = null)
+    public static ICausalLanguageModel Load(string folder, ScalarType dtype = ScalarType.Float32, LinearFactory? linears = null)
     {
         string configPath = Path.Combine(folder, HuggingFaceCheckpoint.ConfigFile);
         if (!File.Exists(configPath))
@@ -30,7 +30,7 @@ public static class PretrainedDecoder
     }
 
     /// <summary>Loads the model of a Hugging Face folder whose <c>config.json</c> the caller has already read.</summary>
-    public static ICausalLanguageModel Load(string folder, JsonObject config, ScalarType dtype = ScalarType.Float32, DecoderLinearFactory? linears = null)
+    public static ICausalLanguageModel Load(string folder, JsonObject config, ScalarType dtype = ScalarType.Float32, LinearFactory? linears = null)
     {
         string configPath = Path.Combine(folder, HuggingFaceCheckpoint.ConfigFile);
         var family = DecoderFamilies.ForConfig(config, configPath);
@@ -44,7 +44,7 @@ public static class PretrainedDecoder
     /// before the next is asked for; the caller keeps ownership of them.
     /// </summary>
     public static ICausalLanguageModel FromStateDict(JsonObject config, IEnumerable<(string Key, Tensor Value)> tensors,
-        ScalarType dtype = ScalarType.Float32, string source = "state dict", DecoderLinearFactory? linears = null) =>
+        ScalarType dtype = ScalarType.Float32, string source = "state dict", LinearFactory? linears = null) =>
         FromCheckpoint(config, tensors.Select(t => (ICheckpointTensor)new InMemoryCheckpointTensor(t.Key, t.Value)), dtype, source, linears);
 
     /// <summary>
@@ -53,7 +53,7 @@ public static class PretrainedDecoder
     /// nothing else of its size is ever held.
     /// </summary>
     public static ICausalLanguageModel FromCheckpoint(JsonObject config, IEnumerable<ICheckpointTensor> tensors,
-        ScalarType dtype = ScalarType.Float32, string source = "checkpoint", DecoderLinearFactory? linears = null)
+        ScalarType dtype = ScalarType.Float32, string source = "checkpoint", LinearFactory? linears = null)
     {
         var family = DecoderFamilies.ForConfig(config, source);
         var parsed = family.ParseConfig(config, source);
@@ -61,7 +61,7 @@ public static class PretrainedDecoder
     }
 
     /// <summary>A freshly initialised model (HF's initialisation) for a Hugging Face config, in training mode.</summary>
-    public static ICausalLanguageModel Create(JsonObject config, ScalarType dtype = ScalarType.Float32, DecoderLinearFactory? linears = null)
+    public static ICausalLanguageModel Create(JsonObject config, ScalarType dtype = ScalarType.Float32, LinearFactory? linears = null)
     {
         var family = DecoderFamilies.ForConfig(config);
         var parsed = family.ParseConfig(config, "config");
@@ -101,7 +101,7 @@ public static class PretrainedDecoder
     /// Builds the model directly in <paramref name="dtype"/> (torch's default dtype is set to it while the modules are made,
     /// so no float32 copy ever exists), then fills its weights.
     /// </summary>
-    static ICausalLanguageModel Build(IDecoderFamily family, IDecoderConfig config, ScalarType dtype, DecoderLinearFactory? linears,
+    static ICausalLanguageModel Build(IDecoderFamily family, IDecoderConfig config, ScalarType dtype, LinearFactory? linears,
         Action<ICausalLanguageModel> loadWeights)
     {
         CheckDtype(dtype);

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Heads;
 using SharpTune.Models.Bert;
@@ -26,17 +27,24 @@ public sealed class BitFitMethod : IPeftMethod
     /// <summary>1e-3, the upper end of the BitFit paper's search (1e-4 .. 1e-3): biases are few and start pretrained.</summary>
     public double DefaultLearningRate => 1e-3;
 
-    public void Validate(PeftSettings settings, BertConfig config) { }
+    public void Validate(PeftSettings settings, IBackboneShape backbone) { }
 
-    public LinearFactory? Linears(PeftSettings settings, BertConfig config) => null;
+    public LinearFactory? Linears(PeftSettings settings, IBackboneShape backbone, LinearFactory plain) => null;
 
-    public nn.Module? CreatePromptEncoder(PeftSettings settings, BertModel encoder) => null;
+    public nn.Module? CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings) => null;
 
-    public void Freeze(TaskModel model, PeftSettings settings) => AdapterTensors.TrainOnly(model, IsEncoderBias);
-
-    public void SaveAdapter(string folder, TaskModel model, PeftSettings settings, string baseModelNameOrPath)
+    public void Freeze(ITunableModel model, PeftSettings settings)
     {
-        var tensors = AdapterTensors.Collect(model, name => IsEncoderBias(name) ? AdapterTensors.PeftKey(name) : null);
+        var names = model.Backbone.Names;
+        if (!model.NamedParameters().Any(p => IsBackboneBias(names, p.Name)))
+            throw new ArgumentException($"--method bitfit: this {model.Backbone.Family} model has no biases to train (Llama's layers have none; Qwen2's q/k/v and GPT-2's do)");
+        AdapterTensors.TrainOnly(model, name => IsBackboneBias(names, name));
+    }
+
+    public void SaveAdapter(string folder, ITunableModel model, PeftSettings settings, string baseModelNameOrPath)
+    {
+        var names = model.Backbone.Names;
+        var tensors = AdapterTensors.Collect(model, name => IsBackboneBias(names, name) ? AdapterTensors.PeftKey(name) : null);
 
         // The PEFT-wide fields, plus bias "all" in LoRA's sense to say what the tensors are.
         var config = new Dictionary<string, object?>
@@ -44,10 +52,10 @@ public sealed class BitFitMethod : IPeftMethod
             ["base_model_name_or_path"] = baseModelNameOrPath,
             ["bias"] = "all",
             ["inference_mode"] = true,
-            ["modules_to_save"] = new[] { "classifier" },
+            ["modules_to_save"] = model.ModulesToSave.Count == 0 ? null : model.ModulesToSave,
             ["peft_type"] = FileType,
             ["revision"] = null,
-            ["task_type"] = AdapterFiles.TaskType(model.Head.Kind),
+            ["task_type"] = model.PeftTaskType,
         };
         AdapterFiles.Write(folder, config, tensors);
     }
@@ -58,12 +66,13 @@ public sealed class BitFitMethod : IPeftMethod
         return new PeftSettings();
     }
 
-    public void LoadAdapter(string folder, TaskModel model)
+    public void LoadAdapter(string folder, ITunableModel model)
     {
         AdapterTensors.ReadConfig(folder, FileType);
-        AdapterTensors.Load(folder, model, name => IsEncoderBias(name) ? [AdapterTensors.PeftKey(name)] : []);
+        var names = model.Backbone.Names;
+        AdapterTensors.Load(folder, model, name => IsBackboneBias(names, name) ? [AdapterTensors.PeftKey(name)] : []);
     }
 
-    static bool IsEncoderBias(string name) =>
-        name.StartsWith("bert.", StringComparison.Ordinal) && name.EndsWith(".bias", StringComparison.Ordinal);
+    static bool IsBackboneBias(BackboneNames names, string name) =>
+        names.IsBackbone(name) && name.EndsWith(".bias", StringComparison.Ordinal);
 }

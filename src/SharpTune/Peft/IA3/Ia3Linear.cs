@@ -1,4 +1,4 @@
-using SharpTune.Models.Bert;
+using SharpTune.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -9,20 +9,26 @@ namespace SharpTune.Peft.IA3;
 /// Attention targets scale the OUTPUT: <c>ia3_l</c> is (out, 1) and <c>y = (x W^T + b) * l</c>.
 /// Feed-forward targets scale the INPUT: <c>ia3_l</c> is (1, in) and <c>y = (x * l) W^T + b</c>.
 /// The shapes are PEFT's, so the saved tensors load there unchanged. <c>l</c> starts at ones, so an untrained
-/// adapter changes nothing; <c>weight</c> (out, in) and <c>bias</c> (out) keep the pretrained keys.
+/// adapter changes nothing; <c>weight</c> and <c>bias</c> (out, when the layer has one) keep the pretrained keys.
+/// Over GPT-2's transposed layout (weight (in, out)) the vector folds in along the other axis.
 /// </summary>
 public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
 {
     readonly Parameter weight;
-    readonly Parameter bias;
+    readonly Parameter? bias;
     readonly Parameter ia3_l;
+    readonly bool transposed;
     bool merged;
 
-    public Ia3Linear(int inFeatures, int outFeatures, bool isFeedForward) : base(nameof(Ia3Linear))
+    /// <summary>Over an nn.Linear with a bias (BERT's layers).</summary>
+    public Ia3Linear(int inFeatures, int outFeatures, bool isFeedForward) : this(new LinearSite("", inFeatures, outFeatures), isFeedForward) { }
+
+    public Ia3Linear(LinearSite site, bool isFeedForward) : base(nameof(Ia3Linear))
     {
         IsFeedForward = isFeedForward;
-        (weight, bias) = LinearBase.Create(inFeatures, outFeatures);
-        ia3_l = new Parameter(isFeedForward ? ones(1, inFeatures) : ones(outFeatures, 1));
+        transposed = site.Transposed;
+        (weight, bias) = site.NewParameters();
+        ia3_l = new Parameter(isFeedForward ? ones(1, site.InFeatures) : ones(site.OutFeatures, 1));
         RegisterComponents();
     }
 
@@ -33,14 +39,17 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
     /// <returns>(..., out)</returns>
     public override Tensor forward(Tensor x)
     {
-        if (merged) return nn.functional.linear(x, weight, bias);
+        if (merged) return LinearSite.Apply(x, weight, bias, transposed);
         using var scope = NewDisposeScope();
         var scale = ia3_l.flatten(); // (in) or (out)
         var result = IsFeedForward
-            ? nn.functional.linear(x * scale, weight, bias)
-            : nn.functional.linear(x, weight, bias) * scale;
+            ? LinearSite.Apply(x * scale, weight, bias, transposed)
+            : LinearSite.Apply(x, weight, bias, transposed) * scale;
         return result.MoveToOuterDisposeScope();
     }
+
+    /// <summary>The vector shaped to scale the stored weight: (out, 1) or (1, in) as PEFT keeps it, transposed for an (in, out) weight.</summary>
+    Tensor WeightScale() => transposed ? ia3_l.t() : ia3_l.alias();
 
     /// <summary>
     /// Folds the vector in, as PEFT's merge does: W * l scales rows (out, 1) or columns (1, in); an output
@@ -51,8 +60,9 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
         if (merged) return;
         using var noGrad = no_grad();
         using var scale = ia3_l.flatten();
-        weight.mul_(ia3_l);
-        if (!IsFeedForward) bias.mul_(scale);
+        using var weightScale = WeightScale();
+        weight.mul_(weightScale);
+        if (!IsFeedForward) bias?.mul_(scale);
         merged = true;
     }
 
@@ -62,16 +72,18 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
         if (!merged) return;
         using var noGrad = no_grad();
         using var scale = ia3_l.flatten();
-        weight.div_(ia3_l);
-        if (!IsFeedForward) bias.div_(scale);
+        using var weightScale = WeightScale();
+        weight.div_(weightScale);
+        if (!IsFeedForward) bias?.div_(scale);
         merged = false;
     }
 
-    public (Tensor Weight, Tensor Bias) MergedWeights()
+    public (Tensor Weight, Tensor? Bias) MergedWeights()
     {
         using var noGrad = no_grad();
-        if (merged) return (weight.clone(), bias.clone());
+        if (merged) return (weight.clone(), bias?.clone());
         using var scale = ia3_l.flatten();
-        return (weight * ia3_l, IsFeedForward ? bias.clone() : bias * scale);
+        using var weightScale = WeightScale();
+        return (weight * weightScale, bias is null ? null : IsFeedForward ? bias.clone() : bias * scale);
     }
 }

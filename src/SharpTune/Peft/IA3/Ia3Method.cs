@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Heads;
 using SharpTune.Models.Bert;
@@ -25,30 +26,29 @@ public sealed class Ia3Method : IPeftMethod
     /// </summary>
     public double DefaultLearningRate => 3e-3;
 
-    public void Validate(PeftSettings settings, BertConfig config) => Ia3Options.From(settings, config);
+    public void Validate(PeftSettings settings, IBackboneShape backbone) => Ia3Options.From(settings, backbone);
 
-    public LinearFactory? Linears(PeftSettings settings, BertConfig config)
+    public LinearFactory? Linears(PeftSettings settings, IBackboneShape backbone, LinearFactory plain)
     {
-        var options = Ia3Options.From(settings, config);
-        return (path, inFeatures, outFeatures) => options.Wraps(path)
-            ? new Ia3Linear(inFeatures, outFeatures, options.IsFeedForward(path))
-            : nn.Linear(inFeatures, outFeatures);
+        var options = Ia3Options.From(settings, backbone);
+        return site => options.Wraps(site.Path) ? new Ia3Linear(site, options.IsFeedForward(site.Path)) : plain(site);
     }
 
-    public nn.Module? CreatePromptEncoder(PeftSettings settings, BertModel encoder) => null;
+    public nn.Module? CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings) => null;
 
-    public void Freeze(TaskModel model, PeftSettings settings)
+    public void Freeze(ITunableModel model, PeftSettings settings)
     {
-        Ia3Options.From(settings, model.Encoder.Config);
+        Ia3Options.From(settings, model.Backbone);
         WrappedLayers(model);
         AdapterTensors.TrainOnly(model, IsIa3Parameter);
     }
 
-    public void SaveAdapter(string folder, TaskModel model, PeftSettings settings, string baseModelNameOrPath)
+    public void SaveAdapter(string folder, ITunableModel model, PeftSettings settings, string baseModelNameOrPath)
     {
-        var options = Ia3Options.From(settings, model.Encoder.Config);
+        var options = Ia3Options.From(settings, model.Backbone);
+        string prefix = model.Backbone.Names.ParameterPrefix;
         foreach (var (path, layer) in WrappedLayers(model))
-            if (layer.IsFeedForward != options.IsFeedForward(path["bert.".Length..]))
+            if (layer.IsFeedForward != options.IsFeedForward(path[prefix.Length..]))
                 throw new ArgumentException($"{path} was built {(layer.IsFeedForward ? "" : "not ")}as feed-forward; the settings' feedforward_modules say otherwise");
 
         var tensors = AdapterTensors.Collect(model, name => IsIa3Parameter(name) ? AdapterTensors.PeftKey(name) : null);
@@ -58,15 +58,15 @@ public sealed class Ia3Method : IPeftMethod
         var config = new Dictionary<string, object?>
         {
             ["base_model_name_or_path"] = baseModelNameOrPath,
-            ["fan_in_fan_out"] = false,
+            ["fan_in_fan_out"] = model.Backbone.LinearSites.Any(s => s.Transposed && options.Wraps(s.Path)),
             ["feedforward_modules"] = options.FeedForward,
             ["inference_mode"] = true,
             ["init_ia3_weights"] = true,
-            ["modules_to_save"] = new[] { "classifier" },
+            ["modules_to_save"] = model.ModulesToSave.Count == 0 ? null : model.ModulesToSave,
             ["peft_type"] = Type,
             ["revision"] = null,
             ["target_modules"] = options.Targets,
-            ["task_type"] = AdapterFiles.TaskType(model.Head.Kind),
+            ["task_type"] = model.PeftTaskType,
         };
         AdapterFiles.Write(folder, config, tensors);
     }
@@ -75,16 +75,16 @@ public sealed class Ia3Method : IPeftMethod
     {
         AdapterTensors.CheckPeftType(adapterConfig, source, Type);
         AdapterTensors.RejectUnsupported(adapterConfig, source,
-            ("fan_in_fan_out", "transposed Conv1D weights"), ("exclude_modules", "excluded modules"));
-        // Absent keys take PEFT's BERT defaults (TRANSFORMERS_MODELS_TO_IA3_*_MAPPING["bert"]).
+            ("exclude_modules", "excluded modules"));
+        // Absent keys: null, the family's defaults (PEFT's TRANSFORMERS_MODELS_TO_IA3_*_MAPPING), resolved against the model.
         return new PeftSettings
         {
-            Ia3Targets = AdapterTensors.ReadNameList(adapterConfig, "target_modules", source, ["key", "value", "output.dense"]),
-            Ia3FeedForward = AdapterTensors.ReadNameList(adapterConfig, "feedforward_modules", source, ["output.dense"]),
+            Ia3Targets = adapterConfig["target_modules"] is null ? null : AdapterTensors.ReadNameList(adapterConfig, "target_modules", source),
+            Ia3FeedForward = adapterConfig["feedforward_modules"] is null ? null : AdapterTensors.ReadNameList(adapterConfig, "feedforward_modules", source),
         };
     }
 
-    public void LoadAdapter(string folder, TaskModel model)
+    public void LoadAdapter(string folder, ITunableModel model)
     {
         var (config, configPath) = AdapterTensors.ReadConfig(folder, Type);
         ReadSettings(config, configPath);
@@ -96,5 +96,5 @@ public sealed class Ia3Method : IPeftMethod
 
     static bool IsIa3Parameter(string name) => name.EndsWith(".ia3_l", StringComparison.Ordinal);
 
-    static Dictionary<string, Ia3Linear> WrappedLayers(TaskModel model) => AdapterTensors.WrappedLayers<Ia3Linear>(model, nameof(Ia3Method));
+    static Dictionary<string, Ia3Linear> WrappedLayers(ITunableModel model) => AdapterTensors.WrappedLayers<Ia3Linear>(model, nameof(Ia3Method));
 }

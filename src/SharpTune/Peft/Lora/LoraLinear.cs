@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Models.Bert;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -6,28 +7,34 @@ namespace SharpTune.Peft.Lora;
 
 /// <summary>
 /// A Linear layer with a low-rank update (Hu et al. 2021; follows PEFT's <c>lora.Linear</c>):
-/// <c>y = x W^T + b + (alpha/r) * B(A(dropout(x)))</c>. The frozen base keeps the keys <c>weight</c> (out, in)
-/// and <c>bias</c> (out), so pretrained weights load unchanged; the adapter adds <c>lora_A.weight</c> (r, in)
-/// and <c>lora_B.weight</c> (out, r). B starts at zero, so an untrained adapter changes nothing.
+/// <c>y = x W^T + b + (alpha/r) * B(A(dropout(x)))</c>. The frozen base keeps the keys <c>weight</c> and, when the
+/// layer has one, <c>bias</c> (out), so pretrained weights load unchanged; the adapter adds <c>lora_A.weight</c> (r, in)
+/// and <c>lora_B.weight</c> (out, r). B starts at zero, so an untrained adapter changes nothing. Over GPT-2's
+/// transposed layout (weight (in, out), PEFT's <c>fan_in_fan_out</c>) the update is the same and merges transposed.
 /// </summary>
 public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
 {
     readonly Parameter weight;
-    readonly Parameter bias;
+    readonly Parameter? bias;
     readonly Linear lora_A;
     readonly Linear lora_B;
     readonly FastDropoutModule lora_dropout;
+    readonly bool transposed;
     bool merged;
 
-    public LoraLinear(int inFeatures, int outFeatures, LoraOptions options) : base(nameof(LoraLinear))
+    /// <summary>Over an nn.Linear with a bias (BERT's layers).</summary>
+    public LoraLinear(int inFeatures, int outFeatures, LoraOptions options) : this(new LinearSite("", inFeatures, outFeatures), options) { }
+
+    public LoraLinear(LinearSite site, LoraOptions options) : base(nameof(LoraLinear))
     {
-        InFeatures = inFeatures;
-        OutFeatures = outFeatures;
+        InFeatures = site.InFeatures;
+        OutFeatures = site.OutFeatures;
         Rank = options.R;
         Scaling = options.Scaling;
-        (weight, bias) = LinearBase.Create(inFeatures, outFeatures);
-        lora_A = nn.Linear(inFeatures, options.R, hasBias: false);
-        lora_B = nn.Linear(options.R, outFeatures, hasBias: false);
+        transposed = site.Transposed;
+        (weight, bias) = site.NewParameters();
+        lora_A = nn.Linear(site.InFeatures, options.R, hasBias: false);
+        lora_B = nn.Linear(options.R, site.OutFeatures, hasBias: false);
         lora_dropout = new FastDropoutModule(options.Dropout);
         RegisterComponents();
 
@@ -46,19 +53,32 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
 
     public bool IsMerged => merged;
 
+    /// <summary>Whether the base weight is stored (in, out) (GPT-2's Conv1D).</summary>
+    public bool IsTransposed => transposed;
+
+    /// <summary>The adapter's <c>lora_A.weight</c> (r, in).</summary>
+    public Parameter LoraA => lora_A.weight!;
+
+    /// <summary>The adapter's <c>lora_B.weight</c> (out, r).</summary>
+    public Parameter LoraB => lora_B.weight!;
+
     /// <param name="x">(..., in)</param>
     /// <returns>(..., out)</returns>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var result = nn.functional.linear(x, weight, bias);
+        var result = LinearSite.Apply(x, weight, bias, transposed);
         if (!merged)
             result = result + lora_B.forward(lora_A.forward(lora_dropout.forward(x))) * Scaling; // (..., r) -> (..., out)
         return result.MoveToOuterDisposeScope();
     }
 
-    /// <summary>(alpha/r) B A: (out, r) @ (r, in) = (out, in).</summary>
-    Tensor Delta() => lora_B.weight!.matmul(lora_A.weight!) * Scaling;
+    /// <summary>(alpha/r) B A: (out, r) @ (r, in) = (out, in), transposed to the base's layout.</summary>
+    Tensor Delta()
+    {
+        var delta = lora_B.weight!.matmul(lora_A.weight!) * Scaling;
+        return transposed ? delta.t() : delta;
+    }
 
     public void Merge()
     {
@@ -78,11 +98,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
         merged = false;
     }
 
-    public (Tensor Weight, Tensor Bias) MergedWeights()
+    public (Tensor Weight, Tensor? Bias) MergedWeights()
     {
         using var noGrad = no_grad();
-        if (merged) return (weight.clone(), bias.clone());
+        if (merged) return (weight.clone(), bias?.clone());
         using var delta = Delta();
-        return (weight + delta, bias.clone());
+        return (weight + delta, bias?.clone());
     }
 }

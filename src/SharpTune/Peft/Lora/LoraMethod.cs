@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Heads;
 using SharpTune.Models.Bert;
@@ -21,35 +22,35 @@ public sealed class LoraMethod : IPeftMethod
     /// <summary>METHODS.md: 3e-4 .. 5e-4 for LoRA; the few adapter weights start at zero and need a rate ten times full fine-tuning's.</summary>
     public double DefaultLearningRate => 5e-4;
 
-    public void Validate(PeftSettings settings, BertConfig config) => LoraOptions.From(settings, config);
+    public void Validate(PeftSettings settings, IBackboneShape backbone) => LoraOptions.From(settings, backbone);
 
-    public LinearFactory? Linears(PeftSettings settings, BertConfig config)
+    public LinearFactory? Linears(PeftSettings settings, IBackboneShape backbone, LinearFactory plain)
     {
-        var options = LoraOptions.From(settings, config);
-        return (path, inFeatures, outFeatures) => LinearTargets.MatchesAny(path, options.Targets)
-            ? new LoraLinear(inFeatures, outFeatures, options)
-            : nn.Linear(inFeatures, outFeatures);
+        var options = LoraOptions.From(settings, backbone);
+        return site => LinearTargets.MatchesAny(backbone, site.Path, options.Targets) ? new LoraLinear(site, options) : plain(site);
     }
 
-    public nn.Module? CreatePromptEncoder(PeftSettings settings, BertModel encoder) => null;
+    public nn.Module? CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings) => null;
 
-    public void Freeze(TaskModel model, PeftSettings settings)
+    public void Freeze(ITunableModel model, PeftSettings settings)
     {
-        var options = LoraOptions.From(settings, model.Encoder.Config);
+        var options = LoraOptions.From(settings, model.Backbone);
         var wrapped = WrappedLayers(model);
-        AdapterTensors.TrainOnly(model, name => IsLoraParameter(name) || TrainsBias(name, options.Bias, wrapped));
+        var names = model.Backbone.Names;
+        AdapterTensors.TrainOnly(model, name => IsLoraParameter(name) || TrainsBias(names, name, options.Bias, wrapped));
     }
 
-    public void SaveAdapter(string folder, TaskModel model, PeftSettings settings, string baseModelNameOrPath)
+    public void SaveAdapter(string folder, ITunableModel model, PeftSettings settings, string baseModelNameOrPath)
     {
-        var options = LoraOptions.From(settings, model.Encoder.Config);
+        var options = LoraOptions.From(settings, model.Backbone);
         var wrapped = WrappedLayers(model);
+        var names = model.Backbone.Names;
         foreach (var (path, layer) in wrapped)
             if (layer.Rank != options.R || Math.Abs(layer.Scaling - options.Scaling) > 1e-12)
                 throw new ArgumentException($"{path} was built with r={layer.Rank}, alpha/r={layer.Scaling}; the settings say r={options.R}, alpha/r={options.Scaling}");
 
         var tensors = AdapterTensors.Collect(model, name =>
-            IsLoraParameter(name) ? AdapterTensors.PeftKey(name) : TrainsBias(name, options.Bias, wrapped) ? BiasKey(name, wrapped) : null);
+            IsLoraParameter(name) ? AdapterTensors.PeftKey(name) : TrainsBias(names, name, options.Bias, wrapped) ? BiasKey(name, wrapped) : null);
 
         // Only fields PEFT's LoraConfig has had since v0.4, so old and new PEFT both load the file (PEFT before
         // 0.14 rejects unknown keys). Fields left out (use_rslora, use_dora, rank_pattern, ...) default to off.
@@ -60,19 +61,19 @@ public sealed class LoraMethod : IPeftMethod
         {
             ["base_model_name_or_path"] = baseModelNameOrPath,
             ["bias"] = options.Bias,
-            ["fan_in_fan_out"] = false,
+            ["fan_in_fan_out"] = wrapped.Values.Any(l => l.IsTransposed),
             ["inference_mode"] = true,
             ["init_lora_weights"] = true,
             ["layers_pattern"] = null,
             ["layers_to_transform"] = null,
             ["lora_alpha"] = options.Alpha,
             ["lora_dropout"] = options.Dropout,
-            ["modules_to_save"] = new[] { "classifier" },
+            ["modules_to_save"] = model.ModulesToSave.Count == 0 ? null : model.ModulesToSave,
             ["peft_type"] = Type,
             ["r"] = options.R,
             ["revision"] = null,
             ["target_modules"] = options.Targets,
-            ["task_type"] = AdapterFiles.TaskType(model.Head.Kind),
+            ["task_type"] = model.PeftTaskType,
         };
         AdapterFiles.Write(folder, config, tensors);
     }
@@ -82,7 +83,7 @@ public sealed class LoraMethod : IPeftMethod
         AdapterTensors.CheckPeftType(adapterConfig, source, Type);
         AdapterTensors.RejectUnsupported(adapterConfig, source,
             ("use_dora", "weight-decomposed LoRA"), ("use_rslora", "rank-stabilised scaling alpha/sqrt(r)"),
-            ("fan_in_fan_out", "transposed Conv1D weights"), ("layers_to_transform", "LoRA on some layers only"),
+            ("layers_to_transform", "LoRA on some layers only"),
             ("rank_pattern", "per-layer ranks"), ("alpha_pattern", "per-layer alphas"), ("exclude_modules", "excluded modules"),
             ("lora_bias", "a bias on lora_B"), ("layer_replication", "replicated layers"));
         // Absent keys take PEFT's LoraConfig defaults (r 8, alpha 8, dropout 0, bias none; BERT targets query, value).
@@ -94,12 +95,13 @@ public sealed class LoraMethod : IPeftMethod
             LoraR = AdapterTensors.ReadInt(adapterConfig, "r", source, 8),
             LoraAlpha = AdapterTensors.ReadDouble(adapterConfig, "lora_alpha", source, 8),
             LoraDropout = AdapterTensors.ReadDouble(adapterConfig, "lora_dropout", source, 0),
-            LoraTargets = AdapterTensors.ReadNameList(adapterConfig, "target_modules", source, ["query", "value"]),
+            // Absent: null, the family's default (PEFT's table), resolved against the model it is loaded into.
+            LoraTargets = adapterConfig["target_modules"] is null ? null : AdapterTensors.ReadNameList(adapterConfig, "target_modules", source),
             LoraBias = bias,
         };
     }
 
-    public void LoadAdapter(string folder, TaskModel model)
+    public void LoadAdapter(string folder, ITunableModel model)
     {
         var (config, configPath) = AdapterTensors.ReadConfig(folder, Type);
         var settings = ReadSettings(config, configPath);
@@ -113,20 +115,20 @@ public sealed class LoraMethod : IPeftMethod
         // A wrapped layer's bias: PEFT >= 0.7 saves it as <path>.base_layer.bias, older versions as <path>.bias.
         AdapterTensors.Load(folder, model, name =>
             IsLoraParameter(name) ? [AdapterTensors.PeftKey(name)]
-            : TrainsBias(name, settings.LoraBias, wrapped) ? [BiasKey(name, wrapped), AdapterTensors.PeftKey(name)]
+            : TrainsBias(model.Backbone.Names, name, settings.LoraBias, wrapped) ? [BiasKey(name, wrapped), AdapterTensors.PeftKey(name)]
             : []);
     }
 
-    static Dictionary<string, LoraLinear> WrappedLayers(TaskModel model) => AdapterTensors.WrappedLayers<LoraLinear>(model, nameof(LoraMethod));
+    static Dictionary<string, LoraLinear> WrappedLayers(ITunableModel model) => AdapterTensors.WrappedLayers<LoraLinear>(model, nameof(LoraMethod));
 
     static bool IsLoraParameter(string name) =>
         name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal);
 
     static string Parent(string name) => name[..name.LastIndexOf('.')];
 
-    /// <summary>PEFT's <c>bias</c>: all trains every bias of the encoder, lora_only those of the LoRA layers.</summary>
-    static bool TrainsBias(string name, string bias, IReadOnlyDictionary<string, LoraLinear> wrapped) =>
-        name.StartsWith("bert.", StringComparison.Ordinal) && name.EndsWith(".bias", StringComparison.Ordinal) && bias switch
+    /// <summary>PEFT's <c>bias</c>: all trains every bias of the backbone, lora_only those of the LoRA layers.</summary>
+    static bool TrainsBias(BackboneNames names, string name, string bias, IReadOnlyDictionary<string, LoraLinear> wrapped) =>
+        names.IsBackbone(name) && name.EndsWith(".bias", StringComparison.Ordinal) && bias switch
         {
             "all" => true,
             "lora_only" => wrapped.ContainsKey(Parent(name)),

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Models.Bert;
 
 namespace SharpTune.Peft.Lora;
@@ -14,7 +15,7 @@ public sealed record LoraOptions(int R, double Alpha, double Dropout, IReadOnlyL
     public double Scaling => Alpha / R;
 
     /// <summary>Reads and validates; errors are <see cref="ArgumentException"/> naming the option.</summary>
-    public static LoraOptions From(PeftSettings settings, BertConfig config)
+    public static LoraOptions From(PeftSettings settings, IBackboneShape backbone)
     {
         if (settings.LoraR <= 0)
             throw new ArgumentException($"--lora-r must be a positive rank, got {settings.LoraR}", nameof(PeftSettings.LoraR));
@@ -24,7 +25,8 @@ public sealed record LoraOptions(int R, double Alpha, double Dropout, IReadOnlyL
             throw new ArgumentException($"--lora-dropout must be in [0, 1), got {settings.LoraDropout}", nameof(PeftSettings.LoraDropout));
         if (!BiasModes.Contains(settings.LoraBias))
             throw new ArgumentException($"--lora-bias must be none, all or lora_only, got '{settings.LoraBias}'", nameof(PeftSettings.LoraBias));
-        LinearTargets.Validate(settings.LoraTargets, config, "--lora-targets", nameof(PeftSettings.LoraTargets));
-        return new LoraOptions(settings.LoraR, settings.LoraAlpha, settings.LoraDropout, settings.LoraTargets.ToList(), settings.LoraBias);
+        var targets = settings.LoraTargets ?? backbone.Names.LoraTargets;
+        LinearTargets.Validate(targets, backbone, "--lora-targets", nameof(PeftSettings.LoraTargets));
+        return new LoraOptions(settings.LoraR, settings.LoraAlpha, settings.LoraDropout, targets.ToList(), settings.LoraBias);
     }
 }

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Models.Bert;
 using static TorchSharp.torch;
@@ -17,16 +18,16 @@ public sealed class PTuningMethod : PromptLearningMethod
     public override string PeftType => "P_TUNING";
     public override double DefaultLearningRate => 1e-3;
 
-    public override void Validate(PeftSettings settings, BertConfig config) => PTuningOptions.From(settings, config);
+    public override void Validate(PeftSettings settings, IBackboneShape backbone) => PTuningOptions.From(settings, backbone);
 
-    public override nn.Module CreatePromptEncoder(PeftSettings settings, BertModel encoder) =>
-        new PromptEncoder(PTuningOptions.From(settings, encoder.Config), encoder.Config);
+    public override nn.Module CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings) =>
+        new PromptEncoder(PTuningOptions.From(settings, backbone), backbone);
 
     protected override bool IsOwnModule(PromptModule module) => module is PromptEncoder;
 
-    protected override void AddConfigFields(IDictionary<string, object?> config, PeftSettings settings, BertConfig bert, string baseModelNameOrPath)
+    protected override void AddConfigFields(IDictionary<string, object?> config, PeftSettings settings, IBackboneShape backbone, string baseModelNameOrPath)
     {
-        var options = PTuningOptions.From(settings, bert);
+        var options = PTuningOptions.From(settings, backbone);
         config["encoder_dropout"] = PTuningOptions.EncoderDropout;
         config["encoder_hidden_size"] = options.EncoderHidden;
         config["encoder_num_layers"] = PTuningOptions.EncoderLayers;

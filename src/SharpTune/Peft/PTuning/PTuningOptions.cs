@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Models.Bert;
 
 namespace SharpTune.Peft.PTuning;
@@ -29,7 +30,7 @@ public sealed record PTuningOptions(int VirtualTokens, PromptEncoderType Encoder
     /// <summary>PEFT's <c>encoder_dropout</c> default: dropout between the LSTM's layers.</summary>
     public const double EncoderDropout = 0.0;
 
-    public static PTuningOptions From(PeftSettings settings, BertConfig config)
+    public static PTuningOptions From(PeftSettings settings, IBackboneShape config)
     {
         PromptLearningMethod.CheckVirtualTokens(settings, config, inputSide: true);
         var type = ParseType(settings.EncoderType);

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Models.Bert;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -15,7 +16,7 @@ public sealed class PromptEncoder : PromptModule
     readonly LSTM? lstm_head;
     readonly Sequential mlp_head;
 
-    public PromptEncoder(PTuningOptions options, BertConfig config)
+    public PromptEncoder(PTuningOptions options, IBackboneShape config)
         : base(nameof(PromptEncoder), options.VirtualTokens, config.HiddenSize)
     {
         int size = config.HiddenSize, hidden = options.EncoderHidden;

@@ -1,3 +1,5 @@
+using SharpTune.Models.Decoders;
+using SharpTune.Models;
 using SharpTune.Models.Bert;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -25,18 +27,20 @@ public sealed class PrefixEncoder : PromptModule
     readonly Dropout dropout;
     readonly int layers, heads, headSize;
 
-    public PrefixEncoder(PrefixOptions options, BertConfig config)
-        : base(nameof(PrefixEncoder), options.VirtualTokens, 2L * config.NumHiddenLayers * config.HiddenSize)
+    /// <remarks>Over grouped-query attention the prefix has the key/value heads' width, KV·D, as PEFT sizes it (peft#1901).</remarks>
+    public PrefixEncoder(PrefixOptions options, IBackboneShape backbone)
+        : base(nameof(PrefixEncoder), options.VirtualTokens, 2L * backbone.LayerCount * backbone.KeyValueHeadCount * backbone.HeadSize)
     {
-        layers = config.NumHiddenLayers;
-        heads = config.NumAttentionHeads;
-        headSize = config.HeadSize;
+        layers = backbone.LayerCount;
+        heads = backbone.KeyValueHeadCount;
+        headSize = backbone.HeadSize;
+        int tokenDim = heads * headSize;
         Projection = options.Projection;
         if (options.Projection)
         {
-            embedding = nn.Embedding(options.VirtualTokens, config.HiddenSize); // (P, H)
+            embedding = nn.Embedding(options.VirtualTokens, tokenDim); // (P, H)
             transform = nn.Sequential(
-                nn.Linear(config.HiddenSize, options.EncoderHidden), nn.Tanh(), nn.Linear(options.EncoderHidden, OutputSize)); // → (P, L*2*H)
+                nn.Linear(tokenDim, options.EncoderHidden), nn.Tanh(), nn.Linear(options.EncoderHidden, OutputSize)); // → (P, L*2*H)
         }
         else
         {
@@ -82,6 +86,17 @@ public sealed class PrefixEncoder : PromptModule
     /// <summary>The ids, mask and token types pass unchanged; BertModel puts P ones in front of the mask for the prefix.</summary>
     public override EncoderInputs Prepare(BertModel encoder, Tensor inputIds, Tensor attentionMask, Tensor tokenTypeIds) =>
         new(inputIds, null, attentionMask, tokenTypeIds, Prefixes(inputIds.shape[0]), 0);
+
+    public override DecoderPromptKind Kind => DecoderPromptKind.KeyValuePrefix;
+
+    /// <summary>Each layer's keys and values (B, KV, P, D) into an empty decoder cache (as PEFT passes them as <c>past_key_values</c>).</summary>
+    public override void FillPrefix(KeyValueCache cache, long batch, ScalarType dtype)
+    {
+        if (cache.Layers != layers) throw new ArgumentException($"the cache has {cache.Layers} layers, the prefix {layers}");
+        using var scope = NewDisposeScope();
+        var prefixes = Prefixes(batch);
+        for (int i = 0; i < layers; i++) cache.Append(i, prefixes[i].Key.to(dtype), prefixes[i].Value.to(dtype));
+    }
 
     /// <summary>One (key, value) pair per layer, each (B, N, P, D).</summary>
     public IReadOnlyList<KeyValuePrefix> Prefixes(long batch)

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Models.Bert;
 
 namespace SharpTune.Peft.Prefix;
@@ -18,7 +19,7 @@ public sealed record PrefixOptions(int VirtualTokens, bool Projection, int Encod
     public const int DefaultProjectionHidden = 32;
 
     /// <summary>Prefix tuning: with the projection, no dropout (as PEFT).</summary>
-    public static PrefixOptions ForPrefixTuning(PeftSettings settings, BertConfig config)
+    public static PrefixOptions ForPrefixTuning(PeftSettings settings, IBackboneShape config)
     {
         PromptLearningMethod.CheckVirtualTokens(settings, config, inputSide: false);
         int hidden = settings.EncoderHidden ?? DefaultProjectionHidden;
@@ -28,7 +29,7 @@ public sealed record PrefixOptions(int VirtualTokens, bool Projection, int Encod
     }
 
     /// <summary>P-tuning v2: no projection, dropout on the prefix (THUDM).</summary>
-    public static PrefixOptions ForPTuningV2(PeftSettings settings, BertConfig config)
+    public static PrefixOptions ForPTuningV2(PeftSettings settings, IBackboneShape config)
     {
         PromptLearningMethod.CheckVirtualTokens(settings, config, inputSide: false);
         if (!(settings.PrefixDropout is >= 0 and < 1))

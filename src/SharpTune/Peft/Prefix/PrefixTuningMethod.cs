@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Models.Bert;
 using static TorchSharp.torch;
@@ -10,15 +11,19 @@ public abstract class PrefixMethodBase : PromptLearningMethod
     /// <summary>PEFT's <c>prefix_projection</c>.</summary>
     protected abstract bool Projection { get; }
 
-    protected abstract PrefixOptions Options(PeftSettings settings, BertConfig config);
+    protected abstract PrefixOptions Options(PeftSettings settings, IBackboneShape config);
 
     public override string PeftType => "PREFIX_TUNING";
     public override double DefaultLearningRate => 1e-2;
 
-    public override void Validate(PeftSettings settings, BertConfig config) => Options(settings, config);
+    public override void Validate(PeftSettings settings, IBackboneShape backbone) => Options(settings, backbone);
 
-    public override nn.Module CreatePromptEncoder(PeftSettings settings, BertModel encoder) =>
-        new PrefixEncoder(Options(settings, encoder.Config), encoder.Config);
+    public override nn.Module CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings) =>
+        new PrefixEncoder(Options(settings, backbone), backbone);
+
+    /// <summary>PEFT sizes a prefix over grouped-query attention by the key/value heads (peft#1901).</summary>
+    protected override (int TokenDim, int Heads) PeftDimensions(IBackboneShape backbone) =>
+        (backbone.KeyValueHeadCount * backbone.HeadSize, backbone.KeyValueHeadCount);
 
     protected override bool IsOwnModule(PromptModule module) => module is PrefixEncoder prefix && prefix.Projection == Projection;
 
@@ -26,9 +31,9 @@ public abstract class PrefixMethodBase : PromptLearningMethod
         base.Reads(adapterConfig)
         && (adapterConfig["prefix_projection"] is JsonValue value && value.TryGetValue(out bool projection) ? projection : false) == Projection;
 
-    protected override void AddConfigFields(IDictionary<string, object?> config, PeftSettings settings, BertConfig bert, string baseModelNameOrPath)
+    protected override void AddConfigFields(IDictionary<string, object?> config, PeftSettings settings, IBackboneShape backbone, string baseModelNameOrPath)
     {
-        var options = Options(settings, bert);
+        var options = Options(settings, backbone);
         config["encoder_hidden_size"] = options.EncoderHidden; // PEFT fills in token_dim when none is given
         config["init_weights"] = options.ZeroInit ? "zero" : null;
         config["prefix_projection"] = Projection;
@@ -54,7 +59,7 @@ public sealed class PrefixTuningMethod : PrefixMethodBase
 {
     public override string Name => "prefix";
     protected override bool Projection => true;
-    protected override PrefixOptions Options(PeftSettings settings, BertConfig config) => PrefixOptions.ForPrefixTuning(settings, config);
+    protected override PrefixOptions Options(PeftSettings settings, IBackboneShape config) => PrefixOptions.ForPrefixTuning(settings, config);
 }
 
 /// <summary>
@@ -66,5 +71,5 @@ public sealed class PTuningV2Method : PrefixMethodBase
 {
     public override string Name => "ptuning-v2";
     protected override bool Projection => false;
-    protected override PrefixOptions Options(PeftSettings settings, BertConfig config) => PrefixOptions.ForPTuningV2(settings, config);
+    protected override PrefixOptions Options(PeftSettings settings, IBackboneShape config) => PrefixOptions.ForPTuningV2(settings, config);
 }

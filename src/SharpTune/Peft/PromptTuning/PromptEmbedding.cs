@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Models.Bert;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -12,20 +13,21 @@ public sealed class PromptEmbedding : PromptModule
 {
     readonly Embedding embedding;
 
-    public PromptEmbedding(PromptTuningOptions options, BertModel encoder)
-        : base(nameof(PromptEmbedding), options.VirtualTokens, encoder.Config.HiddenSize)
+    /// <param name="wordEmbeddings">The backbone's token embedding matrix (V, H): sample_vocab and text start from its rows.</param>
+    public PromptEmbedding(PromptTuningOptions options, IBackboneShape backbone, Tensor wordEmbeddings)
+        : base(nameof(PromptEmbedding), options.VirtualTokens, backbone.HiddenSize)
     {
-        embedding = nn.Embedding(options.VirtualTokens, encoder.Config.HiddenSize); // (P, H), N(0, 1): PEFT's RANDOM
+        embedding = nn.Embedding(options.VirtualTokens, backbone.HiddenSize); // (P, H), N(0, 1): PEFT's RANDOM
         RegisterComponents();
 
         if (options.Init == PromptInit.Random) return;
-        var table = encoder.Embeddings.WordEmbeddings.weight!; // (V, H)
+        var table = wordEmbeddings; // (V, H)
         using var scope = NewDisposeScope();
         var ids = options.Init == PromptInit.SampleVocab
             ? randint(0, table.shape[0], [options.VirtualTokens], dtype: ScalarType.Int64) // with replacement, as PEFT
             : tensor(options.TextTokenIds().Select(id => (long)id).ToArray());
         using (no_grad())
-            embedding.weight!.copy_(table.index_select(0, ids.to(table.device))); // (P, H)
+            embedding.weight!.copy_(table.index_select(0, ids.to(table.device)).to(ScalarType.Float32)); // (P, H)
     }
 
     protected override Tensor Encode() => embedding.weight!; // (P, H)

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Models.Bert;
 using static TorchSharp.torch;
@@ -17,16 +18,16 @@ public sealed class PromptTuningMethod : PromptLearningMethod
     public override string PeftType => "PROMPT_TUNING";
     public override double DefaultLearningRate => 3e-2;
 
-    public override void Validate(PeftSettings settings, BertConfig config) => PromptTuningOptions.From(settings, config);
+    public override void Validate(PeftSettings settings, IBackboneShape backbone) => PromptTuningOptions.From(settings, backbone);
 
-    public override nn.Module CreatePromptEncoder(PeftSettings settings, BertModel encoder) =>
-        new PromptEmbedding(PromptTuningOptions.From(settings, encoder.Config), encoder);
+    public override nn.Module CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings) =>
+        new PromptEmbedding(PromptTuningOptions.From(settings, backbone), backbone, wordEmbeddings);
 
     protected override bool IsOwnModule(PromptModule module) => module is PromptEmbedding;
 
-    protected override void AddConfigFields(IDictionary<string, object?> config, PeftSettings settings, BertConfig bert, string baseModelNameOrPath)
+    protected override void AddConfigFields(IDictionary<string, object?> config, PeftSettings settings, IBackboneShape backbone, string baseModelNameOrPath)
     {
-        var options = PromptTuningOptions.From(settings, bert);
+        var options = PromptTuningOptions.From(settings, backbone);
         bool text = options.Init == PromptInit.Text;
         config["prompt_tuning_init"] = PromptTuningOptions.PeftName(options.Init);
         config["prompt_tuning_init_text"] = text ? options.InitText : null;

@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Models.Bert;
 using SharpTune.Tokenization;
 
@@ -21,7 +22,7 @@ public enum PromptInit
 /// <param name="InitTokenIds">Its token ids, given by the caller who holds the tokenizer.</param>
 public sealed record PromptTuningOptions(int VirtualTokens, PromptInit Init, string? InitText, IReadOnlyList<int>? InitTokenIds)
 {
-    public static PromptTuningOptions From(PeftSettings settings, BertConfig config)
+    public static PromptTuningOptions From(PeftSettings settings, IBackboneShape config)
     {
         PromptLearningMethod.CheckVirtualTokens(settings, config, inputSide: true);
         var init = ParseInit(settings.PromptInit);
@@ -32,8 +33,8 @@ public sealed record PromptTuningOptions(int VirtualTokens, PromptInit Init, str
             if (init == PromptInit.Text && ids.Count == 0)
                 throw new ArgumentException("PromptInitTokenIds is empty: the init text gave no tokens.");
             foreach (int id in ids)
-                if (id < 0 || id >= config.VocabSize)
-                    throw new ArgumentException($"PromptInitTokenIds holds {id}, outside the vocabulary [0, {config.VocabSize}).");
+                if (id < 0 || id >= config.Vocabulary)
+                    throw new ArgumentException($"PromptInitTokenIds holds {id}, outside the vocabulary [0, {config.Vocabulary}).");
         }
         return new PromptTuningOptions(settings.VirtualTokens, init, settings.PromptInitText, settings.PromptInitTokenIds);
     }

@@ -90,19 +90,28 @@ public class DecoderGoldenKeysTests
     public void The_linear_factory_is_asked_for_every_block_projection_by_its_Hugging_Face_path()
     {
         var asked = new List<string>();
-        DecoderLinearFactory recording = (path, inFeatures, outFeatures, bias) =>
+        var sites = new List<SharpTune.Models.LinearSite>();
+        SharpTune.Models.LinearFactory recording = site =>
         {
-            asked.Add($"{path} {inFeatures}->{outFeatures}{(bias ? " +bias" : "")}");
-            return DecoderLinears.Plain(path, inFeatures, outFeatures, bias);
+            asked.Add($"{site.Path} {site.InFeatures}->{site.OutFeatures}{(site.Bias ? " +bias" : "")}");
+            sites.Add(site);
+            return DecoderLinears.Plain(site);
         };
         using var model = PretrainedDecoder.Create(TinyDecoders.Config("qwen2"), linears: recording);
         Assert.Equal(3 * 7, asked.Count);
+        Assert.Equal(((SharpTune.Models.IBackboneShape)model.Shape).LinearSites, sites);
         Assert.Equal(
         [
             "model.layers.0.self_attn.q_proj 48->48 +bias", "model.layers.0.self_attn.k_proj 48->24 +bias",
             "model.layers.0.self_attn.v_proj 48->24 +bias", "model.layers.0.self_attn.o_proj 48->48",
             "model.layers.0.mlp.gate_proj 48->83", "model.layers.0.mlp.up_proj 48->83", "model.layers.0.mlp.down_proj 83->48",
         ], asked.Take(7));
-        Assert.Throws<NotSupportedException>(() => PretrainedDecoder.Create(TinyDecoders.Config("gpt2"), linears: recording));
+
+        // GPT-2's Conv1D layers come through the same factory, marked transposed (weight stored (in, out)).
+        sites.Clear();
+        using var gpt2 = PretrainedDecoder.Create(TinyDecoders.Config("gpt2"), linears: recording);
+        Assert.Equal(gpt2.Shape.LinearSites, sites);
+        Assert.All(sites, s => Assert.True(s.Transposed));
+        Assert.Equal(["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"], sites.Take(4).Select(s => string.Join('.', s.Path.Split('.')[^2..])));
     }
 }

@@ -138,10 +138,12 @@ public class Ia3Tests
         var unknown = Assert.Throws<ArgumentException>(() => Method.Validate(Defaults with { Ia3Targets = ["key", "k_proj"] }, TestModels.TinyConfig));
         Assert.Contains("--ia3-targets", unknown.Message);
         Assert.Contains("'k_proj'", unknown.Message);
-        var outside = Assert.Throws<ArgumentException>(() => Method.Validate(Defaults with { Ia3Targets = ["key", "value"] }, TestModels.TinyConfig));
+        var outside = Assert.Throws<ArgumentException>(() => Method.Validate(Defaults with { Ia3Targets = ["key", "value"], Ia3FeedForward = ["output.dense"] }, TestModels.TinyConfig));
         Assert.Contains("--ia3-feedforward", outside.Message);
         Assert.Contains("'output.dense'", outside.Message);
         Assert.Throws<ArgumentException>(() => Method.Linears(Defaults with { Ia3Targets = [] }, TestModels.TinyConfig));
+        // Targets alone: the family's feed-forward modules among them count (PEFT fills feedforward_modules from its table).
+        Assert.Empty(Ia3Options.From(Defaults with { Ia3Targets = ["key", "value"] }, TestModels.TinyConfig).FeedForward);
     }
 
     [Fact]

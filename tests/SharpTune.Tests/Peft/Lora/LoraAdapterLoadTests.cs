@@ -90,7 +90,8 @@ public class LoraAdapterLoadTests
 
         var minimal = Method.ReadSettings(JsonNode.Parse("""{"peft_type": "LORA"}""")!.AsObject(), "min.json");
         Assert.Equal((8, 8.0, 0.0, "none"), (minimal.LoraR, minimal.LoraAlpha, minimal.LoraDropout, minimal.LoraBias)); // PEFT's defaults
-        Assert.Equal(["query", "value"], minimal.LoraTargets);
+        Assert.Null(minimal.LoraTargets); // PEFT then takes its table's targets for the model it is loaded into
+        Assert.Equal(["query", "value"], SharpTune.Peft.Lora.LoraOptions.From(minimal, TestModels.TinyConfig).Targets);
 
         foreach (var (key, value) in new[] { ("use_dora", "true"), ("use_rslora", "true"), ("layers_to_transform", "[0]"), ("target_modules", "\".*query\""), ("r", "\"eight\"") })
         {

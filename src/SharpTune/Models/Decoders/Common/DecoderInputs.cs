@@ -11,19 +11,32 @@ namespace SharpTune.Models.Decoders.Common;
 public sealed record DecoderInputs(Tensor PositionIds, Tensor? Mask, bool IsCausal)
 {
     /// <summary>
-    /// Positions and attention mask for <paramref name="inputIds"/> (B, T) after <paramref name="past"/> cached
+    /// Positions and attention mask for <paramref name="inputs"/> (B, T) after <paramref name="past"/> cached
     /// positions, as the <see cref="ICausalLanguageModel.Forward"/> contract describes. Created in the caller's
     /// dispose scope.
     /// </summary>
-    public static DecoderInputs Prepare(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, long past, ScalarType dtype)
+    /// <param name="inputs">The ids (B, T) or the input embeddings (B, T, H) of this forward: only their batch and length are read.</param>
+    public static DecoderInputs Prepare(Tensor inputs, Tensor? attentionMask, Tensor? positionIds, long past, ScalarType dtype)
     {
-        if (inputIds.dim() != 2) throw new ArgumentException($"input ids have shape [{string.Join(", ", inputIds.shape)}], expected (batch, length)");
-        long batch = inputIds.shape[0], length = inputIds.shape[1], total = past + length;
-        var device = inputIds.device;
+        if (inputs.dim() is not (2 or 3)) throw new ArgumentException($"inputs have shape [{string.Join(", ", inputs.shape)}], expected (batch, length) ids or (batch, length, hidden) embeddings");
+        long batch = inputs.shape[0], length = inputs.shape[1], total = past + length;
+        var device = inputs.device;
+        if (attentionMask is { } m3 && m3.dim() == 3)
+        {
+            // A packed batch: (B, T, S) says which keys each query may see (examples kept apart); causality still applies.
+            if (m3.shape[0] != batch || m3.shape[1] != length || m3.shape[2] != total)
+                throw new ArgumentException($"attention mask has shape [{string.Join(", ", m3.shape)}], expected [{batch}, {length}, {total}]");
+            if (positionIds is null) throw new ArgumentException("a (batch, length, length) attention mask needs position ids (they restart with each packed example)");
+            var q = arange(past, total, dtype: ScalarType.Int64, device: device).view(1, length, 1);
+            var k = arange(total, dtype: ScalarType.Int64, device: device).view(1, 1, total);
+            var sees = k.le(q).logical_and(m3.ne(0));                                           // (B, T, S)
+            var blocked = zeros(sees.shape, dtype, device).masked_fill(sees.logical_not(), finfo(dtype).min);
+            return new DecoderInputs(positionIds, blocked.unsqueeze(1), IsCausal: false);        // (B, 1, T, S)
+        }
         if (attentionMask is not null && (attentionMask.dim() != 2 || attentionMask.shape[0] != batch || attentionMask.shape[1] != total))
             throw new ArgumentException(
                 $"attention mask has shape [{string.Join(", ", attentionMask.shape)}], expected [{batch}, {total}] (cached {past} + new {length} positions)");
-        if (positionIds is not null && !positionIds.shape.SequenceEqual(inputIds.shape))
+        if (positionIds is not null && (positionIds.dim() != 2 || positionIds.shape[0] != batch || positionIds.shape[1] != length))
             throw new ArgumentException($"position ids have shape [{string.Join(", ", positionIds.shape)}], expected [{batch}, {length}]");
 
         bool padded = attentionMask is not null && attentionMask.eq(0).any().item<bool>();

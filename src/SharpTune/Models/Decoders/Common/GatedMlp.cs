@@ -12,11 +12,11 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
     readonly nn.Module<Tensor, Tensor> up_proj;
     readonly nn.Module<Tensor, Tensor> down_proj;
 
-    public GatedMlp(int hiddenSize, int intermediateSize, bool bias, DecoderLinearFactory linears, string path) : base(nameof(GatedMlp))
+    public GatedMlp(int hiddenSize, int intermediateSize, bool bias, LinearFactory linears, string path) : base(nameof(GatedMlp))
     {
-        gate_proj = linears($"{path}.gate_proj", hiddenSize, intermediateSize, bias);
-        up_proj = linears($"{path}.up_proj", hiddenSize, intermediateSize, bias);
-        down_proj = linears($"{path}.down_proj", intermediateSize, hiddenSize, bias);
+        gate_proj = linears(new($"{path}.gate_proj", hiddenSize, intermediateSize, bias));
+        up_proj = linears(new($"{path}.up_proj", hiddenSize, intermediateSize, bias));
+        down_proj = linears(new($"{path}.down_proj", intermediateSize, hiddenSize, bias));
         RegisterComponents();
     }
 

@@ -20,13 +20,14 @@ public sealed class GroupedQueryAttention : nn.Module
     readonly nn.Module<Tensor, Tensor> o_proj;
     readonly AttentionShape shape;
 
-    public GroupedQueryAttention(AttentionShape shape, DecoderLinearFactory linears, string path) : base(nameof(GroupedQueryAttention))
+    public GroupedQueryAttention(AttentionShape shape, LinearFactory linears, string path) : base(nameof(GroupedQueryAttention))
     {
         this.shape = shape;
-        q_proj = linears($"{path}.q_proj", shape.HiddenSize, shape.Heads * shape.HeadDim, shape.QkvBias);
-        k_proj = linears($"{path}.k_proj", shape.HiddenSize, shape.KeyValueHeads * shape.HeadDim, shape.QkvBias);
-        v_proj = linears($"{path}.v_proj", shape.HiddenSize, shape.KeyValueHeads * shape.HeadDim, shape.QkvBias);
-        o_proj = linears($"{path}.o_proj", shape.Heads * shape.HeadDim, shape.HiddenSize, shape.OutputBias);
+        int q = shape.Heads * shape.HeadDim, kv = shape.KeyValueHeads * shape.HeadDim;
+        q_proj = linears(new($"{path}.q_proj", shape.HiddenSize, q, shape.QkvBias));
+        k_proj = linears(new($"{path}.k_proj", shape.HiddenSize, kv, shape.QkvBias));
+        v_proj = linears(new($"{path}.v_proj", shape.HiddenSize, kv, shape.QkvBias));
+        o_proj = linears(new($"{path}.o_proj", q, shape.HiddenSize, shape.OutputBias));
         RegisterComponents();
     }
 

@@ -9,7 +9,7 @@ namespace SharpTune.Models.Decoders.Common;
 /// <c>config.json</c> unchanged (<c>[JsonPropertyName]</c> on every field, unknown fields kept), validates itself
 /// with messages naming the field, and describes the model it builds.
 /// </summary>
-public interface IDecoderConfig
+public interface IDecoderConfig : IBackboneShape
 {
     /// <summary>The <c>model_type</c> field of <c>config.json</c>.</summary>
     string ModelType { get; }

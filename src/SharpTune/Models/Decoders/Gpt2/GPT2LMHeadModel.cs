@@ -14,11 +14,11 @@ public sealed class Gpt2Model : nn.Module
     readonly LayerNorm ln_f;
     readonly Gpt2Config config;
 
-    public Gpt2Model(Gpt2Config config) : base(nameof(Gpt2Model))
+    public Gpt2Model(Gpt2Config config, LinearFactory linears) : base(nameof(Gpt2Model))
     {
         wte = nn.Embedding(config.VocabSize, config.NEmbd);
         wpe = nn.Embedding(config.NPositions, config.NEmbd);
-        h = nn.ModuleList(Enumerable.Range(0, config.NLayer).Select(i => new Gpt2Block(config, i)).ToArray());
+        h = nn.ModuleList(Enumerable.Range(0, config.NLayer).Select(i => new Gpt2Block(config, i, linears)).ToArray());
         ln_f = nn.LayerNorm(config.NEmbd, config.LayerNormEpsilon);
         this.config = config;
         RegisterComponents();
@@ -27,12 +27,14 @@ public sealed class Gpt2Model : nn.Module
     /// <summary>The token embedding matrix (V, E), which the tied language-model head shares.</summary>
     public Parameter EmbeddingWeight => wte.weight!;
 
-    /// <param name="inputIds">(B, T) int64</param>
+    /// <summary>The token embeddings (B, T, E) of ids (B, T).</summary>
+    public Tensor EmbedTokens(Tensor inputIds) => wte.forward(inputIds);
+
+    /// <param name="tokens">(B, T, E): token embeddings, or a prompt method's virtual tokens in front of them.</param>
     /// <returns>The final hidden states (B, T, E), after <c>ln_f</c>.</returns>
-    public Tensor forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KeyValueCache? cache)
+    public Tensor forward(Tensor tokens, Tensor? attentionMask, Tensor? positionIds, KeyValueCache? cache)
     {
-        var tokens = wte.forward(inputIds);                                                    // (B, T, E)
-        var inputs = DecoderInputs.Prepare(inputIds, attentionMask, positionIds, cache?.Length ?? 0, tokens.dtype);
+        var inputs = DecoderInputs.Prepare(tokens, attentionMask, positionIds, cache?.Length ?? 0, tokens.dtype);
         long last = inputs.PositionIds.numel() == 0 ? 0 : inputs.PositionIds.max().item<long>();
         if (last >= config.NPositions)
             throw new ArgumentException($"position {last} is beyond GPT-2's learned positions (n_positions {config.NPositions})");
@@ -54,15 +56,13 @@ public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel
     readonly Linear? lm_head;
 
     /// <param name="config">The architecture (validated here).</param>
-    /// <param name="linears">Must be null: GPT-2's layers are Conv1D, weight (in, out), which a Linear factory cannot stand
-    /// in for; refused rather than ignored, so an adapter method never silently adds nothing.</param>
-    public GPT2LMHeadModel(Gpt2Config config, DecoderLinearFactory? linears = null) : base(nameof(GPT2LMHeadModel))
+    /// <param name="linears">Creates every Conv1D layer of the blocks (sites marked <see cref="LinearSite.Transposed"/>,
+    /// weight stored (in, out)); parameter-efficient methods wrap them here.</param>
+    public GPT2LMHeadModel(Gpt2Config config, LinearFactory? linears = null) : base(nameof(GPT2LMHeadModel))
     {
-        if (linears is not null)
-            throw new NotSupportedException("GPT-2's Conv1D layers (weight stored [in, out]) take no Linear factory yet; wrap them after a Conv1D factory is added");
         config.Validate("config");
         Config = config;
-        transformer = new Gpt2Model(config);
+        transformer = new Gpt2Model(config, linears ?? DecoderLinears.Plain);
         if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.NEmbd, config.VocabSize, hasBias: false);
         RegisterComponents();
     }
@@ -71,16 +71,28 @@ public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel
 
     public DecoderInfo Info => Config.Info;
 
+    public IBackboneShape Shape => Config;
+
     public nn.Module Module => this;
 
     public JsonObject ToConfigJson() => DecoderConfigJson.ToJson(Config);
 
     public KeyValueCache NewCache() => new(Config.NLayer);
 
+    public Tensor EmbedTokens(Tensor inputIds) => transformer.EmbedTokens(inputIds);
+
+    public Parameter WordEmbeddings => transformer.EmbeddingWeight;
+
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
     {
         using var scope = NewDisposeScope();
-        var hidden = transformer.forward(inputIds, attentionMask, positionIds, cache);        // (B, T, E)
+        return ForwardEmbeddings(transformer.EmbedTokens(inputIds), attentionMask, positionIds, cache).MoveToOuterDisposeScope();
+    }
+
+    public Tensor ForwardEmbeddings(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = transformer.forward(inputsEmbeds, attentionMask, positionIds, cache);    // (B, T, E)
         var logits = lm_head is null ? nn.functional.linear(hidden, transformer.EmbeddingWeight) : lm_head.forward(hidden); // (B, T, V)
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }

@@ -4,42 +4,17 @@ using static TorchSharp.torch;
 
 namespace SharpTune.Models.Decoders.Gpt2;
 
-/// <summary>
-/// GPT-2's "Conv1D", as HF <c>pytorch_utils.Conv1D</c>: a Linear layer whose weight is stored transposed,
-/// (in, out), and applied as <c>y = x · W + b</c> (keys <c>weight</c>, <c>bias</c>).
-/// </summary>
-public sealed class Conv1D : nn.Module<Tensor, Tensor>
-{
-    readonly Parameter weight;
-    readonly Parameter bias;
-
-    public Conv1D(int inFeatures, int outFeatures) : base(nameof(Conv1D))
-    {
-        weight = new Parameter(empty(inFeatures, outFeatures).normal_(0, 0.02));
-        bias = new Parameter(zeros(outFeatures));
-        RegisterComponents();
-    }
-
-    /// <param name="input">(..., in)</param>
-    /// <returns>(..., out)</returns>
-    public override Tensor forward(Tensor input)
-    {
-        var shape = input.shape[..^1].Append(weight.shape[1]).ToArray();
-        return addmm(bias, input.reshape(-1, input.shape[^1]), weight, 1, 1).view(shape);
-    }
-}
-
 /// <summary>Causal multi-head self-attention with a key/value cache, as HF <c>GPT2Attention</c> (keys <c>c_attn</c> fused q/k/v, <c>c_proj</c>).</summary>
 public sealed class Gpt2Attention : nn.Module
 {
-    readonly Conv1D c_attn;
-    readonly Conv1D c_proj;
+    readonly nn.Module<Tensor, Tensor> c_attn;
+    readonly nn.Module<Tensor, Tensor> c_proj;
     readonly Gpt2Config config;
 
-    public Gpt2Attention(Gpt2Config config) : base(nameof(Gpt2Attention))
+    public Gpt2Attention(Gpt2Config config, LinearFactory linears, string path) : base(nameof(Gpt2Attention))
     {
-        c_attn = new Conv1D(config.NEmbd, 3 * config.NEmbd);
-        c_proj = new Conv1D(config.NEmbd, config.NEmbd);
+        c_attn = linears(new($"{path}.c_attn", config.NEmbd, 3 * config.NEmbd, Transposed: true));
+        c_proj = linears(new($"{path}.c_proj", config.NEmbd, config.NEmbd, Transposed: true));
         this.config = config;
         RegisterComponents();
     }
@@ -62,14 +37,14 @@ public sealed class Gpt2Attention : nn.Module
 /// <summary>The feed-forward block, as HF <c>GPT2MLP</c>: <c>c_proj(gelu_new(c_fc(x)))</c>.</summary>
 public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
 {
-    readonly Conv1D c_fc;
-    readonly Conv1D c_proj;
+    readonly nn.Module<Tensor, Tensor> c_fc;
+    readonly nn.Module<Tensor, Tensor> c_proj;
     readonly double dropout;
 
-    public Gpt2Mlp(Gpt2Config config) : base(nameof(Gpt2Mlp))
+    public Gpt2Mlp(Gpt2Config config, LinearFactory linears, string path) : base(nameof(Gpt2Mlp))
     {
-        c_fc = new Conv1D(config.NEmbd, config.InnerSize);
-        c_proj = new Conv1D(config.InnerSize, config.NEmbd);
+        c_fc = linears(new($"{path}.c_fc", config.NEmbd, config.InnerSize, Transposed: true));
+        c_proj = linears(new($"{path}.c_proj", config.InnerSize, config.NEmbd, Transposed: true));
         dropout = config.ResidPdrop;
         RegisterComponents();
     }
@@ -92,12 +67,13 @@ public sealed class Gpt2Block : nn.Module
     readonly Gpt2Mlp mlp;
     readonly int index;
 
-    public Gpt2Block(Gpt2Config config, int index) : base(nameof(Gpt2Block))
+    public Gpt2Block(Gpt2Config config, int index, LinearFactory linears) : base(nameof(Gpt2Block))
     {
+        string path = $"transformer.h.{index}";
         ln_1 = nn.LayerNorm(config.NEmbd, config.LayerNormEpsilon);
-        attn = new Gpt2Attention(config);
+        attn = new Gpt2Attention(config, linears, $"{path}.attn");
         ln_2 = nn.LayerNorm(config.NEmbd, config.LayerNormEpsilon);
-        mlp = new Gpt2Mlp(config);
+        mlp = new Gpt2Mlp(config, linears, $"{path}.mlp");
         this.index = index;
         RegisterComponents();
     }

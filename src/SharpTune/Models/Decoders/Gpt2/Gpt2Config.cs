@@ -45,6 +45,29 @@ public sealed record Gpt2Config : IDecoderConfig
     [JsonIgnore]
     public DecoderInfo Info => new("gpt2", NLayer, NEmbd, NHead, NHead, HeadDim, InnerSize, VocabSize, NPositions, TieWordEmbeddings);
 
+    // What parameter-efficient methods see (explicit, so none of it is written to config.json).
+    string IBackboneShape.Family => "gpt2";
+    int IBackboneShape.HiddenSize => NEmbd;
+    int IBackboneShape.LayerCount => NLayer;
+    int IBackboneShape.AttentionHeads => NHead;
+    int IBackboneShape.KeyValueHeadCount => NHead;
+    int IBackboneShape.HeadSize => HeadDim;
+    int IBackboneShape.MaxPositions => NPositions;
+    int IBackboneShape.Vocabulary => VocabSize;
+    IReadOnlyList<LinearSite> IBackboneShape.LinearSites => Enumerable.Range(0, NLayer).SelectMany(i => new LinearSite[]
+    {
+        new($"transformer.h.{i}.attn.c_attn", NEmbd, 3 * NEmbd, Transposed: true),
+        new($"transformer.h.{i}.attn.c_proj", NEmbd, NEmbd, Transposed: true),
+        new($"transformer.h.{i}.mlp.c_fc", NEmbd, InnerSize, Transposed: true),
+        new($"transformer.h.{i}.mlp.c_proj", InnerSize, NEmbd, Transposed: true),
+    }).ToList();
+    BackboneNames IBackboneShape.Names => Names;
+
+    /// <summary>GPT-2's names and PEFT's defaults for it (LoRA on the fused c_attn with fan_in_fan_out).</summary>
+    static readonly BackboneNames Names = new(
+        PeftPrefix: "", ParameterPrefix: "", EmbeddingPrefixes: ["transformer.wte.", "transformer.wpe."], LayerPrefix: "transformer.h.",
+        LoraTargets: ["c_attn"], Ia3Targets: ["c_attn", "mlp.c_proj"], Ia3FeedForward: ["mlp.c_proj"]);
+
     /// <summary>Throws <see cref="InvalidDataException"/> naming the first field that is out of range.</summary>
     public void Validate(string source)
     {

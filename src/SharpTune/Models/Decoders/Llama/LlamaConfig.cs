@@ -70,6 +70,24 @@ public record LlamaConfig : IDecoderConfig
     /// <summary>The attention block's sizes for the shared modules.</summary>
     [JsonIgnore] public AttentionShape Attention => new(HiddenSize, NumAttentionHeads, KeyValueHeads, HeadDim, QkvBias, OutputBias, AttentionDropout);
 
+    // What parameter-efficient methods see (explicit, so none of it is written to config.json).
+    string IBackboneShape.Family => Family;
+    int IBackboneShape.HiddenSize => HiddenSize;
+    int IBackboneShape.LayerCount => NumHiddenLayers;
+    int IBackboneShape.AttentionHeads => NumAttentionHeads;
+    int IBackboneShape.KeyValueHeadCount => KeyValueHeads;
+    int IBackboneShape.HeadSize => HeadDim;
+    int IBackboneShape.MaxPositions => MaxPositionEmbeddings;
+    int IBackboneShape.Vocabulary => VocabSize;
+    IReadOnlyList<LinearSite> IBackboneShape.LinearSites =>
+        Enumerable.Range(0, NumHiddenLayers).SelectMany(i => DecoderLinears.LlamaLayer($"model.layers.{i}", Attention, IntermediateSize, MlpBias)).ToList();
+    BackboneNames IBackboneShape.Names => LlamaNames;
+
+    /// <summary>Llama-layout names; PEFT's default targets for llama, mistral and qwen2 are the same.</summary>
+    static readonly BackboneNames LlamaNames = new(
+        PeftPrefix: "", ParameterPrefix: "", EmbeddingPrefixes: ["model.embed_tokens."], LayerPrefix: "model.layers.",
+        LoraTargets: ["q_proj", "v_proj"], Ia3Targets: ["k_proj", "v_proj", "down_proj"], Ia3FeedForward: ["down_proj"]);
+
     /// <summary>The family this record builds (Mistral's layout is Llama's, as in llama.cpp).</summary>
     [JsonIgnore] protected virtual string Family => "llama";
 

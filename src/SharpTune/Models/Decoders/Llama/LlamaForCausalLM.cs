@@ -14,7 +14,7 @@ public sealed class LlamaDecoderLayer : nn.Module
     readonly RmsNorm post_attention_layernorm;
     readonly int index;
 
-    public LlamaDecoderLayer(LlamaConfig config, DecoderLinearFactory linears, int index) : base(nameof(LlamaDecoderLayer))
+    public LlamaDecoderLayer(LlamaConfig config, LinearFactory linears, int index) : base(nameof(LlamaDecoderLayer))
     {
         string path = $"model.layers.{index}";
         self_attn = new GroupedQueryAttention(config.Attention, linears, $"{path}.self_attn");
@@ -42,7 +42,7 @@ public sealed class LlamaModel : nn.Module
     readonly RmsNorm norm;
     readonly RotaryEmbedding rotary;
 
-    public LlamaModel(LlamaConfig config, DecoderLinearFactory linears) : base(nameof(LlamaModel))
+    public LlamaModel(LlamaConfig config, LinearFactory linears) : base(nameof(LlamaModel))
     {
         embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
         layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new LlamaDecoderLayer(config, linears, i)).ToArray());
@@ -54,12 +54,14 @@ public sealed class LlamaModel : nn.Module
     /// <summary>The token embedding matrix (V, H), which a tied language-model head shares.</summary>
     public Parameter EmbeddingWeight => embed_tokens.weight!;
 
-    /// <param name="inputIds">(B, T) int64</param>
+    /// <summary>The token embeddings (B, T, H) of ids (B, T).</summary>
+    public Tensor EmbedTokens(Tensor inputIds) => embed_tokens.forward(inputIds);
+
+    /// <param name="hidden">(B, T, H): token embeddings, or a prompt method's virtual tokens in front of them.</param>
     /// <returns>The final hidden states (B, T, H), after the last norm.</returns>
-    public Tensor forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KeyValueCache? cache)
+    public Tensor forward(Tensor hidden, Tensor? attentionMask, Tensor? positionIds, KeyValueCache? cache)
     {
-        var hidden = embed_tokens.forward(inputIds);                                          // (B, T, H)
-        var inputs = DecoderInputs.Prepare(inputIds, attentionMask, positionIds, cache?.Length ?? 0, hidden.dtype);
+        var inputs = DecoderInputs.Prepare(hidden, attentionMask, positionIds, cache?.Length ?? 0, hidden.dtype);
         var (cos, sin) = rotary.CosSin(inputs.PositionIds, hidden.dtype);                      // (B, T, D)
         foreach (var layer in layers) hidden = layer.forward(hidden, cos, sin, inputs, cache);
         return norm.forward(hidden);
@@ -80,7 +82,7 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel
 
     /// <param name="config">The architecture (validated here).</param>
     /// <param name="linears">Creates every Linear layer of the blocks by its module path; parameter-efficient methods wrap them here.</param>
-    public LlamaForCausalLM(LlamaConfig config, DecoderLinearFactory? linears = null) : base(nameof(LlamaForCausalLM))
+    public LlamaForCausalLM(LlamaConfig config, LinearFactory? linears = null) : base(nameof(LlamaForCausalLM))
     {
         config.Validate("config");
         Config = config;
@@ -93,16 +95,28 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel
 
     public DecoderInfo Info => Config.Info;
 
+    public IBackboneShape Shape => Config;
+
     public nn.Module Module => this;
 
     public JsonObject ToConfigJson() => DecoderConfigJson.ToJson(Config);
 
     public KeyValueCache NewCache() => new(Config.NumHiddenLayers);
 
+    public Tensor EmbedTokens(Tensor inputIds) => model.EmbedTokens(inputIds);
+
+    public Parameter WordEmbeddings => model.EmbeddingWeight;
+
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
     {
         using var scope = NewDisposeScope();
-        var hidden = model.forward(inputIds, attentionMask, positionIds, cache);                // (B, T, H)
+        return ForwardEmbeddings(model.EmbedTokens(inputIds), attentionMask, positionIds, cache).MoveToOuterDisposeScope();
+    }
+
+    public Tensor ForwardEmbeddings(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = model.forward(inputsEmbeds, attentionMask, positionIds, cache);            // (B, T, H)
         var logits = lm_head is null ? nn.functional.linear(hidden, model.EmbeddingWeight) : lm_head.forward(hidden); // (B, T, V)
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }

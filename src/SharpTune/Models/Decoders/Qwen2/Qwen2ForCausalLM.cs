@@ -7,4 +7,4 @@ namespace SharpTune.Models.Decoders.Qwen2;
 /// A Qwen2 language model, HF <c>Qwen2ForCausalLM</c>: the Llama modules built from a <see cref="Qwen2Config"/>, whose
 /// q/k/v projections carry biases (keys <c>model.layers.{i}.self_attn.{q,k,v}_proj.bias</c>).
 /// </summary>
-public sealed class Qwen2ForCausalLM(Qwen2Config config, DecoderLinearFactory? linears = null) : LlamaForCausalLM(config, linears);
+public sealed class Qwen2ForCausalLM(Qwen2Config config, LinearFactory? linears = null) : LlamaForCausalLM(config, linears);

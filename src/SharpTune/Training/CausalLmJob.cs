@@ -1,0 +1,149 @@
+using System.Diagnostics;
+using SharpTune.Checkpoints;
+using SharpTune.Data;
+using SharpTune.Heads;
+using SharpTune.ModelFolders;
+using SharpTune.Models.Decoders;
+using SharpTune.Models.Decoders.Common;
+using SharpTune.Peft;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// A language-model fine-tuning run (<c>--task causal-lm</c>), from files to a saved model: load the decoder (Hugging
+/// Face folder or GGUF) with the chosen method built in, read and tokenize the data by the model's rules, train with
+/// evaluation (loss, perplexity) and checkpoints, then save the best and final models (adapter in PEFT's format, or the
+/// whole model) into the run folder.
+/// </summary>
+public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IReadOnlyList<ITrainerCallback>? progress = null)
+{
+    public RunSummary Run(CancellationToken cancel = default)
+    {
+        options.Validate();
+        string run = Path.GetFullPath(options.Out);
+        if (!options.Resume && Directory.Exists(Path.Combine(run, "checkpoints")))
+            throw new ArgumentException($"{run} already holds a run; use --resume to continue it or choose another --out");
+        if (options.Precision != "fp32")
+            throw new ArgumentException("--precision bf16 is not available for --task causal-lm yet; use fp32");
+        var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
+        var freeze = method is null ? FreezePolicy.Parse(options.Method) : null;
+        if (freeze is { What: FreezePolicy.Mode.Encoder })
+            throw new ArgumentException("--method head does not apply to a language model (its head is the pretrained lm_head); use lora, freeze:K or full");
+        manual_seed(options.Training.Seed);
+
+        // 1. The architecture and every check that needs it, before a weight is read.
+        string baseModel = File.Exists(options.Model) || Directory.Exists(options.Model) ? Path.GetFullPath(options.Model)
+            : throw new FileNotFoundException($"--model {options.Model}: no such language model (a Hugging Face folder or a .gguf file)", options.Model);
+        var shape = LanguageModel.ReadConfig(baseModel);
+        var settings = options.Peft;
+        method?.Validate(settings, shape);
+        if (freeze is { What: FreezePolicy.Mode.BottomLayers } && freeze.Layers > shape.LayerCount)
+            throw new ArgumentException($"--method {options.Method} freezes more layers than {options.Model} has ({shape.LayerCount})");
+        if (options.Packing && method is PromptLearningMethod)
+            throw new ArgumentException($"--packing does not combine with --method {options.Method}: the virtual tokens belong to one example per row");
+        int promptPositions = method is PromptLearningMethod ? settings.VirtualTokens : 0;
+        int available = shape.MaxPositions - promptPositions;
+        int maxLength = options.MaxLength;
+        if (maxLength > available)
+        {
+            bool given = options.Sources.GetValueOrDefault("max-length", "default") != "default";
+            if (given || available < 4)
+                throw new ArgumentException($"--max-length {maxLength} is longer than {options.Model}'s context ({shape.MaxPositions} positions" +
+                    (promptPositions > 0 ? $", {promptPositions} of them taken by the virtual tokens)" : ")"));
+            maxLength = available;
+            say($"max length {maxLength} tokens: the model's context");
+        }
+
+        // 2. Model with the method built in.
+        using var lm = LanguageModel.Load(baseModel, ScalarType.Float32, options.ChatTemplate, method?.Linears(settings, shape, DecoderLinears.Plain));
+        say($"model: {lm.Source}");
+        foreach (string note in lm.Notes) say($"note: {note}");
+        manual_seed(options.Training.Seed);
+        var promptModule = method?.CreatePromptEncoder(settings, shape, lm.Model.WordEmbeddings);
+        using var model = new CausalLmModel(lm.Model, promptModule);
+        if (method is not null) method.Freeze(model, settings); else freeze!.Apply(model);
+        var parameters = ParameterSummary.Of(model);
+        say($"method {options.Method}: {parameters}");
+
+        // 3. Data, read and tokenized by the model's rules.
+        var (trainRows, validationRows, skipped) = ReadData();
+        var encoder = new CausalLmEncoder(lm.Tokenizer, lm.Template, maxLength, options.TrainOnPrompt);
+        if (lm.Template is null && trainRows.Concat(validationRows).Any(e => e.Messages is not null))
+            say("note: the model ships no chat template; conversations are written as 'User: ...' / 'Assistant: ...' lines (give one with --chat-template)");
+        var train = encoder.Encode(trainRows);
+        var validation = encoder.Encode(validationRows);
+        var dropped = train.Dropped.Concat(validation.Dropped).ToList();
+        skipped.AddRange(dropped);
+        Directory.CreateDirectory(run);
+        if (skipped.Count > 0) AtomicFile.WriteAllText(Path.Combine(run, "skipped_rows.txt"), string.Join("\n", skipped) + "\n");
+        if (train.Examples.Count == 0) throw new ArgumentException($"{options.Train}: no example has anything to learn within --max-length {maxLength}");
+        var trainExamples = options.Packing ? CausalLmEncoder.Pack(train.Examples, maxLength) : train.Examples;
+        say($"data: {train.Examples.Count} training and {validation.Examples.Count} validation examples " +
+            $"({trainRows.GroupBy(r => r.Form).Select(g => $"{g.Count()} {g.Key}").Aggregate((a, b) => $"{a}, {b}")})" +
+            (options.Packing ? $", packed into {trainExamples.Count} rows of at most {maxLength} tokens" : "") +
+            (skipped.Count > 0 ? $", {skipped.Count} rows skipped (listed in {Path.Combine(run, "skipped_rows.txt")})" : ""));
+        int truncated = train.Truncated + validation.Truncated;
+        if (truncated > 0) say($"truncated {truncated} example(s) to --max-length {maxLength} ({train.Truncated} training, {validation.Truncated} validation)");
+
+        // 4. Train.
+        var sources = new Dictionary<string, string>(options.Sources);
+        AtomicFile.WriteAllText(Path.Combine(run, RunConfig.FileName), RunConfig.ToJson(options with { MaxLength = maxLength, Sources = sources }) + "\n");
+        long padId = lm.Tokenizer.PadId ?? lm.Tokenizer.EosId ?? 0;
+        using var log = new RunLog(Path.Combine(run, "metrics.jsonl"), append: options.Resume);
+        var saver = new BestLanguageModelSaver(Path.Combine(run, "best"), baseModel, options.Method, method, settings);
+        var callbacks = new List<ITrainerCallback> { log, saver };
+        var samples = options.EvalGenerate > 0 ? new GeneratedSamples(Path.Combine(run, "samples.jsonl"), lm.Tokenizer, options.EvalGenerate) : null;
+        if (samples is not null) callbacks.Add(samples);
+        callbacks.AddRange(progress ?? []);
+        var objective = new CausalLmObjective(model, padId, samples);
+        var trainer = new Trainer<CausalLmExample>(objective, options.Training, callbacks);
+        var clock = Stopwatch.StartNew();
+        var state = trainer.Train(trainExamples, validation.Examples, new TrainingCheckpoint(run), options.Resume, cancel);
+        double secondsPerStep = clock.Elapsed.TotalSeconds / Math.Max(1, state.GlobalStep);
+
+        // 5. Save and report.
+        string final = Path.Combine(run, "final");
+        LanguageModelFolder.Save(final, model, baseModel, options.Method, method, settings);
+        var metrics = new Dictionary<string, double>();
+        if (validation.Examples.Count > 0)
+        {
+            foreach (var (key, value) in objective.Evaluate(validation.Examples, Math.Max(8, options.Training.BatchSize))) metrics[key] = value;
+            log.Write("final", metrics.ToDictionary(kv => $"eval_{kv.Key}", kv => (object?)kv.Value));
+            samples?.OnEvaluate(new EvaluationInfo(state.GlobalStep, state.Epoch, metrics["loss"], metrics, false, "final"));
+            say($"validation: loss {metrics["loss"]:F4}, perplexity {metrics["perplexity"]:F2}" +
+                (metrics.TryGetValue("rouge_l", out double rouge) ? $", exact match {metrics["exact_match"]:P1}, ROUGE-L {rouge:F3} (samples.jsonl)" : ""));
+        }
+        CurvesPlot.Save(Path.Combine(run, "curves.png"), log, "perplexity");
+        long adapterBytes = method is null ? 0 : Directory.EnumerateFiles(Path.Combine(final, LanguageModelFolder.AdapterFolder)).Sum(f => new FileInfo(f).Length);
+        return new RunSummary(run, parameters, train.Examples.Count, validation.Examples.Count, skipped.Count, truncated,
+            state.GlobalStep, secondsPerStep, FineTuneJob.PeakMemory(), metrics, state.BestMetric, state.BestStep,
+            Directory.Exists(saver.Folder) ? saver.Folder : final, adapterBytes);
+    }
+
+    /// <summary>The training and validation rows: the --validation file, or a seeded held-out part of --train.</summary>
+    (IReadOnlyList<LanguageModelExample> Train, IReadOnlyList<LanguageModelExample> Validation, List<string> Skipped) ReadData()
+    {
+        var train = LanguageModelData.Read(options.Train!, options.SkipBadRows, options.Format);
+        var skipped = train.SkippedRows.ToList();
+        if (options.Validation is { } path)
+        {
+            var validation = LanguageModelData.Read(path, options.SkipBadRows, options.Format);
+            skipped.AddRange(validation.SkippedRows);
+            return (train.Examples, validation.Examples, skipped);
+        }
+        if (train.Examples.Count < 2) return (train.Examples, [], skipped);
+        var split = DataSplit.TrainValidation(train.Examples, options.ValidationFraction, options.Training.Seed);
+        say($"no --validation file: holding out {split.Validation.Count} of {train.Examples.Count} training rows (seed {options.Training.Seed})");
+        return (split.Train, split.Validation, skipped);
+    }
+}
+
+/// <summary>Saves the language model whenever validation improves, into the run's <c>best/</c> folder.</summary>
+sealed class BestLanguageModelSaver(string folder, string baseModel, string methodName, IPeftMethod? method, PeftSettings settings) : ITrainerCallback
+{
+    public string Folder => folder;
+
+    public void OnNewBest(nn.Module model, EvaluationInfo evaluation) =>
+        LanguageModelFolder.Save(folder, (CausalLmModel)model, baseModel, methodName, method, settings);
+}

@@ -1,0 +1,114 @@
+using System.Text.Json.Nodes;
+using SharpTune.Tests.Checkpoints.Gguf;
+
+namespace SharpTune.Tests.Cli;
+
+/// <summary>
+/// What a user types to fine-tune a language model: train on a GGUF file with chat, instruction and raw-text rows,
+/// then generate and score with the run folder wherever a model is asked for.
+/// </summary>
+public class CausalLmCliTests
+{
+    /// <summary>A tiny llama GGUF whose vocabulary has byte tokens, so any text encodes.</summary>
+    static string TinyGguf(TestModels.TempFolder temp)
+    {
+        var sizes = new TinyDecoderSizes(300, 32, 2, 4, 2, 37, 96);
+        string path = temp.File("tiny.gguf");
+        GgufTestModels.WriteLlama(path, "llama", sizes, GgufTestModels.HfLlama(sizes, bias: false, tied: false));
+        return path;
+    }
+
+    static string Data(TestModels.TempFolder temp)
+    {
+        var lines = new List<string>();
+        for (int i = 0; i < 12; i++)
+        {
+            lines.Add(new JsonObject { ["text"] = $"the river {i} runs to the sea" }.ToJsonString());
+            lines.Add(new JsonObject { ["prompt"] = $"count {i}:", ["completion"] = $" {i + 1} {i + 2}" }.ToJsonString());
+            lines.Add(new JsonObject
+            {
+                ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = $"hi {i}" },
+                    new JsonObject { ["role"] = "assistant", ["content"] = "hello" }),
+            }.ToJsonString());
+            lines.Add(new JsonObject { ["instruction"] = "say yes", ["input"] = $"{i}", ["output"] = "yes" }.ToJsonString());
+        }
+        string path = temp.File("train.jsonl");
+        File.WriteAllLines(path, lines);
+        return path;
+    }
+
+    [Theory]
+    [InlineData("lora")]
+    [InlineData("prefix")]
+    [InlineData("full")]
+    public void A_decoder_fine_tunes_and_its_run_folder_generates_and_scores(string method)
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyGguf(temp), data = Data(temp), run = temp.File("run");
+        var (code, output, error) = CliHarness.Run("train", "--model", model, "--task", "causal-lm", "--train", data, "--method", method,
+            "--max-steps", "4", "--batch-size", "4", "--virtual-tokens", "3", "--lr", "1e-2", "--out", run, "--max-length", "48", "--eval-generate", "3");
+        Assert.True(code == 0, error + output);
+        // --eval-generate: prompts of the validation rows completed and scored; what the model says is in samples.jsonl.
+        Assert.Contains("ROUGE-L", output);
+        var samples = File.ReadAllLines(Path.Combine(run, "samples.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal(3, samples.Count(s => s["trigger"]!.GetValue<string>() == "final"));
+        Assert.Equal(6, samples.Count(s => s["step"]!.GetValue<long>() == 4)); // the last evaluation of training, then the final one
+        Assert.All(samples, s => Assert.NotNull(s["generated"]));
+        Assert.Contains("no --validation file: holding out", output);
+        string final = Path.Combine(run, "final");
+        Assert.True(File.Exists(Path.Combine(final, "sharptune_lm.json")));
+        if (method == "full") Assert.True(File.Exists(Path.Combine(final, "model.safetensors")));
+        else
+        {
+            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(final, "adapter", "adapter_config.json")))!;
+            Assert.Equal("CAUSAL_LM", config["task_type"]!.GetValue<string>());
+        }
+
+        var generated = CliHarness.Run("generate", "--model", run, "--prompt", "count 3:", "--max-new-tokens", "4", "--greedy", "--json");
+        Assert.True(generated.Code == 0, generated.Error);
+        Assert.Contains("token_ids", generated.Out);
+
+        string held = temp.File("held.txt");
+        File.WriteAllLines(held, ["the river 40 runs to the sea", "count 7: 8 9"]);
+        var scored = CliHarness.Run("eval", "--model", run, "--data", held);
+        Assert.True(scored.Code == 0, scored.Error);
+        Assert.Contains("perplexity", scored.Out);
+    }
+
+    [Fact]
+    public void Packing_trains_on_rows_of_several_examples()
+    {
+        using var temp = new TestModels.TempFolder();
+        var (code, output, error) = CliHarness.Run("train", "--model", TinyGguf(temp), "--task", "causal-lm", "--train", Data(temp),
+            "--method", "lora", "--packing", "--max-steps", "2", "--batch-size", "2", "--out", temp.File("run"), "--max-length", "64");
+        Assert.True(code == 0, error + output);
+        Assert.Contains("packed into", output);
+    }
+
+    [Fact]
+    public void Bad_language_model_runs_fail_before_training_with_the_reason()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyGguf(temp), data = Data(temp);
+        string bad = temp.File("bad.jsonl");
+        File.WriteAllLines(bad, ["{\"text\": \"fine\"}", "{\"messages\": [{\"role\": \"user\", \"content\": \"no answer\"}]}"]);
+        var noAnswer = CliHarness.Run("train", "--model", model, "--task", "causal-lm", "--train", bad, "--out", temp.File("r1"));
+        Assert.NotEqual(0, noAnswer.Code);
+        Assert.Contains($"{bad}:2", noAnswer.Error);
+        Assert.Contains("no assistant turn", noAnswer.Error);
+
+        var head = CliHarness.Run("train", "--model", model, "--task", "causal-lm", "--train", data, "--method", "head", "--out", temp.File("r2"));
+        Assert.NotEqual(0, head.Code);
+        Assert.Contains("does not apply to a language model", head.Error);
+
+        var targets = CliHarness.Run("train", "--model", model, "--task", "causal-lm", "--train", data, "--method", "lora",
+            "--lora-targets", "query", "--out", temp.File("r3"));
+        Assert.NotEqual(0, targets.Code);
+        Assert.Contains("q_proj", targets.Error);
+
+        var packing = CliHarness.Run("train", "--model", model, "--task", "causal-lm", "--train", data, "--method", "prompt",
+            "--packing", "--out", temp.File("r4"));
+        Assert.NotEqual(0, packing.Code);
+        Assert.Contains("--packing", packing.Error);
+    }
+}
