@@ -25,11 +25,13 @@ public static class Program
         var spam = new CompositeSuite("spam", "the ML.NET peer, SharpTune full fine-tuning (fp32 and bf16) and LoRA on the same SpamAssassin split", mlnet, full, fullBf16, lora);
         var registry = new SuiteRegistry();
         foreach (var suite in PeftComparisonSuite.MethodSuites()) registry.Register(suite);
+        foreach (var config in DecoderMemorySuite.Configs) registry.Register(new DecoderTrainingStepSuite(config));
         return registry
             .Register(mlnet).Register(full).Register(fullBf16).Register(lora).Register(fullBf16Long).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
             .Register(new InteropExportSuite())
             .Register(new DecoderSpeedSuite())
+            .Register(new DecoderMemorySuite());
             .Register(new DecoderLoadSuite());
     }
 

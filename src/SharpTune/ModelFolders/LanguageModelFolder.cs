@@ -56,6 +56,9 @@ public static class LanguageModelFolder
         return null;
     }
 
+    /// <summary>The base model a saved language model folder (one <see cref="Resolve"/> found) was fine-tuned from.</summary>
+    public static string BaseModel(string folder) => ReadSpec(folder).BaseModel;
+
     /// <summary>Whether <paramref name="spec"/> is a language model: a .gguf file, a decoder's Hugging Face folder, or a fine-tuned one.</summary>
     public static bool IsLanguageModel(string spec) => Find(spec) is not null;
 

@@ -21,7 +21,8 @@ sealed class LlamaCpp : IDisposable
     readonly LLamaContext context;
     readonly LLamaBatch batch = new();
 
-    public LlamaCpp(string path, int contextSize = 256, int? batchSize = null, int threads = 2)
+    /// <param name="adapter">A LoRA adapter GGUF applied at scale 1, as <c>llama-cli --lora</c> does.</param>
+    public LlamaCpp(string path, int contextSize = 256, int? batchSize = null, int threads = 2, string? adapter = null)
     {
         var parameters = new ModelParams(path)
         {
@@ -31,6 +32,7 @@ sealed class LlamaCpp : IDisposable
         };
         weights = LLamaWeights.LoadFromFile(parameters);
         context = weights.CreateContext(parameters);
+        if (adapter is not null) context.NativeHandle.SetLoraAdapters([(weights.NativeHandle.LoadLoraFromFile(adapter), 1f)]);
     }
 
     public int VocabSize => weights.Vocab.Count;

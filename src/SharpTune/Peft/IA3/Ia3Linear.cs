@@ -42,10 +42,14 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
         if (merged) return LinearSite.Apply(x, weight, bias, transposed);
         using var scope = NewDisposeScope();
         var scale = ia3_l.flatten(); // (in) or (out)
+        // As PEFT: the scaling computes in ia3_l's dtype (fp32 over a bf16 base) and is cast back to the dtype it
+        // scales. All casts are no-ops when everything is fp32.
         var result = IsFeedForward
-            ? LinearSite.Apply(x * scale, weight, bias, transposed)
-            : LinearSite.Apply(x, weight, bias, transposed) * scale;
+            ? LinearSite.Apply((x.to(scale.dtype) * scale).to(x.dtype), weight, bias, transposed)
+            : ScaleOutput(LinearSite.Apply(x, weight, bias, transposed), scale);
         return result.MoveToOuterDisposeScope();
+
+        static Tensor ScaleOutput(Tensor output, Tensor scale) => (output * scale).to(output.dtype);
     }
 
     /// <summary>The vector shaped to scale the stored weight: (out, 1) or (1, in) as PEFT keeps it, transposed for an (in, out) weight.</summary>

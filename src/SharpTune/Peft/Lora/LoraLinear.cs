@@ -69,7 +69,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
         using var scope = NewDisposeScope();
         var result = LinearSite.Apply(x, weight, bias, transposed);
         if (!merged)
-            result = result + lora_B.forward(lora_A.forward(lora_dropout.forward(x))) * Scaling; // (..., r) -> (..., out)
+        {
+            // As PEFT: the adapter computes in lora_A's dtype (fp32 over a bf16 base), the sum is cast back to the
+            // base result's dtype. All casts are no-ops when everything is fp32.
+            var dtype = result.dtype;
+            var update = lora_B.forward(lora_A.forward(lora_dropout.forward(x).to(lora_A.weight!.dtype))) * Scaling; // (..., r) -> (..., out)
+            result = (result + update).to(dtype);
+        }
         return result.MoveToOuterDisposeScope();
     }
 

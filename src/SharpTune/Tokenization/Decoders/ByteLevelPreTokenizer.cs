@@ -39,6 +39,10 @@ public sealed class ByteLevelPreTokenizer
 
     public static IReadOnlyCollection<string> SupportedGgufNames => GgufPresets.Keys;
 
+    /// <summary>The <c>tokenizer.ggml.pre</c> name whose preset is exactly these patterns with this ignore_merges flag (the reverse of <see cref="ForGguf"/>), or null.</summary>
+    internal static string? GgufName(IReadOnlyList<string> patterns, bool ignoreMerges) =>
+        GgufPresets.FirstOrDefault(p => p.Value.IgnoreMerges == ignoreMerges && p.Value.Patterns.SequenceEqual(patterns)).Key;
+
     readonly Regex[] regexes;
 
     public ByteLevelPreTokenizer(IEnumerable<string> patterns)

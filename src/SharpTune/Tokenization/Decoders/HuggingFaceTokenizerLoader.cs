@@ -74,13 +74,13 @@ static class HuggingFaceTokenizerLoader
             OptionalBool(model, "byte_fallback") ?? false, spacePrefix, split);
     }
 
-    static JsonDocument ParseJson(string path)
+    internal static JsonDocument ParseJson(string path)
     {
         try { return JsonDocument.Parse(File.ReadAllBytes(path)); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message}).", e); }
     }
 
-    static JsonElement Field(JsonElement parent, string name, JsonValueKind kind, string path, string? fullName = null)
+    internal static JsonElement Field(JsonElement parent, string name, JsonValueKind kind, string path, string? fullName = null)
     {
         if (!parent.TryGetProperty(name, out var value))
             throw new InvalidDataException($"{path}: '{fullName ?? name}' is missing.");
@@ -89,7 +89,7 @@ static class HuggingFaceTokenizerLoader
         return value;
     }
 
-    static List<(string, string)> ReadMerges(JsonElement merges, string path)
+    internal static List<(string, string)> ReadMerges(JsonElement merges, string path)
     {
         var result = new List<(string, string)>(merges.GetArrayLength());
         int i = 0;
@@ -106,7 +106,7 @@ static class HuggingFaceTokenizerLoader
         return result;
     }
 
-    static List<AddedToken> ReadAddedTokens(JsonElement root, string path)
+    internal static List<AddedToken> ReadAddedTokens(JsonElement root, string path)
     {
         var result = new List<AddedToken>();
         if (!root.TryGetProperty("added_tokens", out var list) || list.ValueKind == JsonValueKind.Null) return result;

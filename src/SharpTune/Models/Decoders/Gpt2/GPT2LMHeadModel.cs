@@ -30,6 +30,9 @@ public sealed class Gpt2Model : nn.Module
     /// <summary>The token embeddings (B, T, E) of ids (B, T).</summary>
     public Tensor EmbedTokens(Tensor inputIds) => wte.forward(inputIds);
 
+    /// <summary>The blocks, in order.</summary>
+    public IEnumerable<Gpt2Block> Blocks => h;
+
     /// <param name="tokens">(B, T, E): token embeddings, or a prompt method's virtual tokens in front of them.</param>
     /// <returns>The final hidden states (B, T, E), after <c>ln_f</c>.</returns>
     public Tensor forward(Tensor tokens, Tensor? attentionMask, Tensor? positionIds, KeyValueCache? cache)
@@ -50,7 +53,7 @@ public sealed class Gpt2Model : nn.Module
 /// <c>transformer.wte</c> (no <c>lm_head.weight</c> key) unless <c>tie_word_embeddings</c> is false. The constructor leaves
 /// TorchSharp's default initialisation; <see cref="PretrainedDecoder.Create"/> applies Hugging Face's (<see cref="DecoderInit"/>).
 /// </summary>
-public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel
+public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel, IGradientCheckpointing, ILanguageModelHead
 {
     readonly Gpt2Model transformer;
     readonly Linear? lm_head;
@@ -96,4 +99,20 @@ public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel
         var logits = lm_head is null ? nn.functional.linear(hidden, transformer.EmbeddingWeight) : lm_head.forward(hidden); // (B, T, V)
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
+
+    public bool GradientCheckpointing
+    {
+        get => transformer.Blocks.Any(b => b.GradientCheckpointing);
+        set { foreach (var block in transformer.Blocks) block.GradientCheckpointing = value; }
+    }
+
+    public Tensor ForwardHidden(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
+    {
+        using var scope = NewDisposeScope();
+        return transformer.forward(inputsEmbeds, attentionMask, positionIds, cache).MoveToOuterDisposeScope(); // (B, T, E)
+    }
+
+    public Tensor HeadWeight => lm_head?.weight ?? transformer.EmbeddingWeight;
+
+    public Tensor? HeadBias => null;
 }

@@ -78,8 +78,19 @@ public sealed class Gpt2Block : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>Whether training forwards keep only this block's input and recompute the rest in the backward pass (<see cref="ActivationCheckpoint"/>).</summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <param name="hidden">(B, T, E)</param>
     public Tensor forward(Tensor hidden, DecoderInputs inputs, KeyValueCache? cache)
+    {
+        if (GradientCheckpointing && cache is null && ActivationCheckpoint.Applies(this))
+            return ActivationCheckpoint.Run(
+                t => Block(t[0]!, inputs with { Mask = t[1], PositionIds = t[2]! }, null), [hidden, inputs.Mask, inputs.PositionIds], parameters());
+        return Block(hidden, inputs, cache);
+    }
+
+    Tensor Block(Tensor hidden, DecoderInputs inputs, KeyValueCache? cache)
     {
         hidden = hidden + attn.forward(ln_1.forward(hidden), inputs, cache, index);
         return hidden + mlp.forward(ln_2.forward(hidden));

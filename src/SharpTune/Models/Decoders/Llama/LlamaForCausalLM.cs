@@ -25,9 +25,21 @@ public sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>Whether training forwards keep only this block's input and recompute the rest in the backward pass (<see cref="ActivationCheckpoint"/>).</summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <param name="hidden">(B, T, H)</param>
     /// <returns>(B, T, H)</returns>
     public Tensor forward(Tensor hidden, Tensor cos, Tensor sin, DecoderInputs inputs, KeyValueCache? cache)
+    {
+        if (GradientCheckpointing && cache is null && ActivationCheckpoint.Applies(this))
+            return ActivationCheckpoint.Run(
+                t => Block(t[0]!, t[1]!, t[2]!, inputs with { Mask = t[3], PositionIds = t[4]! }, null),
+                [hidden, cos, sin, inputs.Mask, inputs.PositionIds], parameters());
+        return Block(hidden, cos, sin, inputs, cache);
+    }
+
+    Tensor Block(Tensor hidden, Tensor cos, Tensor sin, DecoderInputs inputs, KeyValueCache? cache)
     {
         hidden = hidden + self_attn.forward(input_layernorm.forward(hidden), cos, sin, inputs, cache, index);
         return hidden + mlp.forward(post_attention_layernorm.forward(hidden));
@@ -54,6 +66,9 @@ public sealed class LlamaModel : nn.Module
     /// <summary>The token embedding matrix (V, H), which a tied language-model head shares.</summary>
     public Parameter EmbeddingWeight => embed_tokens.weight!;
 
+    /// <summary>The decoder layers, in order.</summary>
+    public IEnumerable<LlamaDecoderLayer> Layers => layers;
+
     /// <summary>The token embeddings (B, T, H) of ids (B, T).</summary>
     public Tensor EmbedTokens(Tensor inputIds) => embed_tokens.forward(inputIds);
 
@@ -75,7 +90,7 @@ public sealed class LlamaModel : nn.Module
 /// Qwen2 and Mistral use this module with their own configs. The constructor leaves TorchSharp's default initialisation;
 /// <see cref="PretrainedDecoder.Create"/> applies Hugging Face's (<see cref="DecoderInit"/>); loading, whose weights overwrite it, skips it.
 /// </summary>
-public class LlamaForCausalLM : nn.Module, ICausalLanguageModel
+public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckpointing, ILanguageModelHead
 {
     readonly LlamaModel model;
     readonly Linear? lm_head;
@@ -120,4 +135,20 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel
         var logits = lm_head is null ? nn.functional.linear(hidden, model.EmbeddingWeight) : lm_head.forward(hidden); // (B, T, V)
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
+
+    public bool GradientCheckpointing
+    {
+        get => model.Layers.Any(l => l.GradientCheckpointing);
+        set { foreach (var layer in model.Layers) layer.GradientCheckpointing = value; }
+    }
+
+    public Tensor ForwardHidden(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
+    {
+        using var scope = NewDisposeScope();
+        return model.forward(inputsEmbeds, attentionMask, positionIds, cache).MoveToOuterDisposeScope(); // (B, T, H)
+    }
+
+    public Tensor HeadWeight => lm_head?.weight ?? model.EmbeddingWeight;
+
+    public Tensor? HeadBias => null;
 }

@@ -1,0 +1,173 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using SharpTune.Bench.Reporting;
+using SharpTune.Models;
+using SharpTune.Models.Decoders;
+using SharpTune.Native;
+using SharpTune.Peft.Lora;
+using static TorchSharp.torch;
+
+namespace SharpTune.Bench.Suites.Decoders;
+
+/// <summary>One way of training the decoder: which weights train, in which dtype the frozen ones are held, and what saves memory.</summary>
+/// <param name="Key">The suite name's suffix and the metrics' prefix.</param>
+/// <param name="Lora">LoRA r 8, alpha 16 on q, k, v, o, gate, up, down (only the adapters train); false: full fine-tuning.</param>
+/// <param name="Bf16Base">The frozen weights held in bf16 (<see cref="MixedDtype"/>); the adapters stay fp32.</param>
+/// <param name="Checkpointing">Each decoder layer recomputed in the backward pass (<see cref="IGradientCheckpointing"/>).</param>
+/// <param name="ChunkedLoss">The head and the loss over chunks of tokens (<see cref="CausalLmLoss"/>); false: full (B, T, V) fp32 logits.</param>
+/// <param name="NeedsGigabytes">What the configuration is expected to take at the full shape; it is skipped when the
+/// machine has less available (a shared machine), with a note.</param>
+public sealed record DecoderStepConfig(string Key, string Label, bool Lora, bool Bf16Base, bool Checkpointing, bool ChunkedLoss, double NeedsGigabytes);
+
+/// <summary>
+/// One configuration of the decoder-memory suite, run alone in its own process (peak resident memory is per process):
+/// builds the Qwen2.5-0.5B-shaped model with random weights, then times training steps (forward, loss, backward, AdamW
+/// step, zero-grad) at batch 4 x 512 tokens and reads the process's peak resident set (VmHWM) before and during them.
+/// </summary>
+public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchSuite
+{
+    public const int Threads = 2, Batch = 4, Length = 512;
+    public const string Prefix = "decoder-memory-";
+
+    static readonly string[] LoraTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+    public DecoderStepConfig Config => config;
+
+    public string Name => Prefix + config.Key;
+
+    public string Description => $"one process: {config.Label}, training steps at {Batch} x {Length} tokens (part of decoder-memory)";
+
+    public BenchResult Run(BenchContext context)
+    {
+        var mkl = MklDispatch.Ensure();
+        set_num_threads(Threads);
+        var shape = context.Quick ? Qwen2Shape.Quick : Qwen2Shape.Qwen25_05B;
+        const int steps = 2;                                                        // the first a warm-up
+        var clock = Stopwatch.StartNew();
+        Console.WriteLine($"CPU {mkl.Cpu}; {Threads} threads; {config.Label}; {shape.Name}");
+
+        manual_seed(2026);
+        using var model = Build(shape);
+        var trainable = model.Module.parameters().Where(p => p.requires_grad).ToList();
+        long trainableCount = trainable.Sum(p => p.numel());
+        double weightsMb = model.Module.parameters().Sum(p => p.numel() * p.element_size()) / 1e6;
+        using var optimizer = optim.AdamW(trainable, lr: config.Lora ? 5e-4 : 1e-5);
+        var head = (ILanguageModelHead)model;
+        double buildPeakMb = Memory.PeakMb(), builtMb = Memory.ResidentMb();
+        bool reset = Memory.ResetPeak();
+        Console.WriteLine($"built in {clock.Elapsed.TotalSeconds:F0} s: {weightsMb:F0} MB of weights, {trainableCount:N0} trainable parameters; " +
+                          $"resident {builtMb:F0} MB, peak so far {buildPeakMb:F0} MB");
+
+        using var ids = randint(3, shape.Vocab, [Batch, Length], dtype: ScalarType.Int64);
+        var seconds = new List<double>();
+        var cpuSeconds = new List<double>();
+        double loss = 0;
+        using var self = Process.GetCurrentProcess();
+        for (int step = 0; step < steps; step++)
+        {
+            self.Refresh();
+            var cpu = self.TotalProcessorTime;
+            var watch = Stopwatch.StartNew();
+            using (var scope = NewDisposeScope())
+            {
+                var l = config.ChunkedLoss
+                    ? CausalLmLoss.Compute(head.ForwardHidden(model.EmbedTokens(ids)), head.HeadWeight, head.HeadBias, ids)
+                    : FullLogitsLoss(model, ids);
+                l.backward();
+                loss = l.item<float>();
+            }
+            optimizer.step();
+            optimizer.zero_grad();
+            seconds.Add(watch.Elapsed.TotalSeconds);
+            self.Refresh();
+            cpuSeconds.Add((self.TotalProcessorTime - cpu).TotalSeconds);
+            Console.WriteLine($"  step {step}: {seconds[^1]:F1} s ({cpuSeconds[^1]:F1} s of CPU), loss {loss:F3}, resident {Memory.ResidentMb():F0} MB, peak {Memory.PeakMb():F0} MB");
+        }
+        double stepSeconds = seconds.Skip(1).Min();
+        var metrics = new OrderedDictionary<string, double>
+        {
+            ["step_seconds"] = stepSeconds,
+            // On a shared machine a step's wall time depends on the other processes; the CPU time it used much less.
+            ["step_cpu_seconds"] = cpuSeconds.Skip(1).Min(),
+            ["first_step_seconds"] = seconds[0],
+            ["tokens_per_s"] = Batch * Length / stepSeconds,
+            ["peak_resident_mb"] = Math.Max(buildPeakMb, Memory.PeakMb()),
+            ["training_peak_resident_mb"] = reset ? Memory.PeakMb() : double.NaN,     // since the model and the optimizer were built
+            ["build_peak_resident_mb"] = buildPeakMb,
+            ["resident_after_build_mb"] = builtMb,
+            ["weights_mb"] = weightsMb,
+            ["trainable_parameters"] = trainableCount,
+            ["loss"] = loss,
+        };
+        return new BenchResult
+        {
+            Suite = Name,
+            Model = $"qwen2 with {shape.Name} ({shape.Parameters:N0} parameters, random weights), {config.Label}; {Threads} threads; CPU {mkl.Cpu}",
+            Dataset = $"random token ids, batch {Batch} x {Length}, labels = inputs; {steps} steps, the first a warm-up",
+            Quick = context.Quick,
+            TrainExamples = steps * Batch,
+            TestExamples = 0,
+            TrainSeconds = seconds.Sum(),
+            PredictSeconds = 0,
+            Metrics = metrics,
+        };
+    }
+
+    ICausalLanguageModel Build(Qwen2Shape shape)
+    {
+        var json = new JsonObject
+        {
+            ["model_type"] = "qwen2", ["vocab_size"] = shape.Vocab, ["hidden_size"] = shape.Hidden, ["intermediate_size"] = shape.Intermediate,
+            ["num_hidden_layers"] = shape.Layers, ["num_attention_heads"] = shape.Heads, ["num_key_value_heads"] = shape.KeyValueHeads,
+            ["max_position_embeddings"] = shape.Context, ["rms_norm_eps"] = 1e-6, ["rope_theta"] = 1000000.0, ["tie_word_embeddings"] = true,
+            ["initializer_range"] = 0.02, ["use_sliding_window"] = false,
+        };
+        var options = new LoraOptions(8, 16, 0, LoraTargets, "none");
+        LinearFactory? linears = config.Lora ? site => new LoraLinear(site, options) : null;
+        var model = PretrainedDecoder.Create(json, ScalarType.Float32, linears);
+        if (config.Lora)
+            foreach (var (name, parameter) in model.Module.named_parameters())
+                parameter.requires_grad = name.Contains(".lora_", StringComparison.Ordinal);
+        if (config.Bf16Base) MixedDtype.HoldFrozenIn(model.Module, ScalarType.BFloat16);
+        model.Module.train();
+        ((IGradientCheckpointing)model).GradientCheckpointing = config.Checkpointing;
+        return model;
+    }
+
+    static Tensor FullLogitsLoss(ICausalLanguageModel model, Tensor ids)
+    {
+        var logits = model.Forward(ids);                                                     // (B, T, V) fp32
+        return nn.functional.cross_entropy(logits[.., ..^1].reshape(-1, logits.shape[2]), ids[.., 1..].reshape(-1));
+    }
+}
+
+/// <summary>This process's resident memory as Linux accounts it (/proc/self/status).</summary>
+static class Memory
+{
+    public static double ResidentMb() => Read("VmRSS:");
+
+    /// <summary>The peak resident set (VmHWM) since the process started or since <see cref="ResetPeak"/>.</summary>
+    public static double PeakMb() => Read("VmHWM:");
+
+    /// <summary>Starts the peak over from the current resident set (writing 5 to /proc/self/clear_refs); false where refused.</summary>
+    public static bool ResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    static double Read(string field)
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith(field, StringComparison.Ordinal))
+                return long.Parse(line[field.Length..].Trim().Split(' ')[0]) * 1024 / 1e6;   // kB
+        return double.NaN;
+    }
+}
