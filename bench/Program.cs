@@ -31,8 +31,9 @@ public static class Program
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
             .Register(new InteropExportSuite())
             .Register(new DecoderSpeedSuite())
-            .Register(new DecoderMemorySuite());
-            .Register(new DecoderLoadSuite());
+            .Register(new DecoderMemorySuite())
+            .Register(new DecoderLoadSuite())
+            .Register(new ScalingSuite());
     }
 
     public static int Main(string[] args)

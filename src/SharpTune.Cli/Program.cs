@@ -9,7 +9,8 @@ public static class Program
     public static int Main(string[] args)
     {
         MklDispatch.Ensure();   // before anything loads libtorch
-        return CreateRoot().Parse(args).Invoke();
+        int code = CreateRoot().Parse(args).Invoke();
+        return SharpTune.Distributed.World.Exit(code);   // under mpirun: MPI_Finalize, or MPI_Abort with a failed rank's code
     }
 
     /// <summary>The command tree. The root is named as the installed tool: RootCommand would take the assembly's name, SharpTune.Cli.</summary>

@@ -11,7 +11,7 @@ public class ArchitectureTests
 {
     static readonly Dictionary<string, int> Rungs = new()
     {
-        ["Native"] = 0, ["Checkpoints"] = 0, ["Data"] = 0, ["Metrics"] = 0, ["Tokenization"] = 0,
+        ["Native"] = 0, ["Distributed"] = 0, ["Checkpoints"] = 0, ["Data"] = 0, ["Metrics"] = 0, ["Tokenization"] = 0,
         ["Models"] = 1,
         ["Heads"] = 2, ["Generation"] = 2,
         ["Peft"] = 3,

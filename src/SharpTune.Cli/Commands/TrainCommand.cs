@@ -86,6 +86,8 @@ public static class TrainCommand
 
     static int Run(FineTuneOptions options)
     {
+        // Under mpirun every rank runs this; rank 0 alone prints (a failing rank still prints its error).
+        if (!SharpTune.Distributed.World.Current.IsMain) return RunQuietly(options);
         var progress = new ConsoleProgress();
         if (options.Resume && !Directory.Exists(Path.Combine(options.Out, "checkpoints")))
             throw new ArgumentException($"--resume: {options.Out} has no checkpoints to resume from");
@@ -98,6 +100,12 @@ public static class TrainCommand
         var job = new FineTuneJob(options, ConsoleProgress.Say, callbacks);
         var summary = progress.Run(() => job.Run());
         ConsoleProgress.Say(RunReport.Format(summary));
+        return 0;
+    }
+
+    static int RunQuietly(FineTuneOptions options)
+    {
+        new FineTuneJob(options, _ => { }).Run();
         return 0;
     }
 }

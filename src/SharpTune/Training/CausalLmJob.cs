@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SharpTune.Checkpoints;
 using SharpTune.Data;
+using SharpTune.Distributed;
 using SharpTune.Heads;
 using SharpTune.ModelFolders;
 using SharpTune.Models.Decoders;
@@ -24,6 +25,8 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         string run = Path.GetFullPath(options.Out);
         if (!options.Resume && Directory.Exists(Path.Combine(run, "checkpoints")))
             throw new ArgumentException($"{run} already holds a run; use --resume to continue it or choose another --out");
+        if (World.Current.Size > 1)
+            throw new ArgumentException("--task causal-lm does not run under mpirun yet: run it as one process (the trainer's data-parallel steps are ready; the language-model job's rank-0 writes are not)");
         if (options.Precision != "fp32")
             throw new ArgumentException("--precision bf16 is not available for --task causal-lm yet; use fp32");
         var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
@@ -108,7 +111,7 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         var metrics = new Dictionary<string, double>();
         if (validation.Examples.Count > 0)
         {
-            foreach (var (key, value) in objective.Evaluate(validation.Examples, Math.Max(8, options.Training.BatchSize))) metrics[key] = value;
+            foreach (var (key, value) in objective.Evaluate(validation.Examples, Math.Max(8, options.Training.BatchSize), SingleProcess.Instance)) metrics[key] = value;
             log.Write("final", metrics.ToDictionary(kv => $"eval_{kv.Key}", kv => (object?)kv.Value));
             samples?.OnEvaluate(new EvaluationInfo(state.GlobalStep, state.Epoch, metrics["loss"], metrics, false, "final"));
             say($"validation: loss {metrics["loss"]:F4}, perplexity {metrics["perplexity"]:F2}" +

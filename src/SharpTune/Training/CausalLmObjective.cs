@@ -1,3 +1,4 @@
+using SharpTune.Distributed;
 using SharpTune.Heads;
 using static TorchSharp.torch;
 
@@ -20,9 +21,17 @@ public sealed class CausalLmObjective(CausalLmModel model, long padId, Generated
         return model.Loss(ids, mask, labels, positions);
     }
 
-    public IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<CausalLmExample> validation, int batchSize)
+    /// <summary>The loss averages over target tokens.</summary>
+    public double LossWeight(CausalLmExample example) => example.Targets;
+
+    public IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<CausalLmExample> validation, int batchSize, ICommunicator world)
     {
-        var (loss, _) = NegativeLogLikelihood(model, validation, batchSize, padId);
+        // Each rank scores every Size-th example; the sums of log-likelihood and tokens are added over the ranks.
+        var mine = world.Size == 1 ? validation : validation.Where((_, i) => i % world.Size == world.Rank).ToList();
+        var (local, tokens) = NegativeLogLikelihood(model, mine, batchSize, padId);
+        Span<double> sums = [tokens == 0 ? 0 : local * tokens, tokens];
+        if (world.Size > 1) world.AllReduceSum(sums);
+        double loss = sums[1] == 0 ? double.NaN : sums[0] / sums[1];
         var metrics = new Dictionary<string, double> { ["loss"] = loss, ["perplexity"] = Math.Exp(loss) };
         if (samples is not null)
             foreach (var (key, value) in samples.Score(model, validation)) metrics[key] = value;

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using SharpTune.Checkpoints;
 using SharpTune.Data;
+using SharpTune.Distributed;
 using SharpTune.Heads;
 using SharpTune.Models;
 using SharpTune.Peft;
@@ -31,6 +32,9 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         options.Validate();
         if (options.Task == "causal-lm") return new CausalLmJob(options, say, progress).Run(cancel);
         var clock = Stopwatch.StartNew();
+        var world = World.Current;   // one process, or one rank of an MPI job; rank 0 alone writes
+        int threads = DataParallelJob.ConfigureThreads(options.Threads, world);
+        if (DataParallelJob.Describe(world, threads, options.Training.BatchSize) is { } job) say(job);
         string run = Path.GetFullPath(options.Out);
         if (!options.Resume && Directory.Exists(Path.Combine(run, "checkpoints")))
             throw new ArgumentException($"{run} already holds a run; use --resume to continue it or choose another --out");
@@ -95,12 +99,18 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
                 $"{Suggestions.DidYouMean(options.Training.MetricForBest, metricNames)}; available: {string.Join(", ", metricNames)}");
 
         // 3. Head and method.
+        DataParallelJob.CheckSameRun(world, new Dictionary<string, string>
+        {
+            ["its options"] = DataParallelJob.TextHash(RunConfig.ToJson(options)), ["the --train file"] = DataParallelJob.FileHash(options.Train),
+            ["the --validation file"] = DataParallelJob.FileHash(options.Validation), ["the label set"] = DataParallelJob.TextHash(string.Join("\n", labels?.Labels ?? [])),
+        });
         Directory.CreateDirectory(run);
         var settings = options.Peft;
         if (method is not null) settings = settings.WithPromptInitTokens(tokenizer);
         manual_seed(options.Training.Seed);
         using var model = TaskModelBuilder.Build(pretrained, head, method, settings, bf16: options.Precision == "bf16");
         freeze?.Apply(model);
+        DataParallelJob.BroadcastTrainable(world, model);   // every rank starts from rank 0's initial weights
         var parameters = ParameterSummary.Of(model);
         say($"method {options.Method}: {parameters}");
 
@@ -110,7 +120,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         var validation = validationData(encoder);
         say($"data: {train.Examples.Count} training and {validation.Examples.Count} validation examples" +
             (skipped.Count > 0 ? $", {skipped.Count} bad rows skipped (listed in {Path.Combine(run, "skipped_rows.txt")})" : ""));
-        if (skipped.Count > 0) AtomicFile.WriteAllText(Path.Combine(run, "skipped_rows.txt"), string.Join("\n", skipped) + "\n");
+        if (skipped.Count > 0 && world.IsMain) AtomicFile.WriteAllText(Path.Combine(run, "skipped_rows.txt"), string.Join("\n", skipped) + "\n");
         int truncated = train.Truncated + validation.Truncated;
         if (truncated > 0) say($"truncated {truncated} example(s) to --max-length {maxLength} ({train.Truncated} training, {validation.Truncated} validation)");
         if (train.DroppedWords + validation.DroppedWords > 0)
@@ -125,28 +135,34 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
             TextColumn = options.TextColumn, TextPairColumn = options.TextPairColumn, LabelColumn = options.LabelColumn,
         };
         var sources = new Dictionary<string, string>(options.Sources) { ["pooling"] = poolingSource };
-        AtomicFile.WriteAllText(Path.Combine(run, RunConfig.FileName),
-            RunConfig.ToJson(options with { Pooling = kind == TaskKind.Tokens ? null : pooling, MaxLength = maxLength, Sources = sources }) + "\n");
-        labels?.Save(Path.Combine(run, TaskModelFolder.LabelsFile));
+        if (world.IsMain)
+        {
+            AtomicFile.WriteAllText(Path.Combine(run, RunConfig.FileName),
+                RunConfig.ToJson(options with { Pooling = kind == TaskKind.Tokens ? null : pooling, MaxLength = maxLength, Sources = sources }) + "\n");
+            labels?.Save(Path.Combine(run, TaskModelFolder.LabelsFile));
+        }
 
-        using var log = new RunLog(Path.Combine(run, "metrics.jsonl"), append: options.Resume);
+        using var log = world.IsMain ? new RunLog(Path.Combine(run, "metrics.jsonl"), append: options.Resume) : new RunLog(TextWriter.Null);
         var saver = new BestModelSaver(Path.Combine(run, "best"), pretrained, labels, spec, method, settings);
         var callbacks = new List<ITrainerCallback> { log, saver };
         callbacks.AddRange(progress ?? []);
         var trainer = new Trainer(model, training, tokenizer.PadId, TaskMetrics.For(head, labels), callbacks);
         var trainClock = Stopwatch.StartNew();
+        var (communication, gradients) = (world.CommunicationTime, GradientAllReduce.TotalTime);
         var state = trainer.Train(train.Examples, validation.Examples, new TrainingCheckpoint(run), options.Resume, cancel);
         double secondsPerStep = trainClock.Elapsed.TotalSeconds / Math.Max(1, state.GlobalStep);
+        if (world.Size > 1) log.Write("data_parallel", DataParallelJob.Report(world, threads, options.Training.BatchSize,
+            world.CommunicationTime - communication, GradientAllReduce.TotalTime - gradients, trainClock.Elapsed));
 
         // 6. Save and report.
         string final = Path.Combine(run, "final");
-        TaskModelFolder.Save(final, model, pretrained.Vocab, pretrained.LowerCase, labels, spec, method, settings);
-        var finalOutput = Evaluator.Run(model, validation.Examples, Math.Max(32, training.BatchSize), tokenizer.PadId);
+        if (world.IsMain) TaskModelFolder.Save(final, model, pretrained.Vocab, pretrained.LowerCase, labels, spec, method, settings);
+        var finalOutput = DataParallel.Evaluate(world, model, validation.Examples, Math.Max(32, training.BatchSize), tokenizer.PadId);
         var (finalMetrics, report) = TaskMetrics.Compute(head, labels, validation.Examples, finalOutput.Predictions);
         var metrics = new Dictionary<string, double>(finalMetrics) { ["loss"] = finalOutput.Loss };
-        AtomicFile.WriteAllText(Path.Combine(run, "eval_final.json"), report.ToJson() + "\n");
+        if (world.IsMain) AtomicFile.WriteAllText(Path.Combine(run, "eval_final.json"), report.ToJson() + "\n");
         log.Write("final", metrics.ToDictionary(kv => $"eval_{kv.Key}", kv => (object?)kv.Value));
-        CurvesPlot.Save(Path.Combine(run, "curves.png"), log, log.Evaluations.LastOrDefault().Metrics?.Keys.FirstOrDefault(k => k is "macro_f1" or "token_accuracy" or "entity_f1" or "pearson"));
+        if (world.IsMain) CurvesPlot.Save(Path.Combine(run, "curves.png"), log, log.Evaluations.LastOrDefault().Metrics?.Keys.FirstOrDefault(k => k is "macro_f1" or "token_accuracy" or "entity_f1" or "pearson"));
         long adapterBytes = method is null ? 0 : DirectorySize(Path.Combine(final, TaskModelFolder.AdapterFolder));
         say(report.ToTable());
         return new RunSummary(run, parameters, train.Examples.Count, validation.Examples.Count, skipped.Count, truncated,

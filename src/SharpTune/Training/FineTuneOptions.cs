@@ -46,6 +46,8 @@ public sealed record FineTuneOptions
     [JsonPropertyName("label_smoothing")] public double LabelSmoothing { get; init; }
     [JsonPropertyName("out")] public string Out { get; init; } = "runs/latest";
     [JsonPropertyName("resume")] public bool Resume { get; init; }
+    /// <summary>libtorch threads per process; null: libtorch's default alone, the machine's cores shared among the ranks on it under MPI.</summary>
+    [JsonPropertyName("threads")] public int? Threads { get; init; }
     [JsonPropertyName("training")] public TrainingOptions Training { get; init; } = new();
     [JsonPropertyName("peft")] public PeftSettings Peft { get; init; } = new();
 
@@ -70,6 +72,7 @@ public sealed record FineTuneOptions
         if (MultiLabel && Task != "classify") throw new ArgumentException("--multi-label applies to --task classify only");
         if (Pooling is not null && Task == "tokens") throw new ArgumentException("--pooling applies to sequence tasks (classify, regress), not --task tokens");
         if (LabelSmoothing is < 0 or >= 1) throw new ArgumentException($"--label-smoothing must be in [0, 1), got {LabelSmoothing}");
+        if (Threads is < 1) throw new ArgumentException($"--threads must be at least 1, got {Threads}");
         Training.Validate();
         return this;
     }

@@ -160,6 +160,8 @@ public static class OptionCatalog
             o => o.Out, (o, v, w) => o with { Out = OptionSpec.Text(v, w) }, ["output_dir"]);
         Add("resume", OptionValueKind.Flag, "Continue the run in --out from its last checkpoint",
             o => o.Resume, (o, v, w) => o with { Resume = OptionSpec.Switch(v, w) });
+        Add("threads", OptionValueKind.Integer, "libtorch threads per process (default: all cores; under mpirun, the cores shared among the processes on each machine)",
+            o => o.Threads, (o, v, w) => o with { Threads = OptionSpec.Integer(v, w) }, ["num_threads"]);
         return specs;
     }
 }

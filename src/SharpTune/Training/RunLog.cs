@@ -11,7 +11,7 @@ namespace SharpTune.Training;
 /// </summary>
 public sealed class RunLog : ITrainerCallback, IDisposable
 {
-    readonly StreamWriter writer;
+    readonly TextWriter writer;
     static readonly JsonSerializerOptions Compact = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public RunLog(string path, bool append)
@@ -19,6 +19,9 @@ public sealed class RunLog : ITrainerCallback, IDisposable
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         writer = new StreamWriter(path, append, new System.Text.UTF8Encoding(false)) { AutoFlush = true };
     }
+
+    /// <summary>A log into <paramref name="writer"/> (<see cref="TextWriter.Null"/> for the ranks of a job that write no files).</summary>
+    public RunLog(TextWriter writer) => this.writer = writer;
 
     public List<(long Step, double Loss)> TrainLoss { get; } = [];
     public List<(long Step, IReadOnlyDictionary<string, double> Metrics)> Evaluations { get; } = [];

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using SharpTune.Checkpoints;
+using SharpTune.Distributed;
 using SharpTune.Heads;
 using SharpTune.Metrics;
 using static TorchSharp.torch;
@@ -21,8 +22,17 @@ public interface ITrainingObjective<TExample>
     /// <summary>The mean loss of a batch, in training mode, with its graph (the trainer backpropagates it).</summary>
     Tensor Loss(IReadOnlyList<TExample> batch);
 
-    /// <summary>Validation metrics, <c>loss</c> among them, computed in eval mode with no gradients.</summary>
-    IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<TExample> validation, int batchSize);
+    /// <summary>
+    /// This example's part of the denominator of the batch's mean loss (1 for a mean over examples, its target tokens for
+    /// a mean over tokens): several processes weight their shards' losses by it, so their sum is the global batch's mean.
+    /// </summary>
+    double LossWeight(TExample example) => 1;
+
+    /// <summary>
+    /// Validation metrics, <c>loss</c> among them, computed in eval mode with no gradients. In a job of several
+    /// processes each evaluates a shard and the results are combined: every rank returns the same values.
+    /// </summary>
+    IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<TExample> validation, int batchSize, ICommunicator world);
 }
 
 /// <summary>
@@ -45,10 +55,11 @@ public class Trainer<TExample>
         this.callbacks = callbacks ?? [];
     }
 
-    /// <summary>Optimizer steps the run will take for <paramref name="trainCount"/> examples.</summary>
+    /// <summary>Optimizer steps the run will take for <paramref name="trainCount"/> examples (the batch is per process).</summary>
     public long TotalSteps(int trainCount)
     {
-        long batches = (trainCount + options.BatchSize - 1) / options.BatchSize;
+        long globalBatch = options.BatchSize * World.Current.Size;
+        long batches = (trainCount + globalBatch - 1) / globalBatch;
         long perEpoch = (batches + options.GradientAccumulation - 1) / options.GradientAccumulation;
         return options.MaxSteps ?? perEpoch * options.Epochs;
     }
@@ -62,19 +73,22 @@ public class Trainer<TExample>
         long warmup = (long)Math.Round(options.WarmupRatio * totalSteps);
         var optimizer = OptimizerFactory.Create(options.Optimizer, model, options.LearningRate, options.WeightDecay, options.Momentum);
         var scheduler = new LearningRateScheduler(optimizer, LearningRateSchedule.Parse(options.Schedule, warmup, totalSteps));
-        var state = new TrainerState { TotalSteps = totalSteps };
+        var trainable = model.parameters().Where(p => p.requires_grad).ToList();
+        var lengths = train.Select(objective.Length).ToArray();
+        using var parallel = new DataParallel(World.Current, trainable);
+        var callbacks = parallel.World.IsMain ? this.callbacks : [];   // rank 0 alone logs and writes
+        var state = new TrainerState { TotalSteps = totalSteps, WorldSize = parallel.World.Size };
         if (resume)
         {
             string latest = checkpoints?.Latest() ?? throw new InvalidDataException(
                 $"--resume: no checkpoint to resume from in {checkpoints?.Directory ?? "(no run folder)"}");
             state = TrainingCheckpoint.Load(latest, model, optimizer);
+            parallel.CheckResumable(latest, state);
             if (state.TotalSteps != totalSteps)
                 throw new InvalidDataException($"{latest}: the checkpoint was written for {state.TotalSteps} steps, these options give {totalSteps}; resume with the same data and options");
         }
         foreach (var c in callbacks) c.OnTrainBegin(state, model);
 
-        var trainable = model.parameters().Where(p => p.requires_grad).ToList();
-        var lengths = train.Select(objective.Length).ToArray();
         model.train();
         optimizer.zero_grad();
         var clock = Stopwatch.StartNew();
@@ -85,22 +99,26 @@ public class Trainer<TExample>
 
         for (int epoch = state.Epoch; epoch < int.MaxValue && !stop && state.GlobalStep < totalSteps; epoch++)
         {
-            var batches = Batcher.TrainingBatches(lengths, options.BatchSize, options.Seed, epoch);
+            var batches = Batcher.TrainingBatches(lengths, parallel.GlobalBatch(options.BatchSize), options.Seed, epoch);
             for (int b = epoch == state.Epoch ? state.BatchInEpoch : 0; b < batches.Count && !stop; b++)
             {
                 cancel.ThrowIfCancellationRequested();
                 // Dropout draws from a generator seeded by the micro-step, so a resumed run sees the same masks.
-                manual_seed(options.Seed * 1_000_003L + state.MicroStep);
-                double loss;
-                using (var scope = NewDisposeScope())
+                manual_seed(parallel.DropoutSeed(options.Seed, state.MicroStep));
+                double loss = 0;
+                var shard = parallel.Shard(batches[b]);   // this process's part of the global batch
+                if (shard.Length > 0)
                 {
-                    var batch = batches[b].Select(i => train[i]).ToList();
+                    using var scope = NewDisposeScope();
+                    var batch = shard.Select(i => train[i]).ToList();
                     var value = objective.Loss(batch);
-                    (value / options.GradientAccumulation).backward();
-                    loss = value.item<float>();
-                    examplesSinceLog += batch.Count;
-                    tokensSinceLog += batches[b].Sum(i => lengths[i]);
+                    double share = parallel.LossShare(batches[b], shard, i => objective.LossWeight(train[i]));
+                    (value * share / options.GradientAccumulation).backward();
+                    loss = value.item<float>() * share;
                 }
+                loss = parallel.Sum(loss);   // the global batch's mean loss
+                examplesSinceLog += batches[b].Length;
+                tokensSinceLog += batches[b].Sum(i => lengths[i]);
                 if (!double.IsFinite(loss))
                     throw new InvalidOperationException($"Loss became {loss} at step {state.GlobalStep + 1}; lower --lr or check the labels.");
                 lossSinceLog += loss;
@@ -114,6 +132,7 @@ public class Trainer<TExample>
                 double learningRate;
                 using (var stepScope = NewDisposeScope()) // clipping and the optimizer make temporaries too
                 {
+                    parallel.ReduceGradients();
                     if (options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm);
                     scheduler.Apply(state.GlobalStep);
                     learningRate = optimizer.ParamGroups.First().LearningRate;
@@ -141,10 +160,10 @@ public class Trainer<TExample>
                 if (!evalDue) continue;
                 if (validation is { Count: > 0 })
                 {
-                    (state, stop) = Evaluate(state, validation, epochEnds ? "epoch" : last ? "end" : "steps");
+                    (state, stop) = Evaluate(state, validation, epochEnds ? "epoch" : last ? "end" : "steps", parallel.World, callbacks);
                     model.train();
                 }
-                if (checkpoints is not null)
+                if (checkpoints is not null && parallel.World.IsMain)
                 {
                     checkpoints.Save(model, optimizer, state);
                     foreach (var c in callbacks) c.OnCheckpoint(state);
@@ -157,9 +176,10 @@ public class Trainer<TExample>
         return state;
     }
 
-    (TrainerState, bool Stop) Evaluate(TrainerState state, IReadOnlyList<TExample> validation, string trigger)
+    (TrainerState, bool Stop) Evaluate(TrainerState state, IReadOnlyList<TExample> validation, string trigger,
+        ICommunicator world, IReadOnlyList<ITrainerCallback> callbacks)
     {
-        var values = objective.Evaluate(validation, Math.Max(options.BatchSize, 32));
+        var values = objective.Evaluate(validation, Math.Max(options.BatchSize, 32), world);
         string key = MetricForBest(values);
         double current = values[key];
         bool improved = state.BestMetric is not { } best || MetricCatalog.Improves(key, current, best);
@@ -201,6 +221,16 @@ public sealed class Trainer : Trainer<EncodedExample>
 public sealed class TaskObjective(TaskModel model, long padId,
     Func<IReadOnlyList<EncodedExample>, Prediction[], IReadOnlyDictionary<string, double>> metrics) : ITrainingObjective<EncodedExample>
 {
+    public double LossWeight(EncodedExample example) => Weight(model.Head, example);
+
+    /// <summary>The head's loss averages over examples, labelled words (token tasks without a CRF) or class weights.</summary>
+    public static double Weight(HeadOptions head, EncodedExample example) => head.Kind switch
+    {
+        TaskKind.SingleLabel when head.ClassWeights is { } weights => example.ClassId >= 0 && example.ClassId < weights.Count ? weights[example.ClassId] : 0,
+        TaskKind.Tokens when !head.UseCrf => example.WordLabels is { } labels ? labels.Take(example.WordStarts?.Length ?? 0).Count(l => l != -100) : 0,
+        _ => 1,
+    };
+
     public nn.Module Model => model;
 
     public int Length(EncodedExample example) => example.Length;
@@ -211,9 +241,9 @@ public sealed class TaskObjective(TaskModel model, long padId,
         return model.Loss(model.forward(inputs), labels, inputs);
     }
 
-    public IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> validation, int batchSize)
+    public IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> validation, int batchSize, ICommunicator world)
     {
-        var output = Evaluator.Run(model, validation, batchSize, padId);
+        var output = DataParallel.Evaluate(world, model, validation, batchSize, padId);
         return new Dictionary<string, double>(metrics(validation, output.Predictions)) { ["loss"] = output.Loss };
     }
 }

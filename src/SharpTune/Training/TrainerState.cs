@@ -16,6 +16,8 @@ public sealed record TrainerState
     [JsonPropertyName("best_step")] public long? BestStep { get; init; }
     [JsonPropertyName("evaluations_without_improvement")] public int EvaluationsWithoutImprovement { get; init; }
     [JsonPropertyName("total_steps")] public long TotalSteps { get; init; }
+    /// <summary>Processes of the data-parallel job that wrote the state; a checkpoint resumes only with as many.</summary>
+    [JsonPropertyName("world_size")] public int WorldSize { get; init; } = 1;
 }
 
 /// <summary>What one optimizer step did.</summary>

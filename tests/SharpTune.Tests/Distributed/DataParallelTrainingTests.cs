@@ -1,0 +1,132 @@
+using System.Text.Json.Nodes;
+using SharpTune.Tests.Cli;
+
+namespace SharpTune.Tests.Distributed;
+
+/// <summary>
+/// Data-parallel training for real: the CLI under <c>mpirun -np 2</c> against the CLI in one process on the same
+/// data and global batch (the semantics torchrun and Horovod users expect).
+/// </summary>
+[Trait("Category", "Mpi")]
+public class DataParallelTrainingTests
+{
+    /// <summary>The tiny model with dropout off, so two ranks and one process compute the same thing.</summary>
+    static string ModelWithoutDropout(TestModels.TempFolder temp)
+    {
+        string folder = CliHarness.TinyModelFolder(temp);
+        string configPath = Path.Combine(folder, "config.json");
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        config["hidden_dropout_prob"] = 0.0;
+        config["attention_probs_dropout_prob"] = 0.0;
+        File.WriteAllText(configPath, config.ToJsonString());
+        return folder;
+    }
+
+    static string[] TrainArgs(string model, string train, string validation, string run, int batchSize, params string[] more) =>
+        ["train", "--model", model, "--train", train, "--validation", validation, "--epochs", "2", "--eval-every", "4",
+         "--batch-size", batchSize.ToString(), "--seed", "7", "--log-every", "1", "--lr", "3e-3", "--threads", "1", "--out", run, .. more];
+
+    static List<JsonObject> Lines(string run, string type) => File.ReadLines(Path.Combine(run, "metrics.jsonl"))
+        .Select(line => JsonNode.Parse(line)!.AsObject()).Where(o => o["type"]!.GetValue<string>() == type).ToList();
+
+    static IEnumerable<string> Files(string run) => Directory.EnumerateFiles(run, "*", SearchOption.AllDirectories)
+        .Select(f => Path.GetRelativePath(run, f)).Order(StringComparer.Ordinal);
+
+    [MpiTheory]
+    [InlineData("full")]
+    [InlineData("lora")]
+    public void Two_ranks_train_as_one_process_with_the_same_global_batch(string method)
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = ModelWithoutDropout(temp);
+        // 37 examples in global batches of 8: the last batch of each epoch (5) splits unevenly, 3 and 2.
+        string train = CliHarness.ToyCsv(temp, "train.csv", 37, 1), validation = CliHarness.ToyCsv(temp, "validation.csv", 13, 2);
+        string[] methodArgs = ["--method", method, "--lora-dropout", "0"];
+        string single = temp.File("single"), parallel = temp.File("parallel");
+
+        var (code, output, error) = CliProcess.Run([.. TrainArgs(model, train, validation, single, 8), .. methodArgs]);
+        Assert.True(code == 0, error + output);
+        var mpi = MpiRun.Run(2, [.. TrainArgs(model, train, validation, parallel, 4), .. methodArgs]);
+        Assert.True(mpi.Code == 0, mpi.Error + mpi.Out);
+        Assert.Contains("global batch 8", mpi.Out);
+
+        var (one, two) = (Lines(single, "train"), Lines(parallel, "train"));
+        Assert.Equal(10, one.Count);
+        Assert.Equal(one.Count, two.Count);   // each step logged once: rank 1 writes nothing
+        for (int i = 0; i < one.Count; i++)
+        {
+            Assert.Equal(one[i]["step"]!.GetValue<long>(), two[i]["step"]!.GetValue<long>());
+            double expected = one[i]["loss"]!.GetValue<double>(), actual = two[i]["loss"]!.GetValue<double>();
+            Assert.True(Math.Abs(expected - actual) <= 1e-5, $"{method} step {i + 1}: loss {actual} under mpirun -np 2, {expected} in one process");
+        }
+        var (evalOne, evalTwo) = (Lines(single, "eval"), Lines(parallel, "eval"));
+        Assert.Equal(evalOne.Count, evalTwo.Count);
+        for (int i = 0; i < evalOne.Count; i++)
+            Assert.True(Math.Abs(evalOne[i]["eval_loss"]!.GetValue<double>() - evalTwo[i]["eval_loss"]!.GetValue<double>()) <= 1e-5, $"evaluation {i}");
+        Assert.Equal(Lines(single, "final")[0]["eval_accuracy"]!.GetValue<double>(), Lines(parallel, "final")[0]["eval_accuracy"]!.GetValue<double>());
+
+        // Only rank 0 wrote: the run folder holds what the single process's holds, plus nothing.
+        Assert.Equal(Files(single), Files(parallel));
+        var report = Assert.Single(Lines(parallel, "data_parallel"));
+        Assert.Equal(2, report["processes"]!.GetValue<int>());
+    }
+
+    [MpiFact]
+    public void A_run_killed_under_mpirun_resumes_to_the_uninterrupted_run_and_refuses_another_number_of_processes()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = CliHarness.TinyModelFolder(temp);   // dropout on: seeded per rank and micro-step
+        string train = CliHarness.ToyCsv(temp, "train.csv", 40, 1), validation = CliHarness.ToyCsv(temp, "validation.csv", 12, 2);
+        string whole = temp.File("whole"), killed = temp.File("killed");
+
+        var run = MpiRun.Run(2, TrainArgs(model, train, validation, whole, 4));
+        Assert.True(run.Code == 0, run.Error + run.Out);
+
+        // Rank 0 is killed with SIGKILL right after its step-4 checkpoint; mpirun ends rank 1.
+        run = MpiRun.Run(2, TrainArgs(model, train, validation, killed, 4), new Dictionary<string, string> { ["SHARPTUNE_FAULT_KILL_AFTER_CHECKPOINT"] = "4" });
+        Assert.True(run.Code != 0, $"the job was not killed\n{run.Error}{run.Out}");
+        Assert.False(File.Exists(Path.Combine(killed, "eval_final.json")));
+
+        var (code, output, error) = CliProcess.Run([.. TrainArgs(model, train, validation, killed, 4), "--resume"]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("can only be resumed by as many", error);
+
+        run = MpiRun.Run(2, [.. TrainArgs(model, train, validation, killed, 4), "--resume"]);
+        Assert.True(run.Code == 0, run.Error + run.Out);
+        static List<string> Values(string folder) => Lines(folder, "train").Concat(Lines(folder, "eval")).Concat(Lines(folder, "final"))
+            .Select(o =>
+            {
+                foreach (string key in new[] { "time", "examples_per_second", "tokens_per_second" }) o.Remove(key);
+                return o.ToJsonString();
+            }).ToList();
+        Assert.Equal(Values(whole), Values(killed));
+        Assert.Equal(File.ReadAllText(Path.Combine(whole, "eval_final.json")), File.ReadAllText(Path.Combine(killed, "eval_final.json")));
+    }
+
+    [MpiFact]
+    public void A_rank_that_throws_ends_the_job_with_its_message()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = CliHarness.TinyModelFolder(temp);
+        string train = CliHarness.ToyCsv(temp, "train.csv", 40, 1), validation = CliHarness.ToyCsv(temp, "validation.csv", 12, 2);
+        var run = MpiRun.Run(2, TrainArgs(model, train, validation, temp.File("run"), 4),
+            new Dictionary<string, string> { ["SHARPTUNE_FAULT_FAIL_RANK"] = "1" }, timeout: TimeSpan.FromMinutes(1));
+        Assert.True(run.Code != 0, run.Error + run.Out);
+        Assert.Contains("injected failure on rank 1", run.Error);
+        Assert.Contains("rank 1 of 2", run.Error);
+        Assert.True(run.Elapsed < TimeSpan.FromSeconds(45), $"the job took {run.Elapsed} to end");
+    }
+
+    [MpiFact]
+    public void Ranks_with_different_options_stop_with_a_clear_message()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = CliHarness.TinyModelFolder(temp);
+        string train = CliHarness.ToyCsv(temp, "train.csv", 40, 1), validation = CliHarness.ToyCsv(temp, "validation.csv", 12, 2);
+        string run = temp.File("run");
+        var mpi = MpiRun.Run(2, TrainArgs(model, train, validation, run, 4), secondArgs: TrainArgs(model, train, validation, run, 4, "--weight-decay", "0.02"),
+            timeout: TimeSpan.FromMinutes(1));
+        Assert.True(mpi.Code != 0, mpi.Error + mpi.Out);
+        Assert.Contains("do not run the same configuration: rank 1 differs from rank 0 in its options", mpi.Error);
+    }
+}
