@@ -41,6 +41,8 @@ public abstract class SequenceHead(HeadOptions options) : ITaskHead
 
     public abstract Tensor Loss(Tensor logits, Tensor labels, ModelInputs inputs);
 
+    public virtual double LossWeight(ITaskTarget example) => 1;
+
     public abstract Prediction[] Predict(Tensor logits, ModelInputs inputs);
 
     public HeadBatch Collate(IReadOnlyList<ITaskTarget> batch) => new(Labels(batch));

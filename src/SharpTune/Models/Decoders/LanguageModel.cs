@@ -68,8 +68,7 @@ public sealed class LanguageModel : IDisposable
     }
 
     /// <summary>Loads what <see cref="Find"/> found, without reading its config.json again.</summary>
-    public static LanguageModel Load(LanguageModelSource source, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null,
-        LinearFactory? linears = null) =>
+    public static LanguageModel Load(LanguageModelSource source, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null, LinearFactory? linears = null) =>
         source.Config is null ? LoadGguf(source.Path, dtype, chatTemplateFile, linears) : LoadFolder(source.Path, source.Config, dtype, chatTemplateFile, linears);
 
     /// <summary>The architecture of a Hugging Face folder or .gguf file, read and validated without loading a weight.</summary>
