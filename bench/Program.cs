@@ -26,6 +26,7 @@ public static class Program
         var registry = new SuiteRegistry();
         foreach (var suite in PeftComparisonSuite.MethodSuites()) registry.Register(suite);
         foreach (var config in DecoderMemorySuite.Configs) registry.Register(new DecoderTrainingStepSuite(config));
+        foreach (var suite in BrownLmSuite.Methods) registry.Register(suite);
         return registry
             .Register(mlnet).Register(full).Register(fullBf16).Register(lora).Register(fullBf16Long).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
@@ -33,7 +34,8 @@ public static class Program
             .Register(new DecoderSpeedSuite())
             .Register(new DecoderMemorySuite())
             .Register(new DecoderLoadSuite())
-            .Register(new ScalingSuite());
+            .Register(new ScalingSuite())
+            .Register(new BrownLmSuite());
     }
 
     public static int Main(string[] args)

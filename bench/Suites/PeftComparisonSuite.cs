@@ -28,7 +28,7 @@ public sealed class PeftComparisonSuite : IBenchSuite
     public string Description => $"every method on every {TrainEvery}th SpamAssassin training message, scored on the full test split";
 
     /// <summary>Runs one suite in a new process of this program and reads back the result it wrote.</summary>
-    static BenchResult RunChild(string suite, BenchContext context)
+    internal static BenchResult RunChild(string suite, BenchContext context)
     {
         var start = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(typeof(PeftComparisonSuite).Assembly.Location);

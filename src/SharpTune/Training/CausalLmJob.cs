@@ -4,6 +4,7 @@ using SharpTune.Data;
 using SharpTune.Distributed;
 using SharpTune.Heads;
 using SharpTune.ModelFolders;
+using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
 using SharpTune.Peft;
@@ -66,6 +67,19 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         var promptModule = method?.CreatePromptEncoder(settings, shape, lm.Model.WordEmbeddings);
         using var model = new CausalLmModel(lm.Model, promptModule);
         if (method is not null) method.Freeze(model, settings); else freeze!.Apply(model);
+        if (options.BaseDtype == "bf16")
+        {
+            if (freeze is { What: FreezePolicy.Mode.None })
+                throw new ArgumentException("--base-dtype bf16 holds the frozen weights in bf16; --method full freezes none: use a parameter-efficient method or freeze:K");
+            int converted = MixedDtype.HoldFrozenIn(model, ScalarType.BFloat16);
+            say($"base held in bf16: {converted} frozen tensors; what trains stays fp32");
+        }
+        if (options.GradientCheckpointing)
+        {
+            if (lm.Model is not IGradientCheckpointing checkpointed)
+                throw new ArgumentException($"--gradient-checkpointing: {lm.Model.GetType().Name} cannot recompute its layers");
+            checkpointed.GradientCheckpointing = true;
+        }
         var parameters = ParameterSummary.Of(model);
         say($"method {options.Method}: {parameters}");
 

@@ -41,6 +41,10 @@ public static class OptionCatalog
             o => o.TrainOnPrompt, (o, v, w) => o with { TrainOnPrompt = OptionSpec.Switch(v, w) }, ["train_on_inputs"]);
         Add("packing", OptionValueKind.Flag, "causal-lm: several examples per row of --max-length, attention kept inside each",
             o => o.Packing, (o, v, w) => o with { Packing = OptionSpec.Switch(v, w) });
+        Add("base-dtype", OptionValueKind.Text, "causal-lm: hold the frozen base in fp32 (default) or bf16 (half the memory; adapters still train in fp32)",
+            o => o.BaseDtype, (o, v, w) => o with { BaseDtype = OptionSpec.Choice(v, w, ["fp32", "bf16"]) });
+        Add("gradient-checkpointing", OptionValueKind.Flag, "causal-lm: recompute each layer in the backward pass instead of keeping its activations (less memory, about a third more compute)",
+            o => o.GradientCheckpointing, (o, v, w) => o with { GradientCheckpointing = OptionSpec.Switch(v, w) });
         Add("eval-generate", OptionValueKind.Integer, "causal-lm: at each evaluation, complete N validation prompts greedily, score them (exact match, ROUGE-L) and write samples.jsonl",
             o => o.EvalGenerate, (o, v, w) => o with { EvalGenerate = OptionSpec.Integer(v, w) });
         Add("chat-template", OptionValueKind.Text, "causal-lm: a Jinja chat template file for messages rows (default: the model's)",

@@ -76,6 +76,23 @@ public class CausalLmCliTests
     }
 
     [Fact]
+    public void LoRA_trains_over_a_bf16_base_with_recomputed_layers()
+    {
+        using var temp = new TestModels.TempFolder();
+        string run = temp.File("run");
+        var (code, output, error) = CliHarness.Run("train", "--model", TinyGguf(temp), "--task", "causal-lm", "--train", Data(temp),
+            "--method", "lora", "--base-dtype", "bf16", "--gradient-checkpointing", "--max-steps", "3", "--batch-size", "4", "--out", run, "--max-length", "48");
+        Assert.True(code == 0, error + output);
+        Assert.Contains("base held in bf16", output);
+        var full = CliHarness.Run("train", "--model", TinyGguf(temp), "--task", "causal-lm", "--train", Data(temp),
+            "--method", "full", "--base-dtype", "bf16", "--out", temp.File("run2"));
+        Assert.NotEqual(0, full.Code);
+        Assert.Contains("--base-dtype bf16", full.Error);
+        var generated = CliHarness.Run("generate", "--model", run, "--prompt", "count 3:", "--max-new-tokens", "3", "--greedy");
+        Assert.True(generated.Code == 0, generated.Error);
+    }
+
+    [Fact]
     public void Packing_trains_on_rows_of_several_examples()
     {
         using var temp = new TestModels.TempFolder();

@@ -42,13 +42,12 @@ public static class DecoderWeights
                 value.ReadInto(destination);
             }
         }
-        // A wrapped Linear's own weights (lora_A, ia3_l, ...) are not in a pretrained checkpoint; its weight and bias are.
+        // A wrapped Linear's own weights (lora_A.weight, ia3_l, ...) are not in a pretrained checkpoint; its weight and bias are.
         var sites = model.Shape.LinearSites.Select(site => site.Path).ToHashSet(StringComparer.Ordinal);
         bool AdapterOwn(string key)
         {
-            int dot = key.LastIndexOf('.');
-            for (int cut = key.IndexOf('.'); cut > 0 && cut < key.Length; cut = key.IndexOf('.', cut + 1))
-                if (sites.Contains(key[..cut])) return cut != dot;
+            for (int cut = key.IndexOf('.'); cut > 0; cut = key.IndexOf('.', cut + 1))
+                if (sites.Contains(key[..cut])) return key[(cut + 1)..] is not ("weight" or "bias");
             return false;
         }
         var missing = target.Keys.Where(k => !filled.Contains(k) && !AdapterOwn(k)).ToList();

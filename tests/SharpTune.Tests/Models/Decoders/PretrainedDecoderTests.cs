@@ -132,6 +132,31 @@ public class PretrainedDecoderTests
         Tolerances.AssertClose(expected, actual, Tolerances.Exact, "GPT2Model keys");
     }
 
+    /// <summary>
+    /// A method's own tensors are not in a pretrained folder: LoRA's sit one module deeper (<c>q_proj.lora_A.weight</c>),
+    /// IA3's vector beside the weight (<c>k_proj.ia3_l</c>). Both load, and the base weights are the saved ones.
+    /// </summary>
+    [Theory]
+    [InlineData("llama", "lora")]
+    [InlineData("llama", "ia3")]
+    [InlineData("qwen2", "ia3")]
+    [InlineData("gpt2", "ia3")]
+    public void A_folder_loads_with_a_methods_linear_layers_built_in(string family, string method)
+    {
+        using var folder = new TinyDecoders.TempFolder();
+        using var model = TinyDecoders.Create(family);
+        model.Save(folder.Path);
+        var peft = SharpTune.Peft.PeftRegistry.Get(method);
+        var settings = new SharpTune.Peft.PeftSettings { LoraTargets = [SharpTune.Peft.LinearTargets.AllLinear] };
+        var shape = SharpTune.Models.Decoders.LanguageModel.ReadConfig(folder.Path);
+        using var loaded = PretrainedDecoder.Load(folder.Path, linears: peft.Linears(settings, shape, SharpTune.Models.Decoders.Common.DecoderLinears.Plain));
+        var own = loaded.Module.state_dict().Keys.Where(k => k.Contains(method == "lora" ? ".lora_" : ".ia3_l")).ToList();
+        Assert.NotEmpty(own);
+        var expected = Weights(model);
+        foreach (var (key, value) in loaded.Module.state_dict().Where(kv => expected.ContainsKey(kv.Key)))
+            Tolerances.AssertClose(expected[key], value, Tolerances.Exact, key);
+    }
+
     [Fact]
     public void A_missing_weight_is_an_error_naming_it()
     {
