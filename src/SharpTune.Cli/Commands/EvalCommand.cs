@@ -24,8 +24,8 @@ public static class EvalCommand
         var command = new Command("eval", "Evaluate a fine-tuned model on labelled data, or a language model's perplexity on texts.")
             { model, data, output, window, stride, dtype };
         reading.AddTo(command);
-        command.SetAction(result => CommandRunner.Run(() => LanguageModelFolder.IsLanguageModel(result.GetValue(model)!)
-            ? Perplexity(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), result.GetValue(window), result.GetValue(stride),
+        command.SetAction(result => CommandRunner.Run(() => LanguageModelFolder.Find(result.GetValue(model)!) is { } languageModel
+            ? Perplexity(languageModel, result.GetValue(data)!, result.GetValue(output), result.GetValue(window), result.GetValue(stride),
                 GenerateCommand.ParseDType(result.GetValue(dtype)!))
             : Run(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), reading.Read(result))));
         return command;
@@ -36,7 +36,7 @@ public static class EvalCommand
     /// .txt file with one text per line): each text tokenized alone with the model's BOS rule, every next-token
     /// prediction counted; texts longer than the window are scored in overlapping windows with the stated stride.
     /// </summary>
-    static int Perplexity(string modelSpec, string data, string? output, int? window, int? stride, TorchSharp.torch.ScalarType dtype)
+    static int Perplexity(FoundLanguageModel modelSpec, string data, string? output, int? window, int? stride, TorchSharp.torch.ScalarType dtype)
     {
         if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
         var texts = ReadTexts(data);

@@ -50,7 +50,7 @@ public static class InfoCommand
 
     static int Run(string spec)
     {
-        if (LanguageModelFolder.IsLanguageModel(spec)) return RunLanguageModel(spec);
+        if (LanguageModelFolder.Find(spec) is { } languageModel) return RunLanguageModel(languageModel);
         using var encoder = PretrainedEncoder.Load(spec);
         var c = encoder.Config;
         int vocabEntries = CountLines(encoder.Vocab);
@@ -67,9 +67,10 @@ public static class InfoCommand
     }
 
     /// <summary>A decoder language model: family, sizes, context, vocabulary, parameters and tensor types.</summary>
-    static int RunLanguageModel(string spec)
+    static int RunLanguageModel(FoundLanguageModel found)
     {
-        using var lm = LanguageModelFolder.Load(spec);
+        string spec = found.Spec;
+        using var lm = LanguageModelFolder.Load(found);
         var i = lm.Model.Info;
         long parameters = lm.Model.Module.parameters().Sum(p => p.numel());
         Console.WriteLine($"model          {spec}");

@@ -29,6 +29,9 @@ public interface ITaskHead
     string ArchitectureSuffix { get; }
     string? ProblemType { get; }
 
+    /// <summary>PEFT's <c>task_type</c> of an adapter for this task (<c>SEQ_CLS</c>, <c>TOKEN_CLS</c>).</summary>
+    string PeftTaskType { get; }
+
     /// <summary>
     /// What the classifier scores, read from the encoder's output: (B, H) per text, (B, W, H) per word. The real tokens start
     /// after <paramref name="virtualTokens"/> prompt positions.
@@ -39,6 +42,12 @@ public interface ITaskHead
 
     /// <summary>The training loss of the classifier's scores against the labels <see cref="Collate"/> made.</summary>
     Tensor Loss(Tensor logits, Tensor labels, ModelInputs inputs);
+
+    /// <summary>
+    /// What one example weighs in the loss's average: the loss averages over examples (1 each), over labelled words (token
+    /// tasks by softmax) or over class weights (weighted single-label classification), so data-parallel shards combine to it.
+    /// </summary>
+    double LossWeight(ITaskTarget example);
 
     /// <summary>Decoded predictions, one per example of the batch.</summary>
     Prediction[] Predict(Tensor logits, ModelInputs inputs);

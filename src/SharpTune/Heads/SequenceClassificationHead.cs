@@ -19,6 +19,11 @@ public sealed class SequenceClassificationHead(HeadOptions options) : SequenceHe
         return nn.functional.cross_entropy(logits, labels, weights, label_smoothing: Options.LabelSmoothing);
     }
 
+    /// <summary>cross_entropy with class weights averages over the batch's weights: an example weighs its class's weight.</summary>
+    public override double LossWeight(ITaskTarget example) => Options.ClassWeights is { } weights
+        ? example.ClassId >= 0 && example.ClassId < weights.Count ? weights[example.ClassId] : 0
+        : 1;
+
     /// <summary>The most likely class and every class's probability.</summary>
     public override Prediction[] Predict(Tensor logits, ModelInputs inputs)
     {

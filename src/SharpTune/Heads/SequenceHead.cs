@@ -22,6 +22,8 @@ public abstract class SequenceHead(HeadOptions options) : ITaskHead
 
     string? ITaskHead.ProblemType => ProblemType;
 
+    public string PeftTaskType => "SEQ_CLS";
+
     /// <returns>(B, H)</returns>
     public Tensor Features(Tensor lastHiddenState, Tensor? pooledOutput, ModelInputs inputs, int virtualTokens) =>
         // The real [CLS] sits after the virtual tokens (as THUDM's P-tuning reads it, not PEFT's position 0).
@@ -38,6 +40,8 @@ public abstract class SequenceHead(HeadOptions options) : ITaskHead
     }
 
     public abstract Tensor Loss(Tensor logits, Tensor labels, ModelInputs inputs);
+
+    public virtual double LossWeight(ITaskTarget example) => 1;
 
     public abstract Prediction[] Predict(Tensor logits, ModelInputs inputs);
 

@@ -78,7 +78,7 @@ public sealed class TaskModel : nn.Module, ITunableModel
     public bool IsHead(string parameterName) =>
         parameterName.StartsWith("classifier.", StringComparison.Ordinal) || parameterName.StartsWith("crf.", StringComparison.Ordinal);
 
-    public string PeftTaskType => Head.Kind == TaskKind.Tokens ? "TOKEN_CLS" : "SEQ_CLS";
+    public string PeftTaskType => TaskHead.PeftTaskType;
 
     /// <summary>The classifier only: transformers' task models have no crf, so PEFT would find nothing to wrap (crf.* still rides along).</summary>
     public IReadOnlyList<string> ModulesToSave { get; } = ["classifier"];

@@ -20,6 +20,8 @@ public abstract class WordHead(HeadOptions options) : ITaskHead
 
     public string? ProblemType => null;
 
+    public string PeftTaskType => "TOKEN_CLS";
+
     /// <returns>(B, W, H): each word's first sub-word.</returns>
     public Tensor Features(Tensor lastHiddenState, Tensor? pooledOutput, ModelInputs inputs, int virtualTokens)
     {
@@ -36,6 +38,8 @@ public abstract class WordHead(HeadOptions options) : ITaskHead
 
     /// <summary>The label of each real word.</summary>
     public abstract Prediction[] Predict(Tensor logits, ModelInputs inputs);
+
+    public abstract double LossWeight(ITaskTarget example);
 
     public HeadBatch Collate(IReadOnlyList<ITaskTarget> batch)
     {
@@ -97,6 +101,10 @@ public sealed class TokenClassificationHead(HeadOptions options) : WordHead(opti
     public override Tensor Loss(Tensor logits, Tensor labels, ModelInputs inputs) =>
         nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), label_smoothing: Options.LabelSmoothing);
 
+    /// <summary>The cross-entropy averages over labelled words: an example weighs its words that carry a label.</summary>
+    public override double LossWeight(ITaskTarget example) =>
+        example.WordLabels is { } labels ? labels.Take(example.WordStarts?.Length ?? 0).Count(l => l != -100) : 0;
+
     public override Prediction[] Predict(Tensor logits, ModelInputs inputs)
     {
         using var scope = NewDisposeScope();
@@ -114,6 +122,9 @@ public sealed class CrfTokenClassificationHead(HeadOptions options, ConditionalR
 {
     ConditionalRandomField Crf => crf ?? throw new InvalidOperationException(
         "This head was made without its CRF layer (to collate or score data); the task model's head has it.");
+
+    /// <summary>The negative log-likelihood averages over sentences.</summary>
+    public override double LossWeight(ITaskTarget example) => 1;
 
     public override Tensor Loss(Tensor logits, Tensor labels, ModelInputs inputs) =>
         Crf.NegativeLogLikelihood(logits, labels, inputs.WordMask ?? throw new ArgumentException("CRF needs a word mask."));

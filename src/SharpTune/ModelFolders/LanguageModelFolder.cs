@@ -60,7 +60,20 @@ public static class LanguageModelFolder
     public static string BaseModel(string folder) => ReadSpec(folder).BaseModel;
 
     /// <summary>Whether <paramref name="spec"/> is a language model: a .gguf file, a decoder's Hugging Face folder, or a fine-tuned one.</summary>
-    public static bool IsLanguageModel(string spec) => Resolve(spec) is not null || LanguageModel.IsLanguageModel(spec);
+    public static bool IsLanguageModel(string spec) => Find(spec) is not null;
+
+    /// <summary>
+    /// What <paramref name="spec"/> names when it is a language model, looked at once (a base folder's config.json is read
+    /// here and handed on to <see cref="Load(FoundLanguageModel, ScalarType, string?)"/>); null when it is none.
+    /// </summary>
+    public static FoundLanguageModel? Find(string spec) =>
+        Resolve(spec) is { } folder ? new FoundLanguageModel(spec, folder, null)
+        : LanguageModel.Find(spec) is { } source ? new FoundLanguageModel(spec, null, source)
+        : null;
+
+    /// <summary>Loads what <see cref="Find"/> found.</summary>
+    public static LanguageModel Load(FoundLanguageModel found, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null) =>
+        found.Base is { } source ? LanguageModel.Load(source, dtype, chatTemplateFile) : Load(found.FineTuned!, dtype, chatTemplateFile);
 
     /// <summary>Loads a base language model, or a fine-tuned one (base + adapter, or the saved weights) with the base's tokenizer.</summary>
     public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null)
@@ -106,3 +119,7 @@ public static class LanguageModelFolder
         return (baseModel, Field("method"));
     }
 }
+
+/// <summary>A language model on disk: a fine-tuned model's folder (<see cref="FineTuned"/>) or a base model (<see cref="Base"/>).</summary>
+/// <param name="Spec">What was given (a run folder, a model folder, a .gguf file).</param>
+public sealed record FoundLanguageModel(string Spec, string? FineTuned, LanguageModelSource? Base);

@@ -1,5 +1,6 @@
 using SharpTune.Data;
 using SharpTune.Heads;
+using SharpTune.Training;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Heads;
@@ -56,5 +57,27 @@ public class TaskHeadsTests
         Assert.NotNull(model.Crf);
         Assert.Contains("crf.transitions", model.state_dict().Keys);
         Assert.DoesNotContain(model.state_dict().Keys, k => k.Contains("head", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_heads_loss_weight_equals_the_task_objectives()
+    {
+        HeadOptions[] heads =
+        [
+            new(TaskKind.SingleLabel, 3), new(TaskKind.SingleLabel, 3, ClassWeights: [0.5f, 2f, 1f]), new(TaskKind.MultiLabel, 3),
+            new(TaskKind.Regression, 1), new(TaskKind.Tokens, 3), new(TaskKind.Tokens, 3, UseCrf: true),
+        ];
+        EncodedExample[] examples =
+        [
+            new([2, 5, 3], [0, 0, 0], "a", ClassId: 1), new([2, 5, 3], [0, 0, 0], "b", ClassId: 7), new([2, 3], [0, 0], "c", ClassIds: [0, 2]),
+            new([2, 5, 3], [0, 0, 0], "d", Value: 0.5f), new([2, 5, 6, 3], [0, 0, 0, 0], "e", WordStarts: [1, 2], WordLabels: [2, -100]),
+            new([2, 5, 6, 3], [0, 0, 0, 0], "f", WordStarts: [1], WordLabels: [0, 1]), new([2, 3], [0, 0], "g", WordStarts: [1]),
+        ];
+        foreach (var options in heads)
+        {
+            var head = TaskHeads.Create(options);
+            foreach (var example in examples.Where(e => (e.WordStarts is null) == options.IsSequenceTask))
+                Assert.Equal(TaskObjective.Weight(options, example), head.LossWeight(example));
+        }
     }
 }

@@ -76,7 +76,7 @@ public sealed class LanguageModel : IDisposable
     {
         if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
         {
-            var config = GgufModelMap.Open(spec).Config;
+            var (config, _) = GgufConfig(GgufModelMap.Open(spec));
             return DecoderFamilies.ForConfig(config, spec).ParseConfig(config, spec);
         }
         string path = Path.Combine(spec, "config.json");
@@ -104,13 +104,20 @@ public sealed class LanguageModel : IDisposable
         var tokenizer = DecoderTokenizers.FromData(new DecoderTokenizerData(
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
             data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate), path);
-        var config = map.Config;
+        var (config, ropeNote) = GgufConfig(map);
         var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
         var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
-        if (map.RopeFrequencyFactors is { } factors) notes.Add(ApplyRopeFrequencyFactors(map, factors, config));
+        if (ropeNote is not null) notes.Add(ropeNote);
         var model = PretrainedDecoder.FromCheckpoint(config, map.CheckpointTensors(), dtype, path, linears);
         var template = LoadTemplate(tokenizer.ChatTemplate, $"{path}: tokenizer.chat_template", chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"GGUF file {Path.GetFullPath(path)} ({map.Architecture})", notes);
+    }
+
+    /// <summary>The Hugging Face config of a GGUF file, with its rope frequency factors applied (and what to say about them).</summary>
+    static (JsonObject Config, string? RopeNote) GgufConfig(GgufModelMap map)
+    {
+        var config = map.Config;
+        return (config, map.RopeFrequencyFactors is { } factors ? ApplyRopeFrequencyFactors(map, factors, config) : null);
     }
 
     /// <summary>
