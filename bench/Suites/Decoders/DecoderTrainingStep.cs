@@ -17,10 +17,10 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <param name="ChunkedLoss">The head and the loss over chunks of tokens (<see cref="CausalLmLoss"/>); false: full (B, T, V) fp32 logits.</param>
 /// <param name="NeedsGigabytes">What the configuration is expected to take at the full shape; it is skipped when the
 /// machine has less available (a shared machine), with a note.</param>
-/// <param name="Environment">Variables the decoder-memory suite sets for this configuration's process (glibc's
-/// allocator reads <c>MALLOC_MMAP_THRESHOLD_</c> at start-up only).</param>
+/// <param name="ReturnFreedMemory">glibc's mmap threshold fixed at 128 KiB (<see cref="GlibcAllocator"/>), as
+/// <c>sharptune train --gradient-checkpointing</c> runs; false: glibc's defaults.</param>
 public sealed record DecoderStepConfig(string Key, string Label, bool Lora, bool Bf16Base, bool Checkpointing, bool ChunkedLoss, double NeedsGigabytes,
-    IReadOnlyDictionary<string, string>? Environment = null);
+    bool ReturnFreedMemory = false);
 
 /// <summary>
 /// One configuration of the decoder-memory suite, run alone in its own process (peak resident memory is per process):
@@ -47,7 +47,8 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
         var shape = context.Quick ? Qwen2Shape.Quick : Qwen2Shape.Qwen25_05B;
         const int steps = 2;                                                        // the first a warm-up
         var clock = Stopwatch.StartNew();
-        Console.WriteLine($"CPU {mkl.Cpu}; {Threads} threads; {config.Label}; {shape.Name}");
+        string allocator = config.ReturnFreedMemory ? GlibcAllocator.ReturnFreedBlocksAbove() : "glibc's defaults";
+        Console.WriteLine($"CPU {mkl.Cpu}; {Threads} threads; {config.Label}; {shape.Name}; memory: {allocator}");
 
         manual_seed(2026);
         using var model = Build(shape);
@@ -127,11 +128,12 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
         };
         var options = new LoraOptions(8, 16, 0, LoraTargets, "none");
         LinearFactory? linears = config.Lora ? site => new LoraLinear(site, options) : null;
-        var model = PretrainedDecoder.Create(json, ScalarType.Float32, linears);
+        // As `sharptune train --base-dtype bf16` does: the model made in bf16, then what trains given back fp32.
+        var model = PretrainedDecoder.Create(json, config.Bf16Base ? ScalarType.BFloat16 : ScalarType.Float32, linears);
         if (config.Lora)
             foreach (var (name, parameter) in model.Module.named_parameters())
                 parameter.requires_grad = name.Contains(".lora_", StringComparison.Ordinal);
-        if (config.Bf16Base) MixedDtype.HoldFrozenIn(model.Module, ScalarType.BFloat16);
+        if (config.Bf16Base) MixedDtype.Convert(model.Module, ScalarType.Float32, (_, p) => p.requires_grad);
         model.Module.train();
         ((IGradientCheckpointing)model).GradientCheckpointing = config.Checkpointing;
         return model;

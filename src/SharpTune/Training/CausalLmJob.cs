@@ -7,6 +7,7 @@ using SharpTune.ModelFolders;
 using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Native;
 using SharpTune.Peft;
 using SharpTune.Peft.BitFit;
 using static TorchSharp.torch;
@@ -60,28 +61,33 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
             say($"max length {maxLength} tokens: the model's context");
         }
 
-        // 2. Model with the method built in.
-        using var lm = LanguageModel.Load(baseModel, ScalarType.Float32, options.ChatTemplate, method?.Linears(settings, shape, DecoderLinears.Plain));
+        // 2. Model with the method built in. A bf16 base is read straight into bf16 parameters (the fp32 copy would
+        // need twice the base's bytes at load); only what trains is then given back fp32.
+        bool bf16Base = options.BaseDtype == "bf16";
+        // Adapters (LoRA, IA3) and prompt modules cast between their fp32 weights and a bf16 base; a layer half trained
+        // (BitFit's biases, freeze:K's top layers, full) would mix dtypes inside one product.
+        if (bf16Base && method is null or BitFitMethod)
+            throw new ArgumentException($"--base-dtype bf16 needs an adapter or prompt method (lora, ia3, prompt, ptuning, prefix, ptuning-v2); --method {options.Method} trains base weights themselves");
+        using var lm = LanguageModel.Load(baseModel, bf16Base ? ScalarType.BFloat16 : ScalarType.Float32, options.ChatTemplate,
+            method?.Linears(settings, shape, DecoderLinears.Plain));
         say($"model: {lm.Source}");
         foreach (string note in lm.Notes) say($"note: {note}");
         manual_seed(options.Training.Seed);
         var promptModule = method?.CreatePromptEncoder(settings, shape, lm.Model.WordEmbeddings);
         using var model = new CausalLmModel(lm.Model, promptModule);
         if (method is not null) method.Freeze(model, settings); else freeze!.Apply(model);
-        if (options.BaseDtype == "bf16")
+        if (bf16Base)
         {
-            // Adapters (LoRA, IA3) and prompt modules cast between their fp32 weights and a bf16 base; a layer half trained
-            // (BitFit's biases, freeze:K's top layers, full) would mix dtypes inside one product.
-            if (method is null or BitFitMethod)
-                throw new ArgumentException($"--base-dtype bf16 needs an adapter or prompt method (lora, ia3, prompt, ptuning, prefix, ptuning-v2); --method {options.Method} trains base weights themselves");
-            int converted = MixedDtype.HoldFrozenIn(model, ScalarType.BFloat16);
-            say($"base held in bf16: {converted} frozen tensors; what trains stays fp32");
+            int trainable = MixedDtype.Convert(model, ScalarType.Float32, (_, p) => p.requires_grad);
+            say($"base held in bf16, read as bf16; the {trainable} tensors that train are fp32");
         }
         if (options.GradientCheckpointing)
         {
             if (lm.Model is not IGradientCheckpointing checkpointed)
                 throw new ArgumentException($"--gradient-checkpointing: {lm.Model.GetType().Name} cannot recompute its layers");
             checkpointed.GradientCheckpointing = true;
+            // Recomputing layers trades time for memory; so does giving freed activations back to the system.
+            say($"memory: layers recomputed in the backward pass; {GlibcAllocator.ReturnFreedBlocksAbove()}");
         }
         var parameters = ParameterSummary.Of(model);
         say($"method {options.Method}: {parameters}");
