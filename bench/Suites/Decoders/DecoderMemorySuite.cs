@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using SharpTune.Bench.Reporting;
 using SharpTune.Native;
+using TorchSharp;
 
 namespace SharpTune.Bench.Suites.Decoders;
 
@@ -40,6 +41,10 @@ public sealed class DecoderMemorySuite : IBenchSuite
         var metrics = new OrderedDictionary<string, double>();
         var notes = new List<string>();
         string cpu = CpuDescription.Current.ToString();
+        var (fp32Ceiling, bf16Ceiling) = Ceilings();
+        metrics["fp32_ceiling_flops_per_s"] = fp32Ceiling;
+        metrics["bf16_ceiling_flops_per_s"] = bf16Ceiling;
+        Console.WriteLine($"libtorch's product ceiling on {DecoderTrainingStepSuite.Threads} threads: fp32 {fp32Ceiling / 1e9:F0} GFLOP/s, bf16 {bf16Ceiling / 1e9:F0} GFLOP/s");
         foreach (var config in Configs)
         {
             double available = AvailableGigabytes();
@@ -57,6 +62,12 @@ public sealed class DecoderMemorySuite : IBenchSuite
                 continue;
             }
             foreach (var (key, value) in child) metrics[$"{config.Key}_{key}"] = value;
+            if (child.TryGetValue("flops_per_s", out double rate))
+            {
+                metrics[$"{config.Key}_flops_over_bf16_ceiling"] = rate / bf16Ceiling;
+                metrics[$"{config.Key}_flops_over_fp32_ceiling"] = rate / fp32Ceiling;
+                Console.WriteLine($"  {config.Key}: {rate / 1e9:F1} GFLOP/s, {rate / bf16Ceiling:P1} of the bf16 ceiling, {rate / fp32Ceiling:P1} of fp32's");
+            }
         }
 
         string? Goal(string what, string key, Func<double, bool> met, string format)
@@ -89,6 +100,29 @@ public sealed class DecoderMemorySuite : IBenchSuite
             PredictSeconds = 0,
             Metrics = metrics,
         };
+    }
+
+    /// <summary>
+    /// libtorch's best fp32 and bf16 products on this machine at the step's thread count: (2048 x 896) times (896 x 4864),
+    /// an MLP projection over a batch's tokens at Qwen2.5-0.5B's widths, the best of several.
+    /// </summary>
+    static (double Fp32, double Bf16) Ceilings()
+    {
+        torch.set_num_threads(DecoderTrainingStepSuite.Threads);
+        double Best(torch.ScalarType dtype)
+        {
+            using var a = torch.randn(2048, 896).to(dtype);
+            using var b = torch.randn(896, 4864).to(dtype);
+            double best = double.MaxValue;
+            for (int round = 0; round < 8; round++)
+            {
+                var watch = Stopwatch.StartNew();
+                using (var c = a.matmul(b)) { }
+                best = Math.Min(best, watch.Elapsed.TotalSeconds);
+            }
+            return 2.0 * 2048 * 896 * 4864 / best;
+        }
+        return (Best(torch.ScalarType.Float32), Best(torch.ScalarType.BFloat16));
     }
 
     /// <summary>Runs one configuration as a child process of this program and reads the metrics it wrote.</summary>

@@ -88,6 +88,7 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
             Console.WriteLine($"  step {step}: {seconds[^1]:F1} s ({cpuSeconds[^1]:F1} s of CPU), loss {loss:F3}, resident {Memory.ResidentMb():F0} MB, peak {Memory.PeakMb():F0} MB");
         }
         double stepSeconds = seconds.Skip(1).Min();
+        double flops = StepFlops(shape);
         var metrics = new OrderedDictionary<string, double>
         {
             ["step_seconds"] = stepSeconds,
@@ -95,6 +96,8 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
             ["step_cpu_seconds"] = cpuSeconds.Skip(1).Min(),
             ["first_step_seconds"] = seconds[0],
             ["tokens_per_s"] = Batch * Length / stepSeconds,
+            ["step_flops"] = flops,
+            ["flops_per_s"] = flops / stepSeconds,
             ["peak_resident_mb"] = Math.Max(buildPeakMb, Memory.PeakMb()),
             ["training_peak_resident_mb"] = reset ? Memory.PeakMb() : double.NaN,     // since the model and the optimizer were built
             ["build_peak_resident_mb"] = buildPeakMb,
@@ -115,6 +118,25 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
             PredictSeconds = 0,
             Metrics = metrics,
         };
+    }
+
+    /// <summary>
+    /// The products a step executes, counted from the shapes (2 FLOPs a multiply-add): per token, the forward pass's
+    /// Linear layers (the head over the T-1 labelled positions only) and attention's two products (4·T·d a layer, the full
+    /// T x T square, as the kernel computes it); the backward pass's products for the inputs (the same again, attention
+    /// twice); for the weights only where they train (full fine-tuning; LoRA's rank-8 products are left out); and one
+    /// more forward through the layers when they are recomputed. The head is never recomputed.
+    /// </summary>
+    public double StepFlops(Qwen2Shape shape)
+    {
+        double d = shape.Hidden, kv = shape.KeyValueHeads * shape.HeadDim, q = shape.Heads * shape.HeadDim;
+        double layerWeights = d * q + 2 * d * kv + q * d + 3 * d * shape.Intermediate;        // q, k, v, o, gate, up, down
+        double tokens = (double)Batch * Length, labelled = Batch * (Length - 1.0);
+        double layersForward = shape.Layers * (2 * layerWeights * tokens + 4 * q * Length * tokens);
+        double headForward = 2 * d * shape.Vocab * labelled;
+        double layersInputGrad = shape.Layers * (2 * layerWeights * tokens + 8 * q * Length * tokens);
+        double weightGrads = config.Lora ? 0 : shape.Layers * 2 * layerWeights * tokens + headForward;
+        return layersForward * (config.Checkpointing ? 2 : 1) + 2 * headForward + layersInputGrad + weightGrads;
     }
 
     ICausalLanguageModel Build(Qwen2Shape shape)

@@ -28,8 +28,9 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         string run = Path.GetFullPath(options.Out);
         if (!options.Resume && Directory.Exists(Path.Combine(run, "checkpoints")))
             throw new ArgumentException($"{run} already holds a run; use --resume to continue it or choose another --out");
-        if (World.Current.Size > 1)
-            throw new ArgumentException("--task causal-lm does not run under mpirun yet: run it as one process (the trainer's data-parallel steps are ready; the language-model job's rank-0 writes are not)");
+        var world = World.Current;   // one process, or one rank of an MPI job; rank 0 alone writes
+        int threads = DataParallelJob.ConfigureThreads(options.Threads, world);
+        if (DataParallelJob.Describe(world, threads, options.Training.BatchSize) is { } job) say(job);
         if (options.Precision != "fp32")
             throw new ArgumentException("--precision bf16 is not available for --task causal-lm yet; use fp32");
         var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
@@ -101,8 +102,14 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         var validation = encoder.Encode(validationRows);
         var dropped = train.Dropped.Concat(validation.Dropped).ToList();
         skipped.AddRange(dropped);
+        DataParallelJob.CheckSameRun(world, new Dictionary<string, string>
+        {
+            ["its options"] = DataParallelJob.TextHash(RunConfig.ToJson(options)), ["the --train file"] = DataParallelJob.FileHash(options.Train),
+            ["the --validation file"] = DataParallelJob.FileHash(options.Validation),
+        });
+        DataParallelJob.BroadcastTrainable(world, model);   // every rank starts from rank 0's adapters and prompt encoder
         Directory.CreateDirectory(run);
-        if (skipped.Count > 0) AtomicFile.WriteAllText(Path.Combine(run, "skipped_rows.txt"), string.Join("\n", skipped) + "\n");
+        if (skipped.Count > 0 && world.IsMain) AtomicFile.WriteAllText(Path.Combine(run, "skipped_rows.txt"), string.Join("\n", skipped) + "\n");
         if (train.Examples.Count == 0) throw new ArgumentException($"{options.Train}: no example has anything to learn within --max-length {maxLength}");
         var trainExamples = options.Packing ? CausalLmEncoder.Pack(train.Examples, maxLength) : train.Examples;
         say($"data: {train.Examples.Count} training and {validation.Examples.Count} validation examples " +
@@ -114,9 +121,10 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
 
         // 4. Train.
         var sources = new Dictionary<string, string>(options.Sources);
-        AtomicFile.WriteAllText(Path.Combine(run, RunConfig.FileName), RunConfig.ToJson(options with { MaxLength = maxLength, Sources = sources }) + "\n");
+        if (world.IsMain)
+            AtomicFile.WriteAllText(Path.Combine(run, RunConfig.FileName), RunConfig.ToJson(options with { MaxLength = maxLength, Sources = sources }) + "\n");
         long padId = lm.Tokenizer.PadId ?? lm.Tokenizer.EosId ?? 0;
-        using var log = new RunLog(Path.Combine(run, "metrics.jsonl"), append: options.Resume);
+        using var log = world.IsMain ? new RunLog(Path.Combine(run, "metrics.jsonl"), append: options.Resume) : new RunLog(TextWriter.Null);
         var saver = new BestLanguageModelSaver(Path.Combine(run, "best"), baseModel, options.Method, method, settings);
         var callbacks = new List<ITrainerCallback> { log, saver };
         var samples = options.EvalGenerate > 0 ? new GeneratedSamples(Path.Combine(run, "samples.jsonl"), lm.Tokenizer, options.EvalGenerate) : null;
@@ -125,22 +133,25 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         var objective = new CausalLmObjective(model, padId, samples);
         var trainer = new Trainer<CausalLmExample>(objective, options.Training, callbacks);
         var clock = Stopwatch.StartNew();
+        var (communication, gradients) = (world.CommunicationTime, GradientAllReduce.TotalTime);
         var state = trainer.Train(trainExamples, validation.Examples, new TrainingCheckpoint(run), options.Resume, cancel);
         double secondsPerStep = clock.Elapsed.TotalSeconds / Math.Max(1, state.GlobalStep);
+        if (world.Size > 1) log.Write("data_parallel", DataParallelJob.Report(world, threads, options.Training.BatchSize,
+            world.CommunicationTime - communication, GradientAllReduce.TotalTime - gradients, clock.Elapsed));
 
         // 5. Save and report.
         string final = Path.Combine(run, "final");
-        LanguageModelFolder.Save(final, model, baseModel, options.Method, method, settings);
+        if (world.IsMain) LanguageModelFolder.Save(final, model, baseModel, options.Method, method, settings);
         var metrics = new Dictionary<string, double>();
         if (validation.Examples.Count > 0)
         {
-            foreach (var (key, value) in objective.Evaluate(validation.Examples, Math.Max(8, options.Training.BatchSize), SingleProcess.Instance)) metrics[key] = value;
+            foreach (var (key, value) in objective.Evaluate(validation.Examples, Math.Max(8, options.Training.BatchSize), world)) metrics[key] = value;
             log.Write("final", metrics.ToDictionary(kv => $"eval_{kv.Key}", kv => (object?)kv.Value));
-            samples?.OnEvaluate(new EvaluationInfo(state.GlobalStep, state.Epoch, metrics["loss"], metrics, false, "final"));
+            if (world.IsMain) samples?.OnEvaluate(new EvaluationInfo(state.GlobalStep, state.Epoch, metrics["loss"], metrics, false, "final"));
             say($"validation: loss {metrics["loss"]:F4}, perplexity {metrics["perplexity"]:F2}" +
                 (metrics.TryGetValue("rouge_l", out double rouge) ? $", exact match {metrics["exact_match"]:P1}, ROUGE-L {rouge:F3} (samples.jsonl)" : ""));
         }
-        CurvesPlot.Save(Path.Combine(run, "curves.png"), log, "perplexity");
+        if (world.IsMain) CurvesPlot.Save(Path.Combine(run, "curves.png"), log, "perplexity");
         long adapterBytes = method is null ? 0 : Directory.EnumerateFiles(Path.Combine(final, LanguageModelFolder.AdapterFolder)).Sum(f => new FileInfo(f).Length);
         return new RunSummary(run, parameters, train.Examples.Count, validation.Examples.Count, skipped.Count, truncated,
             state.GlobalStep, secondsPerStep, FineTuneJob.PeakMemory(), metrics, state.BestMetric, state.BestStep,

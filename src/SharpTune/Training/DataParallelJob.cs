@@ -59,7 +59,7 @@ public static class DataParallelJob
     }
 
     /// <summary>Every rank's trainable weights become rank 0's: the randomly initialised head, prompt encoders and adapters.</summary>
-    public static void BroadcastTrainable(ICommunicator world, TaskModel model) =>
+    public static void BroadcastTrainable(ICommunicator world, nn.Module model) =>
         TensorBroadcast.FromRoot(world, model.parameters().Where(p => p.requires_grad));
 
     /// <summary>The job's shape and the time its collectives took (on rank 0, waiting for other ranks included), for metrics.jsonl.</summary>

@@ -10,7 +10,7 @@ namespace SharpTune.Tests.Cli;
 public class CausalLmCliTests
 {
     /// <summary>A tiny llama GGUF whose vocabulary has byte tokens, so any text encodes.</summary>
-    static string TinyGguf(TestModels.TempFolder temp)
+    internal static string TinyGguf(TestModels.TempFolder temp)
     {
         var sizes = new TinyDecoderSizes(300, 32, 2, 4, 2, 37, 96);
         string path = temp.File("tiny.gguf");
@@ -18,7 +18,7 @@ public class CausalLmCliTests
         return path;
     }
 
-    static string Data(TestModels.TempFolder temp)
+    internal static string Data(TestModels.TempFolder temp)
     {
         var lines = new List<string>();
         for (int i = 0; i < 12; i++)

@@ -71,6 +71,48 @@ public class DataParallelTrainingTests
         Assert.Equal(2, report["processes"]!.GetValue<int>());
     }
 
+    [MpiTheory]
+    [InlineData("lora")]
+    [InlineData("full")]
+    public void A_language_model_trains_on_two_ranks_as_in_one_process(string method)
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = CausalLmCliTests.TinyGguf(temp), train = CausalLmCliTests.Data(temp);
+        // Chat, prompt/completion, Alpaca and raw-text rows of different lengths: each rank's share of a global batch
+        // of 8 is weighted by its target tokens, and the validation rows are scored and generated from on both ranks.
+        string[] Args(string run, int batchSize) =>
+            ["train", "--model", model, "--task", "causal-lm", "--train", train, "--method", method, "--max-steps", "6", "--eval-every", "3",
+             "--eval-generate", "2", "--batch-size", batchSize.ToString(), "--seed", "7", "--log-every", "1", "--lr", "3e-3", "--threads", "1",
+             "--max-length", "48", "--out", run, .. method == "lora" ? ["--lora-dropout", "0"] : Array.Empty<string>()];
+        string single = temp.File("single"), parallel = temp.File("parallel");
+
+        var (code, output, error) = CliProcess.Run(Args(single, 8));
+        Assert.True(code == 0, error + output);
+        var mpi = MpiRun.Run(2, Args(parallel, 4));
+        Assert.True(mpi.Code == 0, mpi.Error + mpi.Out);
+        Assert.Contains("global batch 8", mpi.Out);
+
+        var (one, two) = (Lines(single, "train"), Lines(parallel, "train"));
+        Assert.Equal(6, one.Count);
+        Assert.Equal(one.Count, two.Count);
+        for (int i = 0; i < one.Count; i++)
+        {
+            double expected = one[i]["loss"]!.GetValue<double>(), actual = two[i]["loss"]!.GetValue<double>();
+            Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)), $"{method} step {i + 1}: loss {actual} under mpirun -np 2, {expected} in one process");
+        }
+        var (evalOne, evalTwo) = (Lines(single, "eval"), Lines(parallel, "eval"));
+        Assert.Equal(2, evalOne.Count);
+        Assert.Equal(evalOne.Count, evalTwo.Count);
+        for (int i = 0; i < evalOne.Count; i++)
+        {
+            Assert.True(Math.Abs(evalOne[i]["eval_loss"]!.GetValue<double>() - evalTwo[i]["eval_loss"]!.GetValue<double>()) <= 1e-5, $"evaluation {i}");
+            Assert.Equal(evalOne[i]["eval_rouge_l"]!.GetValue<double>(), evalTwo[i]["eval_rouge_l"]!.GetValue<double>(), 6);
+        }
+        Assert.Equal(File.ReadAllText(Path.Combine(single, "samples.jsonl")), File.ReadAllText(Path.Combine(parallel, "samples.jsonl")));
+        Assert.Equal(Files(single), Files(parallel));   // rank 1 wrote nothing
+        Assert.Equal(2, Assert.Single(Lines(parallel, "data_parallel"))["processes"]!.GetValue<int>());
+    }
+
     [MpiFact]
     public void A_run_killed_under_mpirun_resumes_to_the_uninterrupted_run_and_refuses_another_number_of_processes()
     {
