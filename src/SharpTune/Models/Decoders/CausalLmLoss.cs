@@ -1,13 +1,14 @@
-using SharpTune.Models.Decoders.Common;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Decoders;
 
 /// <summary>
 /// The causal language-modelling loss computed from the final hidden states without materialising the (B, T, V)
-/// logits: the head and the cross-entropy run over chunks of tokens, and each chunk's logits are recomputed in the
-/// backward pass (<see cref="ActivationCheckpoint"/>), as Unsloth's and Liger-Kernel's fused losses do. At Qwen2.5's
-/// 151,936 tokens, fp32 logits for 4 x 512 tokens take 1.2 GiB and their gradient as much again; here one chunk's.
+/// logits: the head and the cross-entropy run over chunks of tokens. When gradients are wanted, each chunk's gradients
+/// (for the hidden states, and the head's weight and bias where they train) are computed in the forward pass, right
+/// after its loss, from <c>softmax(logits) - onehot(target)</c>, and only they are kept for the backward pass, as
+/// Liger-Kernel's fused linear cross-entropy does: no chunk's logits are computed twice. At Qwen2.5's 151,936 tokens,
+/// fp32 logits for 4 x 512 tokens take 1.2 GiB and their gradient as much again; here one chunk's.
 /// </summary>
 /// <remarks>
 /// The loss is transformers' <c>ForCausalLMLoss</c> (<c>cross_entropy(logits.float(), labels, ignore_index=-100)</c>):
@@ -68,25 +69,91 @@ public static class CausalLmLoss
         var selected = flat.index_select(0, rows);                                    // (N, H)
         var selectedTargets = targets.index_select(0, rows);                          // (N)
         long chunk = chunkTokens ?? Math.Max(1, DefaultChunkBytes / (vocab * sizeof(float)));
-        bool recompute = is_grad_enabled() && (hidden.requires_grad || headWeight.requires_grad || headBias?.requires_grad == true);
-        Tensor? total = null;
+        bool gradients = is_grad_enabled() && (hidden.requires_grad || headWeight.requires_grad || headBias?.requires_grad == true);
+        if (gradients)
+            return (FusedHeadLoss.apply(chunk, selected, headWeight, headBias!, selectedTargets).MoveToOuterDisposeScope(), tokens);
+        var total = zeros([], ScalarType.Float32, hidden.device);
         for (long start = 0; start < tokens; start += chunk)
         {
+            using var chunkScope = NewDisposeScope();                                  // one chunk's logits at a time
             long size = Math.Min(chunk, tokens - start);
-            Tensor?[] inputs = [selected.narrow(0, start, size), headWeight, headBias, selectedTargets.narrow(0, start, size)];
-            var part = recompute
-                ? ActivationCheckpoint.Run(t => ChunkSum(t[0]!, t[1]!, t[2], t[3]!), inputs, [])
-                : ChunkSum(inputs[0]!, headWeight, headBias, inputs[3]!);
-            total = total is null ? part : total + part;
+            total.add_(ChunkSum(Logits(selected.narrow(0, start, size), headWeight, headBias), selectedTargets.narrow(0, start, size)));
         }
-        return (total!.MoveToOuterDisposeScope(), tokens);
+        return (total.MoveToOuterDisposeScope(), tokens);
     }
 
-    /// <summary>Summed cross-entropy of one chunk: (C, H) hidden states, (C) targets.</summary>
-    static Tensor ChunkSum(Tensor hidden, Tensor weight, Tensor? bias, Tensor targets)
+    /// <summary>A chunk's logits as the model computes them: in the head's dtype, then float32. (C, H) -> (C, V).</summary>
+    static Tensor Logits(Tensor hidden, Tensor weight, Tensor? bias) =>
+        nn.functional.linear(hidden.to(weight.dtype), weight, bias).to(ScalarType.Float32);
+
+    /// <summary>Summed cross-entropy of one chunk's (C, V) float32 logits and (C) targets.</summary>
+    static Tensor ChunkSum(Tensor logits, Tensor targets) => nn.functional.cross_entropy(logits, targets, reduction: nn.Reduction.Sum);
+
+    /// <summary>
+    /// The autograd node of the summed loss over (N, H) labelled hidden states. Arguments: the chunk size, the hidden
+    /// states, the head weight, the head bias (or null), the (N) targets. The forward pass computes, chunk by chunk, the
+    /// loss and the gradients of the loss sum; the backward pass scales them by the incoming gradient. The gradients are
+    /// those autograd gives through <see cref="Logits"/> and the cross-entropy: d(logits) = softmax - onehot in float32,
+    /// cast to the head's dtype for the products, as the backward of the cast to float32 does.
+    /// </summary>
+    sealed class FusedHeadLoss : autograd.SingleTensorFunction<FusedHeadLoss>
     {
-        var logits = nn.functional.linear(hidden.to(weight.dtype), weight, bias).to(ScalarType.Float32); // (C, V)
-        return nn.functional.cross_entropy(logits, targets, reduction: nn.Reduction.Sum);
+        public override string Name => nameof(FusedHeadLoss);
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            long chunk = (long)vars[0];
+            var (hidden, weight, bias, targets) = ((Tensor)vars[1], (Tensor)vars[2], vars[3] as Tensor, (Tensor)vars[4]);
+            bool wantHidden = hidden.requires_grad, wantWeight = weight.requires_grad, wantBias = bias?.requires_grad == true;
+            using var noGrad = no_grad();
+            long tokens = hidden.shape[0];
+            var gradHidden = wantHidden ? empty(hidden.shape, hidden.dtype, hidden.device) : null;
+            var gradWeight = wantWeight ? zeros(weight.shape, ScalarType.Float32, weight.device) : null;
+            var gradBias = wantBias ? zeros(bias!.shape, ScalarType.Float32, bias.device) : null;
+            var total = zeros([], ScalarType.Float32, hidden.device);
+            for (long start = 0; start < tokens; start += chunk)
+            {
+                using var scope = NewDisposeScope();
+                long size = Math.Min(chunk, tokens - start);
+                var h = hidden.narrow(0, start, size).to(weight.dtype);                 // (C, H)
+                var target = targets.narrow(0, start, size).unsqueeze(1);              // (C, 1)
+                var logits = Logits(h, weight, bias);                                   // (C, V) float32
+                var logNormaliser = logits.logsumexp(1, keepdim: true);                 // (C, 1)
+                total.add_(logNormaliser.sum() - logits.gather(1, target).sum());
+                // d(sum of -log softmax[target]) / d(logits) = softmax - onehot, in place over the logits.
+                var delta = logits.sub_(logNormaliser).exp_().scatter_add_(1, target, full(target.shape, -1f, ScalarType.Float32, logits.device));
+                var d = delta.to(weight.dtype);
+                gradHidden?.narrow(0, start, size).copy_(d.matmul(weight));
+                gradWeight?.add_(d.t().matmul(h));
+                gradBias?.add_(delta.sum(0L, keepdim: false));
+            }
+            // Kept by the node, outside every dispose scope, until the backward pass uses and frees them.
+            ctx.save_data(nameof(Gradients), new Gradients(gradHidden?.DetachFromDisposeScope(), gradWeight?.DetachFromDisposeScope(),
+                gradBias?.DetachFromDisposeScope(), weight.dtype, bias?.dtype ?? weight.dtype));
+            return total;
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            var saved = (Gradients)ctx.get_data(nameof(Gradients));
+            if (saved.Used) throw new InvalidOperationException("the chunked loss's backward pass ran twice; its gradients were computed once, in the forward pass");
+            saved.Used = true;
+            Tensor Scaled(Tensor? grad, ScalarType dtype)
+            {
+                if (grad is null) return null!;
+                using (grad)
+                using (var scale = gradOutput.to(grad.dtype))
+                    return grad.mul(scale).to(dtype);
+            }
+            return [null!, Scaled(saved.Hidden, saved.Hidden?.dtype ?? ScalarType.Float32), Scaled(saved.Weight, saved.WeightDtype),
+                    Scaled(saved.Bias, saved.BiasDtype), null!];
+        }
+
+        /// <summary>The gradients of the loss sum the forward pass computed (null where nothing trains), and the dtypes to return them in.</summary>
+        sealed record Gradients(Tensor? Hidden, Tensor? Weight, Tensor? Bias, ScalarType WeightDtype, ScalarType BiasDtype)
+        {
+            public bool Used { get; set; }
+        }
     }
 
     static void CheckShapes(Tensor hidden, Tensor headWeight, Tensor? headBias, Tensor labels)

@@ -41,6 +41,37 @@ public class CausalLmLossTests
             Tolerances.AssertClose(expectedGrads[i], actualGrads[i], Tolerances.DifferentKernels, names[i] + " gradient");
     }
 
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
+    public void A_frozen_head_passes_the_scaled_gradient_to_the_hidden_states_in_their_dtype(ScalarType dtype)
+    {
+        // As under LoRA over a bf16 base: bf16 hidden states and head, only the hidden states take gradients; the loss is
+        // scaled afterwards (a data-parallel share) and added to another, so the node's incoming gradient is not 1.
+        manual_seed(23);
+        using var hidden0 = randn(3, 9, 24).to(dtype);
+        using var weight = randn(131, 24).mul_(0.2).to(dtype);
+        using var labels = randint(0, 131, [3, 9], dtype: ScalarType.Int64);
+        labels[2, TensorIndex.Slice(5, null)] = tensor(-100L);
+
+        Tensor Scaled(Tensor loss) => loss * 0.37 + loss.pow(2) * 0.1;
+        var (expected, expectedGrads) = LossAndGrads(h => Scaled(PlainLoss(h, weight, null, labels, true)), hidden0, weight, null);
+        var (actual, actualGrads) = LossAndGrads(h => Scaled(CausalLmLoss.Compute(h, weight, null, labels, chunkTokens: 4)), hidden0, weight, null);
+        Assert.Single(actualGrads);
+        Assert.Equal(dtype, actualGrads[0].dtype);
+        // bf16 products round d(logits) and the hidden states' gradient to bf16 on both sides, in other orders.
+        double tolerance = dtype == ScalarType.BFloat16 ? 2e-2 : Tolerances.DifferentKernels;
+        Tolerances.AssertClose([expected], [actual], tolerance, "loss");
+        // Relative to the gradient's largest element (they are far below 1, where AssertClose compares absolutely).
+        using var expectedGrad = expectedGrads[0].to(ScalarType.Float32);
+        double largest = expectedGrad.abs().max().item<float>();
+        Assert.True(largest > 1e-4, $"the hidden states' gradient is {largest} at most");
+        using var expectedScaled = expectedGrad / largest;
+        using var actualScaled = actualGrads[0].to(ScalarType.Float32) / largest;
+        Tolerances.AssertClose(expectedScaled, actualScaled, tolerance, "hidden gradient / its largest element");
+    }
+
     [Fact]
     public void Sum_counts_the_labelled_positions_and_no_label_gives_zero()
     {
@@ -92,7 +123,8 @@ public class CausalLmLossTests
         if (bias is not null) bias.grad = null;
         var value = loss(hidden);
         value.backward();
-        var grads = new List<Tensor> { hidden.grad!.clone(), weight.grad!.clone() };
+        var grads = new List<Tensor> { hidden.grad!.clone() };
+        if (weight.requires_grad) grads.Add(weight.grad!.clone());
         if (bias is not null) grads.Add(bias.grad!.clone());
         foreach (var g in grads) g.MoveToOuterDisposeScope();
         return (value.item<float>(), grads.ToArray());
