@@ -71,10 +71,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
         if (!merged)
         {
             // As PEFT: the adapter computes in lora_A's dtype (fp32 over a bf16 base), the sum is cast back to the
-            // base result's dtype. All casts are no-ops when everything is fp32.
-            var dtype = result.dtype;
-            var update = lora_B.forward(lora_A.forward(lora_dropout.forward(x).to(lora_A.weight!.dtype))) * Scaling; // (..., r) -> (..., out)
-            result = (result + update).to(dtype);
+            // base result's dtype (added in place: in the promoted dtype, then stored in the result's). The scaling
+            // multiplies the rank-r intermediate, not the (..., out) update: the same product, r/out of the work.
+            var update = lora_B.forward(lora_A.forward(lora_dropout.forward(x).to(lora_A.weight!.dtype)) * Scaling); // (..., r) -> (..., out)
+            result.add_(update);
         }
         return result.MoveToOuterDisposeScope();
     }
