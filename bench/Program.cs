@@ -43,8 +43,8 @@ public static class Program
         SharpTune.Native.MklDispatch.Ensure();   // before anything loads libtorch
         if (Environment.GetEnvironmentVariable(DecoderLoadSuite.ChildVariable) is { } load) return DecoderLoadSuite.RunChild(load);
         SuiteRegistry registry = CreateRegistry();
-        bool quick = args.Contains("--quick");
-        string[] names = args.Where(a => a != "--quick").ToArray();
+        bool quick = args.Contains("--quick"), reuse = args.Contains("--reuse");
+        string[] names = args.Where(a => a is not ("--quick" or "--reuse")).ToArray();
         bool help = names.Length == 1 && names[0] is "-h" or "--help" or "list";
         if (names.Length != 1 || help)
         {
@@ -59,7 +59,7 @@ public static class Program
         }
 
         string repoRoot = FindRepoRoot();
-        var context = new BenchContext(repoRoot, quick);
+        var context = new BenchContext(repoRoot, quick, reuse);
         try
         {
             Console.WriteLine($"suite {suite.Name}{(quick ? " (quick)" : "")}: {suite.Description}");
@@ -79,7 +79,8 @@ public static class Program
 
     static void PrintUsage(SuiteRegistry registry, TextWriter output)
     {
-        output.WriteLine("usage: dotnet run --project bench -c Release -- <suite> [--quick]");
+        output.WriteLine("usage: dotnet run --project bench -c Release -- <suite> [--quick] [--reuse]");
+        output.WriteLine("  --reuse: lm takes each method's result written after the pretrained base instead of running it again");
         output.WriteLine("suites:");
         foreach (IBenchSuite s in registry.All) output.WriteLine($"  {s.Name,-14} {s.Description}");
     }

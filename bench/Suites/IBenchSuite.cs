@@ -13,8 +13,12 @@ public interface IBenchSuite
     BenchResult Run(BenchContext context);
 }
 
-/// <summary>What every suite gets: where the repository's data lives and whether to run the quick variant.</summary>
-public sealed record BenchContext(string RepoRoot, bool Quick)
+/// <summary>
+/// What every suite gets: where the repository's data lives, whether to run the quick variant, and whether a suite made
+/// of child runs may take a child's result already written after the suite's inputs instead of running it again
+/// (<c>--reuse</c>; the lm suite only).
+/// </summary>
+public sealed record BenchContext(string RepoRoot, bool Quick, bool Reuse = false)
 {
     public string DataPath(params string[] parts) => Path.Combine([RepoRoot, "data", .. parts]);
 
