@@ -7,7 +7,7 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <summary>
 /// The sizes and budgets of the Brown language-model suite (<c>lm</c>): the Llama-family base it pretrains from scratch
 /// on informative prose (genres A–J), and the adaptation every method gets on imaginative prose (K–R). Sized so the
-/// whole suite fits about 40 minutes on the project's 2-core AMD EPYC (docs/results.md has the measured times).
+/// whole suite takes about 50 minutes on the project's 2-core AMD EPYC (13 to pretrain, 2 to 3 a method; docs/results.md).
 /// </summary>
 /// <param name="Hidden">H. GPT-2's 50,257-token embedding is V·H parameters (12.9M at 256), tied with the output head.</param>
 /// <param name="BlockLength">T: texts are concatenated (each ended by &lt;|endoftext|&gt;) and cut into rows of T tokens.</param>

@@ -7,7 +7,6 @@ using SharpTune.ModelFolders;
 using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
-using SharpTune.Native;
 using SharpTune.Peft;
 using SharpTune.Peft.BitFit;
 using static TorchSharp.torch;
@@ -87,8 +86,6 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
             if (lm.Model is not IGradientCheckpointing checkpointed)
                 throw new ArgumentException($"--gradient-checkpointing: {lm.Model.GetType().Name} cannot recompute its layers");
             checkpointed.GradientCheckpointing = true;
-            // Recomputing layers trades time for memory; so does giving freed activations back to the system.
-            say($"memory: layers recomputed in the backward pass; {GlibcAllocator.ReturnFreedBlocksAbove()}");
         }
         var parameters = ParameterSummary.Of(model);
         say($"method {options.Method}: {parameters}");
