@@ -149,7 +149,7 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
                 (metrics.TryGetValue("rouge_l", out double rouge) ? $", exact match {metrics["exact_match"]:P1}, ROUGE-L {rouge:F3} (samples.jsonl)" : ""));
         }
         if (world.IsMain) CurvesPlot.Save(Path.Combine(run, "curves.png"), log, "perplexity");
-        long adapterBytes = method is null ? 0 : Directory.EnumerateFiles(Path.Combine(final, LanguageModelFolder.AdapterFolder)).Sum(f => new FileInfo(f).Length);
+        long adapterBytes = method is null || !world.IsMain ? 0 : Directory.EnumerateFiles(Path.Combine(final, LanguageModelFolder.AdapterFolder)).Sum(f => new FileInfo(f).Length);
         return new RunSummary(run, parameters, train.Examples.Count, validation.Examples.Count, skipped.Count, truncated,
             state.GlobalStep, secondsPerStep, FineTuneJob.PeakMemory(), metrics, state.BestMetric, state.BestStep,
             Directory.Exists(saver.Folder) ? saver.Folder : final, adapterBytes);

@@ -163,7 +163,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         if (world.IsMain) AtomicFile.WriteAllText(Path.Combine(run, "eval_final.json"), report.ToJson() + "\n");
         log.Write("final", metrics.ToDictionary(kv => $"eval_{kv.Key}", kv => (object?)kv.Value));
         if (world.IsMain) CurvesPlot.Save(Path.Combine(run, "curves.png"), log, log.Evaluations.LastOrDefault().Metrics?.Keys.FirstOrDefault(k => k is "macro_f1" or "token_accuracy" or "entity_f1" or "pearson"));
-        long adapterBytes = method is null ? 0 : DirectorySize(Path.Combine(final, TaskModelFolder.AdapterFolder));
+        long adapterBytes = method is null || !world.IsMain ? 0 : DirectorySize(Path.Combine(final, TaskModelFolder.AdapterFolder));
         say(report.ToTable());
         return new RunSummary(run, parameters, train.Examples.Count, validation.Examples.Count, skipped.Count, truncated,
             state.GlobalStep, secondsPerStep, PeakMemory(), metrics, state.BestMetric, state.BestStep,
