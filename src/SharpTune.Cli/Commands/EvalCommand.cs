@@ -6,6 +6,7 @@ using SharpTune.Generation;
 using SharpTune.Models.Decoders;
 using SharpTune.Data;
 using SharpTune.Inference;
+using SharpTune.Training;
 
 namespace SharpTune.Cli.Commands;
 
@@ -32,35 +33,42 @@ public static class EvalCommand
     }
 
     /// <summary>
-    /// Perplexity and mean negative log-likelihood of a language model over a file's texts (JSONL <c>text</c> field, or a
-    /// .txt file with one text per line): each text tokenized alone with the model's BOS rule, every next-token
-    /// prediction counted; texts longer than the window are scored in overlapping windows with the stated stride.
+    /// Perplexity and mean negative log-likelihood of a language model over a file's rows, counted as training counts
+    /// them (<see cref="LanguageModelEvaluation"/>): <c>text</c> rows (or a .txt file, one text per line) on every
+    /// token, in overlapping windows when long; prompt/completion, <c>messages</c> and Alpaca rows on the completion or
+    /// the assistant turns, rendered with the model's chat template.
     /// </summary>
     static int Perplexity(FoundLanguageModel modelSpec, string data, string? output, int? window, int? stride, TorchSharp.torch.ScalarType dtype)
     {
         if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
-        var texts = ReadTexts(data);
+        var rows = ReadRows(data);
         using var lm = LanguageModelFolder.Load(modelSpec, dtype);
-        var tokens = texts.Select(t => lm.Tokenizer.Encode(t)).ToList();
-        var result = PerplexityScorer.Score(lm.Model, tokens, window, stride);
-        int size = window ?? lm.Model.Info.ContextLength;
-        Console.WriteLine($"evaluated {result.Texts} texts of {data}: {result.Tokens:N0} predicted tokens, {result.Windows} window(s) of at most {size} tokens, stride {result.Stride}");
+        var result = LanguageModelEvaluation.Score(lm, rows, window, stride);
+        Console.WriteLine($"evaluated {result.Examples} rows of {data}: {result.Tokens:N0} predicted tokens ({result.Counted})" +
+            (result.Windows > 0 ? $", {result.Windows} window(s) of at most {window ?? lm.Model.Info.ContextLength} tokens, stride {result.Stride}" : ""));
+        if (result.Truncated > 0) Console.WriteLine($"truncated {result.Truncated} row(s) to the model's context");
+        foreach (string dropped in result.Dropped) Console.WriteLine($"  not scored: {dropped}");
         Console.WriteLine($"perplexity {result.Perplexity:F4}, mean negative log-likelihood {result.MeanNll:F6} nats/token");
         string path = output ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(data))!, $"eval_{Path.GetFileNameWithoutExtension(data)}.json");
         var json = new Dictionary<string, object?>
         {
-            ["model"] = lm.Source, ["data"] = Path.GetFullPath(data), ["texts"] = result.Texts, ["tokens"] = result.Tokens,
-            ["perplexity"] = result.Perplexity, ["mean_nll"] = result.MeanNll, ["window"] = size, ["stride"] = result.Stride,
+            ["model"] = lm.Source, ["data"] = Path.GetFullPath(data), ["rows"] = result.Examples, ["tokens"] = result.Tokens, ["counted"] = result.Counted,
+            ["perplexity"] = result.Perplexity, ["mean_nll"] = result.MeanNll, ["truncated"] = result.Truncated, ["not_scored"] = result.Dropped,
+            ["window"] = result.Windows > 0 ? window ?? lm.Model.Info.ContextLength : null, ["stride"] = result.Windows > 0 ? result.Stride : null,
         };
         AtomicFile.WriteAllText(path, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }) + "\n");
         Console.WriteLine($"metrics written to {path}");
         return 0;
     }
 
-    static List<string> ReadTexts(string path)
+    /// <summary>Data files are read as training data is (JSONL, JSON array, CSV, TSV); any other file is one text per line.</summary>
+    static IReadOnlyList<LanguageModelExample> ReadRows(string path)
     {
-        var texts = TextLines.Read(TextLines.OfFile(path), TextLines.IsJsonl(path), ["text"]);
-        return texts.Count > 0 ? texts : throw new InvalidDataException($"{path}: no texts");
+        bool dataFile = Path.GetExtension(path).ToLowerInvariant() is ".jsonl" or ".ndjson" or ".json" or ".csv" or ".tsv" or ".tab";
+        var rows = dataFile
+            ? LanguageModelData.Read(path).Examples
+            : TextLines.Read(TextLines.OfFile(path), false, ["text"]).Select((text, i) => new LanguageModelExample(text, null, null, null, $"{path}:{i + 1}")).ToList();
+        return rows.Count > 0 ? rows : throw new InvalidDataException($"{path}: no rows");
     }
 
     static int Run(string modelFolder, string data, string? output, DataReading reading)

@@ -92,6 +92,45 @@ public class CausalLmCliTests
         Assert.True(generated.Code == 0, generated.Error);
     }
 
+    [Theory]
+    [InlineData("ia3")]
+    [InlineData("prompt")]
+    [InlineData("ptuning")]
+    [InlineData("prefix")]
+    [InlineData("ptuning-v2")]
+    public void Every_adapter_and_prompt_method_trains_over_a_base_read_in_bf16(string method)
+    {
+        using var temp = new TestModels.TempFolder();
+        string run = temp.File("run");
+        var (code, output, error) = CliHarness.Run("train", "--model", TinyGguf(temp), "--task", "causal-lm", "--train", Data(temp),
+            "--method", method, "--virtual-tokens", "3", "--base-dtype", "bf16", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40");
+        Assert.True(code == 0, error + output);
+        Assert.Contains("base held in bf16, read as bf16", output);
+        var scored = CliHarness.Run("eval", "--model", run, "--data", Data(temp));
+        Assert.True(scored.Code == 0, scored.Error);
+        Assert.Contains("perplexity", scored.Out);
+    }
+
+    [Fact]
+    public void Eval_scores_chat_and_instruction_rows_as_the_runs_validation_does()
+    {
+        using var temp = new TestModels.TempFolder();
+        string run = temp.File("run"), validation = temp.File("validation.jsonl");
+        File.WriteAllLines(validation, File.ReadLines(Data(temp)).Where((_, i) => i % 4 != 0).Take(9));   // chat, prompt/completion and Alpaca rows
+        var (code, output, error) = CliHarness.Run("train", "--model", TinyGguf(temp), "--task", "causal-lm", "--train", Data(temp), "--validation", validation,
+            "--method", "lora", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40");
+        Assert.True(code == 0, error + output);
+        var final = File.ReadLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).Single(o => o["type"]!.GetValue<string>() == "final");
+        double expected = final["eval_perplexity"]!.GetValue<double>();
+
+        string report = temp.File("eval.json");
+        var scored = CliHarness.Run("eval", "--model", Path.Combine(run, "final"), "--data", validation, "--window", "40", "--output", report);
+        Assert.True(scored.Code == 0, scored.Error);
+        Assert.Contains("the completions and the assistant turns", scored.Out);
+        double actual = JsonNode.Parse(File.ReadAllText(report))!["perplexity"]!.GetValue<double>();
+        Tolerances.AssertClose([expected], [actual], Tolerances.DifferentKernels, "eval perplexity against the run's final validation perplexity");
+    }
+
     [Fact]
     public void Packing_trains_on_rows_of_several_examples()
     {
