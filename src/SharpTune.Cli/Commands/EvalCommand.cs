@@ -18,11 +18,11 @@ public static class EvalCommand
         var model = new Option<string>("--model") { Description = "Run folder (its best/ model is used) or a saved model folder", Required = true };
         var data = new Option<string>("--data") { Description = "Labelled data in the training format", Required = true };
         var output = new Option<string>("--output") { Description = "Where to write the metrics JSON (default: eval_<data>.json in the model folder)" };
-        var window = new Option<int?>("--window") { Description = "Language models: tokens scored at once (default: the model's context)" };
+        var window = new Option<int?>("--window") { Description = "Language models: tokens of a text scored at once; prompt/completion and chat rows are cut to it (default: the model's context)" };
         var stride = new Option<int?>("--stride") { Description = "Language models: step between windows of a long text (default: half the window)" };
         var dtype = new Option<string>("--dtype") { Description = "Language models: weights in fp32 (default) or bf16", DefaultValueFactory = _ => "fp32" };
         var reading = new DataReadingOptions();
-        var command = new Command("eval", "Evaluate a fine-tuned model on labelled data, or a language model's perplexity on texts.")
+        var command = new Command("eval", "Evaluate a fine-tuned model on labelled data, or a language model's perplexity on texts, completions or chats.")
             { model, data, output, window, stride, dtype };
         reading.AddTo(command);
         command.SetAction(result => CommandRunner.Run(() => LanguageModelFolder.Find(result.GetValue(model)!) is { } languageModel
