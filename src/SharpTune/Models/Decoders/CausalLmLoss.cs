@@ -22,10 +22,14 @@ public static class CausalLmLoss
     public const long IgnoreIndex = -100;
 
     /// <summary>
-    /// The size of one chunk's float32 logits by default: 64 MiB (110 tokens at a 151,936-token vocabulary). A chunk's
-    /// backward holds about four times that (bf16 and fp32 logits, log-softmax, their gradients).
+    /// The size of one chunk's float32 logits by default: 32 MiB (55 tokens at a 151,936-token vocabulary). A chunk's
+    /// logits are read and written several times (log-sum-exp, softmax - onehot in place, the cast for the products),
+    /// and the head's products over a chunk of this size ran 1.5 to 1.7 times faster than over 64 MiB on the project's
+    /// AMD EPYC (forward and backward over 4 x 512 tokens at Qwen2.5's head: 8.1 to 8.7 s against 13.8 to 14.4 s in
+    /// fp32, 4.8 to 7.0 s against 8.5 to 10.9 s in bf16; 16 MiB was no faster). The forward pass holds about two
+    /// chunks' worth (the logits and their bf16 cast).
     /// </summary>
-    public const long DefaultChunkBytes = 64L << 20;
+    public const long DefaultChunkBytes = 32L << 20;
 
     /// <summary>
     /// Mean cross-entropy over the labelled positions (a float32 scalar), equal to
@@ -124,7 +128,13 @@ public static class CausalLmLoss
                 var delta = logits.sub_(logNormaliser).exp_().scatter_add_(1, target, full(target.shape, -1f, ScalarType.Float32, logits.device));
                 var d = delta.to(weight.dtype);
                 gradHidden?.narrow(0, start, size).copy_(d.matmul(weight));
-                gradWeight?.add_(d.t().matmul(h));
+                // (V, H) per chunk: accumulated by the product itself where the dtypes allow, not through a temporary
+                // the size of the head (545 MB at Qwen2.5's) written and added once per chunk.
+                if (gradWeight is not null)
+                {
+                    if (d.dtype == gradWeight.dtype) gradWeight.addmm_(d.t(), h);
+                    else gradWeight.add_(d.t().matmul(h));
+                }
                 gradBias?.add_(delta.sum(0L, keepdim: false));
             }
             // Kept by the node, outside every dispose scope, until the backward pass uses and frees them.
