@@ -9,7 +9,7 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// blocks come from the heap and stay there. The threshold starts at 128 KiB and rises to the size of every mapped block
 /// freed, up to 32 MiB, so after the first step most activations live in the heap, which keeps its high-water mark.
 /// Fixed, big tensors return to the system when freed, and their pages are faulted in and zeroed again at every
-/// allocation: the suite measures what that trade gives (docs/decoders.md: half the peak at 2.8 times the time).
+/// allocation: the suite measures what that trade gives (docs/decoders.md: about half the peak at 3.7 times the time).
 /// </summary>
 public static class GlibcMmapThreshold
 {
