@@ -15,14 +15,21 @@ public static class ResultWriter
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
-    /// <summary>Writes &lt;dir&gt;/&lt;suite&gt;.json, or &lt;suite&gt;.quick.json for a quick run so it never replaces a full one.</summary>
+    /// <summary>&lt;dir&gt;/&lt;suite&gt;.json, or &lt;suite&gt;.quick.json for a quick run so it never replaces a full one.</summary>
+    public static string PathOf(string directory, string suite, bool quick) => Path.Combine(directory, suite + (quick ? ".quick" : "") + ".json");
+
+    /// <summary>Writes the result to <see cref="PathOf"/>; returns the path.</summary>
     public static string Write(BenchResult result, string directory)
     {
         Directory.CreateDirectory(directory);
-        string path = Path.Combine(directory, result.Suite + (result.Quick ? ".quick" : "") + ".json");
+        string path = PathOf(directory, result.Suite, result.Quick);
         File.WriteAllText(path, JsonSerializer.Serialize(result, Options) + "\n");
         return path;
     }
+
+    /// <summary>A result <see cref="Write"/> wrote.</summary>
+    public static BenchResult Read(string path) =>
+        JsonSerializer.Deserialize<BenchResult>(File.ReadAllText(path), Options) ?? throw new InvalidDataException($"{path}: no bench result");
 }
 
 /// <summary>Prints a result as plain aligned text.</summary>

@@ -18,6 +18,15 @@ public static class MatmulCeiling
         public Result Max(Result other) => new(Math.Max(LibTorchFlops, other.LibTorchFlops), Math.Max(OnnxRuntimeFlops, other.OnnxRuntimeFlops));
     }
 
+    /// <summary>libtorch's FLOP/s for an (m x k) by (k x n) product in <paramref name="type"/>: the best of <paramref name="repeats"/> after a warm-up.</summary>
+    public static double Flops(int m, int k, int n, ScalarType type, int repeats)
+    {
+        using var a = randn(m, k).to(type);
+        using var b = randn(k, n).to(type);
+        double seconds = Timing.Seconds(() => { using var c = a.matmul(b); }, repeats);
+        return 2.0 * m * k * n / seconds;
+    }
+
     public static Result MeasureFp32(int size, int threads, int rounds)
     {
         using var a = randn(size, size);

@@ -37,8 +37,7 @@ public sealed class PeftComparisonSuite : IBenchSuite
         using var child = System.Diagnostics.Process.Start(start)!;
         child.WaitForExit();
         if (child.ExitCode != 0) throw new InvalidOperationException($"suite {suite} failed (exit {child.ExitCode})");
-        string path = Path.Combine(context.RepoRoot, "bench", "results", suite + (context.Quick ? ".quick" : "") + ".json");
-        return System.Text.Json.JsonSerializer.Deserialize<BenchResult>(File.ReadAllText(path), ResultWriter.Options)!;
+        return ResultWriter.Read(ResultWriter.PathOf(Path.Combine(context.RepoRoot, "bench", "results"), suite, context.Quick));
     }
 
     public BenchResult Run(BenchContext context)

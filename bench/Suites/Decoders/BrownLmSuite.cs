@@ -69,11 +69,11 @@ public sealed class BrownLmSuite : IBenchSuite
         foreach (var method in Methods)
         {
             Console.WriteLine($"\n--- {method.Name} ---");
-            string previous = Path.Combine(context.RepoRoot, "bench", "results", method.Name + (context.Quick ? ".quick" : "") + ".json");
+            string previous = ResultWriter.PathOf(Path.Combine(context.RepoRoot, "bench", "results"), method.Name, context.Quick);
             if (context.Reuse && File.Exists(previous) && File.GetLastWriteTimeUtc(previous) > baseWritten)
             {
                 Console.WriteLine($"reusing {Path.GetRelativePath(context.RepoRoot, previous)} (--reuse: written after the base)");
-                results.Add((method, System.Text.Json.JsonSerializer.Deserialize<BenchResult>(File.ReadAllText(previous), ResultWriter.Options)!));
+                results.Add((method, ResultWriter.Read(previous)));
                 continue;
             }
             results.Add((method, PeftComparisonSuite.RunChild(method.Name, context)));

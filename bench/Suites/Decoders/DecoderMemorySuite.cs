@@ -103,26 +103,13 @@ public sealed class DecoderMemorySuite : IBenchSuite
     }
 
     /// <summary>
-    /// libtorch's best fp32 and bf16 products on this machine at the step's thread count: (2048 x 896) times (896 x 4864),
-    /// an MLP projection over a batch's tokens at Qwen2.5-0.5B's widths, the best of several.
+    /// libtorch's fp32 and bf16 products on this machine at the step's thread count: (2048 x 896) times (896 x 4864), an
+    /// MLP projection over a batch's tokens at Qwen2.5-0.5B's widths, the best of several.
     /// </summary>
     static (double Fp32, double Bf16) Ceilings()
     {
         torch.set_num_threads(DecoderTrainingStepSuite.Threads);
-        double Best(torch.ScalarType dtype)
-        {
-            using var a = torch.randn(2048, 896).to(dtype);
-            using var b = torch.randn(896, 4864).to(dtype);
-            double best = double.MaxValue;
-            for (int round = 0; round < 8; round++)
-            {
-                var watch = Stopwatch.StartNew();
-                using (var c = a.matmul(b)) { }
-                best = Math.Min(best, watch.Elapsed.TotalSeconds);
-            }
-            return 2.0 * 2048 * 896 * 4864 / best;
-        }
-        return (Best(torch.ScalarType.Float32), Best(torch.ScalarType.BFloat16));
+        return (MatmulCeiling.Flops(2048, 896, 4864, torch.ScalarType.Float32, 7), MatmulCeiling.Flops(2048, 896, 4864, torch.ScalarType.BFloat16, 7));
     }
 
     /// <summary>Runs one configuration as a child process of this program and reads the metrics it wrote.</summary>
@@ -133,7 +120,7 @@ public sealed class DecoderMemorySuite : IBenchSuite
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(typeof(DecoderMemorySuite).Assembly.Location);
         start.ArgumentList.Add(suite);
         if (context.Quick) start.ArgumentList.Add("--quick");
-        string path = Path.Combine(context.RepoRoot, "bench", "results", suite + (context.Quick ? ".quick.json" : ".json"));
+        string path = ResultWriter.PathOf(Path.Combine(context.RepoRoot, "bench", "results"), suite, context.Quick);
         File.Delete(path);
         using var process = Process.Start(start)!;
         process.WaitForExit();

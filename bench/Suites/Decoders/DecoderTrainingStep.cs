@@ -17,7 +17,7 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <param name="ChunkedLoss">The head and the loss over chunks of tokens (<see cref="CausalLmLoss"/>); false: full (B, T, V) fp32 logits.</param>
 /// <param name="NeedsGigabytes">What the configuration is expected to take at the full shape; it is skipped when the
 /// machine has less available (a shared machine), with a note.</param>
-/// <param name="ReturnFreedMemory">glibc's mmap threshold fixed at 128 KiB (<see cref="GlibcMmapThreshold"/>); false: glibc's defaults.</param>
+/// <param name="ReturnFreedMemory">glibc's mmap threshold fixed at 128 KiB (<see cref="GlibcHeap.ReturnFreedBlocks"/>); false: glibc's defaults.</param>
 public sealed record DecoderStepConfig(string Key, string Label, bool Lora, bool Bf16Base, bool Checkpointing, bool ChunkedLoss, double NeedsGigabytes,
     bool ReturnFreedMemory = false);
 
@@ -46,7 +46,7 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
         var shape = context.Quick ? Qwen2Shape.Quick : Qwen2Shape.Qwen25_05B;
         const int steps = 2;                                                        // the first a warm-up
         var clock = Stopwatch.StartNew();
-        string allocator = config.ReturnFreedMemory ? GlibcMmapThreshold.Fix() : "glibc's defaults";
+        string allocator = config.ReturnFreedMemory ? GlibcHeap.ReturnFreedBlocks() : "glibc's defaults";
         Console.WriteLine($"CPU {mkl.Cpu}; {Threads} threads; {config.Label}; {shape.Name}; memory: {allocator}");
 
         manual_seed(2026);

@@ -15,7 +15,7 @@ public static class GlibcHeap
 {
     public const string EnvironmentVariable = "SHARPTUNE_BENCH_MALLOC";
 
-    const int TrimThreshold = -1, TopPad = -2, MmapMax = -4; // M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX in malloc.h
+    const int TrimThreshold = -1, TopPad = -2, MmapThreshold = -3, MmapMax = -4; // M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_MMAP_MAX in malloc.h
 
     [DllImport("libc", EntryPoint = "mallopt")]
     static extern int Mallopt(int parameter, int value);
@@ -38,5 +38,28 @@ public static class GlibcHeap
             Setting = "glibc defaults (no mallopt: not glibc)";
         }
         return Setting;
+    }
+
+    /// <summary>
+    /// The other way round, for one configuration of the decoder-memory suite: glibc's mmap threshold fixed at 128 KiB
+    /// for the rest of the process (as <c>MALLOC_MMAP_THRESHOLD_=131072</c> at start-up). The threshold starts there
+    /// and rises to the size of every mapped block freed, up to 32 MiB, so after the first step most activations live
+    /// in the heap, which keeps its high-water mark. Fixed, every tensor above 128 KiB goes back to the system when
+    /// freed, and its pages are faulted in and zeroed again at the next allocation (docs/decoders.md: about half the
+    /// peak at 3.7 times the time). Returns the setting in words.
+    /// </summary>
+    public static string ReturnFreedBlocks()
+    {
+        if (!OperatingSystem.IsLinux()) return "the platform's allocator (not Linux)";
+        try
+        {
+            return Mallopt(MmapThreshold, 128 * 1024) == 1
+                ? "freed blocks over 128 KiB go back to the system (glibc mmap threshold fixed)"
+                : "glibc's defaults (mallopt refused the threshold)";
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return "the C library's defaults (not glibc)";
+        }
     }
 }

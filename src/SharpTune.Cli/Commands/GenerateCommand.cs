@@ -72,7 +72,7 @@ public static class GenerateCommand
             if (stream is not null) Console.Write(batch[0]);
             var generator = new TextGenerator(lm.Model, options, tokenizer)
             {
-                PadId = tokenizer.PadId ?? tokenizer.EosId ?? 0,
+                PadId = tokenizer.PaddingId,
                 OnToken = stream is null ? null : (_, token) => Console.Write(stream.Next(token)),
             };
             var outputs = generator.Generate(ids);

@@ -120,7 +120,7 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         var sources = new Dictionary<string, string>(options.Sources);
         if (world.IsMain)
             AtomicFile.WriteAllText(Path.Combine(run, RunConfig.FileName), RunConfig.ToJson(options with { MaxLength = maxLength, Sources = sources }) + "\n");
-        long padId = lm.Tokenizer.PadId ?? lm.Tokenizer.EosId ?? 0;
+        long padId = lm.Tokenizer.PaddingId;
         using var log = world.IsMain ? new RunLog(Path.Combine(run, "metrics.jsonl"), append: options.Resume) : new RunLog(TextWriter.Null);
         var saver = new BestLanguageModelSaver(Path.Combine(run, "best"), baseModel, options.Method, method, settings);
         var callbacks = new List<ITrainerCallback> { log, saver };

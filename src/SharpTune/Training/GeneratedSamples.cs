@@ -24,7 +24,7 @@ public sealed class GeneratedSamples(string path, IDecoderTokenizer tokenizer, i
         {
             Greedy = true, MaxNewTokens = Math.Max(1, chosen.Max(c => c.Reference.Length) + 8), StopTokens = tokenizer.StopIds,
         };
-        var generator = new TextGenerator(model, options) { PadId = tokenizer.PadId ?? tokenizer.EosId ?? 0 };
+        var generator = new TextGenerator(model, options) { PadId = tokenizer.PaddingId };
         var outputs = generator.Generate(chosen.Select(c => (IReadOnlyList<int>)c.Prompt).ToList());
         double exact = 0, rouge = 0;
         pending.Clear();

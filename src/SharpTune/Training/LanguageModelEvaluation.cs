@@ -54,7 +54,7 @@ public static class LanguageModelEvaluation
         if (encoded.Examples.Count == 0) throw new ArgumentException($"no row has anything to score within {window ?? context} tokens");
         // A base model is wrapped, not owned: the LanguageModel disposes its decoder.
         var model = lm.Model as CausalLmModel ?? new CausalLmModel(lm.Model);
-        long padId = lm.Tokenizer.PadId ?? lm.Tokenizer.EosId ?? 0;
+        long padId = lm.Tokenizer.PaddingId;
         var (loss, counted) = CausalLmObjective.NegativeLogLikelihood(model, encoded.Examples, batchSize, padId);
         string forms = string.Join(", ", rows.GroupBy(r => r.Form).Select(g => $"{g.Count()} {g.Key}"));
         return new LanguageModelScore(encoded.Examples.Count, counted, loss, $"the text rows' tokens, the completions and the assistant turns ({forms})",

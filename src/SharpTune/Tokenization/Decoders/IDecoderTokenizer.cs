@@ -13,6 +13,9 @@ public interface IDecoderTokenizer : ITokenizer
     int? PadId { get; }
     int? UnkId { get; }
 
+    /// <summary>The id batches are padded with: PAD, else EOS, else 0 (padded positions are masked, so any id serves).</summary>
+    int PaddingId => PadId ?? EosId ?? 0;
+
     /// <summary>Whether <see cref="Encode"/> prepends BOS / appends EOS when asked for special tokens.</summary>
     bool AddBos { get; }
     bool AddEos { get; }
