@@ -45,6 +45,26 @@ public class ReproducibilityTests
     }
 
     [Fact]
+    public void A_language_model_run_is_the_same_in_two_processes()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = CausalLmCliTests.TinyGguf(temp), train = CausalLmCliTests.Data(temp);
+        // LoRA with dropout, made in bf16 with the base and given back fp32, and generated samples at each evaluation.
+        var runs = new[] { temp.File("a"), temp.File("b") };
+        foreach (string run in runs)
+        {
+            var (code, output, error) = CliProcess.Run(["train", "--model", model, "--task", "causal-lm", "--train", train, "--method", "lora",
+                "--lora-dropout", "0.1", "--base-dtype", "bf16", "--max-steps", "6", "--eval-every", "3", "--eval-generate", "2",
+                "--batch-size", "4", "--seed", "7", "--log-every", "1", "--lr", "3e-3", "--max-length", "40", "--out", run]);
+            Assert.True(code == 0, error + output);
+        }
+        var (first, second) = (Values(runs[0]), Values(runs[1]));
+        Assert.True(first.Count >= 9, $"only {first.Count} lines logged");
+        Assert.Equal(first, second);
+        Assert.Equal(File.ReadAllText(Path.Combine(runs[0], "samples.jsonl")), File.ReadAllText(Path.Combine(runs[1], "samples.jsonl")));
+    }
+
+    [Fact]
     public void A_run_killed_after_a_checkpoint_and_resumed_ends_as_the_uninterrupted_run()
     {
         using var temp = new TestModels.TempFolder();
