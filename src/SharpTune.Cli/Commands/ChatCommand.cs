@@ -35,7 +35,7 @@ public static class ChatCommand
     {
         using var lm = LanguageModelFolder.Load(result.GetValue(Model)!, GenerateCommand.ParseDType(result.GetValue(DType)!), result.GetValue(Template));
         if (lm.Template is null)
-            throw new ArgumentException($"{result.GetValue(Model)} ships no chat template; give one with --chat-template FILE");
+            throw new ArgumentException($"{result.GetValue(Model)} has no chat template (a run folder: it was trained without one); give one with --chat-template FILE");
         var options = new GenerationOptions
         {
             MaxNewTokens = result.GetValue(MaxNewTokens), Greedy = result.GetValue(Greedy), Temperature = result.GetValue(Temperature),

@@ -21,13 +21,14 @@ public static class EvalCommand
         var window = new Option<int?>("--window") { Description = "Language models: tokens of a text scored at once; prompt/completion and chat rows are cut to it (default: the model's context)" };
         var stride = new Option<int?>("--stride") { Description = "Language models: step between windows of a long text (default: half the window)" };
         var dtype = new Option<string>("--dtype") { Description = "Language models: weights in fp32 (default) or bf16", DefaultValueFactory = _ => "fp32" };
+        var chatTemplate = new Option<string>("--chat-template") { Description = "Language models: a Jinja chat template file for chat rows, instead of the model's own (a run's: the one it trained with)" };
         var reading = new DataReadingOptions();
         var command = new Command("eval", "Evaluate a fine-tuned model on labelled data, or a language model's perplexity on texts, completions or chats.")
-            { model, data, output, window, stride, dtype };
+            { model, data, output, window, stride, dtype, chatTemplate };
         reading.AddTo(command);
         command.SetAction(result => CommandRunner.Run(() => LanguageModelFolder.Find(result.GetValue(model)!) is { } languageModel
             ? Perplexity(languageModel, result.GetValue(data)!, result.GetValue(output), result.GetValue(window), result.GetValue(stride),
-                GenerateCommand.ParseDType(result.GetValue(dtype)!))
+                GenerateCommand.ParseDType(result.GetValue(dtype)!), result.GetValue(chatTemplate))
             : Run(result.GetValue(model)!, result.GetValue(data)!, result.GetValue(output), reading.Read(result))));
         return command;
     }
@@ -38,11 +39,15 @@ public static class EvalCommand
     /// token, in overlapping windows when long; prompt/completion, <c>messages</c> and Alpaca rows on the completion or
     /// the assistant turns, rendered with the model's chat template.
     /// </summary>
-    static int Perplexity(FoundLanguageModel modelSpec, string data, string? output, int? window, int? stride, TorchSharp.torch.ScalarType dtype)
+    static int Perplexity(FoundLanguageModel modelSpec, string data, string? output, int? window, int? stride, TorchSharp.torch.ScalarType dtype,
+        string? chatTemplate)
     {
         if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
         var rows = ReadRows(data);
-        using var lm = LanguageModelFolder.Load(modelSpec, dtype);
+        using var lm = LanguageModelFolder.Load(modelSpec, dtype, chatTemplate);
+        if (rows.Any(r => r.Messages is not null))
+            Console.WriteLine(lm.Template is null ? "chat rows written as 'User: ...' / 'Assistant: ...' lines: the model has no chat template"
+                : $"chat rows rendered with the chat template {lm.Template.Source}");
         var result = LanguageModelEvaluation.Score(lm, rows, window, stride);
         Console.WriteLine($"evaluated {result.Examples} rows of {data}: {result.Tokens:N0} predicted tokens ({result.Counted})" +
             (result.Windows > 0 ? $", {result.Windows} window(s) of at most {window ?? lm.Model.Info.ContextLength} tokens, stride {result.Stride}" : ""));

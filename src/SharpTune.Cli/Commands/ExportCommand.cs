@@ -28,10 +28,12 @@ public static class ExportCommand
         };
         var output = new Option<string>("--out")
         {
-            Description = "Where to write: a folder (hf; gguf-lora: adapter.gguf, base.gguf when the base is a folder, and an Ollama Modelfile) or a .gguf file (gguf)",
+            Description = "Where to write. gguf, gguf-lora: a path ending in .gguf is the file written (with an Ollama Modelfile beside it, named after it: " +
+                "adapter.gguf -> adapter.Modelfile); any other path is a folder, which gets model.gguf or adapter.gguf (+ base.gguf when the base is a " +
+                "Hugging Face folder) and its .Modelfile. hf: a folder",
             Required = true,
         };
-        var format = new Option<string>("--format") { Description = "hf (Hugging Face folder, merged), gguf (merged, for llama.cpp and Ollama) or gguf-lora (llama.cpp LoRA adapter + Modelfile); gguf formats are for decoders", DefaultValueFactory = _ => "hf" };
+        var format = new Option<string>("--format") { Description = "hf (Hugging Face folder, merged), gguf (merged, for llama.cpp and Ollama, + Modelfile) or gguf-lora (llama.cpp LoRA adapter + Modelfile); gguf formats are for decoders", DefaultValueFactory = _ => "hf" };
         var dtype = new Option<string?>("--dtype") { Description = "GGUF tensor type of the matrices: f32, f16 (default; adapters: f32), bf16 or q8_0 (merged only)" };
         var command = new Command("export", "Merge an adapter into its base and save a plain model: a Hugging Face folder, or for decoders a GGUF file or a llama.cpp LoRA adapter.")
             { model, output, format, dtype };
@@ -47,24 +49,48 @@ public static class ExportCommand
         {
             if (format != "hf") throw new ArgumentException($"--format {format} is for decoder language models; {model} is a task model (export it as hf)");
             if (dtype is not null) throw new ArgumentException("--dtype applies to GGUF exports only");
+            if (output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"--out {output} ends in .gguf, which names a GGUF file; a merged task model is a Hugging Face folder");
             MergedTaskExport.Export(model, output);
             Console.WriteLine($"merged model written to {Path.GetFullPath(output)}");
             return 0;
         }
         if (format == "hf" && dtype is not null) throw new ArgumentException("--dtype applies to GGUF exports only (a Hugging Face folder keeps the model's dtype)");
         var type = dtype is not null ? DecoderExport.ParseTensorType(dtype) : format == "gguf" ? GgufTensorType.F16 : GgufTensorType.F32;
-        // A fine-tuned language model (a run folder, its best/ or final/) exports with its base's tokenizer; a plain one is its own base.
+        // A fine-tuned language model (a run folder, its best/ or final/) exports with its base's tokenizer and the chat
+        // template it was trained with; a plain one is its own base.
         string? fineTuned = LanguageModelFolder.Resolve(model);
-        var source = DecoderSource.Open(fineTuned is null ? model : LanguageModelFolder.BaseModel(fineTuned));
         using var loaded = LanguageModelFolder.Load(model);
+        var source = fineTuned is null ? DecoderSource.Open(model)
+            : DecoderSource.Open(LanguageModelFolder.BaseModel(fineTuned)).WithChatTemplate(loaded.Template?.Text);
+        string gguf = DecoderExport.GgufPath(output, format == "gguf" ? "model.gguf" : "adapter.gguf");
         var result = format switch
         {
             "hf" => DecoderExport.MergedHuggingFace(loaded.Model, source, output),
-            "gguf" => DecoderExport.MergedGguf(loaded.Model, source, output, type),
-            _ => DecoderExport.LoraGguf(loaded.Model, source, Path.Combine(output, "adapter.gguf"), type),
+            "gguf" => DecoderExport.MergedGguf(loaded.Model, source, gguf, type),
+            _ => DecoderExport.LoraGguf(loaded.Model, source, gguf, type),
         };
         foreach (string file in result.Files) Console.WriteLine($"wrote {file}");
         foreach (string note in result.Notes) Console.WriteLine($"note: {note}");
+        if (format != "hf") PrintHowToRun(model, format, result.Files, source);
         return 0;
     }
+
+    /// <summary>The commands that run what was written, with its full paths.</summary>
+    static void PrintHowToRun(string model, string format, IReadOnlyList<string> files, DecoderSource source)
+    {
+        string gguf = files[0], modelfile = files[^1];
+        Console.WriteLine($"Ollama:    ollama create NAME -f {Quote(modelfile)} && ollama run NAME");
+        if (format == "gguf")
+        {
+            Console.WriteLine($"llama.cpp: llama-cli -m {Quote(gguf)}");
+            return;
+        }
+        string baseGguf = source.IsGguf ? source.Path : files[1]; // a Hugging Face base was written as base.gguf beside the adapter
+        Console.WriteLine("           (Ollama 0.34.1 and later refuse a Modelfile with ADAPTER; the merged GGUF works in every version:");
+        Console.WriteLine($"           sharptune export --model {Quote(model)} --format gguf --dtype q8_0 --out merged.gguf, then ollama create NAME -f merged.Modelfile)");
+        Console.WriteLine($"llama.cpp: llama-cli -m {Quote(baseGguf)} --lora {Quote(gguf)}");
+    }
+
+    static string Quote(string path) => path.Any(c => char.IsWhiteSpace(c) || c is '\'' or '"') ? $"'{path.Replace("'", "'\\''")}'" : path;
 }

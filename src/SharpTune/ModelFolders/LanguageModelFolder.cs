@@ -6,23 +6,29 @@ using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
 using SharpTune.Peft;
+using SharpTune.Tokenization.ChatTemplates;
 using static TorchSharp.torch;
 
 namespace SharpTune.ModelFolders;
 
 /// <summary>
 /// A fine-tuned language model's folder (a run's <c>best/</c> or <c>final/</c>): <c>sharptune_lm.json</c> naming the base
-/// model and the method, and either the adapter in PEFT's format (<c>adapter/</c>, task_type CAUSAL_LM) or the whole
-/// model in Hugging Face's layout (<c>config.json</c>, <c>model.safetensors</c>). The tokenizer and chat template come
-/// from the base. Such a folder, or a run folder holding one, works wherever a language model is asked for.
+/// model, the method and the chat template the model was trained with (<c>chat_template.jinja</c> beside it, or none),
+/// and either the adapter in PEFT's format (<c>adapter/</c>, task_type CAUSAL_LM) or the whole model in Hugging Face's
+/// layout (<c>config.json</c>, <c>model.safetensors</c>). The tokenizer comes from the base; the chat template is the
+/// folder's own, so chats render as training rendered them. Such a folder, or a run folder holding one, works wherever a
+/// language model is asked for.
 /// </summary>
 public static class LanguageModelFolder
 {
     public const string SpecFile = "sharptune_lm.json";
     public const string AdapterFolder = "adapter";
+    public const string ChatTemplateFile = "chat_template.jinja";
 
     /// <summary>Writes the model atomically: into a temporary folder, then swapped in.</summary>
-    public static void Save(string folder, CausalLmModel model, string baseModel, string methodName, IPeftMethod? method, PeftSettings settings)
+    /// <param name="chatTemplate">The text of the chat template the model was trained with; null when it was trained with none.</param>
+    public static void Save(string folder, CausalLmModel model, string baseModel, string methodName, IPeftMethod? method, PeftSettings settings,
+        string? chatTemplate = null)
     {
         string parent = Path.GetDirectoryName(Path.GetFullPath(folder))!;
         Directory.CreateDirectory(parent);
@@ -32,7 +38,12 @@ public static class LanguageModelFolder
             Directory.CreateDirectory(temporary);
             if (method is not null) method.SaveAdapter(Path.Combine(temporary, AdapterFolder), model, settings, baseModel);
             else model.Decoder.Save(temporary);
-            var spec = new JsonObject { ["task"] = "causal-lm", ["base_model"] = baseModel, ["method"] = methodName };
+            if (chatTemplate is not null) AtomicFile.WriteAllText(Path.Combine(temporary, ChatTemplateFile), chatTemplate);
+            var spec = new JsonObject
+            {
+                ["task"] = "causal-lm", ["base_model"] = baseModel, ["method"] = methodName,
+                ["chat_template"] = chatTemplate is null ? null : ChatTemplateFile,
+            };
             AtomicFile.WriteAllText(Path.Combine(temporary, SpecFile), spec.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
             string old = folder + $".{Guid.NewGuid():N}.old";
             if (Directory.Exists(folder)) Directory.Move(folder, old);
@@ -75,18 +86,25 @@ public static class LanguageModelFolder
     public static LanguageModel Load(FoundLanguageModel found, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null) =>
         found.Base is { } source ? LanguageModel.Load(source, dtype, chatTemplateFile) : Load(found.FineTuned!, dtype, chatTemplateFile);
 
-    /// <summary>Loads a base language model, or a fine-tuned one (base + adapter, or the saved weights) with the base's tokenizer.</summary>
+    /// <summary>
+    /// Loads a base language model, or a fine-tuned one (base + adapter, or the saved weights) with the base's tokenizer and
+    /// the chat template it was trained with. <paramref name="chatTemplateFile"/> (<c>--chat-template</c>) replaces that
+    /// template when given.
+    /// </summary>
     public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null)
     {
         string? folder = Resolve(spec);
         if (folder is null) return LanguageModel.Load(spec, dtype, chatTemplateFile);
         var (baseModel, methodName) = ReadSpec(folder);
+        ChatTemplate? trainedWith = null;
+        bool kept = chatTemplateFile is null && TrainedTemplate(folder, out trainedWith); // else the user's file, which the base's load reads
         if (!PeftRegistry.TryGet(methodName, out var method))
         {
             // Full fine-tuning or frozen layers: the whole model is here; the tokenizer comes from the base.
             using var tokenizerSource = LanguageModel.Load(baseModel, dtype, chatTemplateFile);
             var weights = PretrainedDecoder.Load(folder, dtype);
-            return tokenizerSource.WithModel(new CausalLmModel(weights), $"fine-tuned model {Path.GetFullPath(folder)} (base {baseModel})");
+            return tokenizerSource.WithModel(new CausalLmModel(weights), $"fine-tuned model {Path.GetFullPath(folder)} (base {baseModel})",
+                kept ? trainedWith : tokenizerSource.Template);
         }
         string adapter = Path.Combine(folder, AdapterFolder);
         var peft = method!;
@@ -96,7 +114,37 @@ public static class LanguageModelFolder
         var model = new CausalLmModel(lm.Model, peft.CreatePromptEncoder(settings, shape, lm.Model.WordEmbeddings));
         peft.LoadAdapter(adapter, model);
         model.eval();
-        return lm.WithModel(model, $"{peft.Name} adapter {Path.GetFullPath(adapter)} over {baseModel}");
+        return lm.WithModel(model, $"{peft.Name} adapter {Path.GetFullPath(adapter)} over {baseModel}", kept ? trainedWith : lm.Template);
+    }
+
+    /// <summary>
+    /// The chat template a saved folder's model was trained with: its <c>chat_template.jinja</c>, or null when the spec
+    /// records none. False for a folder written before SharpTune kept the template: the base's is the one it trained
+    /// with, unless its run was given <c>--chat-template</c>, which is refused (that text is not in the folder).
+    /// </summary>
+    static bool TrainedTemplate(string folder, out ChatTemplate? template)
+    {
+        template = null;
+        string specPath = Path.Combine(folder, SpecFile);
+        var spec = JsonNode.Parse(File.ReadAllText(specPath))!.AsObject();
+        if (!spec.TryGetPropertyValue("chat_template", out var entry))
+        {
+            string runConfig = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(folder))!, "run_config.json");
+            if (File.Exists(runConfig) && JsonNode.Parse(File.ReadAllText(runConfig)) is JsonObject run
+                && run["chat_template"] is JsonValue given && given.TryGetValue(out string? file) && !string.IsNullOrEmpty(file))
+                throw new InvalidDataException(
+                    $"{folder} was trained with --chat-template {file} ({runConfig}) by a SharpTune that did not keep the template in the run; " +
+                    $"give the same file with --chat-template, or copy it to {Path.Combine(folder, ChatTemplateFile)} and set \"chat_template\": \"{ChatTemplateFile}\" in {specPath}");
+            return false;
+        }
+        if (entry is null) return true;
+        string name = entry is JsonValue v && v.TryGetValue(out string? text) && !string.IsNullOrEmpty(text) ? text
+            : throw new InvalidDataException($"{specPath}: chat_template must be a file name or null");
+        string path = Path.Combine(folder, name);
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{specPath} names the chat template the model was trained with, {path}, which is missing", path);
+        template = ChatTemplate.Parse(File.ReadAllText(path), path);
+        return true;
     }
 
     static (string BaseModel, string Method) ReadSpec(string folder)

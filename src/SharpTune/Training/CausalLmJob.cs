@@ -122,7 +122,7 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
             AtomicFile.WriteAllText(Path.Combine(run, RunConfig.FileName), RunConfig.ToJson(options with { MaxLength = maxLength, Sources = sources }) + "\n");
         long padId = lm.Tokenizer.PaddingId;
         using var log = world.IsMain ? new RunLog(Path.Combine(run, "metrics.jsonl"), append: options.Resume) : new RunLog(TextWriter.Null);
-        var saver = new BestLanguageModelSaver(Path.Combine(run, "best"), baseModel, options.Method, method, settings);
+        var saver = new BestLanguageModelSaver(Path.Combine(run, "best"), baseModel, options.Method, method, settings, lm.Template?.Text);
         var callbacks = new List<ITrainerCallback> { log, saver };
         var samples = options.EvalGenerate > 0 ? new GeneratedSamples(Path.Combine(run, "samples.jsonl"), lm.Tokenizer, options.EvalGenerate) : null;
         if (samples is not null) callbacks.Add(samples);
@@ -138,7 +138,7 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
 
         // 5. Save and report.
         string final = Path.Combine(run, "final");
-        if (world.IsMain) LanguageModelFolder.Save(final, model, baseModel, options.Method, method, settings);
+        if (world.IsMain) LanguageModelFolder.Save(final, model, baseModel, options.Method, method, settings, lm.Template?.Text);
         var metrics = new Dictionary<string, double>();
         if (validation.Examples.Count > 0)
         {
@@ -173,11 +173,12 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
     }
 }
 
-/// <summary>Saves the language model whenever validation improves, into the run's <c>best/</c> folder.</summary>
-sealed class BestLanguageModelSaver(string folder, string baseModel, string methodName, IPeftMethod? method, PeftSettings settings) : ITrainerCallback
+/// <summary>Saves the language model (with the chat template it trains with) whenever validation improves, into the run's <c>best/</c> folder.</summary>
+sealed class BestLanguageModelSaver(string folder, string baseModel, string methodName, IPeftMethod? method, PeftSettings settings, string? chatTemplate)
+    : ITrainerCallback
 {
     public string Folder => folder;
 
     public void OnNewBest(nn.Module model, EvaluationInfo evaluation) =>
-        LanguageModelFolder.Save(folder, (CausalLmModel)model, baseModel, methodName, method, settings);
+        LanguageModelFolder.Save(folder, (CausalLmModel)model, baseModel, methodName, method, settings, chatTemplate);
 }

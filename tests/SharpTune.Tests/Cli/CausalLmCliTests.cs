@@ -1,4 +1,7 @@
 using System.Text.Json.Nodes;
+using SharpTune.Checkpoints.Gguf;
+using SharpTune.ModelFolders.DecoderExports;
+using SharpTune.Models.Decoders;
 using SharpTune.Tests.Checkpoints.Gguf;
 
 namespace SharpTune.Tests.Cli;
@@ -166,5 +169,114 @@ public class CausalLmCliTests
             "--packing", "--out", temp.File("r4"));
         Assert.NotEqual(0, packing.Code);
         Assert.Contains("--packing", packing.Error);
+    }
+
+    /// <summary>ChatML as a file of its own, the way a user gives a template the base lacks.</summary>
+    const string ChatMl = """
+        {% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}
+        """;
+
+    /// <summary>The tiny decoder as a Hugging Face folder whose tokenizer has no chat template.</summary>
+    static string BaseWithoutTemplate(TestModels.TempFolder temp)
+    {
+        string gguf = TinyGguf(temp), folder = temp.File("no-template-base");
+        using (var lm = LanguageModel.Load(gguf)) DecoderExport.MergedHuggingFace(lm.Model, DecoderSource.Gguf(gguf), folder);
+        string config = Path.Combine(folder, "tokenizer_config.json");
+        var json = JsonNode.Parse(File.ReadAllText(config))!.AsObject();
+        json.Remove("chat_template");
+        File.WriteAllText(config, json.ToJsonString());
+        using (var plain = LanguageModel.Load(folder)) Assert.Null(plain.Template);
+        return folder;
+    }
+
+    static string Chats(TestModels.TempFolder temp, string name, int rows, int offset)
+    {
+        string path = temp.File(name);
+        File.WriteAllLines(path, Enumerable.Range(offset, rows).Select(i => new JsonObject
+        {
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = $"count {i}" },
+                new JsonObject { ["role"] = "assistant", ["content"] = $"{i + 1} {i + 2}" }),
+        }.ToJsonString()));
+        return path;
+    }
+
+    [Fact]
+    public void A_run_keeps_the_chat_template_it_was_given_and_eval_chat_and_export_render_with_it()
+    {
+        using var temp = new TestModels.TempFolder();
+        string baseModel = BaseWithoutTemplate(temp), template = temp.File("chatml.jinja"), run = temp.File("run");
+        File.WriteAllText(template, ChatMl);
+        string train = Chats(temp, "train.jsonl", 12, 0), validation = Chats(temp, "validation.jsonl", 5, 40);
+        var (code, output, error) = CliHarness.Run("train", "--model", baseModel, "--task", "causal-lm", "--train", train, "--validation", validation,
+            "--chat-template", template, "--method", "lora", "--max-steps", "3", "--batch-size", "4", "--lr", "1e-2", "--max-length", "96", "--out", run);
+        Assert.True(code == 0, error + output);
+        string final = Path.Combine(run, "final");
+        Assert.Equal(ChatMl, File.ReadAllText(Path.Combine(final, "chat_template.jinja")));
+        Assert.All(new[] { "best", "final" }.Where(f => Directory.Exists(Path.Combine(run, f))),
+            f => Assert.True(File.Exists(Path.Combine(run, f, "chat_template.jinja")), $"{f}/ keeps the template"));
+        File.Delete(template); // the run needs the file no more
+        var metrics = File.ReadLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).Single(o => o["type"]!.GetValue<string>() == "final");
+        double expected = metrics["eval_perplexity"]!.GetValue<double>();
+
+        // eval has no --chat-template: the run's own renders the validation rows as training did.
+        string report = temp.File("eval.json");
+        var scored = CliHarness.Run("eval", "--model", final, "--data", validation, "--window", "96", "--output", report);
+        Assert.True(scored.Code == 0, scored.Error + scored.Out);
+        Assert.Contains($"chat template {Path.Combine(final, "chat_template.jinja")}", scored.Out);
+        double actual = JsonNode.Parse(File.ReadAllText(report))!["perplexity"]!.GetValue<double>();
+        Tolerances.AssertClose([expected], [actual], Tolerances.DifferentKernels, "eval perplexity against the run's final validation perplexity");
+
+        var oldIn = Console.In;
+        Console.SetIn(new StringReader("count 3\n/exit\n"));
+        try
+        {
+            var chat = CliHarness.Run("chat", "--model", run, "--max-new-tokens", "3", "--greedy");
+            Assert.True(chat.Code == 0, chat.Error);
+            Assert.Contains("chat_template.jinja", chat.Error);
+        }
+        finally
+        {
+            Console.SetIn(oldIn);
+        }
+
+        var exported = CliHarness.Run("export", "--model", run, "--format", "gguf", "--dtype", "f32", "--out", temp.File("out/merged.gguf"));
+        Assert.True(exported.Code == 0, exported.Error + exported.Out);
+        Assert.Equal(ChatMl, GgufFile.Open(temp.File("out/merged.gguf")).GetString("tokenizer.chat_template"));
+        var modelfile = File.ReadAllText(temp.File("out/merged.Modelfile"));
+        Assert.Contains("FROM ./merged.gguf", modelfile);
+        Assert.Contains("TEMPLATE \"\"\"{{- range .Messages }}<|im_start|>", modelfile);
+        Assert.Contains("PARAMETER stop \"<|im_end|>\"", modelfile);
+        using (var merged = LanguageModel.Load(temp.File("out/merged.gguf"))) Assert.Equal(ChatMl, merged.Template!.Text);
+
+        // --out adapter.gguf is the adapter file itself (a script passes it on to llama.cpp), the Modelfile named after it.
+        string adapter = temp.File("lora/adapter.gguf");
+        var lora = CliHarness.Run("export", "--model", run, "--format", "gguf-lora", "--out", adapter);
+        Assert.True(lora.Code == 0, lora.Error + lora.Out);
+        Assert.True(File.Exists(adapter), "the adapter is a file");
+        foreach (string file in new[] { adapter, temp.File("lora/base.gguf"), temp.File("lora/adapter.Modelfile") })
+            Assert.Contains($"wrote {file}", lora.Out);
+        var loraModelfile = File.ReadAllLines(temp.File("lora/adapter.Modelfile"));
+        Assert.Equal(["FROM ./base.gguf", "ADAPTER ./adapter.gguf"], loraModelfile.Where(l => l.StartsWith("FROM", StringComparison.Ordinal) || l.StartsWith("ADAPTER", StringComparison.Ordinal)));
+        Assert.Contains("PARAMETER stop \"<|im_end|>\"", loraModelfile);
+        Assert.Equal(ChatMl, GgufFile.Open(temp.File("lora/base.gguf")).GetString("tokenizer.chat_template"));
+        var folder = CliHarness.Run("export", "--model", run, "--format", "gguf", "--out", temp.File("folder"));
+        Assert.True(folder.Code == 0, folder.Error + folder.Out);
+        Assert.Contains($"wrote {temp.File("folder/model.gguf")}", folder.Out);
+        Assert.Contains($"ollama create NAME -f {temp.File("folder/model.Modelfile")}", folder.Out);
+
+        // A folder saved before SharpTune kept the template, from a run given --chat-template: refused, not scored another way.
+        string spec = Path.Combine(final, "sharptune_lm.json");
+        var json = JsonNode.Parse(File.ReadAllText(spec))!.AsObject();
+        json.Remove("chat_template");
+        File.WriteAllText(spec, json.ToJsonString());
+        var legacy = CliHarness.Run("eval", "--model", final, "--data", validation, "--window", "96", "--output", report);
+        Assert.Equal(1, legacy.Code);
+        Assert.Contains("--chat-template", legacy.Error);
+        Assert.Contains("did not keep the template", legacy.Error);
+        File.WriteAllText(template, ChatMl);
+        var given = CliHarness.Run("eval", "--model", final, "--data", validation, "--window", "96", "--output", report, "--chat-template", template);
+        Assert.True(given.Code == 0, given.Error);
+        Tolerances.AssertClose([expected], [JsonNode.Parse(File.ReadAllText(report))!["perplexity"]!.GetValue<double>()], Tolerances.DifferentKernels,
+            "the same file given again");
     }
 }

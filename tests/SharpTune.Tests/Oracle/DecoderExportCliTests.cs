@@ -41,7 +41,8 @@ public class DecoderExportCliTests
         {
             (["--format", "gguf-lora", "--out", temp.File("lora")], "no LoRA layers"),
             (["--format", "gguf", "--dtype", "q4", "--out", temp.File("m.gguf")], "--dtype 'q4'"),
-            (["--format", "gguf", "--out", temp.Path], "is a directory"),
+            (["--format", "gguf", "--out", Directory.CreateDirectory(temp.File("dir.gguf")).FullName], "is a directory"),
+            (["--format", "hf", "--out", temp.File("m.gguf")], "ends in .gguf"),
             (["--format", "onnx", "--out", temp.File("x")], "--format 'onnx'"),
             (["--format", "hf", "--dtype", "f16", "--out", temp.File("x")], "--dtype applies to GGUF exports only"),
         })
@@ -78,7 +79,11 @@ public class DecoderExportCliTests
 
         (code, output, error) = CliHarness.Run("export", "--model", run, "--format", "gguf-lora", "--out", temp.File("ollama"));
         Assert.True(code == 0, error + output);
-        Assert.Contains($"FROM {Path.GetFullPath(basePath)}", File.ReadAllLines(temp.File("ollama/Modelfile")));
+        Assert.Contains($"FROM {Path.GetFullPath(basePath)}", File.ReadAllLines(temp.File("ollama/adapter.Modelfile")));
+        Assert.Contains($"wrote {temp.File("ollama/adapter.gguf")}", output);
+        Assert.Contains($"ollama create NAME -f {temp.File("ollama/adapter.Modelfile")}", output);
+        Assert.Contains("--format gguf --dtype q8_0 --out merged.gguf", output); // the way every Ollama version takes
+        Assert.Contains($"llama-cli -m {Path.GetFullPath(basePath)} --lora {temp.File("ollama/adapter.gguf")}", output);
         using (var reference = new LlamaCpp(basePath, adapter: temp.File("ollama/adapter.gguf")))
         {
             var logits = reference.Logits(Tokens);

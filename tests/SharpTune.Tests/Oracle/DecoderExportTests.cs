@@ -64,7 +64,7 @@ public class DecoderExportTests
 
         string adapter = temp.File("out/adapter.gguf");
         var result = DecoderExport.LoraGguf(model, DecoderSource.Gguf(basePath), adapter, GgufTensorType.F32);
-        Assert.Equal([Path.GetFullPath(adapter), Path.Combine(Path.GetFullPath(temp.File("out")), "Modelfile")], result.Files);
+        Assert.Equal([Path.GetFullPath(adapter), Path.GetFullPath(temp.File("out/adapter.Modelfile"))], result.Files);
         var file = GgufFile.Open(adapter);
         Assert.Equal("adapter", file.GetString("general.type"));
         Assert.Equal(GgufValueType.Float32, file.Metadata["adapter.lora.alpha"].Type);
@@ -171,9 +171,9 @@ public class DecoderExportTests
         string adapter = temp.File("ollama/adapter.gguf");
         var result = DecoderExport.LoraGguf(model, source, adapter, GgufTensorType.F32, baseType: GgufTensorType.F32);
         string basePath = temp.File("ollama/base.gguf");
-        Assert.Equal([Path.GetFullPath(adapter), Path.GetFullPath(basePath), Path.GetFullPath(temp.File("ollama/Modelfile"))], result.Files);
+        Assert.Equal([Path.GetFullPath(adapter), Path.GetFullPath(basePath), Path.GetFullPath(temp.File("ollama/adapter.Modelfile"))], result.Files);
         AssertLlamaCppLogits(adapted, basePath, adapter, ids, $"{family} written base + adapter");
-        var modelfile = File.ReadAllLines(temp.File("ollama/Modelfile"));
+        var modelfile = File.ReadAllLines(temp.File("ollama/adapter.Modelfile"));
         Assert.Contains("FROM ./base.gguf", modelfile);
         Assert.Contains("ADAPTER ./adapter.gguf", modelfile);
         Assert.Contains(qwen ? "PARAMETER stop \"<|im_end|>\"" : "PARAMETER stop \"</s>\"", modelfile);

@@ -23,8 +23,23 @@ public static class DecoderExport
         ["f32"] = GgufTensorType.F32, ["f16"] = GgufTensorType.F16, ["bf16"] = GgufTensorType.BF16, ["q8_0"] = GgufTensorType.Q8_0,
     };
 
-    /// <summary>The name of the Ollama file <see cref="LoraGguf"/> writes beside the adapter.</summary>
-    public const string ModelfileName = "Modelfile";
+    /// <summary>
+    /// The file a GGUF export writes for <paramref name="output"/> (<c>--out</c>): a path ending in .gguf is the file itself;
+    /// any other path is a folder, which gets <paramref name="fileName"/> (model.gguf, adapter.gguf). One rule for every
+    /// GGUF export, so a script can pass the path it gave on to llama.cpp.
+    /// </summary>
+    public static string GgufPath(string output, string fileName)
+    {
+        if (string.IsNullOrWhiteSpace(output)) throw new ArgumentException("no output path given", nameof(output));
+        if (IsGgufPath(output)) return output;
+        if (File.Exists(output)) throw new ArgumentException($"the output '{output}' is a file; give a path ending in .gguf (the file to write) or a folder", nameof(output));
+        return Path.Combine(output, fileName);
+    }
+
+    /// <summary>The Ollama Modelfile written beside a GGUF, named after it: <c>adapter.gguf</c> -> <c>adapter.Modelfile</c>.</summary>
+    public static string ModelfilePath(string gguf) => Path.ChangeExtension(Path.GetFullPath(gguf), ".Modelfile");
+
+    static bool IsGgufPath(string path) => path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
 
     /// <summary><paramref name="name"/> (f32, f16, bf16, q8_0; any case) as a tensor type; anything else is an error naming the choices.</summary>
     public static GgufTensorType ParseTensorType(string name) =>
@@ -35,7 +50,8 @@ public static class DecoderExport
     /// Writes the model with every adapter merged into its weights as one GGUF file at <paramref name="path"/> (.gguf):
     /// the family's metadata, llama's q/k rows permuted, the base's tokenizer. Matrices are stored as
     /// <paramref name="type"/> (F16 unless asked otherwise, as llama.cpp's converter), vectors (norms, biases) as F32;
-    /// a matrix Q8_0 cannot hold (rows not a multiple of 32) is stored as F16, and said so in the notes.
+    /// a matrix Q8_0 cannot hold (rows not a multiple of 32) is stored as F16, and said so in the notes. An Ollama Modelfile
+    /// goes beside it (<see cref="ModelfilePath"/>: FROM this file), the way to Ollama that every Ollama version takes.
     /// </summary>
     public static DecoderExportResult MergedGguf(ICausalLanguageModel model, DecoderSource source, string path, GgufTensorType type = GgufTensorType.F16)
     {
@@ -45,14 +61,16 @@ public static class DecoderExport
         using var merged = MergedWeights.Of(model.Module);
         var notes = GgufModelWriter.Write(layout, merged.Tensors, source, type, path);
         if (merged.MergedLayers > 0) notes.Insert(0, $"{merged.MergedLayers} adapter layer(s) merged into their weights");
-        return new DecoderExportResult([Path.GetFullPath(path)], notes);
+        string modelfile = ModelfilePath(path);
+        notes.AddRange(Modelfile(modelfile, path, null, source));
+        return new DecoderExportResult([Path.GetFullPath(path), modelfile], notes);
     }
 
     /// <summary>
     /// Writes the model's LoRA layers as a llama.cpp adapter GGUF at <paramref name="path"/> (.gguf): <c>general.type</c>
     /// adapter, <c>adapter.lora.alpha</c> (f32), tensors <c>&lt;base tensor&gt;.lora_a</c> (r, in) and <c>.lora_b</c> (out, r) with
-    /// llama's q/k permutation on lora_b's rows. An Ollama <c>Modelfile</c> goes beside it (FROM the base GGUF, ADAPTER
-    /// this file). A GGUF source is the base as it is; a Hugging Face source's weights are written as the base GGUF at
+    /// llama's q/k permutation on lora_b's rows. An Ollama Modelfile goes beside it (<see cref="ModelfilePath"/>: FROM the base
+    /// GGUF, ADAPTER this file; Ollama 0.34.1 and later refuse ADAPTER in <c>ollama create</c>, the merged GGUF is the way there). A GGUF source is the base as it is; a Hugging Face source's weights are written as the base GGUF at
     /// <paramref name="basePath"/> (default <c>base.gguf</c> beside the adapter) in <paramref name="baseType"/>.
     /// </summary>
     /// <param name="type">F32 (default), F16 or BF16: lora_b's rows are the rank, too short for Q8_0 blocks.</param>
@@ -89,22 +107,25 @@ public static class DecoderExport
         }
         notes.InsertRange(0, LoraGgufWriter.Write(layout, layers, type, path));
         files.Insert(0, Path.GetFullPath(path));
-        string modelfile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, ModelfileName);
-        Modelfile(modelfile, baseGguf, path, source);
+        string modelfile = ModelfilePath(path);
+        notes.AddRange(Modelfile(modelfile, baseGguf, path, source));
         files.Add(modelfile);
         return new DecoderExportResult(files, notes);
     }
 
     /// <summary>
     /// Writes an Ollama <c>Modelfile</c>: FROM <paramref name="baseGguf"/>, ADAPTER <paramref name="adapterGguf"/> when given
-    /// (paths relative to the Modelfile's folder when they lie under it), and a <c>PARAMETER stop</c> for each of the
-    /// tokenizer's end-of-turn tokens. No TEMPLATE: Ollama takes the chat template from the GGUF's
-    /// <c>tokenizer.chat_template</c>, which it maps to its own template format itself.
+    /// (paths relative to the Modelfile's folder when they lie under it), a TEMPLATE in Ollama's Go syntax equivalent to the
+    /// source's chat template when it is a kind <see cref="OllamaChatFormats"/> knows (ChatML, Llama 3, Zephyr), and a
+    /// <c>PARAMETER stop</c> for each of the tokenizer's end-of-turn tokens and the template's turn markers. Returns notes
+    /// for the user (a chat template with no TEMPLATE written).
     /// </summary>
-    public static void Modelfile(string path, string baseGguf, string? adapterGguf, DecoderSource source)
+    public static IReadOnlyList<string> Modelfile(string path, string baseGguf, string? adapterGguf, DecoderSource source)
     {
         if (Directory.Exists(path)) throw new ArgumentException($"the Modelfile path '{path}' is a directory", nameof(path));
-        Checkpoints.AtomicFile.WriteAllText(path, OllamaModelfile.Render(path, baseGguf, adapterGguf, source.Tokenizer));
+        var notes = new List<string>();
+        Checkpoints.AtomicFile.WriteAllText(path, OllamaModelfile.Render(path, baseGguf, adapterGguf, source.Tokenizer, source.ChatTemplate, notes));
+        return notes;
     }
 
     /// <summary>
@@ -116,6 +137,8 @@ public static class DecoderExport
     public static DecoderExportResult MergedHuggingFace(ICausalLanguageModel model, DecoderSource source, string folder)
     {
         if (File.Exists(folder)) throw new ArgumentException($"the output '{folder}' is a file; give a folder for the Hugging Face model", nameof(folder));
+        if (IsGgufPath(folder))
+            throw new ArgumentException($"the output '{folder}' ends in .gguf, which names a GGUF file; a Hugging Face model is a folder (or export --format gguf)", nameof(folder));
         if (!source.IsGguf && Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar) == source.Path.TrimEnd(Path.DirectorySeparatorChar))
             throw new ArgumentException($"the output folder {folder} is the base model's folder; write the merged model elsewhere", nameof(folder));
         Layout(model, source); // the same family as the base, and one this export knows
@@ -140,7 +163,7 @@ public static class DecoderExport
     {
         if (string.IsNullOrWhiteSpace(path)) throw new ArgumentException($"{what}: no output path given", nameof(path));
         if (Directory.Exists(path)) throw new ArgumentException($"{what}: the output '{path}' is a directory; give the path of a .gguf file", nameof(path));
-        if (!path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        if (!IsGgufPath(path))
             throw new ArgumentException($"{what}: the output '{path}' does not end in .gguf (llama.cpp, Ollama and SharpTune know GGUF files by it)", nameof(path));
         if (source.IsGguf && Path.GetFullPath(path) == source.Path)
             throw new ArgumentException($"{what}: the output {path} is the base GGUF the model came from; write it elsewhere", nameof(path));

@@ -22,12 +22,14 @@ public sealed class DecoderSource
     ];
 
     readonly Lazy<IDecoderTokenizer> tokenizer;
+    readonly (bool Given, string? Text) chatTemplate;
 
-    DecoderSource(string path, bool isGguf)
+    DecoderSource(string path, bool isGguf, (bool, string?) chatTemplate = default)
     {
         Path = System.IO.Path.GetFullPath(path);
         IsGguf = isGguf;
         tokenizer = new Lazy<IDecoderTokenizer>(LoadTokenizer);
+        this.chatTemplate = chatTemplate;
     }
 
     /// <summary>The GGUF file or the Hugging Face folder, as a full path.</summary>
@@ -37,6 +39,18 @@ public sealed class DecoderSource
 
     /// <summary>The base's tokenizer (with its chat template and stop tokens).</summary>
     public IDecoderTokenizer Tokenizer => tokenizer.Value;
+
+    /// <summary>
+    /// The chat template an export writes (GGUF <c>tokenizer.chat_template</c>, <c>tokenizer_config.json</c>, the Modelfile):
+    /// the one given by <see cref="WithChatTemplate"/>, else the base's own.
+    /// </summary>
+    public string? ChatTemplate => chatTemplate.Given ? chatTemplate.Text : Tokenizer.ChatTemplate;
+
+    /// <summary>
+    /// The same base with the chat template a fine-tuned model was trained with (a run's own, which may not be the base's);
+    /// null: the model was trained with none, and the export writes none.
+    /// </summary>
+    public DecoderSource WithChatTemplate(string? text) => new(Path, IsGguf, (true, text));
 
     /// <summary>A GGUF file with tokenizer metadata (as llama.cpp's converter writes, or Ollama keeps).</summary>
     public static DecoderSource Gguf(string path)
@@ -74,7 +88,7 @@ public sealed class DecoderSource
             ?? throw new InvalidDataException($"{Path}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
         return new DecoderTokenizerData(
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
-            data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate,
+            data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, chatTemplate.Given ? chatTemplate.Text : data.ChatTemplate,
             file.TryGetBool("tokenizer.ggml.add_space_prefix", out bool prefix) ? prefix : null);
     }
 
@@ -88,7 +102,11 @@ public sealed class DecoderSource
                 throw new InvalidDataException($"{Path}: the GGUF file has no tokenizer (tokenizer.ggml.tokens is missing)");
             if (tokens.Length != vocabSize)
                 throw new ArgumentException($"{Path}: the base has {tokens.Length} tokens, the model {vocabSize} embedding rows: not the base of this model");
-            return file.Metadata.Where(kv => kv.Key.StartsWith("tokenizer.", StringComparison.Ordinal)).ToList();
+            var copied = file.Metadata.Where(kv => kv.Key.StartsWith("tokenizer.", StringComparison.Ordinal)).ToList();
+            if (!chatTemplate.Given) return copied;
+            copied.RemoveAll(kv => kv.Key == "tokenizer.chat_template");
+            if (chatTemplate.Text is { } text) copied.Add(KeyValuePair.Create("tokenizer.chat_template", GgufMetadataValue.From(text)));
+            return copied;
         }
         var d = GgufTokenizerConversion.FromHuggingFace(Path, vocabSize);
         var m = new List<KeyValuePair<string, object?>>
@@ -106,7 +124,7 @@ public sealed class DecoderSource
             new("tokenizer.ggml.add_bos_token", d.AddBos),
             new("tokenizer.ggml.add_eos_token", d.AddEos),
             new("tokenizer.ggml.add_space_prefix", d.AddSpacePrefix),
-            new("tokenizer.chat_template", d.ChatTemplate),
+            new("tokenizer.chat_template", chatTemplate.Given ? chatTemplate.Text : d.ChatTemplate),
         };
         return m.Where(kv => kv.Value is not null).Select(kv => KeyValuePair.Create(kv.Key, GgufMetadataValue.From(kv.Value!))).ToList();
     }

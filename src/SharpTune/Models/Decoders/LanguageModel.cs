@@ -89,6 +89,9 @@ public sealed class LanguageModel : IDisposable
     /// <summary>The same tokenizer, template and source over another model (the base with a fine-tuned adapter).</summary>
     public LanguageModel WithModel(ICausalLanguageModel model, string source) => new(model, Tokenizer, Template, source, Notes);
 
+    /// <summary>The same tokenizer over another model, with the chat template it was fine-tuned with (null: none).</summary>
+    public LanguageModel WithModel(ICausalLanguageModel model, string source, ChatTemplate? template) => new(model, Tokenizer, template, source, Notes);
+
     static LanguageModel LoadFolder(string folder, JsonObject? config, ScalarType dtype, string? chatTemplateFile, LinearFactory? linears)
     {
         var tokenizer = DecoderTokenizers.FromHuggingFace(folder);

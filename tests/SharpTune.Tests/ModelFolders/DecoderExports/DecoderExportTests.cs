@@ -100,7 +100,7 @@ public class DecoderExportTests
         using var a = state["model.layers.1.self_attn.q_proj.lora_A.weight"].to(ScalarType.Float16).to(ScalarType.Float32);
         Tolerances.AssertClose(a, file.ReadTensor("blk.1.attn_q.weight.lora_a"), Tolerances.Exact, "lora_a as it is");
 
-        string modelfile = temp.File("run/export/Modelfile");
+        string modelfile = temp.File("run/export/adapter.Modelfile");
         Assert.Equal(modelfile, result.Files[^1]);
         var lines = File.ReadAllLines(modelfile);
         Assert.Contains($"FROM {Path.GetFullPath(basePath)}", lines); // outside the Modelfile's folder: the full path
