@@ -87,8 +87,10 @@ public static class ExportCommand
             return;
         }
         string baseGguf = source.IsGguf ? source.Path : files[1]; // a Hugging Face base was written as base.gguf beside the adapter
+        string merged = Path.Combine(Path.GetDirectoryName(gguf)!, "merged.gguf");
         Console.WriteLine("           (Ollama 0.34.1 and later refuse a Modelfile with ADAPTER; the merged GGUF works in every version:");
-        Console.WriteLine($"           sharptune export --model {Quote(model)} --format gguf --dtype q8_0 --out merged.gguf, then ollama create NAME -f merged.Modelfile)");
+        Console.WriteLine($"           sharptune export --model {Quote(model)} --format gguf --dtype q8_0 --out {Quote(merged)}");
+        Console.WriteLine($"           ollama create NAME -f {Quote(DecoderExport.ModelfilePath(merged))})");
         Console.WriteLine($"llama.cpp: llama-cli -m {Quote(baseGguf)} --lora {Quote(gguf)}");
     }
 

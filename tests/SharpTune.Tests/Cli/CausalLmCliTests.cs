@@ -248,6 +248,10 @@ public class CausalLmCliTests
         Assert.Contains("PARAMETER stop \"<|im_end|>\"", modelfile);
         using (var merged = LanguageModel.Load(temp.File("out/merged.gguf"))) Assert.Equal(ChatMl, merged.Template!.Text);
 
+        var hf = CliHarness.Run("export", "--model", run, "--format", "hf", "--out", temp.File("hf"));
+        Assert.True(hf.Code == 0, hf.Error + hf.Out);
+        using (var folder = LanguageModel.Load(temp.File("hf"))) Assert.Equal(ChatMl, folder.Template!.Text); // the base has none
+
         // --out adapter.gguf is the adapter file itself (a script passes it on to llama.cpp), the Modelfile named after it.
         string adapter = temp.File("lora/adapter.gguf");
         var lora = CliHarness.Run("export", "--model", run, "--format", "gguf-lora", "--out", adapter);
@@ -259,10 +263,10 @@ public class CausalLmCliTests
         Assert.Equal(["FROM ./base.gguf", "ADAPTER ./adapter.gguf"], loraModelfile.Where(l => l.StartsWith("FROM", StringComparison.Ordinal) || l.StartsWith("ADAPTER", StringComparison.Ordinal)));
         Assert.Contains("PARAMETER stop \"<|im_end|>\"", loraModelfile);
         Assert.Equal(ChatMl, GgufFile.Open(temp.File("lora/base.gguf")).GetString("tokenizer.chat_template"));
-        var folder = CliHarness.Run("export", "--model", run, "--format", "gguf", "--out", temp.File("folder"));
-        Assert.True(folder.Code == 0, folder.Error + folder.Out);
-        Assert.Contains($"wrote {temp.File("folder/model.gguf")}", folder.Out);
-        Assert.Contains($"ollama create NAME -f {temp.File("folder/model.Modelfile")}", folder.Out);
+        var inFolder = CliHarness.Run("export", "--model", run, "--format", "gguf", "--out", temp.File("folder"));
+        Assert.True(inFolder.Code == 0, inFolder.Error + inFolder.Out);
+        Assert.Contains($"wrote {temp.File("folder/model.gguf")}", inFolder.Out);
+        Assert.Contains($"ollama create NAME -f {temp.File("folder/model.Modelfile")}", inFolder.Out);
 
         // A folder saved before SharpTune kept the template, from a run given --chat-template: refused, not scored another way.
         string spec = Path.Combine(final, "sharptune_lm.json");

@@ -82,7 +82,8 @@ public class DecoderExportCliTests
         Assert.Contains($"FROM {Path.GetFullPath(basePath)}", File.ReadAllLines(temp.File("ollama/adapter.Modelfile")));
         Assert.Contains($"wrote {temp.File("ollama/adapter.gguf")}", output);
         Assert.Contains($"ollama create NAME -f {temp.File("ollama/adapter.Modelfile")}", output);
-        Assert.Contains("--format gguf --dtype q8_0 --out merged.gguf", output); // the way every Ollama version takes
+        Assert.Contains($"--format gguf --dtype q8_0 --out {temp.File("ollama/merged.gguf")}", output); // the way every Ollama version takes
+        Assert.Contains($"ollama create NAME -f {temp.File("ollama/merged.Modelfile")}", output);
         Assert.Contains($"llama-cli -m {Path.GetFullPath(basePath)} --lora {temp.File("ollama/adapter.gguf")}", output);
         using (var reference = new LlamaCpp(basePath, adapter: temp.File("ollama/adapter.gguf")))
         {
