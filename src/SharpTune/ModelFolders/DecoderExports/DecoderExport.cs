@@ -69,8 +69,9 @@ public static class DecoderExport
     /// <summary>
     /// Writes the model's LoRA layers as a llama.cpp adapter GGUF at <paramref name="path"/> (.gguf): <c>general.type</c>
     /// adapter, <c>adapter.lora.alpha</c> (f32), tensors <c>&lt;base tensor&gt;.lora_a</c> (r, in) and <c>.lora_b</c> (out, r) with
-    /// llama's q/k permutation on lora_b's rows. An Ollama Modelfile goes beside it (<see cref="ModelfilePath"/>: FROM the base
-    /// GGUF, ADAPTER this file; Ollama 0.34.1 and later refuse ADAPTER in <c>ollama create</c>, the merged GGUF is the way there). A GGUF source is the base as it is; a Hugging Face source's weights are written as the base GGUF at
+    /// llama's q/k permutation on lora_b's rows. An Ollama Modelfile goes beside it (<see cref="ModelfilePath"/>: FROM the
+    /// base GGUF, ADAPTER this file; Ollama 0.34.1 and later refuse ADAPTER in <c>ollama create</c>, the merged GGUF is the
+    /// way there). A GGUF source is the base as it is; a Hugging Face source's weights are written as the base GGUF at
     /// <paramref name="basePath"/> (default <c>base.gguf</c> beside the adapter) in <paramref name="baseType"/>.
     /// </summary>
     /// <param name="type">F32 (default), F16 or BF16: lora_b's rows are the rank, too short for Q8_0 blocks.</param>
