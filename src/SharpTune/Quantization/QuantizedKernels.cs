@@ -107,7 +107,29 @@ public static unsafe class QuantizedKernels
             GgufTensorType.Q6_K => &PortableDots.Q6_K,
             _ => throw new NotSupportedException($"no kernel for {type}"),
         },
-        _ => Dot(type, KernelPath.Portable),
+        KernelPath.Avx2 => type switch
+        {
+            GgufTensorType.F32 => &FloatDots.F32Avx2,
+            GgufTensorType.F16 => &FloatDots.F16Avx2,
+            GgufTensorType.BF16 => &FloatDots.BF16Avx2,
+            GgufTensorType.Q8_0 => &Avx2Dots.Q8_0,
+            GgufTensorType.Q4_0 => &Avx2Dots.Q4_0,
+            GgufTensorType.Q4_1 => &Avx2Dots.Q4_1,
+            GgufTensorType.Q5_0 => &Avx2Dots.Q5_0,
+            GgufTensorType.Q5_1 => &Avx2Dots.Q5_1,
+            GgufTensorType.Q4_K => &Avx2Dots.Q4_K,
+            GgufTensorType.Q5_K => &Avx2Dots.Q5_K,
+            GgufTensorType.Q6_K => &Avx2Dots.Q6_K,
+            _ => Dot(type, KernelPath.Portable),
+        },
+        // AVX-512 kernels where 512 bits pay; the AVX2 ones (which run on AVX-512 machines) elsewhere.
+        _ => type switch
+        {
+            GgufTensorType.F32 => &FloatDots.F32Avx512,
+            GgufTensorType.F16 => &FloatDots.F16Avx512,
+            GgufTensorType.BF16 => &FloatDots.BF16Avx512,
+            _ => Dot(type, KernelPath.Avx2),
+        },
     };
 
     /// <summary>Rows [first, first + count) dequantized to fp32, (count, Columns) at dst, exactly as ggml's dequantize_row_*.</summary>
