@@ -35,7 +35,8 @@ public static class Program
             .Register(new DecoderMemorySuite())
             .Register(new DecoderLoadSuite())
             .Register(new ScalingSuite())
-            .Register(new BrownLmSuite());
+            .Register(new BrownLmSuite())
+            .Register(new QuantKernelSuite());
     }
 
     public static int Main(string[] args)

@@ -12,12 +12,13 @@ public class ArchitectureTests
     static readonly Dictionary<string, int> Rungs = new()
     {
         ["Native"] = 0, ["Distributed"] = 0, ["Checkpoints"] = 0, ["Data"] = 0, ["Metrics"] = 0, ["Tokenization"] = 0,
-        ["Models"] = 1,
-        ["Heads"] = 2, ["Generation"] = 2,
-        ["Peft"] = 3,
-        ["ModelFolders"] = 4,
-        ["Training"] = 5,
-        ["Inference"] = 6,
+        ["Quantization"] = 1,
+        ["Models"] = 2,
+        ["Heads"] = 3, ["Generation"] = 3,
+        ["Peft"] = 4,
+        ["ModelFolders"] = 5,
+        ["Training"] = 6,
+        ["Inference"] = 7,
     };
 
     [Fact]

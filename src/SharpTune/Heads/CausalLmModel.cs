@@ -124,7 +124,10 @@ public sealed class CausalLmModel : nn.Module, ICausalLanguageModel, ITunableMod
         if (prompt is null && decoder is ILanguageModelHead head)
         {
             var hidden = head.ForwardHidden(decoder.EmbedTokens(inputIds), attentionMask, positionIds);       // (B, T, H)
-            return CausalLmLoss.Compute(hidden, head.HeadWeight, head.HeadBias, labels).MoveToOuterDisposeScope();
+            var loss = head.StoredHead is { } stored
+                ? CausalLmLoss.Compute(hidden, stored, head.HeadBias, labels, roundActivations: !training)
+                : CausalLmLoss.Compute(hidden, head.HeadWeight, head.HeadBias, labels);
+            return loss.MoveToOuterDisposeScope();
         }
         var logits = Forward(inputIds, attentionMask, positionIds);                                        // (B, T, V)
         long vocabulary = logits.shape[2];

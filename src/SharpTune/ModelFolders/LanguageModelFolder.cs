@@ -75,7 +75,7 @@ public static class LanguageModelFolder
 
     /// <summary>
     /// What <paramref name="spec"/> names when it is a language model, looked at once (a base folder's config.json is read
-    /// here and handed on to <see cref="Load(FoundLanguageModel, ScalarType, string?)"/>); null when it is none.
+    /// here and handed on to <see cref="Load(FoundLanguageModel, WeightStorage, string?)"/>); null when it is none.
     /// </summary>
     public static FoundLanguageModel? Find(string spec) =>
         Resolve(spec) is { } folder ? new FoundLanguageModel(spec, folder, null)
@@ -83,7 +83,7 @@ public static class LanguageModelFolder
         : null;
 
     /// <summary>Loads what <see cref="Find"/> found.</summary>
-    public static LanguageModel Load(FoundLanguageModel found, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null) =>
+    public static LanguageModel Load(FoundLanguageModel found, WeightStorage dtype = default, string? chatTemplateFile = null) =>
         found.Base is { } source ? LanguageModel.Load(source, dtype, chatTemplateFile) : Load(found.FineTuned!, dtype, chatTemplateFile);
 
     /// <summary>
@@ -91,7 +91,8 @@ public static class LanguageModelFolder
     /// the chat template it was trained with. <paramref name="chatTemplateFile"/> (<c>--chat-template</c>) replaces that
     /// template when given.
     /// </summary>
-    public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null)
+    /// <param name="dtype">How the base's weights are held; a run folder's own full weights are read in its dense dtype.</param>
+    public static LanguageModel Load(string spec, WeightStorage dtype = default, string? chatTemplateFile = null)
     {
         string? folder = Resolve(spec);
         if (folder is null) return LanguageModel.Load(spec, dtype, chatTemplateFile);
@@ -100,11 +101,15 @@ public static class LanguageModelFolder
         bool kept = chatTemplateFile is null && TrainedTemplate(folder, out trainedWith); // else the user's file, which the base's load reads
         if (!PeftRegistry.TryGet(methodName, out var method))
         {
-            // Full fine-tuning or frozen layers: the whole model is here; the tokenizer comes from the base.
-            using var tokenizerSource = LanguageModel.Load(baseModel, dtype, chatTemplateFile);
-            var weights = PretrainedDecoder.Load(folder, dtype);
-            return tokenizerSource.WithModel(new CausalLmModel(weights), $"fine-tuned model {Path.GetFullPath(folder)} (base {baseModel})",
-                kept ? trainedWith : tokenizerSource.Template);
+            // Full fine-tuning or frozen layers: the whole model is here, dense; the tokenizer comes from the base, read as
+            // stored (a GGUF's matrices only mapped, never read) since its weights are not used.
+            var tokenizerSource = LanguageModel.Load(baseModel, WeightStorage.AsStored, chatTemplateFile);
+            using (tokenizerSource.Model)
+            {
+                var weights = PretrainedDecoder.Load(folder, dtype.Dtype);
+                return tokenizerSource.WithModel(new CausalLmModel(weights), $"fine-tuned model {Path.GetFullPath(folder)} (base {baseModel})",
+                    kept ? trainedWith : tokenizerSource.Template);
+            }
         }
         string adapter = Path.Combine(folder, AdapterFolder);
         var peft = method!;

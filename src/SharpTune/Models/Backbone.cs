@@ -1,3 +1,5 @@
+using SharpTune.Models.Quantized;
+using SharpTune.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -13,12 +15,25 @@ namespace SharpTune.Models;
 public sealed record LinearSite(string Path, int InFeatures, int OutFeatures, bool Bias = true, bool Transposed = false)
 {
     /// <summary>
-    /// A frozen base for a wrapping layer: <c>weight</c> in the site's layout and <c>bias</c> (out) when it has one, with
-    /// nn.Linear's initialisation (pretrained weights replace it).
+    /// The layer's pretrained weight kept in its file's blocks ((out, in) whatever <see cref="Transposed"/> says), or null
+    /// for a dense <c>weight</c> parameter. A layer built over it has no <c>weight</c> key: the blocks are its weight,
+    /// frozen, and products go through <see cref="QuantizedOps"/>.
     /// </summary>
-    public (Parameter Weight, Parameter? Bias) NewParameters()
+    public QuantizedMatrix? Stored { get; init; }
+
+    /// <summary>
+    /// A frozen base for a wrapping layer: <c>weight</c> in the site's layout (null over <see cref="Stored"/> blocks) and
+    /// <c>bias</c> (out) when it has one, with nn.Linear's initialisation (pretrained weights replace it).
+    /// </summary>
+    public (Parameter? Weight, Parameter? Bias) NewParameters()
     {
         using var noGrad = no_grad();
+        if (Stored is not null)
+        {
+            if (Stored.Rows != OutFeatures || Stored.Columns != InFeatures)
+                throw new ArgumentException($"{Path}: the stored weight is ({Stored.Rows}, {Stored.Columns}), the layer ({OutFeatures}, {InFeatures})");
+            return (null, Bias ? new Parameter(zeros(OutFeatures)) : null);
+        }
         var weight = empty(OutFeatures, InFeatures);
         nn.init.kaiming_uniform_(weight, a: Math.Sqrt(5));
         if (Transposed) weight = weight.t().contiguous();
@@ -34,6 +49,26 @@ public sealed record LinearSite(string Path, int InFeatures, int OutFeatures, bo
     /// <summary><c>x W^T + b</c> for the site's layout: (..., in) to (..., out).</summary>
     public static Tensor Apply(Tensor x, Tensor weight, Tensor? bias, bool transposed) =>
         transposed ? (bias is null ? x.matmul(weight) : x.matmul(weight) + bias) : nn.functional.linear(x, weight, bias);
+
+    /// <summary>
+    /// <c>x W^T + b</c> over a dense weight in the site's layout, or over stored blocks when <paramref name="weight"/> is
+    /// null (activations rounded as ggml rounds them when <paramref name="training"/> is false: see <see cref="QuantizedOps.Linear"/>).
+    /// </summary>
+    public static Tensor Apply(Tensor x, Tensor? weight, QuantizedMatrix? stored, Tensor? bias, bool transposed, bool training) =>
+        weight is not null ? Apply(x, weight, bias, transposed)
+        : QuantizedOps.Linear(x, stored ?? throw new InvalidOperationException("a Linear layer has neither a weight nor stored blocks"), bias, !training);
+
+    /// <summary>
+    /// The weight as a new dense tensor in the site's layout: a copy of <paramref name="weight"/>, or the stored blocks
+    /// dequantized to float32 (for merges and exports).
+    /// </summary>
+    public static Tensor DenseWeight(Tensor? weight, QuantizedMatrix? stored, bool transposed)
+    {
+        if (weight is not null) return weight.detach().clone();
+        var dense = QuantizedOps.Dequantize(stored ?? throw new InvalidOperationException("a Linear layer has neither a weight nor stored blocks"));
+        if (!transposed) return dense;
+        using (dense) return dense.t().contiguous();
+    }
 }
 
 /// <summary>

@@ -1,3 +1,5 @@
+using SharpTune.Models.Quantized;
+using SharpTune.Quantization;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Decoders;
@@ -57,10 +59,36 @@ public static class CausalLmLoss
     /// </summary>
     public static (Tensor Sum, long Tokens) Sum(Tensor hidden, Tensor headWeight, Tensor? headBias, Tensor labels, bool shiftLabels = true, int? chunkTokens = null)
     {
-        CheckShapes(hidden, headWeight, headBias, labels);
+        CheckShapes(hidden, headWeight.shape, headBias, labels);
+        return Sum(hidden, new Head(headWeight, null, headBias), labels, shiftLabels, chunkTokens);
+    }
+
+    /// <summary>
+    /// <see cref="Compute(Tensor, Tensor, Tensor?, Tensor, bool, int?)"/> over a head kept in its file's blocks (frozen:
+    /// gradients reach the hidden states, and the bias where it trains).
+    /// </summary>
+    /// <param name="roundActivations">Round the hidden states as ggml does for the head's type (scoring; see <see cref="QuantizedOps.Linear"/>).</param>
+    public static Tensor Compute(Tensor hidden, QuantizedMatrix head, Tensor? headBias, Tensor labels, bool roundActivations,
+        bool shiftLabels = true, int? chunkTokens = null)
+    {
+        using var scope = NewDisposeScope();
+        var (sum, tokens) = Sum(hidden, head, headBias, labels, roundActivations, shiftLabels, chunkTokens);
+        return (sum / Math.Max(tokens, 1)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary><see cref="Sum(Tensor, Tensor, Tensor?, Tensor, bool, int?)"/> over a head kept in its file's blocks.</summary>
+    public static (Tensor Sum, long Tokens) Sum(Tensor hidden, QuantizedMatrix head, Tensor? headBias, Tensor labels, bool roundActivations,
+        bool shiftLabels = true, int? chunkTokens = null)
+    {
+        CheckShapes(hidden, [head.Rows, head.Columns], headBias, labels);
+        return Sum(hidden, new Head(null, head, headBias) { RoundActivations = roundActivations }, labels, shiftLabels, chunkTokens);
+    }
+
+    static (Tensor Sum, long Tokens) Sum(Tensor hidden, Head head, Tensor labels, bool shiftLabels, int? chunkTokens)
+    {
         if (chunkTokens is <= 0) throw new ArgumentOutOfRangeException(nameof(chunkTokens), chunkTokens, "a chunk must hold at least one token");
         using var scope = NewDisposeScope();
-        long batch = labels.shape[0], length = labels.shape[1], hiddenSize = hidden.shape[2], vocab = headWeight.shape[0];
+        long batch = labels.shape[0], length = labels.shape[1], hiddenSize = hidden.shape[2], vocab = head.Vocabulary;
         var targets = labels.to(ScalarType.Int64);
         if (shiftLabels)                                                              // as transformers: pad with -100, drop the first
             targets = cat([targets.narrow(1, 1, length - 1), full(batch, 1, IgnoreIndex, ScalarType.Int64, labels.device)], 1);
@@ -73,22 +101,40 @@ public static class CausalLmLoss
         var selected = flat.index_select(0, rows);                                    // (N, H)
         var selectedTargets = targets.index_select(0, rows);                          // (N)
         long chunk = chunkTokens ?? Math.Max(1, DefaultChunkBytes / (vocab * sizeof(float)));
-        bool gradients = is_grad_enabled() && (hidden.requires_grad || headWeight.requires_grad || headBias?.requires_grad == true);
+        bool gradients = is_grad_enabled() && (hidden.requires_grad || head.Weight?.requires_grad == true || head.Bias?.requires_grad == true);
         if (gradients)
-            return (FusedHeadLoss.apply(chunk, selected, headWeight, headBias!, selectedTargets).MoveToOuterDisposeScope(), tokens);
+            return (FusedHeadLoss.apply(chunk, selected, head.Weight ?? (object)head, head.Bias!, selectedTargets).MoveToOuterDisposeScope(), tokens);
         var total = zeros([], ScalarType.Float32, hidden.device);
         for (long start = 0; start < tokens; start += chunk)
         {
             using var chunkScope = NewDisposeScope();                                  // one chunk's logits at a time
             long size = Math.Min(chunk, tokens - start);
-            total.add_(ChunkSum(Logits(selected.narrow(0, start, size), headWeight, headBias), selectedTargets.narrow(0, start, size)));
+            total.add_(ChunkSum(head.Logits(selected.narrow(0, start, size)), selectedTargets.narrow(0, start, size)));
         }
         return (total.MoveToOuterDisposeScope(), tokens);
     }
 
-    /// <summary>A chunk's logits as the model computes them: in the head's dtype, then float32. (C, H) -> (C, V).</summary>
-    static Tensor Logits(Tensor hidden, Tensor weight, Tensor? bias) =>
-        nn.functional.linear(hidden.to(weight.dtype), weight, bias).to(ScalarType.Float32);
+    /// <summary>The output projection: a dense weight (V, H), or one kept in its file's blocks (computed in float32).</summary>
+    sealed record Head(Tensor? Weight, QuantizedMatrix? Stored, Tensor? Bias)
+    {
+        /// <summary>Whether stored products round the hidden states as ggml does: for scoring, not for training (see <see cref="QuantizedOps.Linear"/>).</summary>
+        public bool RoundActivations { get; init; }
+
+        public long Vocabulary => Weight?.shape[0] ?? Stored!.Rows;
+
+        /// <summary>The dtype the head's products compute in.</summary>
+        public ScalarType Dtype => Weight?.dtype ?? ScalarType.Float32;
+
+        /// <summary>A chunk's logits as the model computes them: in the head's dtype, then float32. (C, H) -> (C, V).</summary>
+        public Tensor Logits(Tensor hidden) => Weight is not null
+            ? nn.functional.linear(hidden.to(Weight.dtype), Weight, Bias).to(ScalarType.Float32)
+            : Biased(QuantizedOps.Product(hidden.to(ScalarType.Float32), Stored!, RoundActivations));
+
+        Tensor Biased(Tensor logits) => Bias is null ? logits : logits.add_(Bias);
+
+        /// <summary>d(hidden) = d(logits) W: (C, V) -> (C, H).</summary>
+        public Tensor InputGradient(Tensor gradLogits) => Weight is not null ? gradLogits.matmul(Weight) : QuantizedOps.InputGradient(gradLogits, Stored!);
+    }
 
     /// <summary>Summed cross-entropy of one chunk's (C, V) float32 logits and (C) targets.</summary>
     static Tensor ChunkSum(Tensor logits, Tensor targets) => nn.functional.cross_entropy(logits, targets, reduction: nn.Reduction.Sum);
@@ -107,27 +153,29 @@ public static class CausalLmLoss
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
             long chunk = (long)vars[0];
-            var (hidden, weight, bias, targets) = ((Tensor)vars[1], (Tensor)vars[2], vars[3] as Tensor, (Tensor)vars[4]);
-            bool wantHidden = hidden.requires_grad, wantWeight = weight.requires_grad, wantBias = bias?.requires_grad == true;
+            var (hidden, bias, targets) = ((Tensor)vars[1], vars[3] as Tensor, (Tensor)vars[4]);
+            var head = vars[2] as Head ?? new Head((Tensor)vars[2], null, bias);
+            var weight = head.Weight;
+            bool wantHidden = hidden.requires_grad, wantWeight = weight?.requires_grad == true, wantBias = bias?.requires_grad == true;
             using var noGrad = no_grad();
             long tokens = hidden.shape[0];
             var gradHidden = wantHidden ? empty(hidden.shape, hidden.dtype, hidden.device) : null;
-            var gradWeight = wantWeight ? zeros(weight.shape, ScalarType.Float32, weight.device) : null;
+            var gradWeight = wantWeight ? zeros(weight!.shape, ScalarType.Float32, weight.device) : null;
             var gradBias = wantBias ? zeros(bias!.shape, ScalarType.Float32, bias.device) : null;
             var total = zeros([], ScalarType.Float32, hidden.device);
             for (long start = 0; start < tokens; start += chunk)
             {
                 using var scope = NewDisposeScope();
                 long size = Math.Min(chunk, tokens - start);
-                var h = hidden.narrow(0, start, size).to(weight.dtype);                 // (C, H)
+                var h = hidden.narrow(0, start, size).to(head.Dtype);                   // (C, H)
                 var target = targets.narrow(0, start, size).unsqueeze(1);              // (C, 1)
-                var logits = Logits(h, weight, bias);                                   // (C, V) float32
+                var logits = head.Logits(h);                                            // (C, V) float32
                 var logNormaliser = logits.logsumexp(1, keepdim: true);                 // (C, 1)
                 total.add_(logNormaliser.sum() - logits.gather(1, target).sum());
                 // d(sum of -log softmax[target]) / d(logits) = softmax - onehot, in place over the logits.
                 var delta = logits.sub_(logNormaliser).exp_().scatter_add_(1, target, full(target.shape, -1f, ScalarType.Float32, logits.device));
-                var d = delta.to(weight.dtype);
-                gradHidden?.narrow(0, start, size).copy_(d.matmul(weight));
+                var d = delta.to(head.Dtype);
+                gradHidden?.narrow(0, start, size).copy_(head.InputGradient(d));
                 // (V, H) per chunk: accumulated by the product itself where the dtypes allow, not through a temporary
                 // the size of the head (545 MB at Qwen2.5's) written and added once per chunk.
                 if (gradWeight is not null)
@@ -139,7 +187,7 @@ public static class CausalLmLoss
             }
             // Kept by the node, outside every dispose scope, until the backward pass uses and frees them.
             ctx.save_data(nameof(Gradients), new Gradients(gradHidden?.DetachFromDisposeScope(), gradWeight?.DetachFromDisposeScope(),
-                gradBias?.DetachFromDisposeScope(), weight.dtype, bias?.dtype ?? weight.dtype));
+                gradBias?.DetachFromDisposeScope(), head.Dtype, bias?.dtype ?? head.Dtype));
             return total;
         }
 
@@ -166,15 +214,15 @@ public static class CausalLmLoss
         }
     }
 
-    static void CheckShapes(Tensor hidden, Tensor headWeight, Tensor? headBias, Tensor labels)
+    static void CheckShapes(Tensor hidden, long[] headShape, Tensor? headBias, Tensor labels)
     {
         static string Shape(Tensor t) => $"[{string.Join(", ", t.shape)}]";
         if (hidden.dim() != 3) throw new ArgumentException($"hidden states have shape {Shape(hidden)}, expected (batch, length, hidden)");
         if (labels.dim() != 2 || labels.shape[0] != hidden.shape[0] || labels.shape[1] != hidden.shape[1])
             throw new ArgumentException($"labels have shape {Shape(labels)}, expected [{hidden.shape[0]}, {hidden.shape[1]}] as the hidden states");
-        if (headWeight.dim() != 2 || headWeight.shape[1] != hidden.shape[2])
-            throw new ArgumentException($"the head weight has shape {Shape(headWeight)}, expected (vocabulary, {hidden.shape[2]})");
-        if (headBias is not null && (headBias.dim() != 1 || headBias.shape[0] != headWeight.shape[0]))
-            throw new ArgumentException($"the head bias has shape {Shape(headBias)}, expected [{headWeight.shape[0]}]");
+        if (headShape.Length != 2 || headShape[1] != hidden.shape[2])
+            throw new ArgumentException($"the head weight has shape [{string.Join(", ", headShape)}], expected (vocabulary, {hidden.shape[2]})");
+        if (headBias is not null && (headBias.dim() != 1 || headBias.shape[0] != headShape[0]))
+            throw new ArgumentException($"the head bias has shape {Shape(headBias)}, expected [{headShape[0]}]");
     }
 }

@@ -1,3 +1,4 @@
+using SharpTune.Models.Quantized;
 using System.Text.Json.Nodes;
 using SharpTune.Models.Decoders.Common;
 using SharpTune.Models.Decoders.Gpt2;
@@ -22,7 +23,8 @@ public interface IDecoderFamily
     IDecoderConfig ParseConfig(JsonObject json, string source);
 
     /// <summary>A freshly initialised model for <paramref name="config"/> (one this family parsed).</summary>
-    ICausalLanguageModel Build(IDecoderConfig config, LinearFactory? linears = null);
+    /// <param name="stored">The token embedding and head kept in their file's blocks, or null for dense parameters.</param>
+    ICausalLanguageModel Build(IDecoderConfig config, LinearFactory? linears = null, StoredEmbeddings? stored = null);
 
     /// <summary>The model's key for a checkpoint's key, or null for a tensor the model does not take (a buffer, a tied head).</summary>
     string? MapCheckpointKey(string key, IDecoderConfig config);
@@ -31,7 +33,7 @@ public interface IDecoderFamily
 /// <summary>A family from its config record type and two functions: one builds the model, one maps checkpoint keys.</summary>
 public sealed class DecoderFamily<TConfig>(
     string name, IReadOnlyList<string> modelTypes, IReadOnlyList<string> ggufArchitectures,
-    Func<TConfig, LinearFactory?, ICausalLanguageModel> build, Func<string, TConfig, string?> mapKey) : IDecoderFamily
+    Func<TConfig, LinearFactory?, StoredEmbeddings?, ICausalLanguageModel> build, Func<string, TConfig, string?> mapKey) : IDecoderFamily
     where TConfig : class, IDecoderConfig
 {
     public string Name => name;
@@ -40,7 +42,8 @@ public sealed class DecoderFamily<TConfig>(
 
     public IDecoderConfig ParseConfig(JsonObject json, string source) => DecoderConfigJson.Parse<TConfig>(json, source);
 
-    public ICausalLanguageModel Build(IDecoderConfig config, LinearFactory? linears = null) => build(Typed(config), linears);
+    public ICausalLanguageModel Build(IDecoderConfig config, LinearFactory? linears = null, StoredEmbeddings? stored = null) =>
+        build(Typed(config), linears, stored);
 
     public string? MapCheckpointKey(string key, IDecoderConfig config) => mapKey(key, Typed(config));
 
@@ -59,9 +62,9 @@ public static class DecoderFamilies
 
     static DecoderFamilies()
     {
-        Register(new DecoderFamily<LlamaConfig>("llama", ["llama", "mistral"], ["llama"], (c, l) => new LlamaForCausalLM(c, l), LlamaCheckpointKeys.Map));
-        Register(new DecoderFamily<Qwen2Config>("qwen2", ["qwen2"], ["qwen2"], (c, l) => new Qwen2ForCausalLM(c, l), LlamaCheckpointKeys.Map));
-        Register(new DecoderFamily<Gpt2Config>("gpt2", ["gpt2"], ["gpt2"], (c, l) => new GPT2LMHeadModel(c, l), Gpt2CheckpointKeys.Map));
+        Register(new DecoderFamily<LlamaConfig>("llama", ["llama", "mistral"], ["llama"], (c, l, s) => new LlamaForCausalLM(c, l, s), LlamaCheckpointKeys.Map));
+        Register(new DecoderFamily<Qwen2Config>("qwen2", ["qwen2"], ["qwen2"], (c, l, s) => new Qwen2ForCausalLM(c, l, s), LlamaCheckpointKeys.Map));
+        Register(new DecoderFamily<Gpt2Config>("gpt2", ["gpt2"], ["gpt2"], (c, l, s) => new GPT2LMHeadModel(c, l, s), Gpt2CheckpointKeys.Map));
     }
 
     public static IReadOnlyList<IDecoderFamily> All => Families;

@@ -1,3 +1,4 @@
+using SharpTune.Quantization;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Decoders;
@@ -21,4 +22,10 @@ public interface ILanguageModelHead
 
     /// <summary>The output projection's bias (V), or null (none of the built-in families has one).</summary>
     Tensor? HeadBias { get; }
+
+    /// <summary>
+    /// The output projection (V, H) kept in its file's blocks (<c>--dtype stored</c>), in place of <see cref="HeadWeight"/>,
+    /// which then throws; null for a dense head.
+    /// </summary>
+    QuantizedMatrix? StoredHead => null;
 }

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using SharpTune.Checkpoints.Gguf;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Quantized;
 using SharpTune.Tokenization.ChatTemplates;
 using SharpTune.Tokenization.Decoders;
 using static TorchSharp.torch;
@@ -16,8 +17,12 @@ namespace SharpTune.Models.Decoders;
 /// </summary>
 public sealed class LanguageModel : IDisposable
 {
-    LanguageModel(ICausalLanguageModel model, IDecoderTokenizer tokenizer, ChatTemplate? template, string source, IReadOnlyList<string> notes)
+    readonly StoredWeights? stored;
+
+    LanguageModel(ICausalLanguageModel model, IDecoderTokenizer tokenizer, ChatTemplate? template, string source, IReadOnlyList<string> notes,
+        StoredWeights? stored = null)
     {
+        this.stored = stored;
         Model = model;
         Tokenizer = tokenizer;
         Template = template;
@@ -58,9 +63,12 @@ public sealed class LanguageModel : IDisposable
         }
     }
 
-    /// <summary>Loads a Hugging Face folder or a .gguf file; <paramref name="dtype"/> bf16 holds the weights in half the memory.</summary>
+    /// <summary>
+    /// Loads a Hugging Face folder or a .gguf file; <paramref name="dtype"/> bf16 holds the weights in half the memory,
+    /// <see cref="WeightStorage.Stored"/> keeps a GGUF's weight matrices in the file's blocks.
+    /// </summary>
     /// <param name="linears">Builds the blocks' Linear layers (parameter-efficient methods wrap them); null: plain ones.</param>
-    public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null, LinearFactory? linears = null)
+    public static LanguageModel Load(string spec, WeightStorage dtype = default, string? chatTemplateFile = null, LinearFactory? linears = null)
     {
         if (File.Exists(spec) && spec.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(spec, dtype, chatTemplateFile, linears);
         if (Directory.Exists(spec)) return LoadFolder(spec, null, dtype, chatTemplateFile, linears);
@@ -68,7 +76,7 @@ public sealed class LanguageModel : IDisposable
     }
 
     /// <summary>Loads what <see cref="Find"/> found, without reading its config.json again.</summary>
-    public static LanguageModel Load(LanguageModelSource source, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null, LinearFactory? linears = null) =>
+    public static LanguageModel Load(LanguageModelSource source, WeightStorage dtype = default, string? chatTemplateFile = null, LinearFactory? linears = null) =>
         source.Config is null ? LoadGguf(source.Path, dtype, chatTemplateFile, linears) : LoadFolder(source.Path, source.Config, dtype, chatTemplateFile, linears);
 
     /// <summary>The architecture of a Hugging Face folder or .gguf file, read and validated without loading a weight.</summary>
@@ -87,20 +95,25 @@ public sealed class LanguageModel : IDisposable
     }
 
     /// <summary>The same tokenizer, template and source over another model (the base with a fine-tuned adapter).</summary>
-    public LanguageModel WithModel(ICausalLanguageModel model, string source) => new(model, Tokenizer, Template, source, Notes);
+    /// <remarks>The new instance takes over the stored weights (a model built over them is what it wraps); dispose it, not this one.</remarks>
+    public LanguageModel WithModel(ICausalLanguageModel model, string source) => new(model, Tokenizer, Template, source, Notes, stored);
 
     /// <summary>The same tokenizer over another model, with the chat template it was fine-tuned with (null: none).</summary>
-    public LanguageModel WithModel(ICausalLanguageModel model, string source, ChatTemplate? template) => new(model, Tokenizer, template, source, Notes);
+    public LanguageModel WithModel(ICausalLanguageModel model, string source, ChatTemplate? template) => new(model, Tokenizer, template, source, Notes, stored);
 
-    static LanguageModel LoadFolder(string folder, JsonObject? config, ScalarType dtype, string? chatTemplateFile, LinearFactory? linears)
+    /// <summary>Whether the weight matrices are kept in the file's blocks (<see cref="WeightStorage.Stored"/>).</summary>
+    public bool IsStored => stored is not null;
+
+    static LanguageModel LoadFolder(string folder, JsonObject? config, WeightStorage storage, string? chatTemplateFile, LinearFactory? linears)
     {
+        var dtype = storage.Dtype; // a folder's weights are dense: "stored" reads them as they are, in float32
         var tokenizer = DecoderTokenizers.FromHuggingFace(folder);
         var model = config is null ? PretrainedDecoder.Load(folder, dtype, linears) : PretrainedDecoder.Load(folder, config, dtype, linears);
         var template = LoadTemplate(tokenizer.ChatTemplate, Path.Combine(folder, "tokenizer_config.json: chat_template"), chatTemplateFile);
         return new LanguageModel(model, tokenizer, template, $"Hugging Face folder {Path.GetFullPath(folder)}", []);
     }
 
-    static LanguageModel LoadGguf(string path, ScalarType dtype, string? chatTemplateFile, LinearFactory? linears)
+    static LanguageModel LoadGguf(string path, WeightStorage storage, string? chatTemplateFile, LinearFactory? linears)
     {
         var map = GgufModelMap.Open(path);
         var data = map.Tokenizer ?? throw new InvalidDataException($"{path}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
@@ -111,9 +124,25 @@ public sealed class LanguageModel : IDisposable
         var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
         var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
         if (ropeNote is not null) notes.Add(ropeNote);
-        var model = PretrainedDecoder.FromCheckpoint(config, map.CheckpointTensors(), dtype, path, linears);
         var template = LoadTemplate(tokenizer.ChatTemplate, $"{path}: tokenizer.chat_template", chatTemplateFile);
-        return new LanguageModel(model, tokenizer, template, $"GGUF file {Path.GetFullPath(path)} ({map.Architecture})", notes);
+        string source = $"GGUF file {Path.GetFullPath(path)} ({map.Architecture})";
+        if (!storage.Stored)
+            return new LanguageModel(PretrainedDecoder.FromCheckpoint(config, map.CheckpointTensors(), storage.Dtype, path, linears),
+                tokenizer, template, source, notes);
+        var shape = DecoderFamilies.ForConfig(config, path).ParseConfig(config, path);
+        var stored = StoredWeights.Map(map, shape);
+        try
+        {
+            notes.Add($"weights kept as stored: {stored.Matrices.Count} matrices, {stored.ByteSize / 1e6:F0} MB, memory-mapped");
+            var model = PretrainedDecoder.FromCheckpoint(config, stored.Remaining(map.CheckpointTensors()), ScalarType.Float32, path,
+                stored.Wrap(linears ?? DecoderLinears.Plain), stored.Embeddings(shape.Names, shape.Vocabulary));
+            return new LanguageModel(model, tokenizer, template, source, notes, stored);
+        }
+        catch
+        {
+            stored.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The Hugging Face config of a GGUF file, with its rope frequency factors applied (and what to say about them).</summary>
@@ -166,7 +195,39 @@ public sealed class LanguageModel : IDisposable
         return template.Render(messages, addGenerationPrompt, Token(Tokenizer.BosId), Token(Tokenizer.EosId));
     }
 
-    public void Dispose() => Model.Dispose();
+    public void Dispose()
+    {
+        Model.Dispose();
+        stored?.Dispose();
+    }
+}
+
+/// <summary>
+/// How a decoder's weights are held: dense in <see cref="Dtype"/> (float32, bfloat16), or, with <see cref="Stored"/>,
+/// a GGUF's weight matrices kept in the file's blocks (quantized or half precision, memory-mapped) while everything
+/// else computes in float32. A <see cref="ScalarType"/> converts to the dense form.
+/// </summary>
+public readonly record struct WeightStorage(ScalarType Dtype, bool Stored)
+{
+    public WeightStorage() : this(ScalarType.Float32, false) { }
+
+    /// <summary>The matrices as the GGUF file stores them.</summary>
+    public static WeightStorage AsStored { get; } = new(ScalarType.Float32, true);
+
+    public static implicit operator WeightStorage(ScalarType dtype) => new(dtype, false);
+
+    /// <summary>
+    /// <c>stored</c>, <c>fp32</c> or <c>bf16</c>, as <c>--dtype</c> takes them; <paramref name="option"/> names the flag in errors.
+    /// </summary>
+    public static WeightStorage Parse(string text, string option = "--dtype") => text switch
+    {
+        "stored" => AsStored,
+        "fp32" or "float32" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        _ => throw new ArgumentException($"{option} '{text}' is not known: use stored (a GGUF's blocks as they are), fp32 or bf16"),
+    };
+
+    public override string ToString() => Stored ? "stored" : Dtype == ScalarType.BFloat16 ? "bf16" : "fp32";
 }
 
 /// <summary>A language model found on disk: a GGUF file (<see cref="Config"/> null) or a Hugging Face folder with its config.json as read.</summary>

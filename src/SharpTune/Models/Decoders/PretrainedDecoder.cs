@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Checkpoints;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Quantized;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -52,12 +53,14 @@ public static class PretrainedDecoder
     /// maps), each read straight into its parameter before the next: the model is built in <paramref name="dtype"/> and
     /// nothing else of its size is ever held.
     /// </summary>
+    /// <param name="stored">The token embedding and head kept in their file's blocks (their tensors are then not among
+    /// <paramref name="tensors"/>), or null.</param>
     public static ICausalLanguageModel FromCheckpoint(JsonObject config, IEnumerable<ICheckpointTensor> tensors,
-        ScalarType dtype = ScalarType.Float32, string source = "checkpoint", LinearFactory? linears = null)
+        ScalarType dtype = ScalarType.Float32, string source = "checkpoint", LinearFactory? linears = null, StoredEmbeddings? stored = null)
     {
         var family = DecoderFamilies.ForConfig(config, source);
         var parsed = family.ParseConfig(config, source);
-        return Build(family, parsed, dtype, linears, model => DecoderWeights.Load(model, family, parsed, tensors, source));
+        return Build(family, parsed, dtype, linears, model => DecoderWeights.Load(model, family, parsed, tensors, source), stored);
     }
 
     /// <summary>A freshly initialised model (HF's initialisation) for a Hugging Face config, in training mode.</summary>
@@ -102,10 +105,10 @@ public static class PretrainedDecoder
     /// so no float32 copy ever exists), then fills its weights.
     /// </summary>
     static ICausalLanguageModel Build(IDecoderFamily family, IDecoderConfig config, ScalarType dtype, LinearFactory? linears,
-        Action<ICausalLanguageModel> loadWeights)
+        Action<ICausalLanguageModel> loadWeights, StoredEmbeddings? stored = null)
     {
         CheckDtype(dtype);
-        var model = InDtype(dtype, () => family.Build(config, linears));
+        var model = InDtype(dtype, () => family.Build(config, linears, stored));
         try
         {
             model.Module.to(dtype); // anything a module made in an explicit dtype

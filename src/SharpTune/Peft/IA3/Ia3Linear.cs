@@ -1,4 +1,5 @@
 using SharpTune.Models;
+using SharpTune.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -14,7 +15,8 @@ namespace SharpTune.Peft.IA3;
 /// </summary>
 public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
 {
-    readonly Parameter weight;
+    readonly Parameter? weight; // null over stored blocks (a quantized base)
+    readonly QuantizedMatrix? stored;
     readonly Parameter? bias;
     readonly Parameter ia3_l;
     readonly bool transposed;
@@ -28,6 +30,7 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
         IsFeedForward = isFeedForward;
         transposed = site.Transposed;
         (weight, bias) = site.NewParameters();
+        stored = site.Stored;
         ia3_l = new Parameter(isFeedForward ? ones(1, site.InFeatures) : ones(site.OutFeatures, 1));
         RegisterComponents();
     }
@@ -39,14 +42,14 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
     /// <returns>(..., out)</returns>
     public override Tensor forward(Tensor x)
     {
-        if (merged) return LinearSite.Apply(x, weight, bias, transposed);
+        if (merged) return LinearSite.Apply(x, weight, stored, bias, transposed, training);
         using var scope = NewDisposeScope();
         var scale = ia3_l.flatten(); // (in) or (out)
         // As PEFT: the scaling computes in ia3_l's dtype (fp32 over a bf16 base) and is cast back to the dtype it
         // scales. All casts are no-ops when everything is fp32.
         var result = IsFeedForward
-            ? LinearSite.Apply((x.to(scale.dtype) * scale).to(x.dtype), weight, bias, transposed)
-            : ScaleOutput(LinearSite.Apply(x, weight, bias, transposed), scale);
+            ? LinearSite.Apply((x.to(scale.dtype) * scale).to(x.dtype), weight, stored, bias, transposed, training)
+            : ScaleOutput(LinearSite.Apply(x, weight, stored, bias, transposed, training), scale);
         return result.MoveToOuterDisposeScope();
 
         static Tensor ScaleOutput(Tensor output, Tensor scale) => (output * scale).to(output.dtype);
@@ -62,10 +65,11 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
     public void Merge()
     {
         if (merged) return;
+        var dense = weight ?? throw StoredCannotMerge();
         using var noGrad = no_grad();
         using var scale = ia3_l.flatten();
         using var weightScale = WeightScale();
-        weight.mul_(weightScale);
+        dense.mul_(weightScale);
         if (!IsFeedForward) bias?.mul_(scale);
         merged = true;
     }
@@ -74,10 +78,11 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
     public void Unmerge()
     {
         if (!merged) return;
+        var dense = weight ?? throw StoredCannotMerge();
         using var noGrad = no_grad();
         using var scale = ia3_l.flatten();
         using var weightScale = WeightScale();
-        weight.div_(weightScale);
+        dense.div_(weightScale);
         if (!IsFeedForward) bias?.div_(scale);
         merged = false;
     }
@@ -85,9 +90,13 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
     public (Tensor Weight, Tensor? Bias) MergedWeights()
     {
         using var noGrad = no_grad();
-        if (merged) return (weight.clone(), bias?.clone());
+        var dense = LinearSite.DenseWeight(weight, stored, transposed);
+        if (merged) return (dense, bias?.clone());
         using var scale = ia3_l.flatten();
         using var weightScale = WeightScale();
-        return (weight * weightScale, bias is null ? null : IsFeedForward ? bias.clone() : bias * scale);
+        return (dense.mul_(weightScale), bias is null ? null : IsFeedForward ? bias.clone() : bias * scale);
     }
+
+    static InvalidOperationException StoredCannotMerge() => new(
+        "an IA3 layer over quantized blocks cannot merge in place; exports merge into a dequantized copy (MergedWeights)");
 }

@@ -1,5 +1,6 @@
 using SharpTune.Models;
 using SharpTune.Models.Bert;
+using SharpTune.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -14,7 +15,8 @@ namespace SharpTune.Peft.Lora;
 /// </summary>
 public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
 {
-    readonly Parameter weight;
+    readonly Parameter? weight; // null over stored blocks (a quantized base)
+    readonly QuantizedMatrix? stored;
     readonly Parameter? bias;
     readonly Linear lora_A;
     readonly Linear lora_B;
@@ -33,6 +35,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
         Scaling = options.Scaling;
         transposed = site.Transposed;
         (weight, bias) = site.NewParameters();
+        stored = site.Stored;
         lora_A = nn.Linear(site.InFeatures, options.R, hasBias: false);
         lora_B = nn.Linear(options.R, site.OutFeatures, hasBias: false);
         lora_dropout = new FastDropoutModule(options.Dropout);
@@ -67,7 +70,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var result = LinearSite.Apply(x, weight, bias, transposed);
+        var result = LinearSite.Apply(x, weight, stored, bias, transposed, training);
         if (!merged)
         {
             // As PEFT: the adapter computes in lora_A's dtype (fp32 over a bf16 base), the sum is cast back to the
@@ -89,26 +92,32 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
     public void Merge()
     {
         if (merged) return;
+        var dense = weight ?? throw StoredCannotMerge();
         using var noGrad = no_grad();
         using var delta = Delta();
-        weight.add_(delta);
+        dense.add_(delta);
         merged = true;
     }
 
     public void Unmerge()
     {
         if (!merged) return;
+        var dense = weight ?? throw StoredCannotMerge();
         using var noGrad = no_grad();
         using var delta = Delta();
-        weight.sub_(delta);
+        dense.sub_(delta);
         merged = false;
     }
 
     public (Tensor Weight, Tensor? Bias) MergedWeights()
     {
         using var noGrad = no_grad();
-        if (merged) return (weight.clone(), bias?.clone());
+        var dense = LinearSite.DenseWeight(weight, stored, transposed);
+        if (merged) return (dense, bias?.clone());
         using var delta = Delta();
-        return (weight + delta, bias?.clone());
+        return (dense.add_(delta), bias?.clone());
     }
+
+    static InvalidOperationException StoredCannotMerge() => new(
+        "a LoRA layer over quantized blocks cannot merge in place; exports merge into a dequantized copy (MergedWeights)");
 }

@@ -1,3 +1,4 @@
+using SharpTune.Models.Quantized;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Decoders.Common;
@@ -8,9 +9,9 @@ namespace SharpTune.Models.Decoders.Common;
 /// </summary>
 public static class DecoderLinears
 {
-    /// <summary>Plain layers: <c>nn.Linear</c>, or GPT-2's transposed Conv1D layout.</summary>
-    public static LinearFactory Plain { get; } = site => site.Transposed
-        ? new TransposedLinear(site.InFeatures, site.OutFeatures, site.Bias)
+    /// <summary>Plain layers: <c>nn.Linear</c>, GPT-2's transposed Conv1D layout, or a frozen layer over stored blocks.</summary>
+    public static LinearFactory Plain { get; } = site => site.Stored is not null ? new StoredLinear(site)
+        : site.Transposed ? new TransposedLinear(site.InFeatures, site.OutFeatures, site.Bias)
         : nn.Linear(site.InFeatures, site.OutFeatures, hasBias: site.Bias);
 
     /// <summary>The Linear layers of a Llama-layout block (attention then gated MLP), in build order.</summary>

@@ -1,5 +1,7 @@
 using System.Text.Json.Nodes;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Quantized;
+using SharpTune.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -8,15 +10,15 @@ namespace SharpTune.Models.Decoders.Gpt2;
 /// <summary>Token and learned position embeddings, the blocks and the final LayerNorm: HF <c>GPT2Model</c> (keys <c>transformer.*</c>).</summary>
 public sealed class Gpt2Model : nn.Module
 {
-    readonly Embedding wte;
+    readonly nn.Module<Tensor, Tensor> wte; // nn.Embedding, or a StoredEmbedding over a file's blocks
     readonly Embedding wpe;
     readonly ModuleList<Gpt2Block> h;
     readonly LayerNorm ln_f;
     readonly Gpt2Config config;
 
-    public Gpt2Model(Gpt2Config config, LinearFactory linears) : base(nameof(Gpt2Model))
+    public Gpt2Model(Gpt2Config config, LinearFactory linears, QuantizedMatrix? storedEmbedding = null) : base(nameof(Gpt2Model))
     {
-        wte = nn.Embedding(config.VocabSize, config.NEmbd);
+        wte = storedEmbedding is null ? nn.Embedding(config.VocabSize, config.NEmbd) : new StoredEmbedding(storedEmbedding);
         wpe = nn.Embedding(config.NPositions, config.NEmbd);
         h = nn.ModuleList(Enumerable.Range(0, config.NLayer).Select(i => new Gpt2Block(config, i, linears)).ToArray());
         ln_f = nn.LayerNorm(config.NEmbd, config.LayerNormEpsilon);
@@ -25,7 +27,11 @@ public sealed class Gpt2Model : nn.Module
     }
 
     /// <summary>The token embedding matrix (V, E), which the tied language-model head shares.</summary>
-    public Parameter EmbeddingWeight => wte.weight!;
+    public Parameter EmbeddingWeight => (wte as Embedding)?.weight
+        ?? throw new InvalidOperationException("the token embeddings are kept in the file's blocks (--dtype stored); there is no dense matrix");
+
+    /// <summary>The token embedding's blocks when it is kept stored, else null.</summary>
+    public QuantizedMatrix? StoredEmbeddingWeight => (wte as StoredEmbedding)?.Weight;
 
     /// <summary>The token embeddings (B, T, E) of ids (B, T).</summary>
     public Tensor EmbedTokens(Tensor inputIds) => wte.forward(inputIds);
@@ -56,17 +62,21 @@ public sealed class Gpt2Model : nn.Module
 public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel, IGradientCheckpointing, ILanguageModelHead
 {
     readonly Gpt2Model transformer;
-    readonly Linear? lm_head;
+    readonly nn.Module<Tensor, Tensor>? lm_head; // nn.Linear, or a StoredLinear over a file's blocks; null when tied
 
     /// <param name="config">The architecture (validated here).</param>
     /// <param name="linears">Creates every Conv1D layer of the blocks (sites marked <see cref="LinearSite.Transposed"/>,
     /// weight stored (in, out)); parameter-efficient methods wrap them here.</param>
-    public GPT2LMHeadModel(Gpt2Config config, LinearFactory? linears = null) : base(nameof(GPT2LMHeadModel))
+    /// <param name="stored">The token embedding and head kept in their file's blocks (<c>--dtype stored</c>), or null.</param>
+    public GPT2LMHeadModel(Gpt2Config config, LinearFactory? linears = null, StoredEmbeddings? stored = null) : base(nameof(GPT2LMHeadModel))
     {
         config.Validate("config");
         Config = config;
-        transformer = new Gpt2Model(config, linears ?? DecoderLinears.Plain);
-        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.NEmbd, config.VocabSize, hasBias: false);
+        transformer = new Gpt2Model(config, linears ?? DecoderLinears.Plain, stored?.Tokens);
+        if (!config.TieWordEmbeddings)
+            lm_head = stored?.Head is { } head
+                ? new StoredLinear(new LinearSite("lm_head", config.NEmbd, config.VocabSize, Bias: false) { Stored = head })
+                : nn.Linear(config.NEmbd, config.VocabSize, hasBias: false);
         RegisterComponents();
     }
 
@@ -84,7 +94,10 @@ public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel, IGradient
 
     public Tensor EmbedTokens(Tensor inputIds) => transformer.EmbedTokens(inputIds);
 
-    public Parameter WordEmbeddings => transformer.EmbeddingWeight;
+    /// <summary>The token embedding matrix (V, H); over stored blocks, a dequantized float32 copy made for this call (frozen).</summary>
+    public Parameter WordEmbeddings => transformer.StoredEmbeddingWeight is { } stored
+        ? new Parameter(QuantizedOps.Dequantize(stored), requires_grad: false)
+        : transformer.EmbeddingWeight;
 
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
     {
@@ -96,7 +109,9 @@ public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel, IGradient
     {
         using var scope = NewDisposeScope();
         var hidden = transformer.forward(inputsEmbeds, attentionMask, positionIds, cache);    // (B, T, E)
-        var logits = lm_head is null ? nn.functional.linear(hidden, transformer.EmbeddingWeight) : lm_head.forward(hidden); // (B, T, V)
+        var logits = lm_head is not null ? lm_head.forward(hidden)
+            : transformer.StoredEmbeddingWeight is { } tied ? QuantizedOps.Linear(hidden, tied, null, roundActivations: !training)
+            : nn.functional.linear(hidden, transformer.EmbeddingWeight);                          // (B, T, V)
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
@@ -112,7 +127,14 @@ public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel, IGradient
         return transformer.forward(inputsEmbeds, attentionMask, positionIds, cache).MoveToOuterDisposeScope(); // (B, T, E)
     }
 
-    public Tensor HeadWeight => lm_head?.weight ?? transformer.EmbeddingWeight;
+    public Tensor HeadWeight => lm_head switch
+    {
+        Linear dense => dense.weight!,
+        StoredLinear => throw new InvalidOperationException("the head is kept in the file's blocks (--dtype stored); see StoredHead"),
+        _ => transformer.EmbeddingWeight,
+    };
+
+    public QuantizedMatrix? StoredHead => lm_head is StoredLinear stored ? stored.Weight : lm_head is null ? transformer.StoredEmbeddingWeight : null;
 
     public Tensor? HeadBias => null;
 }

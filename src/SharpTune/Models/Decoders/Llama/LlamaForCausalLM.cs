@@ -1,5 +1,7 @@
 using System.Text.Json.Nodes;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Quantized;
+using SharpTune.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -49,22 +51,26 @@ public sealed class LlamaDecoderLayer : nn.Module
 /// <summary>Embeddings, the blocks and the final norm: HF <c>LlamaModel</c> (keys <c>model.*</c>).</summary>
 public sealed class LlamaModel : nn.Module
 {
-    readonly Embedding embed_tokens;
+    readonly nn.Module<Tensor, Tensor> embed_tokens; // nn.Embedding, or a StoredEmbedding over a file's blocks
     readonly ModuleList<LlamaDecoderLayer> layers;
     readonly RmsNorm norm;
     readonly RotaryEmbedding rotary;
 
-    public LlamaModel(LlamaConfig config, LinearFactory linears) : base(nameof(LlamaModel))
+    public LlamaModel(LlamaConfig config, LinearFactory linears, QuantizedMatrix? storedEmbedding = null) : base(nameof(LlamaModel))
     {
-        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+        embed_tokens = storedEmbedding is null ? nn.Embedding(config.VocabSize, config.HiddenSize) : new StoredEmbedding(storedEmbedding);
         layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new LlamaDecoderLayer(config, linears, i)).ToArray());
         norm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
         rotary = new RotaryEmbedding(config.HeadDim, config.Theta, config.Scaling);
         RegisterComponents();
     }
 
-    /// <summary>The token embedding matrix (V, H), which a tied language-model head shares.</summary>
-    public Parameter EmbeddingWeight => embed_tokens.weight!;
+    /// <summary>The token embedding matrix (V, H), which a tied language-model head shares (dense models only).</summary>
+    public Parameter EmbeddingWeight => (embed_tokens as Embedding)?.weight
+        ?? throw new InvalidOperationException("the token embeddings are kept in the file's blocks (--dtype stored); there is no dense matrix");
+
+    /// <summary>The token embedding's blocks when it is kept stored, else null.</summary>
+    public QuantizedMatrix? StoredEmbeddingWeight => (embed_tokens as StoredEmbedding)?.Weight;
 
     /// <summary>The decoder layers, in order.</summary>
     public IEnumerable<LlamaDecoderLayer> Layers => layers;
@@ -93,16 +99,20 @@ public sealed class LlamaModel : nn.Module
 public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckpointing, ILanguageModelHead
 {
     readonly LlamaModel model;
-    readonly Linear? lm_head;
+    readonly nn.Module<Tensor, Tensor>? lm_head; // nn.Linear, or a StoredLinear over a file's blocks; null when tied
 
     /// <param name="config">The architecture (validated here).</param>
     /// <param name="linears">Creates every Linear layer of the blocks by its module path; parameter-efficient methods wrap them here.</param>
-    public LlamaForCausalLM(LlamaConfig config, LinearFactory? linears = null) : base(nameof(LlamaForCausalLM))
+    /// <param name="stored">The token embedding and head kept in their file's blocks (<c>--dtype stored</c>), or null.</param>
+    public LlamaForCausalLM(LlamaConfig config, LinearFactory? linears = null, StoredEmbeddings? stored = null) : base(nameof(LlamaForCausalLM))
     {
         config.Validate("config");
         Config = config;
-        model = new LlamaModel(config, linears ?? DecoderLinears.Plain);
-        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        model = new LlamaModel(config, linears ?? DecoderLinears.Plain, stored?.Tokens);
+        if (!config.TieWordEmbeddings)
+            lm_head = stored?.Head is { } head
+                ? new StoredLinear(new LinearSite("lm_head", config.HiddenSize, config.VocabSize, Bias: false) { Stored = head })
+                : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
         RegisterComponents();
     }
 
@@ -120,7 +130,10 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckp
 
     public Tensor EmbedTokens(Tensor inputIds) => model.EmbedTokens(inputIds);
 
-    public Parameter WordEmbeddings => model.EmbeddingWeight;
+    /// <summary>The token embedding matrix (V, H); over stored blocks, a dequantized float32 copy made for this call (frozen).</summary>
+    public Parameter WordEmbeddings => model.StoredEmbeddingWeight is { } stored
+        ? new Parameter(QuantizedOps.Dequantize(stored), requires_grad: false)
+        : model.EmbeddingWeight;
 
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
     {
@@ -132,7 +145,9 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckp
     {
         using var scope = NewDisposeScope();
         var hidden = model.forward(inputsEmbeds, attentionMask, positionIds, cache);            // (B, T, H)
-        var logits = lm_head is null ? nn.functional.linear(hidden, model.EmbeddingWeight) : lm_head.forward(hidden); // (B, T, V)
+        var logits = lm_head is not null ? lm_head.forward(hidden)
+            : model.StoredEmbeddingWeight is { } tied ? QuantizedOps.Linear(hidden, tied, null, roundActivations: !training)
+            : nn.functional.linear(hidden, model.EmbeddingWeight);                                // (B, T, V)
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
@@ -148,7 +163,14 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckp
         return model.forward(inputsEmbeds, attentionMask, positionIds, cache).MoveToOuterDisposeScope(); // (B, T, H)
     }
 
-    public Tensor HeadWeight => lm_head?.weight ?? model.EmbeddingWeight;
+    public Tensor HeadWeight => lm_head switch
+    {
+        Linear dense => dense.weight!,
+        StoredLinear => throw new InvalidOperationException("the head is kept in the file's blocks (--dtype stored); see StoredHead"),
+        _ => model.EmbeddingWeight,
+    };
+
+    public QuantizedMatrix? StoredHead => lm_head is StoredLinear stored ? stored.Weight : lm_head is null ? model.StoredEmbeddingWeight : null;
 
     public Tensor? HeadBias => null;
 }

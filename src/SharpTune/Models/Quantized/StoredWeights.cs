@@ -1,0 +1,120 @@
+using System.IO.MemoryMappedFiles;
+using SharpTune.Checkpoints;
+using SharpTune.Checkpoints.Gguf;
+using SharpTune.Quantization;
+
+namespace SharpTune.Models.Quantized;
+
+/// <summary>
+/// The weight matrices of a GGUF file kept as the file stores them (<c>--dtype stored</c>): every Linear layer's weight,
+/// the token embedding and the output head, each a <see cref="QuantizedMatrix"/> over the memory-mapped file, so loading
+/// reads nothing and the pages a product touches are the file's own (shared, evictable, never copied). Llama's query and
+/// key rows, which llama.cpp's converter permutes, are the exception: their rows are put back in Hugging Face's order in
+/// a copy (whole rows of blocks move, so the copy is exact). Norms, biases and position tables stay dense parameters.
+/// </summary>
+public sealed unsafe class StoredWeights : IDisposable
+{
+    readonly MemoryMappedFile? file;
+    readonly MemoryMappedViewAccessor? view;
+    readonly Dictionary<string, QuantizedMatrix> matrices;
+    bool disposed;
+
+    StoredWeights(MemoryMappedFile? file, MemoryMappedViewAccessor? view, Dictionary<string, QuantizedMatrix> matrices) =>
+        (this.file, this.view, this.matrices) = (file, view, matrices);
+
+    /// <summary>Hugging Face keys kept stored, with their matrices.</summary>
+    public IReadOnlyDictionary<string, QuantizedMatrix> Matrices => matrices;
+
+    /// <summary>Bytes of the stored matrices (what products stream).</summary>
+    public long ByteSize => matrices.Values.Sum(m => m.ByteSize);
+
+    /// <summary>The token embedding and head for the family's constructor.</summary>
+    public StoredEmbeddings Embeddings(BackboneNames names, int vocabulary)
+    {
+        var tokens = matrices.FirstOrDefault(kv => names.IsEmbedding(kv.Key) && kv.Value.Rows == vocabulary).Value;
+        return new StoredEmbeddings(tokens, matrices.GetValueOrDefault("lm_head.weight"));
+    }
+
+    /// <summary>Builds each Linear layer over its stored weight (when kept), through <paramref name="inner"/> (plain layers or a method's).</summary>
+    public LinearFactory Wrap(LinearFactory inner) =>
+        site => inner(matrices.TryGetValue($"{site.Path}.weight", out var stored) ? site with { Stored = stored } : site);
+
+    /// <summary>The checkpoint's tensors that are not kept stored: they load into dense parameters as before.</summary>
+    public IEnumerable<ICheckpointTensor> Remaining(IEnumerable<ICheckpointTensor> tensors) => tensors.Where(t => !matrices.ContainsKey(t.Name));
+
+    /// <summary>
+    /// Maps the weight matrices of <paramref name="map"/>: the weights of <paramref name="shape"/>'s Linear layers, its token
+    /// embedding and its untied head, in whatever supported type the file gives them.
+    /// </summary>
+    public static StoredWeights Map(GgufModelMap map, IBackboneShape shape)
+    {
+        var linears = shape.LinearSites.Select(s => $"{s.Path}.weight").ToHashSet(StringComparer.Ordinal);
+        bool Kept(GgufTensorMapping m) => m.Shape.Length == 2 &&
+            (linears.Contains(m.HfKey) || m.HfKey == "lm_head.weight" || (shape.Names.IsEmbedding(m.HfKey) && m.Shape[0] == shape.Vocabulary));
+        var kept = map.Tensors.Where(Kept).ToList();
+        if (kept.Count == 0) return new StoredWeights(null, null, []);
+
+        var file = MemoryMappedFile.CreateFromFile(map.File.Path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        MemoryMappedViewAccessor? view = null;
+        var matrices = new Dictionary<string, QuantizedMatrix>(StringComparer.Ordinal);
+        try
+        {
+            view = file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* start = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref start);
+            start += view.PointerOffset;
+            if (view.SafeMemoryMappedViewHandle.ByteLength < (ulong)map.File.FileLength)
+                throw new InvalidDataException($"{map.File.Path}: the file is shorter than its header says");
+            foreach (var m in kept)
+            {
+                var info = map.File.GetTensor(m.GgufName);
+                long[] rowsColumns = info.Shape; // (out, in) as the file stores a Linear weight, whatever HF's layout
+                int rows = checked((int)rowsColumns[0]), columns = checked((int)rowsColumns[1]);
+                byte* data = start + map.File.DataStart + info.Offset;
+                matrices[m.HfKey] = m.Transform == GgufTensorTransform.UnpermuteRows
+                    ? Unpermuted(info.Type, rows, columns, data, m.Heads)
+                    : QuantizedMatrix.View(info.Type, rows, columns, data, null);
+            }
+            return new StoredWeights(file, view, matrices);
+        }
+        catch
+        {
+            foreach (var matrix in matrices.Values) matrix.Dispose();
+            if (view is not null) { view.SafeMemoryMappedViewHandle.ReleasePointer(); view.Dispose(); }
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// llama.cpp's q/k rows back in Hugging Face's order, in a copy: within each head of d rows, file row 2i + j holds
+    /// Hugging Face row j·d/2 + i (i &lt; d/2, j in {0, 1}); see <see cref="GgufPermutation"/>.
+    /// </summary>
+    static QuantizedMatrix Unpermuted(GgufTensorType type, int rows, int columns, byte* data, int heads)
+    {
+        long rowBytes = (long)columns / GgufTensorTypes.BlockSize(type) * GgufTensorTypes.BlockBytes(type);
+        var bytes = new byte[rowBytes * rows];
+        int d = rows / heads, half = d / 2;
+        for (int h = 0; h < heads; h++)
+            for (int i = 0; i < half; i++)
+                for (int j = 0; j < 2; j++)
+                {
+                    long from = h * d + 2 * i + j, to = h * d + j * half + i;
+                    new ReadOnlySpan<byte>(data + from * rowBytes, (int)rowBytes).CopyTo(bytes.AsSpan((int)(to * rowBytes), (int)rowBytes));
+                }
+        return QuantizedMatrix.Copy(type, rows, columns, bytes);
+    }
+
+    public void Dispose()
+    {
+        if (disposed) return;
+        disposed = true;
+        foreach (var matrix in matrices.Values) matrix.Dispose();
+        if (view is not null)
+        {
+            view.SafeMemoryMappedViewHandle.ReleasePointer();
+            view.Dispose();
+        }
+        file?.Dispose();
+    }
+}

@@ -1,0 +1,88 @@
+using System.Runtime.InteropServices;
+
+namespace SharpTune.Quantization;
+
+/// <summary>
+/// One activation row as the block kernels read it: the fp32 values (for F32/F16/BF16 weights) or the values rounded to
+/// 8-bit blocks once per product, as ggml's Q8_0 (blocks of 32, for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0) or Q8_K (blocks of 256
+/// with sums per 16, for the K-quants). Scales stay fp32 (ggml stores Q8_0's as fp16).
+/// x ≈ D[b]·Qs[i]; per 32-block Sum[b] = D[b]·ΣQs (what the offsets and mins of the weights multiply); per 16 values
+/// BSums[k] = ΣQs.
+/// </summary>
+unsafe struct Q8Row
+{
+    public float* X;
+    public sbyte* Qs;
+    public float* D;
+    public float* Sum;
+    public short* BSums;
+}
+
+/// <summary>Rounds activation rows to <see cref="Q8Row"/> blocks in a per-thread scratch that is reused across products.</summary>
+static unsafe class ActivationQuantizer
+{
+    [ThreadStatic] static byte* scratch;
+    [ThreadStatic] static long scratchBytes;
+
+    /// <summary>n rows of <paramref name="columns"/> values at x, rounded to blocks of <paramref name="block"/> (32 or 256; 1: fp32 kept).</summary>
+    public static Q8Row* Prepare(float* x, int n, int columns, int block)
+    {
+        int blocks = block > 1 ? columns / block : 0;
+        long perRow = block > 1 ? columns + 4L * blocks * 2 + 2L * (columns / 16) + 16 : 0;
+        byte* memory = Scratch(sizeof(Q8Row) * (long)n + perRow * n + 64);
+        var rows = (Q8Row*)memory;
+        byte* next = memory + ((sizeof(Q8Row) * n + 63) & ~63);
+        for (int i = 0; i < n; i++)
+        {
+            var row = &rows[i];
+            row->X = x + (long)i * columns;
+            if (block == 1) continue;
+            row->Qs = (sbyte*)next; next += columns;
+            row->D = (float*)next; next += 4L * blocks;
+            row->Sum = (float*)next; next += 4L * blocks;
+            row->BSums = (short*)next; next += 2L * (columns / 16);
+            next = (byte*)(((nint)next + 15) & ~(nint)15);
+            Round(row->X, columns, block, row);
+        }
+        return rows;
+    }
+
+    // d = max|x|/127, q = x/d rounded half to even (ggml: Q8_0 rounds half away from zero, Q8_K to even).
+    static void Round(float* x, int columns, int block, Q8Row* row)
+    {
+        for (int b = 0; b < columns / block; b++)
+        {
+            float* xb = x + (long)b * block;
+            sbyte* q = row->Qs + (long)b * block;
+            float amax = 0;
+            for (int j = 0; j < block; j++) amax = MathF.Max(amax, MathF.Abs(xb[j]));
+            float d = amax / 127, id = d != 0 ? 1 / d : 0;
+            int sum = 0;
+            for (int j = 0; j < block; j++)
+            {
+                int v = (int)MathF.Round(xb[j] * id);
+                q[j] = (sbyte)v;
+                sum += v;
+            }
+            row->D[b] = d;
+            row->Sum[b] = d * sum;
+        }
+        for (int k = 0; k < columns / 16; k++)
+        {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += row->Qs[16 * k + j];
+            row->BSums[k] = (short)s;
+        }
+    }
+
+    static byte* Scratch(long bytes)
+    {
+        if (bytes > scratchBytes)
+        {
+            if (scratch != null) NativeMemory.AlignedFree(scratch);
+            scratchBytes = Math.Max(bytes, 2 * scratchBytes);
+            scratch = (byte*)NativeMemory.AlignedAlloc((nuint)scratchBytes, 64);
+        }
+        return scratch;
+    }
+}
