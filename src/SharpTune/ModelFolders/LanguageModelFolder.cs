@@ -64,7 +64,7 @@ public static class LanguageModelFolder
 
     /// <summary>
     /// What <paramref name="spec"/> names when it is a language model, looked at once (a base folder's config.json is read
-    /// here and handed on to <see cref="Load(FoundLanguageModel, ScalarType, string?)"/>); null when it is none.
+    /// here and handed on to <see cref="Load(FoundLanguageModel, WeightStorage, string?)"/>); null when it is none.
     /// </summary>
     public static FoundLanguageModel? Find(string spec) =>
         Resolve(spec) is { } folder ? new FoundLanguageModel(spec, folder, null)
@@ -72,11 +72,12 @@ public static class LanguageModelFolder
         : null;
 
     /// <summary>Loads what <see cref="Find"/> found.</summary>
-    public static LanguageModel Load(FoundLanguageModel found, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null) =>
+    public static LanguageModel Load(FoundLanguageModel found, WeightStorage dtype = default, string? chatTemplateFile = null) =>
         found.Base is { } source ? LanguageModel.Load(source, dtype, chatTemplateFile) : Load(found.FineTuned!, dtype, chatTemplateFile);
 
     /// <summary>Loads a base language model, or a fine-tuned one (base + adapter, or the saved weights) with the base's tokenizer.</summary>
-    public static LanguageModel Load(string spec, ScalarType dtype = ScalarType.Float32, string? chatTemplateFile = null)
+    /// <param name="dtype">How the base's weights are held; a run folder's own full weights are read in its dense dtype.</param>
+    public static LanguageModel Load(string spec, WeightStorage dtype = default, string? chatTemplateFile = null)
     {
         string? folder = Resolve(spec);
         if (folder is null) return LanguageModel.Load(spec, dtype, chatTemplateFile);
@@ -85,7 +86,7 @@ public static class LanguageModelFolder
         {
             // Full fine-tuning or frozen layers: the whole model is here; the tokenizer comes from the base.
             using var tokenizerSource = LanguageModel.Load(baseModel, dtype, chatTemplateFile);
-            var weights = PretrainedDecoder.Load(folder, dtype);
+            var weights = PretrainedDecoder.Load(folder, dtype.Dtype);
             return tokenizerSource.WithModel(new CausalLmModel(weights), $"fine-tuned model {Path.GetFullPath(folder)} (base {baseModel})");
         }
         string adapter = Path.Combine(folder, AdapterFolder);
