@@ -30,6 +30,9 @@ public sealed unsafe class QuantKernelSuite : IBenchSuite
         ("down 896x4864", 896, 4864, 24), ("head 151936x896", 151936, 896, 1),
     ];
 
+    /// <summary>Twice this machine's 32 MiB L3 and more.</summary>
+    const long CacheBytes = 96L << 20;
+
     static readonly GgufTensorType[] Types =
     [
         GgufTensorType.F32, GgufTensorType.F16, GgufTensorType.BF16, GgufTensorType.Q8_0, GgufTensorType.Q4_0, GgufTensorType.Q4_1,
@@ -54,7 +57,13 @@ public sealed unsafe class QuantKernelSuite : IBenchSuite
             {
                 var used = columns % GgufTensorTypes.BlockSize(type) == 0 ? type
                     : type == GgufTensorType.Q6_K ? GgufTensorType.Q8_0 : GgufTensorType.Q5_0;
-                using var w = QuantizedMatrix.Copy(used, rows, columns, RandomBlocks(used, rows, columns, random));
+                // Copies enough to exceed the last-level cache, called in turn: a token streams its weights from memory,
+                // and so does each timed call here.
+                byte[] blocks = RandomBlocks(used, rows, columns, random);
+                var copies = Enumerable.Range(0, (int)Math.Clamp(CacheBytes / blocks.Length + 1, 1, 4096))
+                    .Select(_ => QuantizedMatrix.Copy(used, rows, columns, blocks)).ToArray();
+                var w = copies[0];
+                int next = 0;
                 var x = new float[columns];
                 for (int c = 0; c < columns; c++) x[c] = (float)(random.NextDouble() * 2 - 1);
                 var y = new float[rows];
@@ -65,7 +74,7 @@ public sealed unsafe class QuantKernelSuite : IBenchSuite
                     if (path == KernelPath.Portable && rows > 10000) { line.Add($"{path}: skipped"); continue; }
                     void Product()
                     {
-                        fixed (float* px = x, py = y) QuantizedKernels.MatMul(w, px, 1, py, path);
+                        fixed (float* px = x, py = y) QuantizedKernels.MatMul(copies[next++ % copies.Length], px, 1, py, path);
                     }
                     double seconds = Best(Product, ThreadSeconds: false);
                     int threads = QuantizedKernels.Threads;
@@ -81,6 +90,7 @@ public sealed unsafe class QuantKernelSuite : IBenchSuite
                     metrics[$"{key}_one_core_gb_s"] = w.ByteSize / core / 1e9;
                     line.Add($"{path}: {seconds * 1e6,8:F1} us {w.ByteSize / seconds / 1e9,5:F1} GB/s, 1 core {core * 1e6,8:F1} us {w.ByteSize / core / 1e9,5:F1} GB/s");
                 }
+                foreach (var copy in copies) copy.Dispose();
                 Console.WriteLine($"{type,-5} {shapeName,-18}{(used != type ? $" (as {used})" : ""),-10} {string.Join(" | ", line)}");
             }
             for (int p = 0; p < paths.Length; p++)

@@ -18,7 +18,7 @@ public unsafe class QuantizedKernelsTests
     public void DequantizeRows_equals_the_gguf_decoders_bit_for_bit(GgufTensorType type)
     {
         var random = new Random(3);
-        int rows = 7, columns = 3 * Math.Max(32, GgufTensorTypes.BlockSize(type));
+        int rows = 7, columns = KernelCases.Columns(type);
         byte[] blocks = KernelCases.RandomBlocks(type, rows, columns, random);
         using var w = QuantizedMatrix.Copy(type, rows, columns, blocks);
         var expected = new float[rows * columns];
@@ -98,7 +98,7 @@ public unsafe class QuantizedKernelsTests
         var random = new Random(29);
         foreach (var type in KernelCases.Types)
         {
-            int columns = 5 * Math.Max(32, GgufTensorTypes.BlockSize(type)), rows = 19, n = 3;
+            int columns = KernelCases.Columns(type) + 3 * GgufTensorTypes.BlockSize(type), rows = 19, n = 3;
             using var w = QuantizedMatrix.Copy(type, rows, columns, KernelCases.RandomBlocks(type, rows, columns, random));
             float[] weights = KernelCases.Dequantize(w), carried = KernelCases.CarriedMagnitude(type, w);
             float[] x = KernelCases.RandomActivations(n, columns, random), portable = new float[n * rows], simd = new float[n * rows];
