@@ -34,7 +34,7 @@ static unsafe class Avx2Dots
 
     // 0x10 in byte j where bit j of bits is set (the fifth bit of Q5 blocks).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<byte> FifthBits(uint bits)
+    internal static Vector256<byte> FifthBits(uint bits)
     {
         var spread = Avx2.Shuffle(Vector256.Create(bits).AsByte(),
             Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
