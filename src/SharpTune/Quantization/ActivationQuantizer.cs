@@ -24,8 +24,13 @@ static unsafe class ActivationQuantizer
     [ThreadStatic] static byte* scratch;
     [ThreadStatic] static long scratchBytes;
 
-    /// <summary>n rows of <paramref name="columns"/> values at x, rounded to blocks of <paramref name="block"/> (32 or 256; 1: fp32 kept).</summary>
-    public static Q8Row* Prepare(float* x, int n, int columns, int block)
+    /// <summary>
+    /// n rows of <paramref name="columns"/> values at x, rounded to blocks of <paramref name="block"/> (32 or 256; 1: fp32
+    /// kept). With <paramref name="splitHalves"/> (32-blocks for <see cref="Avx512Dots"/>), each group of four whole
+    /// blocks holds the four first halves (16 values each), then the four second halves; the last blocks, fewer than
+    /// four, stay in order.
+    /// </summary>
+    public static Q8Row* Prepare(float* x, int n, int columns, int block, bool splitHalves = false)
     {
         int blocks = block > 1 ? columns / block : 0;
         long perRow = block > 1 ? columns + 4L * blocks * 2 + 2L * (columns / 16) + 16 : 0;
@@ -43,8 +48,23 @@ static unsafe class ActivationQuantizer
             row->BSums = (short*)next; next += 2L * (columns / 16);
             next = (byte*)(((nint)next + 15) & ~(nint)15);
             Round(row->X, columns, block, row);
+            if (splitHalves) SplitHalves(row->Qs, columns / 32 / 4);
         }
         return rows;
+    }
+
+    static void SplitHalves(sbyte* qs, int groups)
+    {
+        var group = stackalloc sbyte[128];
+        for (int g = 0; g < groups; g++, qs += 128)
+        {
+            new Span<sbyte>(qs, 128).CopyTo(new Span<sbyte>(group, 128));
+            for (int k = 0; k < 4; k++)
+            {
+                new Span<sbyte>(group + 32 * k, 16).CopyTo(new Span<sbyte>(qs + 16 * k, 16));
+                new Span<sbyte>(group + 32 * k + 16, 16).CopyTo(new Span<sbyte>(qs + 64 + 16 * k, 16));
+            }
+        }
     }
 
     // d = max|x|/127, q = x/d rounded half to even (ggml: Q8_0 rounds half away from zero, Q8_K to even).

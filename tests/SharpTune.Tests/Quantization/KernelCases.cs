@@ -13,10 +13,10 @@ static unsafe class KernelCases
     public static readonly GgufTensorType[] Types = QuantizedMatrix.SupportedTypes.ToArray();
 
     /// <summary>
-    /// Widths that reach every branch of the kernels: 11 blocks of 32 (eight at a time, then a tail of three), three
+    /// Widths that reach every branch of the kernels: 15 blocks of 32 (eight at a time, four, then a tail of three), three
     /// super-blocks of 256, and an odd width for the float types (vector loop, then a scalar tail).
     /// </summary>
-    public static int Columns(GgufTensorType type) => GgufTensorTypes.BlockSize(type) switch { 256 => 768, 32 => 352, _ => 101 };
+    public static int Columns(GgufTensorType type) => GgufTensorTypes.BlockSize(type) switch { 256 => 768, 32 => 480, _ => 101 };
 
     /// <summary>Random blocks: random bytes with every fp16 scale (or fp16/bf16 value) replaced by a finite random one.</summary>
     public static byte[] RandomBlocks(GgufTensorType type, int rows, int columns, Random random)
