@@ -63,13 +63,16 @@ static unsafe class FloatDots
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Read16(byte* p)
         {
+            // Fewer operations than the AVX2 way, for the hot F16 loop: the magnitude bits shifted into place are 2^-112
+            // times the value, normal or subnormal, so one multiply rescales both exactly (denormal operands are exact
+            // unless a library set MXCSR's denormals-are-zero, which nothing in this process does); infinities and NaN
+            // get the all-ones exponent back; the sign is or-ed in.
             var h = Avx512F.ConvertToVector512Int32(Avx.LoadVector256((ushort*)p));
             var magnitude = h & Vector512.Create(0x7FFF);
-            var bias = Vector512.ConditionalSelect(Vector512.GreaterThan(magnitude, Vector512.Create(0x7BFF)), Vector512.Create(0x70000000), Vector512.Create(0x38000000));
-            var normal = (Avx512F.ShiftLeftLogical(magnitude, 13) + bias).AsSingle();
-            var subnormal = Avx512F.ConvertToVector512Single(magnitude) * Vector512.Create(1f / 16777216);
-            var value = Vector512.ConditionalSelect(Vector512.LessThan(magnitude, Vector512.Create(0x400)).AsSingle(), subnormal, normal);
-            return (value.AsInt32() | Avx512F.ShiftLeftLogical(h & Vector512.Create(0x8000), 16)).AsSingle();
+            var value = Avx512F.ShiftLeftLogical(magnitude, 13).AsSingle() * Vector512.Create(5.192296858534828e33f); // 2^112
+            var special = Vector512.GreaterThan(magnitude, Vector512.Create(0x7BFF));
+            var bits = value.AsInt32() | (special & Vector512.Create(0x7F800000)) | Avx512F.ShiftLeftLogical(h & Vector512.Create(0x8000), 16);
+            return bits.AsSingle();
         }
 
         public static float Read(byte* p) => Fp16.Table[*(ushort*)p];
