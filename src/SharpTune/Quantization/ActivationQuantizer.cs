@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace SharpTune.Quantization;
 
@@ -24,8 +26,13 @@ static unsafe class ActivationQuantizer
     [ThreadStatic] static byte* scratch;
     [ThreadStatic] static long scratchBytes;
 
-    /// <summary>n rows of <paramref name="columns"/> values at x, rounded to blocks of <paramref name="block"/> (32 or 256; 1: fp32 kept).</summary>
-    public static Q8Row* Prepare(float* x, int n, int columns, int block)
+    /// <summary>
+    /// n rows of <paramref name="columns"/> values at x, rounded to blocks of <paramref name="block"/> (32 or 256; 1: fp32
+    /// kept). With <paramref name="splitHalves"/> (32-blocks for <see cref="Avx512Dots"/>), each group of four whole
+    /// blocks holds the four first halves (16 values each), then the four second halves; the last blocks, fewer than
+    /// four, stay in order.
+    /// </summary>
+    public static Q8Row* Prepare(float* x, int n, int columns, int block, bool splitHalves = false)
     {
         int blocks = block > 1 ? columns / block : 0;
         long perRow = block > 1 ? columns + 4L * blocks * 2 + 2L * (columns / 16) + 16 : 0;
@@ -43,13 +50,33 @@ static unsafe class ActivationQuantizer
             row->BSums = (short*)next; next += 2L * (columns / 16);
             next = (byte*)(((nint)next + 15) & ~(nint)15);
             Round(row->X, columns, block, row);
+            if (splitHalves) SplitHalves(row->Qs, columns / 32 / 4);
         }
         return rows;
+    }
+
+    static void SplitHalves(sbyte* qs, int groups)
+    {
+        var group = stackalloc sbyte[128];
+        for (int g = 0; g < groups; g++, qs += 128)
+        {
+            new Span<sbyte>(qs, 128).CopyTo(new Span<sbyte>(group, 128));
+            for (int k = 0; k < 4; k++)
+            {
+                new Span<sbyte>(group + 32 * k, 16).CopyTo(new Span<sbyte>(qs + 16 * k, 16));
+                new Span<sbyte>(group + 32 * k + 16, 16).CopyTo(new Span<sbyte>(qs + 64 + 16 * k, 16));
+            }
+        }
     }
 
     // d = max|x|/127, q = x/d rounded half to even (ggml: Q8_0 rounds half away from zero, Q8_K to even).
     static void Round(float* x, int columns, int block, Q8Row* row)
     {
+        if (Avx2.IsSupported && QuantizedKernels.Path != KernelPath.Portable)
+        {
+            RoundAvx2(x, columns, block, row);
+            return;
+        }
         for (int b = 0; b < columns / block; b++)
         {
             float* xb = x + (long)b * block;
@@ -72,6 +99,38 @@ static unsafe class ActivationQuantizer
             int s = 0;
             for (int j = 0; j < 16; j++) s += row->Qs[16 * k + j];
             row->BSums[k] = (short)s;
+        }
+    }
+
+    // The same rounding eight lanes at a time: vcvtps2dq rounds half to even as MathF.Round does, so the bytes are equal.
+    static void RoundAvx2(float* x, int columns, int block, Q8Row* row)
+    {
+        var signless = Vector256.Create(0x7FFFFFFF).AsSingle();
+        for (int b = 0; b < columns / block; b++)
+        {
+            float* xb = x + (long)b * block;
+            sbyte* q = row->Qs + (long)b * block;
+            var amax = Vector256<float>.Zero;
+            for (int j = 0; j < block; j += 8) amax = Avx.Max(amax, Avx.LoadVector256(xb + j) & signless);
+            var halves = Vector128.Max(amax.GetLower(), amax.GetUpper());
+            float d = MathF.Max(MathF.Max(halves[0], halves[1]), MathF.Max(halves[2], halves[3])) / 127;
+            var id = Vector256.Create(d != 0 ? 1 / d : 0);
+            var sum = Vector256<int>.Zero;
+            for (int j = 0; j < block; j += 32)
+            {
+                var v0 = Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j) * id);
+                var v1 = Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 8) * id);
+                var v2 = Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 16) * id);
+                var v3 = Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 24) * id);
+                Vector256.Narrow(Vector256.Narrow(v0, v1), Vector256.Narrow(v2, v3)).Store(q + j);
+                var first = v0 + v1;
+                var second = v2 + v3;
+                row->BSums[(b * block + j) / 16] = (short)Vector256.Sum(first);
+                row->BSums[(b * block + j) / 16 + 1] = (short)Vector256.Sum(second);
+                sum += first + second;
+            }
+            row->D[b] = d;
+            row->Sum[b] = d * Vector256.Sum(sum);
         }
     }
 
