@@ -7,7 +7,7 @@ namespace SharpTune.Quantization;
 /// <summary>
 /// One activation row as the block kernels read it: the fp32 values (for F32/F16/BF16 weights) or the values rounded to
 /// 8-bit blocks once per product, as ggml's Q8_0 (blocks of 32, for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0) or Q8_K (blocks of 256
-/// with sums per 16, for the K-quants). Scales stay fp32 (ggml stores Q8_0's as fp16).
+/// with sums per 16, for the K-quants), exactly as ggml rounds them (Q8_0's scale rounded to fp16 as its block stores it).
 /// x ≈ D[b]·Qs[i]; per 32-block Sum[b] = D[b]·ΣQs (what the offsets and mins of the weights multiply); per 16 values
 /// BSums[k] = ΣQs.
 /// </summary>
@@ -69,7 +69,21 @@ static unsafe class ActivationQuantizer
         }
     }
 
-    // d = max|x|/127, q = x/d rounded half to even (ggml: Q8_0 rounds half away from zero, Q8_K to even).
+    // As ggml's x86 quantizers, so the block products equal llama.cpp's and the dequantized-tile path's rounding
+    // (SharpTune.Models.Quantized.ActivationRounding): blocks of 32 (quantize_row_q8_0): q = round-to-even(x·127/max|x|),
+    // d = max|x|/127 kept in fp16 as the block stores it; blocks of 256 (quantize_row_q8_K): the first element of largest
+    // magnitude, with its sign, gives iscale = -127/max, q = min(127, round-to-even(iscale·x)), d = 1/iscale in fp32.
+    static (float D, float Inverse) Scales(float* xb, int block, float amax)
+    {
+        if (amax == 0) return (0, 0);
+        if (block == 32) return ((float)(Half)(amax / 127), 127 / amax);
+        float max = 0;
+        for (int j = 0; j < block; j++)
+            if (MathF.Abs(xb[j]) == amax) { max = xb[j]; break; }
+        float iscale = -127 / max;
+        return (1 / iscale, iscale);
+    }
+
     static void Round(float* x, int columns, int block, Q8Row* row)
     {
         if (Avx2.IsSupported && QuantizedKernels.Path != KernelPath.Portable)
@@ -83,11 +97,11 @@ static unsafe class ActivationQuantizer
             sbyte* q = row->Qs + (long)b * block;
             float amax = 0;
             for (int j = 0; j < block; j++) amax = MathF.Max(amax, MathF.Abs(xb[j]));
-            float d = amax / 127, id = d != 0 ? 1 / d : 0;
+            var (d, id) = Scales(xb, block, amax);
             int sum = 0;
             for (int j = 0; j < block; j++)
             {
-                int v = (int)MathF.Round(xb[j] * id);
+                int v = Math.Min(127, (int)MathF.Round(xb[j] * id));
                 q[j] = (sbyte)v;
                 sum += v;
             }
@@ -113,15 +127,16 @@ static unsafe class ActivationQuantizer
             var amax = Vector256<float>.Zero;
             for (int j = 0; j < block; j += 8) amax = Avx.Max(amax, Avx.LoadVector256(xb + j) & signless);
             var halves = Vector128.Max(amax.GetLower(), amax.GetUpper());
-            float d = MathF.Max(MathF.Max(halves[0], halves[1]), MathF.Max(halves[2], halves[3])) / 127;
-            var id = Vector256.Create(d != 0 ? 1 / d : 0);
+            var (d, inverse) = Scales(xb, block, MathF.Max(MathF.Max(halves[0], halves[1]), MathF.Max(halves[2], halves[3])));
+            var id = Vector256.Create(inverse);
+            var top = Vector256.Create(127);
             var sum = Vector256<int>.Zero;
             for (int j = 0; j < block; j += 32)
             {
-                var v0 = Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j) * id);
-                var v1 = Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 8) * id);
-                var v2 = Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 16) * id);
-                var v3 = Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 24) * id);
+                var v0 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j) * id), top);
+                var v1 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 8) * id), top);
+                var v2 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 16) * id), top);
+                var v3 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 24) * id), top);
                 Vector256.Narrow(Vector256.Narrow(v0, v1), Vector256.Narrow(v2, v3)).Store(q + j);
                 var first = v0 + v1;
                 var second = v2 + v3;
