@@ -21,7 +21,7 @@ public static class ChatCommand
     static readonly Option<double> Temperature = new("--temperature") { Description = "Sampling temperature (default 0.7)", DefaultValueFactory = _ => 0.7 };
     static readonly Option<double> TopP = new("--top-p") { Description = "Nucleus sampling (default 0.9)", DefaultValueFactory = _ => 0.9 };
     static readonly Option<long> Seed = new("--seed") { Description = "Seed of the sampling (default 42)", DefaultValueFactory = _ => 42L };
-    static readonly Option<string> DType = new("--dtype") { Description = "Weights in fp32 (default) or bf16", DefaultValueFactory = _ => "fp32" };
+    static readonly Option<string> DType = new("--dtype") { Description = GenerateCommand.DTypeHelp, DefaultValueFactory = _ => "stored" };
 
     public static Command Create()
     {

@@ -20,7 +20,7 @@ public static class EvalCommand
         var output = new Option<string>("--output") { Description = "Where to write the metrics JSON (default: eval_<data>.json in the model folder)" };
         var window = new Option<int?>("--window") { Description = "Language models: tokens of a text scored at once; prompt/completion and chat rows are cut to it (default: the model's context)" };
         var stride = new Option<int?>("--stride") { Description = "Language models: step between windows of a long text (default: half the window)" };
-        var dtype = new Option<string>("--dtype") { Description = "Language models: weights in fp32 (default) or bf16", DefaultValueFactory = _ => "fp32" };
+        var dtype = new Option<string>("--dtype") { Description = "Language models. " + GenerateCommand.DTypeHelp, DefaultValueFactory = _ => "stored" };
         var chatTemplate = new Option<string>("--chat-template") { Description = "Language models: a Jinja chat template file for chat rows, instead of the model's own (a run's: the one it trained with)" };
         var reading = new DataReadingOptions();
         var command = new Command("eval", "Evaluate a fine-tuned model on labelled data, or a language model's perplexity on texts, completions or chats.")
@@ -39,7 +39,7 @@ public static class EvalCommand
     /// token, in overlapping windows when long; prompt/completion, <c>messages</c> and Alpaca rows on the completion or
     /// the assistant turns, rendered with the model's chat template.
     /// </summary>
-    static int Perplexity(FoundLanguageModel modelSpec, string data, string? output, int? window, int? stride, TorchSharp.torch.ScalarType dtype,
+    static int Perplexity(FoundLanguageModel modelSpec, string data, string? output, int? window, int? stride, WeightStorage dtype,
         string? chatTemplate)
     {
         if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);

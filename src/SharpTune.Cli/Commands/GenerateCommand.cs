@@ -27,7 +27,11 @@ public static class GenerateCommand
     static readonly Option<long> Seed = new("--seed") { Description = "Seed of the sampling (default 42)", DefaultValueFactory = _ => 42L };
     static readonly Option<bool> Json = new("--json") { Description = "One JSON object per prompt with text and token_ids (the generated part)" };
     static readonly Option<int> BatchSize = new("--batch-size") { Description = "Prompts generated together, left-padded (default 1)", DefaultValueFactory = _ => 1 };
-    static readonly Option<string> DType = new("--dtype") { Description = "Weights in fp32 (default) or bf16 (half the memory)", DefaultValueFactory = _ => "fp32" };
+    static readonly Option<string> DType = new("--dtype") { Description = DTypeHelp, DefaultValueFactory = _ => "stored" };
+
+    /// <summary>What <c>--dtype</c> means for generate, chat and eval.</summary>
+    internal const string DTypeHelp =
+        "Weights: stored (default; a GGUF's matrices as the file keeps them, quantized or not, memory-mapped; a folder's in fp32), fp32, or bf16";
     static readonly Option<bool> NoBos = new("--no-special-tokens") { Description = "Do not add the model's BOS token to the prompt" };
 
     public static Command Create()
@@ -38,12 +42,7 @@ public static class GenerateCommand
         return command;
     }
 
-    internal static ScalarType ParseDType(string text) => text.Trim().ToLowerInvariant() switch
-    {
-        "fp32" or "f32" or "float32" => ScalarType.Float32,
-        "bf16" or "bfloat16" => ScalarType.BFloat16,
-        _ => throw new ArgumentException($"--dtype '{text}' is not known: use fp32 or bf16"),
-    };
+    internal static WeightStorage ParseDType(string text) => WeightStorage.Parse(text.Trim().ToLowerInvariant() is "f32" ? "fp32" : text.Trim().ToLowerInvariant());
 
     internal static GenerationOptions Options(ParseResult result, LanguageModel lm) => new GenerationOptions
     {

@@ -1,11 +1,13 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace SharpTune.Quantization;
 
 /// <summary>
 /// One activation row as the block kernels read it: the fp32 values (for F32/F16/BF16 weights) or the values rounded to
 /// 8-bit blocks once per product, as ggml's Q8_0 (blocks of 32, for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0) or Q8_K (blocks of 256
-/// with sums per 16, for the K-quants). Scales stay fp32 (ggml stores Q8_0's as fp16).
+/// with sums per 16, for the K-quants), exactly as ggml rounds them (Q8_0's scale rounded to fp16 as its block stores it).
 /// x ≈ D[b]·Qs[i]; per 32-block Sum[b] = D[b]·ΣQs (what the offsets and mins of the weights multiply); per 16 values
 /// BSums[k] = ΣQs.
 /// </summary>
@@ -24,8 +26,13 @@ static unsafe class ActivationQuantizer
     [ThreadStatic] static byte* scratch;
     [ThreadStatic] static long scratchBytes;
 
-    /// <summary>n rows of <paramref name="columns"/> values at x, rounded to blocks of <paramref name="block"/> (32 or 256; 1: fp32 kept).</summary>
-    public static Q8Row* Prepare(float* x, int n, int columns, int block)
+    /// <summary>
+    /// n rows of <paramref name="columns"/> values at x, rounded to blocks of <paramref name="block"/> (32 or 256; 1: fp32
+    /// kept). With <paramref name="splitHalves"/> (32-blocks for <see cref="Avx512Dots"/>), each group of four whole
+    /// blocks holds the four first halves (16 values each), then the four second halves; the last blocks, fewer than
+    /// four, stay in order.
+    /// </summary>
+    public static Q8Row* Prepare(float* x, int n, int columns, int block, bool splitHalves = false)
     {
         int blocks = block > 1 ? columns / block : 0;
         long perRow = block > 1 ? columns + 4L * blocks * 2 + 2L * (columns / 16) + 16 : 0;
@@ -43,24 +50,58 @@ static unsafe class ActivationQuantizer
             row->BSums = (short*)next; next += 2L * (columns / 16);
             next = (byte*)(((nint)next + 15) & ~(nint)15);
             Round(row->X, columns, block, row);
+            if (splitHalves) SplitHalves(row->Qs, columns / 32 / 4);
         }
         return rows;
     }
 
-    // d = max|x|/127, q = x/d rounded half to even (ggml: Q8_0 rounds half away from zero, Q8_K to even).
+    static void SplitHalves(sbyte* qs, int groups)
+    {
+        var group = stackalloc sbyte[128];
+        for (int g = 0; g < groups; g++, qs += 128)
+        {
+            new Span<sbyte>(qs, 128).CopyTo(new Span<sbyte>(group, 128));
+            for (int k = 0; k < 4; k++)
+            {
+                new Span<sbyte>(group + 32 * k, 16).CopyTo(new Span<sbyte>(qs + 16 * k, 16));
+                new Span<sbyte>(group + 32 * k + 16, 16).CopyTo(new Span<sbyte>(qs + 64 + 16 * k, 16));
+            }
+        }
+    }
+
+    // As ggml's x86 quantizers, so the block products equal llama.cpp's and the dequantized-tile path's rounding
+    // (SharpTune.Models.Quantized.ActivationRounding): blocks of 32 (quantize_row_q8_0): q = round-to-even(x·127/max|x|),
+    // d = max|x|/127 kept in fp16 as the block stores it; blocks of 256 (quantize_row_q8_K): the first element of largest
+    // magnitude, with its sign, gives iscale = -127/max, q = min(127, round-to-even(iscale·x)), d = 1/iscale in fp32.
+    static (float D, float Inverse) Scales(float* xb, int block, float amax)
+    {
+        if (amax == 0) return (0, 0);
+        if (block == 32) return ((float)(Half)(amax / 127), 127 / amax);
+        float max = 0;
+        for (int j = 0; j < block; j++)
+            if (MathF.Abs(xb[j]) == amax) { max = xb[j]; break; }
+        float iscale = -127 / max;
+        return (1 / iscale, iscale);
+    }
+
     static void Round(float* x, int columns, int block, Q8Row* row)
     {
+        if (Avx2.IsSupported && QuantizedKernels.Path != KernelPath.Portable)
+        {
+            RoundAvx2(x, columns, block, row);
+            return;
+        }
         for (int b = 0; b < columns / block; b++)
         {
             float* xb = x + (long)b * block;
             sbyte* q = row->Qs + (long)b * block;
             float amax = 0;
             for (int j = 0; j < block; j++) amax = MathF.Max(amax, MathF.Abs(xb[j]));
-            float d = amax / 127, id = d != 0 ? 1 / d : 0;
+            var (d, id) = Scales(xb, block, amax);
             int sum = 0;
             for (int j = 0; j < block; j++)
             {
-                int v = (int)MathF.Round(xb[j] * id);
+                int v = Math.Min(127, (int)MathF.Round(xb[j] * id));
                 q[j] = (sbyte)v;
                 sum += v;
             }
@@ -72,6 +113,39 @@ static unsafe class ActivationQuantizer
             int s = 0;
             for (int j = 0; j < 16; j++) s += row->Qs[16 * k + j];
             row->BSums[k] = (short)s;
+        }
+    }
+
+    // The same rounding eight lanes at a time: vcvtps2dq rounds half to even as MathF.Round does, so the bytes are equal.
+    static void RoundAvx2(float* x, int columns, int block, Q8Row* row)
+    {
+        var signless = Vector256.Create(0x7FFFFFFF).AsSingle();
+        for (int b = 0; b < columns / block; b++)
+        {
+            float* xb = x + (long)b * block;
+            sbyte* q = row->Qs + (long)b * block;
+            var amax = Vector256<float>.Zero;
+            for (int j = 0; j < block; j += 8) amax = Avx.Max(amax, Avx.LoadVector256(xb + j) & signless);
+            var halves = Vector128.Max(amax.GetLower(), amax.GetUpper());
+            var (d, inverse) = Scales(xb, block, MathF.Max(MathF.Max(halves[0], halves[1]), MathF.Max(halves[2], halves[3])));
+            var id = Vector256.Create(inverse);
+            var top = Vector256.Create(127);
+            var sum = Vector256<int>.Zero;
+            for (int j = 0; j < block; j += 32)
+            {
+                var v0 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j) * id), top);
+                var v1 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 8) * id), top);
+                var v2 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 16) * id), top);
+                var v3 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j + 24) * id), top);
+                Vector256.Narrow(Vector256.Narrow(v0, v1), Vector256.Narrow(v2, v3)).Store(q + j);
+                var first = v0 + v1;
+                var second = v2 + v3;
+                row->BSums[(b * block + j) / 16] = (short)Vector256.Sum(first);
+                row->BSums[(b * block + j) / 16 + 1] = (short)Vector256.Sum(second);
+                sum += first + second;
+            }
+            row->D[b] = d;
+            row->Sum[b] = d * Vector256.Sum(sum);
         }
     }
 

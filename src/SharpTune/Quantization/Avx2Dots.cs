@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -11,16 +12,20 @@ namespace SharpTune.Quantization;
 /// </summary>
 static unsafe class Avx2Dots
 {
-    static readonly Vector256<short> Ones = Vector256.Create((short)1);
-    static readonly Vector256<byte> Low4 = Vector256.Create((byte)0x0F);
+    // Constants as properties: Vector256.Create of a constant folds into the code, a static readonly field is a load.
+    static Vector256<short> Ones => Vector256.Create((short)1);
+    static Vector256<byte> Low4 => Vector256.Create((byte)0x0F);
 
     // u8·s8 products summed in fours: vpmaddubsw then vpmaddwd by one.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s) => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Ones);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s, Vector256<short> scale) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), scale);
 
     // The 32 nibbles of a 16-byte Q4 block in element order: low nibbles are elements 0..15, high ones 16..31.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<byte> Nibbles(byte* q)
     {
         var v = Sse2.LoadVector128(q);
@@ -28,7 +33,8 @@ static unsafe class Avx2Dots
     }
 
     // 0x10 in byte j where bit j of bits is set (the fifth bit of Q5 blocks).
-    static Vector256<byte> FifthBits(uint bits)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<byte> FifthBits(uint bits)
     {
         var spread = Avx2.Shuffle(Vector256.Create(bits).AsByte(),
             Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
@@ -36,77 +42,129 @@ static unsafe class Avx2Dots
         return set & Vector256.Create((byte)0x10);
     }
 
-    public static float Q8_0(byte* w, Q8Row* a, int columns)
+    public static float Q8_0(byte* w, Q8Row* a, int columns) => Blocks32<Q8_0Block>(w, a, columns);
+
+    public static float Q4_0(byte* w, Q8Row* a, int columns) => Blocks32<Q4_0Block>(w, a, columns);
+
+    public static float Q4_1(byte* w, Q8Row* a, int columns) => Blocks32<Q4_1Block>(w, a, columns);
+
+    public static float Q5_0(byte* w, Q8Row* a, int columns) => Blocks32<Q5_0Block>(w, a, columns);
+
+    public static float Q5_1(byte* w, Q8Row* a, int columns) => Blocks32<Q5_1Block>(w, a, columns);
+
+    /// <summary>A 32-value block type: its size, its integer dot product with 32 activation bytes (eight partial sums).</summary>
+    interface IBlock32
     {
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < columns / 32; b++, w += 34)
+        static abstract int Bytes { get; }
+
+        /// <summary>x = d·(q − Offset) (Q4_0 8, Q5_0 16, Q8_0 0), or x = d·q + m when HasMin (the fp16 m after d).</summary>
+        static abstract int Offset { get; }
+
+        static abstract bool HasMin { get; }
+
+        static abstract Vector256<int> Dot(byte* w, sbyte* y);
+    }
+
+    struct Q8_0Block : IBlock32
+    {
+        public static int Bytes => 34;
+        public static int Offset => 0;
+        public static bool HasMin => false;
+
+        // |q|·(y with q's sign), as ggml: vpmaddubsw wants its first operand unsigned.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(byte* w, sbyte* y)
         {
             var q = Avx.LoadVector256((sbyte*)(w + 2));
-            var y = Avx.LoadVector256(a->Qs + 32 * b);
-            var p = Dot(Avx2.Abs(q), Avx2.Sign(y, q)); // |q|·(y with q's sign), as ggml
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(Fp16.ToSingle(w) * a->D[b]), acc);
+            return Avx2Dots.Dot(Avx2.Abs(q), Avx2.Sign(Avx.LoadVector256(y), q));
         }
-        return Vector256.Sum(acc);
     }
 
-    // Q4_0 and Q5_0: Σ q·y on unsigned q, minus offset·d·Σy; Q4_1 and Q5_1: plus m·Σy.
-    public static float Q4_0(byte* w, Q8Row* a, int columns)
+    struct Q4_0Block : IBlock32
     {
+        public static int Bytes => 18;
+        public static int Offset => 8;
+        public static bool HasMin => false;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(byte* w, sbyte* y) => Avx2Dots.Dot(Nibbles(w + 2), Avx.LoadVector256(y));
+    }
+
+    struct Q4_1Block : IBlock32
+    {
+        public static int Bytes => 20;
+        public static int Offset => 0;
+        public static bool HasMin => true;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(byte* w, sbyte* y) => Avx2Dots.Dot(Nibbles(w + 4), Avx.LoadVector256(y));
+    }
+
+    struct Q5_0Block : IBlock32
+    {
+        public static int Bytes => 22;
+        public static int Offset => 16;
+        public static bool HasMin => false;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(byte* w, sbyte* y) => Avx2Dots.Dot(Nibbles(w + 6) | FifthBits(*(uint*)(w + 2)), Avx.LoadVector256(y));
+    }
+
+    struct Q5_1Block : IBlock32
+    {
+        public static int Bytes => 24;
+        public static int Offset => 0;
+        public static bool HasMin => true;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(byte* w, sbyte* y) => Avx2Dots.Dot(Nibbles(w + 8) | FifthBits(*(uint*)(w + 4)), Avx.LoadVector256(y));
+    }
+
+    // Eight blocks' partial sums reduced to one vector whose lane i is block i's sum (two levels of vphaddd, then the
+    // two 128-bit halves added).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<int> Reduce8(Vector256<int> p0, Vector256<int> p1, Vector256<int> p2, Vector256<int> p3,
+        Vector256<int> p4, Vector256<int> p5, Vector256<int> p6, Vector256<int> p7)
+    {
+        var low = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p0, p1), Avx2.HorizontalAdd(p2, p3));
+        var high = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p4, p5), Avx2.HorizontalAdd(p6, p7));
+        return Avx2.Permute2x128(low, high, 0x20) + Avx2.Permute2x128(low, high, 0x31);
+    }
+
+    /// <summary>
+    /// Σ over blocks of d_w·D·Σq·y (+ m·Sum, or − Offset·d_w·Sum). Eight blocks at a time: their integer sums reduced
+    /// into one vector, their fp16 scales gathered and widened together, so the float work is per eight blocks.
+    /// </summary>
+    static float Blocks32<T>(byte* w, Q8Row* a, int columns) where T : struct, IBlock32
+    {
+        int blocks = columns / 32, b = 0;
+        sbyte* y = a->Qs;
+        float* dy = a->D, sums = a->Sum;
         var acc = Vector256<float>.Zero;
-        float offsets = 0;
-        for (int b = 0; b < columns / 32; b++, w += 18)
+        var carried = Vector256<float>.Zero;
+        var offsets = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * T.Bytes;
+        for (; b + 8 <= blocks; b += 8, w += 8 * T.Bytes)
+        {
+            var dots = Reduce8(T.Dot(w, y + 32 * b), T.Dot(w + T.Bytes, y + 32 * b + 32), T.Dot(w + 2 * T.Bytes, y + 32 * b + 64),
+                T.Dot(w + 3 * T.Bytes, y + 32 * b + 96), T.Dot(w + 4 * T.Bytes, y + 32 * b + 128), T.Dot(w + 5 * T.Bytes, y + 32 * b + 160),
+                T.Dot(w + 6 * T.Bytes, y + 32 * b + 192), T.Dot(w + 7 * T.Bytes, y + 32 * b + 224));
+            var header = Avx2.GatherVector256((int*)w, offsets, 1); // d in the low half, m (when there is one) in the high
+            var d = FloatDots.HalfToSingle(header & Vector256.Create(0xFFFF));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dots), d * Avx.LoadVector256(dy + b), acc);
+            var carry = T.HasMin ? FloatDots.HalfToSingle(Avx2.ShiftRightLogical(header, 16)) : d;
+            carried = Fma.MultiplyAdd(carry, Avx.LoadVector256(sums + b), carried);
+        }
+        var tail = Vector256<float>.Zero;
+        float tailCarried = 0;
+        for (; b < blocks; b++, w += T.Bytes)
         {
             float d = Fp16.ToSingle(w);
-            var p = Dot(Nibbles(w + 2), Avx.LoadVector256(a->Qs + 32 * b));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(d * a->D[b]), acc);
-            offsets += d * a->Sum[b];
+            tail = Fma.MultiplyAdd(Avx.ConvertToVector256Single(T.Dot(w, y + 32 * b)), Vector256.Create(d * dy[b]), tail);
+            tailCarried += (T.HasMin ? Fp16.ToSingle(w + 2) : d) * sums[b];
         }
-        return Vector256.Sum(acc) - 8 * offsets;
-    }
-
-    public static float Q4_1(byte* w, Q8Row* a, int columns)
-    {
-        var acc = Vector256<float>.Zero;
-        float mins = 0;
-        for (int b = 0; b < columns / 32; b++, w += 20)
-        {
-            var p = Dot(Nibbles(w + 4), Avx.LoadVector256(a->Qs + 32 * b));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(Fp16.ToSingle(w) * a->D[b]), acc);
-            mins += Fp16.ToSingle(w + 2) * a->Sum[b];
-        }
-        return Vector256.Sum(acc) + mins;
-    }
-
-    public static float Q5_0(byte* w, Q8Row* a, int columns)
-    {
-        var acc = Vector256<float>.Zero;
-        float offsets = 0;
-        for (int b = 0; b < columns / 32; b++, w += 22)
-        {
-            float d = Fp16.ToSingle(w);
-            var q = Nibbles(w + 6) | FifthBits(*(uint*)(w + 2));
-            var p = Dot(q, Avx.LoadVector256(a->Qs + 32 * b));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(d * a->D[b]), acc);
-            offsets += d * a->Sum[b];
-        }
-        return Vector256.Sum(acc) - 16 * offsets;
-    }
-
-    public static float Q5_1(byte* w, Q8Row* a, int columns)
-    {
-        var acc = Vector256<float>.Zero;
-        float mins = 0;
-        for (int b = 0; b < columns / 32; b++, w += 24)
-        {
-            var q = Nibbles(w + 8) | FifthBits(*(uint*)(w + 4));
-            var p = Dot(q, Avx.LoadVector256(a->Qs + 32 * b));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(Fp16.ToSingle(w) * a->D[b]), acc);
-            mins += Fp16.ToSingle(w + 2) * a->Sum[b];
-        }
-        return Vector256.Sum(acc) + mins;
+        float carriedTotal = Vector256.Sum(carried) + tailCarried;
+        float total = Vector256.Sum(acc + tail);
+        return T.HasMin ? total + carriedTotal : total - T.Offset * carriedTotal;
     }
 
     /// <summary>The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (12 packed bytes at s), one per byte.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static (ulong Scales, ulong Mins) ScalesMins(byte* s)
     {
         uint u0 = *(uint*)s, u1 = *(uint*)(s + 4), u2 = *(uint*)(s + 8);
@@ -116,6 +174,7 @@ static unsafe class Avx2Dots
     }
 
     // Σ_j min_j·(bsums[2j] + bsums[2j+1]) as eight ints: each min repeated for its two sums of 16.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<int> MinTerms(ulong mins, short* bsums)
     {
         var m = Vector128.CreateScalar(mins).AsByte();
@@ -161,6 +220,7 @@ static unsafe class Avx2Dots
         return Vector256.Sum(acc) - Vector256.Sum(accMins);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<short> PairScale(sbyte* sc) => Vector256.Create(Vector128.Create((short)sc[0]), Vector128.Create((short)sc[1]));
 
     public static float Q6_K(byte* w, Q8Row* a, int columns)

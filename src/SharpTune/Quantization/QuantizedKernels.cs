@@ -61,13 +61,17 @@ public static unsafe class QuantizedKernels
         var job = new MatMulJob
         {
             W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, Columns = w.Columns, N = n, Y = y,
-            Acts = ActivationQuantizer.Prepare(x, n, w.Columns, block),
+            Acts = ActivationQuantizer.Prepare(x, n, w.Columns, block, splitHalves: SplitsHalves(w.Type, path)),
             Dot = Dot(w.Type, path),
         };
         int threads = Math.Max(1, Threads);
         job.ChunkRows = Math.Max(4, (w.Rows + 8 * threads - 1) / (8 * threads));
         KernelThreadPool.Shared.Run((w.Rows + job.ChunkRows - 1) / job.ChunkRows, &MatMulChunk, &job);
     }
+
+    // The AVX-512 nibble kernels read the activation in split halves (see Avx512Dots).
+    static bool SplitsHalves(GgufTensorType type, KernelPath path) =>
+        path == KernelPath.Avx512 && Avx512Dots.IsSupported && type is GgufTensorType.Q4_0 or GgufTensorType.Q4_1 or GgufTensorType.Q5_0 or GgufTensorType.Q5_1;
 
     struct MatMulJob
     {
@@ -128,6 +132,10 @@ public static unsafe class QuantizedKernels
             GgufTensorType.F32 => &FloatDots.F32Avx512,
             GgufTensorType.F16 => &FloatDots.F16Avx512,
             GgufTensorType.BF16 => &FloatDots.BF16Avx512,
+            GgufTensorType.Q4_0 when Avx512Dots.IsSupported => &Avx512Dots.Q4_0,
+            GgufTensorType.Q4_1 when Avx512Dots.IsSupported => &Avx512Dots.Q4_1,
+            GgufTensorType.Q5_0 when Avx512Dots.IsSupported => &Avx512Dots.Q5_0,
+            GgufTensorType.Q5_1 when Avx512Dots.IsSupported => &Avx512Dots.Q5_1,
             _ => Dot(type, KernelPath.Avx2),
         },
     };

@@ -62,14 +62,11 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         }
 
         // 2. Model with the method built in. A bf16 base is read straight into bf16 parameters (the fp32 copy would
-        // need twice the base's bytes at load); only what trains is then given back fp32.
-        bool bf16Base = options.BaseDtype == "bf16";
-        // Adapters (LoRA, IA3) and prompt modules cast between their fp32 weights and a bf16 base; a layer half trained
-        // (BitFit's biases, freeze:K's top layers, full) would mix dtypes inside one product.
-        if (bf16Base && method is null or BitFitMethod)
-            throw new ArgumentException($"--base-dtype bf16 needs an adapter or prompt method (lora, ia3, prompt, ptuning, prefix, ptuning-v2); --method {options.Method} trains base weights themselves");
-        using var lm = LanguageModel.Load(baseModel, bf16Base ? ScalarType.BFloat16 : ScalarType.Float32, options.ChatTemplate,
-            method?.Linears(settings, shape, DecoderLinears.Plain));
+        // need twice the base's bytes at load); only what trains is then given back fp32. A stored base keeps a GGUF's
+        // matrices in their blocks (QLoRA-style): only adapters and prompt modules can train over it.
+        var storage = BaseStorage(options, baseModel, method, say);
+        bool bf16Base = !storage.Stored && storage.Dtype == ScalarType.BFloat16;
+        using var lm = LanguageModel.Load(baseModel, storage, options.ChatTemplate, method?.Linears(settings, shape, DecoderLinears.Plain));
         say($"model: {lm.Source}");
         foreach (string note in lm.Notes) say($"note: {note}");
         manual_seed(options.Training.Seed);
@@ -170,6 +167,37 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         var split = DataSplit.TrainValidation(train.Examples, options.ValidationFraction, options.Training.Seed);
         say($"no --validation file: holding out {split.Validation.Count} of {train.Examples.Count} training rows (seed {options.Training.Seed})");
         return (split.Train, split.Validation, skipped);
+    }
+
+    /// <summary>
+    /// How the frozen base is held, from <c>--base-dtype</c>: auto is stored for a GGUF file under an adapter or prompt
+    /// method (the file's blocks, no dense copy) and fp32 otherwise. Methods that train base weights (full, freeze:K,
+    /// BitFit) need them dense: stored and bf16 are refused for them, and auto says that a GGUF is dequantized.
+    /// </summary>
+    static WeightStorage BaseStorage(FineTuneOptions options, string baseModel, IPeftMethod? method, Action<string> say)
+    {
+        bool trainsBase = method is null or BitFitMethod;
+        bool gguf = baseModel.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+        switch (options.BaseDtype)
+        {
+            case "stored" or "bf16" when trainsBase:
+                throw new ArgumentException($"--base-dtype {options.BaseDtype} needs an adapter or prompt method (lora, ia3, prompt, ptuning, prefix, ptuning-v2); " +
+                    $"--method {options.Method} trains base weights themselves: use --base-dtype fp32 (a GGUF's blocks are then dequantized)");
+            case "stored" when !gguf:
+                throw new ArgumentException($"--base-dtype stored keeps a GGUF file's blocks; {options.Model} is a Hugging Face folder: use fp32 or bf16");
+            case "stored":
+                return WeightStorage.AsStored;
+            case "bf16":
+                return ScalarType.BFloat16;
+            case "auto" when gguf && !trainsBase:
+                say("base held as stored: the GGUF's matrices stay in their blocks, memory-mapped (--base-dtype fp32 or bf16 to change)");
+                return WeightStorage.AsStored;
+            case "auto" when gguf:
+                say($"base dequantized to fp32: --method {options.Method} trains the base's weights themselves");
+                return ScalarType.Float32;
+            default:
+                return ScalarType.Float32;
+        }
     }
 }
 

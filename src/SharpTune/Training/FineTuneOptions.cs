@@ -20,7 +20,7 @@ public sealed record FineTuneOptions
     /// <summary>causal-lm: several examples per row, attention confined to each.</summary>
     [JsonPropertyName("packing")] public bool Packing { get; init; }
     /// <summary>causal-lm: the dtype the frozen base is held in (fp32, or bf16 with adapters and heads training in fp32).</summary>
-    [JsonPropertyName("base_dtype")] public string BaseDtype { get; init; } = "fp32";
+    [JsonPropertyName("base_dtype")] public string BaseDtype { get; init; } = "auto";
     /// <summary>causal-lm: recompute each layer in the backward pass instead of keeping its activations.</summary>
     [JsonPropertyName("gradient_checkpointing")] public bool GradientCheckpointing { get; init; }
     /// <summary>causal-lm: validation prompts generated and scored at each evaluation (0: none).</summary>
@@ -63,9 +63,10 @@ public sealed record FineTuneOptions
         TrainingMethods.Parse(Method);
         if (Task is not ("classify" or "regress" or "tokens" or "causal-lm"))
             throw new ArgumentException($"--task '{Task}' is not known: use classify, regress, tokens or causal-lm");
-        if (Task != "causal-lm" && (TrainOnPrompt || Packing || ChatTemplate is not null || EvalGenerate != 0 || BaseDtype != "fp32" || GradientCheckpointing))
+        if (Task != "causal-lm" && (TrainOnPrompt || Packing || ChatTemplate is not null || EvalGenerate != 0 || BaseDtype is not ("auto" or "fp32") || GradientCheckpointing))
             throw new ArgumentException("--train-on-prompt, --packing, --eval-generate, --chat-template, --base-dtype and --gradient-checkpointing apply to --task causal-lm only");
-        if (BaseDtype is not ("fp32" or "bf16")) throw new ArgumentException($"--base-dtype '{BaseDtype}' is not known: use fp32 or bf16");
+        if (BaseDtype is not ("auto" or "stored" or "fp32" or "bf16"))
+            throw new ArgumentException($"--base-dtype '{BaseDtype}' is not known: use auto, stored, fp32 or bf16");
         if (EvalGenerate < 0) throw new ArgumentException($"--eval-generate must be 0 or more, got {EvalGenerate}");
         if (Task == "causal-lm" && (Crf || MultiLabel || Pooling is not null || ClassWeights is not null || TextPairColumn is not null))
             throw new ArgumentException("--crf, --multi-label, --pooling, --class-weights and --text-pair-column do not apply to --task causal-lm");

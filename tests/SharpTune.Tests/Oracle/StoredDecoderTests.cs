@@ -8,6 +8,7 @@ using SharpTune.Models.Decoders.Common;
 using SharpTune.Models.Quantized;
 using SharpTune.Peft;
 using SharpTune.Tests.Checkpoints.Gguf;
+using SharpTune.Tests.Cli;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Oracle;
@@ -18,16 +19,24 @@ namespace SharpTune.Tests.Oracle;
 /// matrix, and training over the blocks equal to training over the same weights dequantized.
 /// </summary>
 [Trait("Category", "NumericParity")]
+[Collection(nameof(ConsoleCollection))]
 public class StoredDecoderTests
 {
     static readonly TinyDecoderSizes Sizes = TinyDecoderSizes.Quantizable;
 
-    /// <summary>A tiny random llama written in F32, then quantized by llama.cpp to <paramref name="type"/>.</summary>
+    /// <summary>
+    /// A tiny random llama written in F32, then quantized by llama.cpp to <paramref name="type"/>. Norm weights are drawn
+    /// around one rather than left at one: with unit norms a normalised row of a quantized embedding is a multiple of one
+    /// scale, so its rounding to 8 bits meets exact ties, which two implementations may break differently.
+    /// </summary>
     static string Quantized(TestModels.TempFolder temp, LLamaFtype type, string family = "llama", bool tied = false)
     {
         string source = temp.File($"{family}-f32.gguf"), quantized = temp.File($"{family}-{type}.gguf");
-        var hf = GgufTestModels.HfLlama(Sizes, bias: family == "qwen2", tied: tied)
-            .ToDictionary(kv => kv.Key, kv => kv.Value.dim() == 2 ? kv.Value / MathF.Sqrt(kv.Value.shape[1]) : kv.Value);
+        var generator = new TorchSharp.torch.Generator(17);
+        var hf = GgufTestModels.HfLlama(Sizes, bias: family == "qwen2", tied: tied).ToDictionary(kv => kv.Key,
+            kv => kv.Value.dim() == 2 ? kv.Value / MathF.Sqrt(kv.Value.shape[1])
+                : kv.Key.EndsWith("norm.weight", StringComparison.Ordinal) ? kv.Value * (1 + 0.1 * randn(kv.Value.shape, generator: generator))
+                : kv.Value);
         GgufTestModels.WriteLlama(source, family, Sizes, hf);
         LlamaCpp.Quantize(source, quantized, type);
         return quantized;
@@ -117,5 +126,96 @@ public class StoredDecoderTests
         Assert.Equal(dense.Gradients.Keys.Order(), stored.Gradients.Keys.Order());
         foreach (var (name, expected) in dense.Gradients)
             Tolerances.AssertClose(expected, stored.Gradients[name], 1e-4, name);
+    }
+
+    /// <summary>
+    /// A prompt (many rows: dequantized tiles and GEMM) then tokens one at a time with the cache (one row: the block
+    /// kernels), each position's logits against llama.cpp's for the same sequence. Both paths round activations to 8 bits
+    /// as ggml does, so most positions agree with llama.cpp to float precision. Not all can: an activation within an ulp
+    /// of a rounding boundary (a few per thousand rounded values) may round the other way after a last-bit difference in
+    /// a norm or a sum, moving that row by one quantum; the test allows a few positions such a step away.
+    /// </summary>
+    /// <param name="equal">What counts as equal at a position: float precision for 8-bit activations; for F16 weights, whose
+    /// activations ggml rounds to fp16, the fp16 rounding of the sums' terms (half an fp16 ulp is 4.9e-4 of a value).</param>
+    [Theory]
+    [InlineData(LLamaFtype.MOSTLY_Q8_0, 1e-4)]
+    [InlineData(LLamaFtype.MOSTLY_Q4_K_M, 1e-4)]
+    [InlineData(LLamaFtype.MOSTLY_F16, 2e-3)]
+    public void Cached_decoding_on_the_block_kernels_gives_llama_cpps_logits(LLamaFtype type, double equal)
+    {
+        using var temp = new TestModels.TempFolder();
+        string path = Quantized(temp, type);
+        using var ours = LanguageModel.Load(path, WeightStorage.AsStored);
+        var tokens = Tokens(24, seed: 5);
+        float[][] expected;
+        using (var reference = new LlamaCpp(path)) expected = reference.Logits(tokens);
+        const int prompt = 16;
+        var differences = new List<double>(); // max |difference| / max |expected|, per position
+        void Compare(int t, Tensor logits)
+        {
+            var actual = logits.data<float>().ToArray();
+            double scale = expected[t].Max(v => Math.Abs(v));
+            differences.Add(expected[t].Zip(actual, (e, a) => Math.Abs(e - a)).Max() / scale);
+        }
+        using var noGrad = no_grad();
+        var cache = ours.Model.NewCache();
+        using (var ids = tensor(tokens.Take(prompt).Select(t => (long)t).ToArray(), [1, prompt]))
+        using (var logits = ours.Model.Forward(ids, cache: cache))
+            for (int t = 0; t < prompt; t++) Compare(t, logits[0, t]);
+        for (int t = prompt; t < tokens.Length; t++)
+        {
+            using var id = tensor(new long[] { tokens[t] }, [1, 1]);
+            using var positions = tensor(new long[] { t }, [1, 1]);
+            using var logits = ours.Model.Forward(id, positionIds: positions, cache: cache);
+            Compare(t, logits[0, 0]);
+        }
+        string all = string.Join(", ", differences.Select((d, t) => $"{t}: {d:E1}"));
+        int exact = differences.Count(d => d < equal), decoded = differences.Skip(prompt).Count(d => d < equal);
+        Assert.True(exact >= differences.Count * 3 / 4 && decoded >= (tokens.Length - prompt) / 2, $"{type}: too few positions equal llama.cpp's: {all}");
+        Assert.True(differences.Max() < 0.05, $"{type}: a position further from llama.cpp's than a rounding step: {all}");
+    }
+
+    /// <summary>
+    /// From the command line: every adapter and prompt method trains over a Q4_K_M file kept in its blocks (the default
+    /// for a GGUF base), with gradient checkpointing, and its run folder scores; methods that train base weights are
+    /// refused over a stored base and dequantize it by default, saying so.
+    /// </summary>
+    [Theory]
+    [InlineData("lora")]
+    [InlineData("ia3")]
+    [InlineData("prompt")]
+    [InlineData("ptuning")]
+    [InlineData("prefix")]
+    [InlineData("ptuning-v2")]
+    public void Every_adapter_and_prompt_method_trains_over_a_q4_k_m_base_kept_in_its_blocks(string method)
+    {
+        using var temp = new TestModels.TempFolder();
+        string path = Quantized(temp, LLamaFtype.MOSTLY_Q4_K_M), run = temp.File("run"), data = CausalLmCliTests.Data(temp);
+        var (code, output, error) = CliHarness.Run("train", "--model", path, "--task", "causal-lm", "--train", data, "--method", method,
+            "--virtual-tokens", "3", "--gradient-checkpointing", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40");
+        Assert.True(code == 0, error + output);
+        Assert.Contains("base held as stored", output);
+        var scored = CliHarness.Run("eval", "--model", run, "--data", data);
+        Assert.True(scored.Code == 0, scored.Error);
+        Assert.Contains("perplexity", scored.Out);
+    }
+
+    [Fact]
+    public void Methods_that_train_base_weights_are_refused_over_stored_blocks_and_dequantize_by_default()
+    {
+        using var temp = new TestModels.TempFolder();
+        string path = Quantized(temp, LLamaFtype.MOSTLY_Q8_0), data = CausalLmCliTests.Data(temp);
+        foreach (string method in new[] { "full", "bitfit" })
+        {
+            var refused = CliHarness.Run("train", "--model", path, "--task", "causal-lm", "--train", data, "--method", method,
+                "--base-dtype", "stored", "--out", temp.File($"refused-{method}"));
+            Assert.NotEqual(0, refused.Code);
+            Assert.Contains("--base-dtype stored needs an adapter or prompt method", refused.Error);
+            Assert.DoesNotContain("   at ", refused.Error);
+        }
+        var (code, output, error) = CliHarness.Run("train", "--model", path, "--task", "causal-lm", "--train", data, "--method", "full",
+            "--max-steps", "1", "--batch-size", "4", "--out", temp.File("full"), "--max-length", "40");
+        Assert.True(code == 0, error + output);
+        Assert.Contains("base dequantized to fp32", output);
     }
 }

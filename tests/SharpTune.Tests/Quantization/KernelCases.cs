@@ -12,6 +12,12 @@ static unsafe class KernelCases
 {
     public static readonly GgufTensorType[] Types = QuantizedMatrix.SupportedTypes.ToArray();
 
+    /// <summary>
+    /// Widths that reach every branch of the kernels: 15 blocks of 32 (eight at a time, four, then a tail of three), three
+    /// super-blocks of 256, and an odd width for the float types (vector loop, then a scalar tail).
+    /// </summary>
+    public static int Columns(GgufTensorType type) => GgufTensorTypes.BlockSize(type) switch { 256 => 768, 32 => 480, _ => 101 };
+
     /// <summary>Random blocks: random bytes with every fp16 scale (or fp16/bf16 value) replaced by a finite random one.</summary>
     public static byte[] RandomBlocks(GgufTensorType type, int rows, int columns, Random random)
     {
@@ -126,7 +132,7 @@ static unsafe class KernelCases
         var random = new Random(seed);
         foreach (var type in Types)
         {
-            int columns = 3 * Math.Max(32, GgufTensorTypes.BlockSize(type)), rows = 37;
+            int columns = Columns(type), rows = 37;
             using var w = QuantizedMatrix.Copy(type, rows, columns, RandomBlocks(type, rows, columns, random));
             float[] weights = Dequantize(w), carried = CarriedMagnitude(type, w);
             for (int n = 1; n <= 5; n++)

@@ -18,7 +18,7 @@ public unsafe class QuantizedKernelsTests
     public void DequantizeRows_equals_the_gguf_decoders_bit_for_bit(GgufTensorType type)
     {
         var random = new Random(3);
-        int rows = 7, columns = 3 * Math.Max(32, GgufTensorTypes.BlockSize(type));
+        int rows = 7, columns = KernelCases.Columns(type);
         byte[] blocks = KernelCases.RandomBlocks(type, rows, columns, random);
         using var w = QuantizedMatrix.Copy(type, rows, columns, blocks);
         var expected = new float[rows * columns];
@@ -98,7 +98,7 @@ public unsafe class QuantizedKernelsTests
         var random = new Random(29);
         foreach (var type in KernelCases.Types)
         {
-            int columns = 5 * Math.Max(32, GgufTensorTypes.BlockSize(type)), rows = 19, n = 3;
+            int columns = KernelCases.Columns(type) + 3 * GgufTensorTypes.BlockSize(type), rows = 19, n = 3;
             using var w = QuantizedMatrix.Copy(type, rows, columns, KernelCases.RandomBlocks(type, rows, columns, random));
             float[] weights = KernelCases.Dequantize(w), carried = KernelCases.CarriedMagnitude(type, w);
             float[] x = KernelCases.RandomActivations(n, columns, random), portable = new float[n * rows], simd = new float[n * rows];
@@ -115,6 +115,33 @@ public unsafe class QuantizedKernelsTests
                         $"{type} on {path}: y[{i},{r}] {simd[i * rows + r]} vs portable {portable[i * rows + r]} (bound {bound})");
                 }
         }
+    }
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void F16_weights_widen_exactly_subnormals_and_infinities_included(KernelPath path)
+    {
+        // Row 0: subnormal, zero, tiny and huge halves (each product exact in fp32, so the sum is exact to rounding);
+        // row 1 adds one +inf, row 2 one NaN.
+        ushort[] specials = [0x0001, 0x03FF, 0x8001, 0x0000, 0x8000, 0x0400, 0x7BFF, 0xFBFF, 0x3C00, 0x83FF, 0x0200];
+        int columns = 131;
+        var halves = new ushort[3 * columns];
+        for (int c = 0; c < columns; c++) halves[c] = halves[columns + c] = halves[2 * columns + c] = specials[c % specials.Length];
+        halves[columns + 77] = 0x7C00;
+        halves[2 * columns + 40] = 0x7E00;
+        using var w = QuantizedMatrix.Copy(GgufTensorType.F16, 3, columns, halves.SelectMany(BitConverter.GetBytes).ToArray());
+        var x = Enumerable.Range(0, columns).Select(c => 1f + c % 5).ToArray();
+        var y = new float[3];
+        fixed (float* px = x, py = y) QuantizedKernels.MatMul(w, px, 1, py, path);
+        double exact = 0, magnitude = 0;
+        for (int c = 0; c < columns; c++)
+        {
+            exact += (double)(float)BitConverter.UInt16BitsToHalf(halves[c]) * x[c];
+            magnitude += Math.Abs((double)(float)BitConverter.UInt16BitsToHalf(halves[c]) * x[c]);
+        }
+        Assert.True(Math.Abs(y[0] - exact) <= 2 * columns * Math.Pow(2, -24) * magnitude, $"{path}: {y[0]} vs {exact}");
+        Assert.Equal(float.PositiveInfinity, y[1]);
+        Assert.True(float.IsNaN(y[2]), $"{path}: a NaN weight gave {y[2]}");
     }
 
     [Fact]

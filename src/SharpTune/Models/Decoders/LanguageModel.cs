@@ -207,9 +207,18 @@ public sealed class LanguageModel : IDisposable
 /// a GGUF's weight matrices kept in the file's blocks (quantized or half precision, memory-mapped) while everything
 /// else computes in float32. A <see cref="ScalarType"/> converts to the dense form.
 /// </summary>
-public readonly record struct WeightStorage(ScalarType Dtype, bool Stored)
+public readonly record struct WeightStorage
 {
-    public WeightStorage() : this(ScalarType.Float32, false) { }
+    readonly ScalarType? dtype;
+
+    /// <param name="dtype">The dense dtype (float32 when stored).</param>
+    /// <param name="stored">Keep a GGUF's matrices in their blocks.</param>
+    public WeightStorage(ScalarType dtype, bool stored) => (this.dtype, Stored) = (dtype, stored);
+
+    /// <summary>The dtype of dense weights and of the computation; float32 for <c>default</c>, as for every load before this type.</summary>
+    public ScalarType Dtype => dtype ?? ScalarType.Float32;
+
+    public bool Stored { get; }
 
     /// <summary>The matrices as the GGUF file stores them.</summary>
     public static WeightStorage AsStored { get; } = new(ScalarType.Float32, true);

@@ -29,12 +29,14 @@ public static class ActivationRounding
         return rounded.MoveToOuterDisposeScope();
     }
 
-    // quantize_row_q8_0: d = max|x| / 127, q = round(x / d) from the fp32 d; the block keeps d in fp16, so the product sees q·fp16(d).
+    // ggml's x86 quantize_row_q8_0: q = round-to-even(x · 127/max|x|), d = max|x|/127 kept in fp16, so the product
+    // sees q·fp16(d). (127/max, not 1/d: the two differ in the last bit, enough to flip a tie now and then.)
     static Tensor Q8_0(Tensor rows)
     {
         var blocks = rows.reshape(-1, 32);                                                     // (N·in/32, 32)
-        var d = blocks.abs().amax([1L], keepdim: true) / 127f;                                    // (·, 1)
-        var inverse = where(d.eq(0), zeros_like(d), d.reciprocal());
+        var amax = blocks.abs().amax([1L], keepdim: true);                                     // (·, 1)
+        var d = amax / 127f;
+        var inverse = where(amax.eq(0), zeros_like(amax), 127f / amax);
         var q = (blocks * inverse).round();
         return (q * d.to(ScalarType.Float16).to(ScalarType.Float32)).reshape(rows.shape);
     }
