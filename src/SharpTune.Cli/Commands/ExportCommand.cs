@@ -34,7 +34,7 @@ public static class ExportCommand
             Required = true,
         };
         var format = new Option<string>("--format") { Description = "hf (Hugging Face folder, merged), gguf (merged, for llama.cpp and Ollama, + Modelfile) or gguf-lora (llama.cpp LoRA adapter + Modelfile); gguf formats are for decoders", DefaultValueFactory = _ => "hf" };
-        var dtype = new Option<string?>("--dtype") { Description = "GGUF tensor type of the matrices: f32, f16 (default; adapters: f32), bf16 or q8_0 (merged only)" };
+        var dtype = new Option<string?>("--dtype") { Description = "GGUF tensor type of the matrices: stored (default over a GGUF base: each matrix in the base's own type), f32, f16 (default over a Hugging Face base), bf16, or merged only q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k; adapters: f32 (default), f16, bf16" };
         var command = new Command("export", "Merge an adapter into its base and save a plain model: a Hugging Face folder, or for decoders a GGUF file or a llama.cpp LoRA adapter.")
             { model, output, format, dtype };
         command.SetAction(result => CommandRunner.Run(() =>
@@ -56,11 +56,13 @@ public static class ExportCommand
             return 0;
         }
         if (format == "hf" && dtype is not null) throw new ArgumentException("--dtype applies to GGUF exports only (a Hugging Face folder keeps the model's dtype)");
-        var type = dtype is not null ? DecoderExport.ParseTensorType(dtype) : format == "gguf" ? GgufTensorType.F16 : GgufTensorType.F32;
+        // gguf: the asked type, or each matrix in the base GGUF's own type ("stored", the default over a GGUF base), F16
+        // over a Hugging Face base; gguf-lora: F32 unless asked.
+        GgufTensorType? type = dtype is null or "stored" ? (format == "gguf" ? null : GgufTensorType.F32) : DecoderExport.ParseTensorType(dtype);
         // A fine-tuned language model (a run folder, its best/ or final/) exports with its base's tokenizer and the chat
         // template it was trained with; a plain one is its own base.
         string? fineTuned = LanguageModelFolder.Resolve(model);
-        using var loaded = LanguageModelFolder.Load(model);
+        using var loaded = LanguageModelFolder.Load(model, WeightStorage.AsStored); // a GGUF base stays in its blocks; merges dequantize one tensor at a time
         var source = fineTuned is null ? DecoderSource.Open(model)
             : DecoderSource.Open(LanguageModelFolder.BaseModel(fineTuned)).WithChatTemplate(loaded.Template?.Text);
         string gguf = DecoderExport.GgufPath(output, format == "gguf" ? "model.gguf" : "adapter.gguf");
@@ -68,7 +70,7 @@ public static class ExportCommand
         {
             "hf" => DecoderExport.MergedHuggingFace(loaded.Model, source, output),
             "gguf" => DecoderExport.MergedGguf(loaded.Model, source, gguf, type),
-            _ => DecoderExport.LoraGguf(loaded.Model, source, gguf, type),
+            _ => DecoderExport.LoraGguf(loaded.Model, source, gguf, type ?? GgufTensorType.F32),
         };
         foreach (string file in result.Files) Console.WriteLine($"wrote {file}");
         foreach (string note in result.Notes) Console.WriteLine($"note: {note}");

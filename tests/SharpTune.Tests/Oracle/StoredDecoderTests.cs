@@ -218,4 +218,35 @@ public class StoredDecoderTests
         Assert.True(code == 0, error + output);
         Assert.Contains("base dequantized to fp32", output);
     }
+
+    /// <summary>
+    /// LoRA trained over a Q4_K_M base kept in its blocks, merged and written as GGUF in the base's own types (the default)
+    /// and as Q4_0 and Q8_0: llama.cpp loads each file and scores it as SharpTune scores the same file (0.5 %). The Q8_0
+    /// export stays close to the run itself (its merged weights rounded once more, to 8 bits); 4-bit ones move further on
+    /// a random model this small, so for them the agreement with llama.cpp is the check.
+    /// </summary>
+    [Fact]
+    public void Merged_exports_of_a_lora_over_a_stored_base_score_as_llama_cpp_scores_them()
+    {
+        using var temp = new TestModels.TempFolder();
+        string path = Quantized(temp, LLamaFtype.MOSTLY_Q4_K_M), run = temp.File("run"), data = CausalLmCliTests.Data(temp);
+        var (code, output, error) = CliHarness.Run("train", "--model", path, "--task", "causal-lm", "--train", data, "--method", "lora",
+            "--lora-targets", "all-linear", "--max-steps", "6", "--batch-size", "4", "--lr", "2e-2", "--out", run, "--max-length", "40");
+        Assert.True(code == 0, error + output);
+        var tokens = Tokens(96, seed: 9);
+        double runPerplexity;
+        using (var trained = SharpTune.ModelFolders.LanguageModelFolder.Load(run)) runPerplexity = PerplexityScorer.Score(trained.Model, [tokens]).Perplexity;
+        foreach (var (dtype, close) in new[] { ((string?)null, 1.0), ("q4_0", 1.0), ("q8_0", 0.02) })
+        {
+            string gguf = temp.File($"merged-{dtype ?? "stored"}.gguf");
+            var exported = CliHarness.Run(["export", "--model", run, "--format", "gguf", "--out", gguf, .. dtype is null ? Array.Empty<string>() : ["--dtype", dtype]]);
+            Assert.True(exported.Code == 0, exported.Error + exported.Out);
+            var types = GgufFile.Open(gguf).Tensors.Where(t => t.Shape.Length == 2).Select(t => t.Type).Distinct().ToList();
+            if (dtype is null) Assert.Equal(GgufFile.Open(path).Tensors.Where(t => t.Shape.Length == 2).Select(t => t.Type).Distinct().Order(), types.Order());
+            using var ours = LanguageModel.Load(gguf, WeightStorage.AsStored);
+            double stored = PerplexityScorer.Score(ours.Model, [tokens]).Perplexity, theirs = LlamaCppPerplexity(gguf, tokens);
+            Assert.True(Math.Abs(stored / theirs - 1) < 0.005, $"{dtype ?? "base types"}: SharpTune {stored:F4} vs llama.cpp {theirs:F4} on the export");
+            Assert.True(Math.Abs(theirs / runPerplexity - 1) < close, $"{dtype ?? "base types"}: the export scores {theirs:F4}, the run {runPerplexity:F4}");
+        }
+    }
 }

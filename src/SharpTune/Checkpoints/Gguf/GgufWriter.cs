@@ -39,6 +39,22 @@ public sealed class GgufWriter
         return Add(name, shape, type, () => Encode(tensor, type));
     }
 
+    /// <summary>
+    /// Adds a tensor of any ggml type whose bytes <paramref name="encode"/> makes when <see cref="Save"/> reaches it, so a
+    /// writer holds one tensor at a time (merged, converted, quantized, written, freed).
+    /// </summary>
+    public GgufWriter AddEncodedTensor(string name, long[] shape, GgufTensorType type, Func<byte[]> encode)
+    {
+        CheckShape(name, shape, type);
+        long expected = shape.Aggregate(1L, (a, b) => a * b) / GgufTensorTypes.BlockSize(type) * GgufTensorTypes.BlockBytes(type);
+        return Add(name, shape, type, () =>
+        {
+            byte[] data = encode();
+            return data.Length == expected ? data
+                : throw new InvalidOperationException($"tensor '{name}' as {type} {Text(shape)} needs {expected} bytes, its encoder gave {data.Length}");
+        });
+    }
+
     /// <summary>Adds already-encoded data of any ggml type (tests use it for hand-built quantized blocks).</summary>
     public GgufWriter AddRawTensor(string name, long[] shape, GgufTensorType type, byte[] data)
     {

@@ -2,6 +2,7 @@ using SharpTune.Checkpoints.Gguf;
 using SharpTune.Models.Decoders;
 using SharpTune.Peft;
 using SharpTune.Peft.Lora;
+using SharpTune.Models.Quantized;
 using static TorchSharp.torch;
 
 namespace SharpTune.ModelFolders.DecoderExports;
@@ -21,6 +22,8 @@ public static class DecoderExport
     public static IReadOnlyDictionary<string, GgufTensorType> TensorTypes { get; } = new Dictionary<string, GgufTensorType>
     {
         ["f32"] = GgufTensorType.F32, ["f16"] = GgufTensorType.F16, ["bf16"] = GgufTensorType.BF16, ["q8_0"] = GgufTensorType.Q8_0,
+        ["q4_0"] = GgufTensorType.Q4_0, ["q4_1"] = GgufTensorType.Q4_1, ["q5_0"] = GgufTensorType.Q5_0, ["q5_1"] = GgufTensorType.Q5_1,
+        ["q4_k"] = GgufTensorType.Q4_K, ["q5_k"] = GgufTensorType.Q5_K, ["q6_k"] = GgufTensorType.Q6_K,
     };
 
     /// <summary>
@@ -53,14 +56,22 @@ public static class DecoderExport
     /// a matrix Q8_0 cannot hold (rows not a multiple of 32) is stored as F16, and said so in the notes. An Ollama Modelfile
     /// goes beside it (<see cref="ModelfilePath"/>: FROM this file), the way to Ollama that every Ollama version takes.
     /// </summary>
-    public static DecoderExportResult MergedGguf(ICausalLanguageModel model, DecoderSource source, string path, GgufTensorType type = GgufTensorType.F16)
+    /// <param name="type">The matrices' type; null: each matrix in the type the base GGUF stores it in (so a Q4_K_M base
+    /// gives a Q4_K_M export), F16 for a Hugging Face base. Tensors are merged, converted and written one at a time.</param>
+    public static DecoderExportResult MergedGguf(ICausalLanguageModel model, DecoderSource source, string path, GgufTensorType? type = GgufTensorType.F16)
     {
-        CheckModelType(type);
+        if (type is { } asked) CheckModelType(asked);
         CheckGgufOutput(path, source, "the merged GGUF");
         var layout = Layout(model, source);
-        using var merged = MergedWeights.Of(model.Module);
-        var notes = GgufModelWriter.Write(layout, merged.Tensors, source, type, path);
-        if (merged.MergedLayers > 0) notes.Insert(0, $"{merged.MergedLayers} adapter layer(s) merged into their weights");
+        var baseTypes = type is null && source.IsGguf
+            ? GgufFile.Open(source.Path).Tensors.ToDictionary(t => t.Name, t => t.Type) : [];
+        GgufTensorType TypeOf(GgufTensorMapping m) => type
+            ?? (baseTypes.TryGetValue(m.GgufName, out var stored) && TensorTypes.Values.Contains(stored) ? stored : GgufTensorType.F16);
+        var weights = MergedWeights.Lazy(model.Module);
+        int mergedLayers = model.Module.named_modules().Count(m => m.module is IMergeableLinear);
+        var notes = GgufModelWriter.Write(layout, weights, source, TypeOf, path);
+        if (type is null && source.IsGguf) notes.Insert(0, $"matrices in the base's own types ({string.Join(", ", layout.Tensors.Where(t => t.Shape.Length == 2).Select(TypeOf).Distinct())})");
+        if (mergedLayers > 0) notes.Insert(0, $"{mergedLayers} adapter layer(s) merged into their weights");
         string modelfile = ModelfilePath(path);
         notes.AddRange(Modelfile(modelfile, path, null, source));
         return new DecoderExportResult([Path.GetFullPath(path), modelfile], notes);
@@ -97,7 +108,7 @@ public static class DecoderExport
         var layout = Layout(model, source);
         var layers = LoraLayers(model);
         var baseWeights = LoraGgufWriter.BaseWeights(model.Module.state_dict(), layers.Keys);
-        if (checkBase) CheckBaseUnchanged(baseWeights, source);
+        if (checkBase) CheckBaseUnchanged(baseWeights, source, model.Module.named_modules().Select(m => m.name).ToHashSet(StringComparer.Ordinal));
 
         var files = new List<string>();
         var notes = new List<string>();
@@ -135,6 +146,16 @@ public static class DecoderExport
     /// <see cref="LanguageModel.Load"/> read back. A GGUF base's tokenizer is written as <c>tokenizer.json</c> and
     /// <c>tokenizer_config.json</c>.
     /// </summary>
+    /// <summary>Each weight made when the enumeration reaches it and freed when it moves on (the reader copies it before asking for the next).</summary>
+    static IEnumerable<(string Key, Tensor Value)> OneAtATime(IReadOnlyDictionary<string, Func<Tensor>> weights)
+    {
+        foreach (var (key, make) in weights)
+        {
+            using var tensor = make();
+            yield return (key, tensor);
+        }
+    }
+
     public static DecoderExportResult MergedHuggingFace(ICausalLanguageModel model, DecoderSource source, string folder)
     {
         if (File.Exists(folder)) throw new ArgumentException($"the output '{folder}' is a file; give a folder for the Hugging Face model", nameof(folder));
@@ -143,14 +164,26 @@ public static class DecoderExport
         if (!source.IsGguf && Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar) == source.Path.TrimEnd(Path.DirectorySeparatorChar))
             throw new ArgumentException($"the output folder {folder} is the base model's folder; write the merged model elsewhere", nameof(folder));
         Layout(model, source); // the same family as the base, and one this export knows
-        using var merged = MergedWeights.Of(model.Module);
-        var dtype = merged.Tensors.Values.FirstOrDefault(t => t.is_floating_point())?.dtype ?? ScalarType.Float32;
-        using (var plain = PretrainedDecoder.FromStateDict(model.ToConfigJson(), merged.Tensors.Select(kv => (kv.Key, kv.Value)), dtype, "the merged model"))
+        // A model over stored blocks is written in its file's float type when every matrix has one (F32, F16, BF16), and
+        // in bf16 over quantized blocks (a dense fp32 copy of a 4-bit file would be eight times its size); a dense model in
+        // its own dtype. Each tensor is merged or dequantized, copied into the plain model and freed.
+        var storedTypes = model.Module.named_modules()
+            .Select(m => m.module switch { StoredLinear l => l.Weight.Type, StoredEmbedding e => e.Weight.Type, _ => (GgufTensorType?)null })
+            .OfType<GgufTensorType>().Distinct().ToList();
+        bool stored = storedTypes.Count > 0;
+        var dtype = !stored ? model.Module.state_dict().Values.FirstOrDefault(t => t.is_floating_point())?.dtype ?? ScalarType.Float32
+            : storedTypes.All(t => t == GgufTensorType.F32) ? ScalarType.Float32
+            : storedTypes.All(t => t == GgufTensorType.F16) ? ScalarType.Float16
+            : ScalarType.BFloat16;
+        using (var plain = PretrainedDecoder.FromStateDict(model.ToConfigJson(), OneAtATime(MergedWeights.Lazy(model.Module)), dtype, "the merged model"))
             plain.Save(folder);
         var files = new List<string> { Path.Combine(folder, "config.json"), Path.Combine(folder, "model.safetensors") };
         files.AddRange(HuggingFaceTokenizerFiles.Write(source, folder));
         var notes = new List<string>();
-        if (merged.MergedLayers > 0) notes.Add($"{merged.MergedLayers} adapter layer(s) merged into their weights");
+        int mergedLayers = model.Module.named_modules().Count(m => m.module is IMergeableLinear);
+        if (mergedLayers > 0) notes.Add($"{mergedLayers} adapter layer(s) merged into their weights");
+        if (stored && dtype == ScalarType.BFloat16 && storedTypes.Any(t => t != GgufTensorType.BF16))
+            notes.Add("written in bf16: the base's quantized matrices dequantized");
         return new DecoderExportResult(files.Select(Path.GetFullPath).ToList(), notes);
     }
 
@@ -200,7 +233,9 @@ public static class DecoderExport
     }
 
     /// <summary>Refuses an adapter export whose model changed weights outside its LoRA pairs (the adapter file cannot carry them).</summary>
-    static void CheckBaseUnchanged(IReadOnlyDictionary<string, Tensor> ours, DecoderSource source)
+    /// <param name="modules">The model's module paths: a base weight whose module is there but holds no such tensor is kept in
+    /// the base's own blocks (stored weights), unchanged by construction.</param>
+    static void CheckBaseUnchanged(IReadOnlyDictionary<string, Tensor> ours, DecoderSource source, IReadOnlySet<string> modules)
     {
         var differing = new List<string>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -209,7 +244,12 @@ public static class DecoderExport
             using (value)
             using (NewDisposeScope())
             {
-                if (!ours.TryGetValue(key, out var mine)) { differing.Add($"{key} (not in the model)"); continue; }
+                if (!ours.TryGetValue(key, out var mine))
+                {
+                    int dot = key.LastIndexOf('.');
+                    if (dot < 0 || !modules.Contains(key[..dot])) differing.Add($"{key} (not in the model)");
+                    continue;
+                }
                 seen.Add(key);
                 if (!mine.shape.SequenceEqual(value.shape) || !mine.detach().eq(value.to(mine.dtype)).all().item<bool>()) differing.Add(key);
             }

@@ -1,3 +1,4 @@
+using SharpTune.Models.Quantized;
 using SharpTune.Peft;
 using static TorchSharp.torch;
 
@@ -5,60 +6,48 @@ namespace SharpTune.ModelFolders.DecoderExports;
 
 /// <summary>
 /// A model's weights with its adapters merged (<see cref="IMergeableLinear.MergedWeights"/>) under the plain model's keys,
-/// without copying what needs no merging, so a large model is not held twice while it is written: the merged weight and
-/// bias of each wrapped layer are new tensors freed on <see cref="Dispose"/>; every other tensor is the model's own.
-/// (<see cref="MergedExport.PlainStateDict"/> is the same as copies the caller owns.)
+/// each made only when asked, so a writer holds one tensor at a time and a large model is never held twice.
+/// (<see cref="MergedExport.PlainStateDict"/> gives them all at once, as copies.)
 /// </summary>
-sealed class MergedWeights : IDisposable
+static class MergedWeights
 {
-    readonly List<Tensor> owned = [];
-
-    MergedWeights(Dictionary<string, Tensor> tensors, int mergedLayers)
+    /// <summary>
+    /// The weights, each made only when asked (a new tensor the caller disposes), so a writer can merge, convert and
+    /// write one tensor at a time: a model whose matrices are stored blocks is never dense whole. Wrapped layers give
+    /// their merged weight and bias; stored layers, embeddings and heads their blocks dequantized to float32; everything
+    /// else a copy of the model's tensor.
+    /// </summary>
+    public static Dictionary<string, Func<Tensor>> Lazy(nn.Module model)
     {
-        Tensors = tensors;
-        MergedLayers = mergedLayers;
-    }
-
-    /// <summary>Plain Hugging Face keys, in the model's state-dict order; adapter tensors (lora_A, lora_B, ia3_l) dropped.</summary>
-    public IReadOnlyDictionary<string, Tensor> Tensors { get; }
-
-    /// <summary>How many layers had an adapter merged.</summary>
-    public int MergedLayers { get; }
-
-    public static MergedWeights Of(nn.Module model)
-    {
+        var result = new Dictionary<string, Func<Tensor>>(StringComparer.Ordinal);
         var wrapped = model.named_modules().Where(m => m.module is IMergeableLinear).ToDictionary(m => m.name, m => (IMergeableLinear)m.module);
-        var tensors = new Dictionary<string, Tensor>();
-        var result = new MergedWeights(tensors, wrapped.Count);
-        try
+        var keys = model.state_dict();
+        foreach (var (path, layer) in wrapped)
         {
-            var merged = new Dictionary<string, Tensor>();
-            using (no_grad())
-            {
-                foreach (var (path, layer) in wrapped)
-                {
-                    var (weight, bias) = layer.MergedWeights();
-                    result.owned.Add(merged[$"{path}.weight"] = weight);
-                    if (bias is not null) result.owned.Add(merged[$"{path}.bias"] = bias);
-                }
-            }
-            foreach (var (key, tensor) in model.state_dict())
-            {
-                if (merged.TryGetValue(key, out var replacement)) tensors[key] = replacement;
-                else if (!wrapped.Keys.Any(path => key.StartsWith(path + ".", StringComparison.Ordinal))) tensors[key] = tensor;
-            }
-            return result;
+            result[$"{path}.weight"] = () => Merged(layer, weight: true);
+            if (keys.ContainsKey($"{path}.bias")) result[$"{path}.bias"] = () => Merged(layer, weight: false);
         }
-        catch
+        foreach (var (name, module) in model.named_modules())
         {
-            result.Dispose();
-            throw;
+            var stored = module switch { StoredLinear linear => linear.Weight, StoredEmbedding embedding => embedding.Weight, _ => null };
+            if (stored is not null) result[$"{name}.weight"] = () => QuantizedOps.Dequantize(stored);
         }
+        foreach (var (key, tensor) in keys)
+            if (!result.ContainsKey(key) && !wrapped.Keys.Any(path => key.StartsWith(path + ".", StringComparison.Ordinal)))
+                result[key] = () => tensor.detach().clone();
+        return result;
     }
 
-    public void Dispose()
+    static Tensor Merged(IMergeableLinear layer, bool weight)
     {
-        foreach (var tensor in owned) tensor.Dispose();
-        owned.Clear();
+        using var noGrad = no_grad();
+        var (w, b) = layer.MergedWeights();
+        if (weight)
+        {
+            b?.Dispose();
+            return w;
+        }
+        w.Dispose();
+        return b!;
     }
 }

@@ -137,13 +137,14 @@ public class DecoderExportTests
         var source = DecoderSource.Gguf(basePath);
         using var model = Adapted(basePath, Lora("q_proj"));
 
-        Assert.Contains("choose one of f32, f16, bf16, q8_0", Assert.Throws<ArgumentException>(() => DecoderExport.ParseTensorType("q4_k")).Message);
+        Assert.Contains("choose one of f32, f16, bf16, q8_0, q4_0", Assert.Throws<ArgumentException>(() => DecoderExport.ParseTensorType("iq2_xs")).Message);
+        Assert.Equal(GgufTensorType.Q4_K, DecoderExport.ParseTensorType("q4_k"));
         Assert.Equal(GgufTensorType.BF16, DecoderExport.ParseTensorType("BF16"));
         Directory.CreateDirectory(temp.File("out.gguf"));
         Assert.Contains("is a directory", Assert.Throws<ArgumentException>(() => DecoderExport.MergedGguf(model, source, temp.File("out.gguf"))).Message);
         Assert.Contains("does not end in .gguf", Assert.Throws<ArgumentException>(() => DecoderExport.MergedGguf(model, source, temp.File("out.bin"))).Message);
         Assert.Contains("is the base GGUF", Assert.Throws<ArgumentException>(() => DecoderExport.MergedGguf(model, source, basePath)).Message);
-        Assert.Contains("Q4_K", Assert.Throws<ArgumentException>(() => DecoderExport.MergedGguf(model, source, temp.File("m.gguf"), GgufTensorType.Q4_K)).Message);
+        Assert.Contains("IQ2_XS", Assert.Throws<ArgumentException>(() => DecoderExport.MergedGguf(model, source, temp.File("m.gguf"), GgufTensorType.IQ2_XS)).Message);
         Assert.Contains("f32, f16 or bf16", Assert.Throws<ArgumentException>(() => DecoderExport.LoraGguf(model, source, temp.File("a.gguf"), GgufTensorType.Q8_0)).Message);
         Assert.Contains("only for a Hugging Face base", Assert.Throws<ArgumentException>(() => DecoderExport.LoraGguf(model, source, temp.File("a.gguf"), basePath: temp.File("b.gguf"))).Message);
         File.WriteAllText(temp.File("file"), "");
