@@ -28,6 +28,9 @@ public static class World
         var world = current.Value;
         if (code == 0 || together)
         {
+            // Together: wait until every rank is done (rank 0 writing the checkpoint) before any leaves with a non-zero
+            // code, on which mpirun ends the others.
+            if (together) world.Barrier();
             world.Finish();
             return code;
         }

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json.Nodes;
+using SharpTune.Tests.Distributed;
 using SharpTune.Training;
 
 namespace SharpTune.Tests.Cli;
@@ -121,6 +122,79 @@ public class StopSignalsTests
         using (RunFolderLock.Acquire(run)) { }
     }
 
+    [MpiFact]
+    [Trait("Category", "Mpi")]
+    public void Under_mpirun_a_signal_to_one_rank_stops_every_rank_after_the_same_step_and_the_job_resumes_exactly()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = CliHarness.TinyModelFolder(temp);
+        string train = CliHarness.ToyCsv(temp, "train.csv", 40, 1), validation = CliHarness.ToyCsv(temp, "validation.csv", 12, 2);
+        string whole = temp.File("whole"), stopped = temp.File("stopped"), release = temp.File("release");
+        string[] Args(string run) => [.. TrainArgs(model, train, validation, run), "--threads", "1"];
+
+        var run = MpiRun.Run(2, Args(whole));
+        Assert.True(run.Code == 0, run.Error + run.Out);
+
+        var mpirun = new ProcessStartInfo(MpiRun.Mpirun!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string a in (string[])["-np", "2", "--oversubscribe", "--bind-to", "none", "-x", HoldVariable, "dotnet", Path.Combine(AppContext.BaseDirectory, "SharpTune.Cli.dll"), .. Args(stopped)])
+            mpirun.ArgumentList.Add(a);
+        mpirun.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = mpirun.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
+        using (var job = new Child(mpirun, holdAfterStep: 2, release))
+        {
+            job.WaitFor("step 2/12");   // rank 0 holds there; rank 1 waits for it in the next step's collective
+            // SIGTERM to rank 0 alone: rank 1 gets no signal and must stop after the same step, or wait forever.
+            job.Signal(SIGTERM, Ranks(job.Id)[0]);
+            job.WaitFor("sharptune: SIGTERM: stopping after the current step");
+            File.WriteAllText(release, "");
+            int code = job.Exit();
+            Assert.True(code != 0, job.Output);
+            Assert.Contains($"stopped by SIGTERM after step 3 of 12; checkpoint saved in {Path.Combine(stopped, "checkpoints", "step-00000003")}", job.Output);
+            Assert.DoesNotContain("failed (exit code", job.Output);   // left normally, not ended through MPI_Abort
+        }
+
+        run = MpiRun.Run(2, [.. Args(stopped), "--resume"]);
+        Assert.True(run.Code == 0, run.Error + run.Out);
+        Assert.Equal(Values(whole), Values(stopped));
+        Assert.Equal(File.ReadAllText(Path.Combine(whole, "eval_final.json")), File.ReadAllText(Path.Combine(stopped, "eval_final.json")));
+    }
+
+    const string HoldVariable = "SHARPTUNE_FAULT_HOLD_AFTER_STEP";
+
+    /// <summary>The process ids of an mpirun's ranks, by rank.</summary>
+    static int[] Ranks(int mpirun)
+    {
+        var ranks = new SortedDictionary<int, int>();
+        var clock = Stopwatch.StartNew();
+        while (ranks.Count < 2 && clock.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            foreach (string folder in Directory.EnumerateDirectories("/proc"))
+            {
+                if (!int.TryParse(Path.GetFileName(folder), out int pid)) continue;
+                try
+                {
+                    var environment = File.ReadAllText(Path.Combine(folder, "environ")).Split('\0');
+                    if (!File.ReadAllText(Path.Combine(folder, "cmdline")).Contains("SharpTune.Cli.dll")) continue;
+                    if (environment.FirstOrDefault(e => e.StartsWith("OMPI_COMM_WORLD_RANK=", StringComparison.Ordinal)) is not { } rank) continue;
+                    if (!IsDescendant(pid, mpirun)) continue;   // not a rank of another test's job
+                    ranks[int.Parse(rank["OMPI_COMM_WORLD_RANK=".Length..])] = pid;
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }   // ended, or not ours
+            }
+        }
+        return [.. ranks.Values];
+
+        static bool IsDescendant(int pid, int ancestor)
+        {
+            for (int p = pid; p > 1;)
+            {
+                string stat = File.ReadAllText($"/proc/{p}/stat");
+                p = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);   // the parent's id, after the state
+                if (p == ancestor) return true;
+            }
+            return false;
+        }
+    }
+
     /// <summary>The CLI training in a child process, its stdout and stderr lines collected as they come.</summary>
     sealed class Child : IDisposable
     {
@@ -129,9 +203,11 @@ public class StopSignalsTests
         readonly StringBuilder output = new();
 
         public Child(IEnumerable<string> args, int holdAfterStep, string releaseFile)
+            : this(CliProcess.Start(args), holdAfterStep, releaseFile) { }
+
+        public Child(ProcessStartInfo start, int holdAfterStep, string releaseFile)
         {
-            var start = CliProcess.Start(args);
-            start.Environment["SHARPTUNE_FAULT_HOLD_AFTER_STEP"] = $"{holdAfterStep}:{releaseFile}";
+            start.Environment[HoldVariable] = $"{holdAfterStep}:{releaseFile}";
             process = Process.Start(start)!;
             process.OutputDataReceived += (_, e) => Add(e.Data);
             process.ErrorDataReceived += (_, e) => Add(e.Data);
@@ -165,13 +241,15 @@ public class StopSignalsTests
             throw new TimeoutException($"no line '{start}' from the CLI\n{Output}");
         }
 
-        public void Signal(int signal)
+        /// <summary>Sends <paramref name="signal"/> to the CLI, or to the process <paramref name="pid"/> (a rank).</summary>
+        public void Signal(int signal, int? pid = null)
         {
+            int target = pid ?? process.Id;
             // A process started in the background by a shell without job control inherits SIGINT ignored, and keeps it so.
-            string ignored = File.ReadLines($"/proc/{process.Id}/status").Single(l => l.StartsWith("SigIgn:", StringComparison.Ordinal))[7..].Trim();
+            string ignored = File.ReadLines($"/proc/{target}/status").Single(l => l.StartsWith("SigIgn:", StringComparison.Ordinal))[7..].Trim();
             Assert.True((Convert.ToUInt64(ignored, 16) & (1UL << (signal - 1))) == 0,
                 $"signal {signal} is ignored by the CLI's process (inherited from this one): run the tests in the foreground");
-            Assert.Equal(0, kill(process.Id, signal));
+            Assert.Equal(0, kill(target, signal));
         }
 
         public void Kill()
