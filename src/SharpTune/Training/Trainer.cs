@@ -173,8 +173,8 @@ public class Trainer<TExample>
                     checkpoints.Save(model, optimizer, state);
                     foreach (var c in callbacks) c.OnCheckpoint(state);
                 }
-                if (interrupted) throw new TrainingInterruptedException(state, checkpoints?.FolderOf(state));
                 stop |= last;
+                if (interrupted && !stop) throw new TrainingInterruptedException(state, checkpoints?.FolderOf(state));   // a run that ends here ends as usual
                 clock.Restart();
             }
         }

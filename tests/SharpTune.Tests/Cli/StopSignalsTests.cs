@@ -122,6 +122,16 @@ public class StopSignalsTests
         using (RunFolderLock.Acquire(run)) { }
     }
 
+    [Fact]
+    public void The_resume_command_is_the_command_line_with_out_and_resume_in_place_of_its_own_and_quoted_for_a_shell()
+    {
+        var parsed = SharpTune.Cli.Program.CreateRoot().Parse(["train", "--out", "old run", "--lr=3e-3", "--resume", "--train", "it's.csv", "--epochs", "2"]);
+        Assert.Equal("sharptune train --lr 3e-3 --train 'it'\\''s.csv' --epochs 2 --out '/runs/my run' --resume",
+            SharpTune.Cli.Commands.TrainCommand.ResumeCommand(parsed, "/runs/my run"));
+        // The sample run: no options at all.
+        Assert.Equal("sharptune train --out /runs/spam --resume", SharpTune.Cli.Commands.TrainCommand.ResumeCommand(SharpTune.Cli.Program.CreateRoot().Parse(["train"]), "/runs/spam"));
+    }
+
     [MpiFact]
     [Trait("Category", "Mpi")]
     public void Under_mpirun_a_signal_to_one_rank_stops_every_rank_after_the_same_step_and_the_job_resumes_exactly()

@@ -203,6 +203,19 @@ public class TrainerTests
     }
 
     [Fact]
+    public void A_stop_requested_in_the_last_step_lets_the_run_end_as_usual()
+    {
+        var data = ToyData(TaskKind.SingleLabel, 16, seed: 4);
+        var options = new TrainingOptions { Epochs = 1, BatchSize = 8, Seed = 11, LogEverySteps = 1 };
+        using var temp = new TestModels.TempFolder();
+        using var stop = new CancellationTokenSource();
+        using var model = new TaskModel(TestModels.TinyModel(seed: 21), new HeadOptions(TaskKind.SingleLabel, 2));
+        // Asked after step 1 of 2: step 2 is the last, and a run that ends there has nothing to resume.
+        var state = new Trainer(model, options, 0, NoMetrics, [new StopAt(1, stop)]).Train(data, data, new TrainingCheckpoint(temp.File("run")), interrupt: stop.Token);
+        Assert.Equal(2, state.GlobalStep);
+    }
+
+    [Fact]
     public void Same_seed_and_data_give_the_same_losses()
     {
         var data = ToyData(TaskKind.SingleLabel, 30, seed: 6);
