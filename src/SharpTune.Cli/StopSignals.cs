@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using SharpTune.Distributed;
 
 namespace SharpTune.Cli;
 
@@ -22,8 +23,17 @@ sealed class StopSignals : IDisposable
 
     public CancellationToken Token => source.Token;
 
-    /// <summary>The exit code of a run stopped by a signal, as a shell reports a process the signal ended: 130 (SIGINT), 143 (SIGTERM).</summary>
-    public int ExitCode => received is 0 ? CommandRunner.Interrupted : received;
+    /// <summary>
+    /// The exit code of a run stopped by a signal, as a shell reports a process the signal ended: 130 (SIGINT), 143
+    /// (SIGTERM). The ranks of a job agree on it (the highest), so a rank stopped by another's SIGTERM ends with 143 too:
+    /// call it on every rank.
+    /// </summary>
+    public int ExitCode(ICommunicator world)
+    {
+        Span<double> code = [received];
+        if (world.Size > 1) world.AllReduceMax(code);
+        return code[0] is 0 ? CommandRunner.Interrupted : (int)code[0];
+    }
 
     /// <summary>The signal received first, by name; null when none came (another rank of the job was signalled).</summary>
     public string? Name => received switch { CommandRunner.Interrupted => "SIGINT", CommandRunner.Terminated => "SIGTERM", _ => null };

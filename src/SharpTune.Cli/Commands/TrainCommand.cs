@@ -114,7 +114,7 @@ public static class TrainCommand
             ConsoleProgress.Say($"stopped by {signals.Name ?? "a signal to another process of the job"} after step {stopped.State.GlobalStep} of {stopped.State.TotalSteps}; " +
                                 $"checkpoint saved in {stopped.Checkpoint}");
             ConsoleProgress.Say($"to continue: {ResumeCommand(command, run)}");
-            return signals.ExitCode;
+            return signals.ExitCode(SharpTune.Distributed.World.Current);
         }
     }
 
@@ -128,7 +128,7 @@ public static class TrainCommand
         }
         catch (TrainingInterruptedException)
         {
-            return signals.ExitCode;
+            return signals.ExitCode(SharpTune.Distributed.World.Current);
         }
     }
 
