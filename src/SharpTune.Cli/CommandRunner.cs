@@ -10,6 +10,8 @@ public static class CommandRunner
 {
     public const int UserError = 1;
     public const int InternalError = 2;
+    /// <summary>Training stopped by SIGINT (Ctrl-C) or SIGTERM after saving a checkpoint: the codes a shell gives a process those signals end.</summary>
+    public const int Interrupted = 130, Terminated = 143;
 
     public static int Run(Func<int> body)
     {

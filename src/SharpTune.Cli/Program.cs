@@ -10,7 +10,9 @@ public static class Program
     {
         MklDispatch.Ensure();   // before anything loads libtorch
         int code = CreateRoot().Parse(args).Invoke();
-        return SharpTune.Distributed.World.Exit(code);   // under mpirun: MPI_Finalize, or MPI_Abort with a failed rank's code
+        // Under mpirun: MPI_Finalize, or MPI_Abort with a failed rank's code. A run stopped by a signal stopped on every
+        // rank after the same step, so its ranks leave the job normally.
+        return SharpTune.Distributed.World.Exit(code, together: code is CommandRunner.Interrupted or CommandRunner.Terminated);
     }
 
     /// <summary>The command tree. The root is named as the installed tool: RootCommand would take the assembly's name, SharpTune.Cli.</summary>

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Text.Json.Nodes;
 using SharpTune.Training;
 
@@ -27,7 +28,7 @@ public static class TrainCommand
         var command = new Command("train", "Fine-tune a pretrained model on labelled data; with no arguments, minilm on the spam sample.");
         command.Options.Add(Config);
         foreach (var (_, option) in Flags) command.Options.Add(option);
-        command.SetAction(result => CommandRunner.Run(() => Run(Build(result))));
+        command.SetAction(result => CommandRunner.Run(() => Run(Build(result), result)));
         return command;
     }
 
@@ -84,7 +85,7 @@ public static class TrainCommand
         return null;
     }
 
-    static int Run(FineTuneOptions options)
+    static int Run(FineTuneOptions options, ParseResult command)
     {
         // Under mpirun every rank runs this; rank 0 alone prints (a failing rank still prints its error).
         if (!SharpTune.Distributed.World.Current.IsMain) return RunQuietly(options);
@@ -94,19 +95,72 @@ public static class TrainCommand
         ConsoleProgress.Say($"sharptune train: {options.Model}, task {options.Task}, method {options.Method}, data {options.Train} -> {Path.GetFullPath(options.Out)}");
         ConsoleProgress.Say($"lr {options.Training.LearningRate:G4} ({options.Sources.GetValueOrDefault("lr", "default")}), " +
                             $"seed {options.Training.Seed}; every value and its source: {Path.Combine(options.Out, RunConfig.FileName)}");
+        using var signals = new StopSignals(message => Console.Error.WriteLine($"sharptune: {message}"));
         var callbacks = new List<ITrainerCallback> { progress };
         // Fault injection for the crash tests: SIGKILL this process right after the first checkpoint at or past step N.
         if (long.TryParse(Environment.GetEnvironmentVariable(KillAfterCheckpoint.Variable), out long killStep)) callbacks.Add(new KillAfterCheckpoint(killStep));
+        // And for the signal and lock tests: hold the run after step N until a file exists, so signals come at a known step.
+        if (HoldAfterStep.FromEnvironment() is { } hold) callbacks.Add(hold);
         var job = new FineTuneJob(options, ConsoleProgress.Say, callbacks);
-        var summary = progress.Run(() => job.Run());
-        ConsoleProgress.Say(RunReport.Format(summary));
-        return 0;
+        try
+        {
+            var summary = progress.Run(() => job.Run(signals.Token));
+            ConsoleProgress.Say(RunReport.Format(summary));
+            return 0;
+        }
+        catch (TrainingInterruptedException stopped)
+        {
+            string run = Path.GetFullPath(options.Out);
+            ConsoleProgress.Say($"stopped by {signals.Name ?? "a signal to another process of the job"} after step {stopped.State.GlobalStep} of {stopped.State.TotalSteps}; " +
+                                $"checkpoint saved in {stopped.Checkpoint}");
+            ConsoleProgress.Say($"to continue: {ResumeCommand(command, run)}");
+            return signals.ExitCode(SharpTune.Distributed.World.Current);
+        }
     }
 
     static int RunQuietly(FineTuneOptions options)
     {
-        new FineTuneJob(options, _ => { }).Run();
-        return 0;
+        using var signals = new StopSignals(_ => { });
+        try
+        {
+            new FineTuneJob(options, _ => { }).Run(signals.Token);
+            return 0;
+        }
+        catch (TrainingInterruptedException)
+        {
+            return signals.ExitCode(SharpTune.Distributed.World.Current);
+        }
+    }
+
+    /// <summary>This command line with <c>--out RUN --resume</c> in place of any <c>--out</c> and <c>--resume</c> it had.</summary>
+    public static string ResumeCommand(ParseResult command, string run)
+    {
+        var (outFlag, resumeFlag) = (Flags.Single(f => f.Spec.Name == "out").Option, Flags.Single(f => f.Spec.Name == "resume").Option);
+        var words = new List<string> { "sharptune" };
+        var tokens = command.Tokens;
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            var token = tokens[i];
+            bool next = i + 1 < tokens.Count && tokens[i + 1].Type == TokenType.Argument;
+            if (Names(token, outFlag))
+            {
+                if (next) i++;   // its folder
+                continue;
+            }
+            if (Names(token, resumeFlag))
+            {
+                if (next && bool.TryParse(tokens[i + 1].Value, out _)) i++;
+                continue;
+            }
+            words.Add(Quote(token.Value));
+        }
+        words.AddRange(["--out", Quote(run), "--resume"]);
+        return string.Join(' ', words);
+
+        static bool Names(Token token, Option option) => token.Type == TokenType.Option && (token.Value == option.Name || option.Aliases.Contains(token.Value));
+        // As a POSIX shell reads it back.
+        static string Quote(string word) => word.Length > 0 && word.All(c => char.IsAsciiLetterOrDigit(c) || "-_./=:,+@%".Contains(c))
+            ? word : $"'{word.Replace("'", "'\\''")}'";
     }
 }
 
@@ -118,5 +172,21 @@ sealed class KillAfterCheckpoint(long step) : ITrainerCallback
     public void OnCheckpoint(TrainerState state)
     {
         if (state.GlobalStep >= step) System.Diagnostics.Process.GetCurrentProcess().Kill();
+    }
+}
+
+/// <summary>Holds the run after step N until a file exists (two minutes at most): a test's signals then come at a known step.</summary>
+sealed class HoldAfterStep(long step, string releaseFile) : ITrainerCallback
+{
+    /// <summary>"N:FILE".</summary>
+    public const string Variable = "SHARPTUNE_FAULT_HOLD_AFTER_STEP";
+
+    public static HoldAfterStep? FromEnvironment() =>
+        Environment.GetEnvironmentVariable(Variable)?.Split(':', 2) is [var step, var file] && long.TryParse(step, out long n) ? new HoldAfterStep(n, file) : null;
+
+    public void OnStep(StepInfo info)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (info.Step == step && !File.Exists(releaseFile) && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(20);
     }
 }

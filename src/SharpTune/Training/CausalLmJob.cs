@@ -21,13 +21,15 @@ namespace SharpTune.Training;
 /// </summary>
 public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IReadOnlyList<ITrainerCallback>? progress = null)
 {
+    /// <param name="cancel">Stops training after the step under way, with a checkpoint (<see cref="TrainingInterruptedException"/>).</param>
     public RunSummary Run(CancellationToken cancel = default)
     {
         options.Validate();
         string run = Path.GetFullPath(options.Out);
+        var world = World.Current;   // one process, or one rank of an MPI job; rank 0 alone writes
+        using var runLock = world.IsMain ? RunFolderLock.Acquire(run) : null;   // one process trains in a folder at a time
         if (!options.Resume && Directory.Exists(Path.Combine(run, "checkpoints")))
             throw new ArgumentException($"{run} already holds a run; use --resume to continue it or choose another --out");
-        var world = World.Current;   // one process, or one rank of an MPI job; rank 0 alone writes
         int threads = DataParallelJob.ConfigureThreads(options.Threads, world);
         if (DataParallelJob.Describe(world, threads, options.Training.BatchSize) is { } job) say(job);
         if (options.Precision != "fp32")

@@ -75,6 +75,19 @@ public sealed class DataParallel : IDisposable
         gradients.SumOverRanks();
     }
 
+    /// <summary>
+    /// True on every rank when <paramref name="mine"/> is true on any rank: a signal may reach one rank only, or the ranks
+    /// in different steps, and they must still stop after the same step (a rank that stopped alone would leave the others
+    /// waiting in a collective).
+    /// </summary>
+    public bool AnyRank(bool mine)
+    {
+        if (world.Size == 1) return mine;
+        Span<double> flag = [mine ? 1 : 0];
+        world.AllReduceMax(flag);
+        return flag[0] > 0;
+    }
+
     /// <summary>Refuses a checkpoint written by a job of another size: the global batch and the shards follow it.</summary>
     public void CheckResumable(string checkpoint, TrainerState state)
     {

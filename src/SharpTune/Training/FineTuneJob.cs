@@ -27,6 +27,7 @@ public sealed record RunSummary(
 /// </summary>
 public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IReadOnlyList<ITrainerCallback>? progress = null)
 {
+    /// <param name="cancel">Stops training after the step under way, with a checkpoint (<see cref="TrainingInterruptedException"/>).</param>
     public RunSummary Run(CancellationToken cancel = default)
     {
         options.Validate();
@@ -36,6 +37,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         int threads = DataParallelJob.ConfigureThreads(options.Threads, world);
         if (DataParallelJob.Describe(world, threads, options.Training.BatchSize) is { } job) say(job);
         string run = Path.GetFullPath(options.Out);
+        using var runLock = world.IsMain ? RunFolderLock.Acquire(run) : null;   // one process trains in a folder at a time
         if (!options.Resume && Directory.Exists(Path.Combine(run, "checkpoints")))
             throw new ArgumentException($"{run} already holds a run; use --resume to continue it or choose another --out");
         var kind = options.Task switch

@@ -38,7 +38,7 @@ public interface ITrainingObjective<TExample>
 /// <summary>
 /// Fine-tunes a model. One loop, readable top to bottom: forward, loss, backward, clip, step, schedule,
 /// zero-grad; evaluation every N steps and at each epoch end; the best model reported to the callbacks;
-/// early stopping; and a resumable checkpoint at every evaluation.
+/// early stopping; and a resumable checkpoint at every evaluation and when interrupted.
 /// </summary>
 public class Trainer<TExample>
 {
@@ -64,9 +64,14 @@ public class Trainer<TExample>
         return options.MaxSteps ?? perEpoch * options.Epochs;
     }
 
-    /// <summary>Trains; with <paramref name="checkpoints"/> it saves at every evaluation and, with <paramref name="resume"/>, continues from the latest one.</summary>
+    /// <summary>
+    /// Trains; with <paramref name="checkpoints"/> it saves at every evaluation and, with <paramref name="resume"/>, continues
+    /// from the latest one. Once <paramref name="interrupt"/> is cancelled (by a signal, on any rank of a job) the step under
+    /// way finishes, a checkpoint is saved and <see cref="TrainingInterruptedException"/> is thrown; a resume from there ends
+    /// as the uninterrupted run would.
+    /// </summary>
     public TrainerState Train(IReadOnlyList<TExample> train, IReadOnlyList<TExample>? validation,
-        TrainingCheckpoint? checkpoints = null, bool resume = false, CancellationToken cancel = default)
+        TrainingCheckpoint? checkpoints = null, bool resume = false, CancellationToken interrupt = default)
     {
         if (train.Count == 0) throw new ArgumentException("The training data is empty.");
         long totalSteps = TotalSteps(train.Count);
@@ -102,7 +107,6 @@ public class Trainer<TExample>
             var batches = Batcher.TrainingBatches(lengths, parallel.GlobalBatch(options.BatchSize), options.Seed, epoch);
             for (int b = epoch == state.Epoch ? state.BatchInEpoch : 0; b < batches.Count && !stop; b++)
             {
-                cancel.ThrowIfCancellationRequested();
                 // Dropout draws from a generator seeded by the micro-step, so a resumed run sees the same masks.
                 manual_seed(parallel.DropoutSeed(options.Seed, state.MicroStep));
                 double loss = 0;
@@ -144,7 +148,8 @@ public class Trainer<TExample>
                 if (epochEnds) state = state with { Epoch = epoch + 1, BatchInEpoch = 0 };
 
                 bool last = state.GlobalStep >= totalSteps;
-                if (state.GlobalStep % options.LogEverySteps == 0 || last || epochEnds)
+                bool interrupted = parallel.AnyRank(interrupt.IsCancellationRequested);   // every rank stops after the same step
+                if (state.GlobalStep % options.LogEverySteps == 0 || last || epochEnds || interrupted)
                 {
                     double seconds = Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
                     var info = new StepInfo(state.GlobalStep, totalSteps, epoch, lossSinceLog / microSinceLog, learningRate,
@@ -157,8 +162,8 @@ public class Trainer<TExample>
                 }
 
                 bool evalDue = epochEnds || last || (options.EvalEverySteps is { } every && state.GlobalStep % every == 0);
-                if (!evalDue) continue;
-                if (validation is { Count: > 0 })
+                if (!evalDue && !interrupted) continue;
+                if (evalDue && validation is { Count: > 0 })
                 {
                     (state, stop) = Evaluate(state, validation, epochEnds ? "epoch" : last ? "end" : "steps", parallel.World, callbacks);
                     model.train();
@@ -169,6 +174,7 @@ public class Trainer<TExample>
                     foreach (var c in callbacks) c.OnCheckpoint(state);
                 }
                 stop |= last;
+                if (interrupted && !stop) throw new TrainingInterruptedException(state, checkpoints?.FolderOf(state));   // a run that ends here ends as usual
                 clock.Restart();
             }
         }

@@ -25,11 +25,16 @@ public sealed class TrainingCheckpoint
 
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
+    /// <summary>The folder <see cref="Save"/> writes for <paramref name="state"/>.</summary>
+    public string FolderOf(TrainerState state) => Path.Combine(Directory, NameOf(state));
+
+    static string NameOf(TrainerState state) => $"step-{state.GlobalStep:D8}";
+
     public string Save(nn.Module model, optim.Optimizer optimizer, TrainerState state)
     {
         System.IO.Directory.CreateDirectory(Directory);
-        string name = $"step-{state.GlobalStep:D8}";
-        string final = Path.Combine(Directory, name);
+        string name = NameOf(state);
+        string final = FolderOf(state);
         string temporary = Path.Combine(Directory, $".{name}.{Guid.NewGuid():N}.tmp");
         System.IO.Directory.CreateDirectory(temporary);
         try

@@ -152,6 +152,69 @@ public class TrainerTests
         Tolerances.AssertClose(alone.Losses.Select(l => l.Loss).ToArray(), combined.Select(l => l.Loss).ToArray(), Tolerances.Rounding, "losses by step");
     }
 
+    /// <summary>Asks the trainer to stop (as a signal does) once step <c>At</c> was logged.</summary>
+    sealed class StopAt(long at, CancellationTokenSource stop) : ITrainerCallback
+    {
+        public void OnStep(StepInfo step)
+        {
+            if (step.Step == at) stop.Cancel();
+        }
+    }
+
+    [Fact]
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
+    public void A_stop_request_saves_a_checkpoint_after_the_next_step_and_the_resumed_run_ends_as_one_left_alone()
+    {
+        var data = ToyData(TaskKind.SingleLabel, 45, seed: 4);
+        var validation = ToyData(TaskKind.SingleLabel, 10, seed: 5);
+        var options = new TrainingOptions { Epochs = 2, BatchSize = 8, LearningRate = 1e-3, Seed = 11, LogEverySteps = 1, EvalEverySteps = 4 };
+        TaskModel Fresh() => new(TestModels.TinyModel(seed: 21), new HeadOptions(TaskKind.SingleLabel, 2));
+
+        using var temp = new TestModels.TempFolder();
+        var alone = new LossRecorder();
+        TrainerState whole;
+        using (var model = Fresh())
+            whole = new Trainer(model, options, 0, NoMetrics, [alone]).Train(data, validation, new TrainingCheckpoint(temp.File("alone")));
+
+        // 6 steps an epoch, evaluations at steps 4, 6, 8 and 12. Asked once step 4 was logged: step 5 (no evaluation due)
+        // is the first to see it, and the last to run.
+        var first = new LossRecorder();
+        var store = new TrainingCheckpoint(temp.File("stopped"));
+        using var stop = new CancellationTokenSource();
+        TrainingInterruptedException stopped;
+        using (var model = Fresh())
+            stopped = Assert.Throws<TrainingInterruptedException>(() =>
+                new Trainer(model, options, 0, NoMetrics, [first, new StopAt(4, stop)]).Train(data, validation, store, interrupt: stop.Token));
+        Assert.Equal(5, stopped.State.GlobalStep);
+        Assert.Equal(store.Latest(), stopped.Checkpoint);
+        Assert.EndsWith("step-00000005", stopped.Checkpoint);
+        Assert.Equal(5, first.Losses.Count);
+
+        var second = new LossRecorder();
+        TrainerState resumed;
+        using (var model = Fresh())
+            resumed = new Trainer(model, options, 0, NoMetrics, [second]).Train(data, validation, store, resume: true);
+
+        var combined = first.Losses.Concat(second.Losses).ToList();
+        Assert.Equal(alone.Losses.Select(l => l.Step), combined.Select(l => l.Step));
+        Tolerances.AssertClose(alone.Losses.Select(l => l.Loss).ToArray(), combined.Select(l => l.Loss).ToArray(), Tolerances.Rounding, "losses by step");
+        Assert.Equal(whole.BestStep, resumed.BestStep);
+        Assert.Equal(whole.BestMetric!.Value, resumed.BestMetric!.Value, 6);
+    }
+
+    [Fact]
+    public void A_stop_requested_in_the_last_step_lets_the_run_end_as_usual()
+    {
+        var data = ToyData(TaskKind.SingleLabel, 16, seed: 4);
+        var options = new TrainingOptions { Epochs = 1, BatchSize = 8, Seed = 11, LogEverySteps = 1 };
+        using var temp = new TestModels.TempFolder();
+        using var stop = new CancellationTokenSource();
+        using var model = new TaskModel(TestModels.TinyModel(seed: 21), new HeadOptions(TaskKind.SingleLabel, 2));
+        // Asked after step 1 of 2: step 2 is the last, and a run that ends there has nothing to resume.
+        var state = new Trainer(model, options, 0, NoMetrics, [new StopAt(1, stop)]).Train(data, data, new TrainingCheckpoint(temp.File("run")), interrupt: stop.Token);
+        Assert.Equal(2, state.GlobalStep);
+    }
+
     [Fact]
     public void Same_seed_and_data_give_the_same_losses()
     {
