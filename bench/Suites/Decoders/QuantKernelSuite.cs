@@ -115,21 +115,22 @@ public sealed unsafe class QuantKernelSuite : IBenchSuite
         };
     }
 
-    // Best of repeated calls for at least 0.3 s (after a warm-up call), by the wall clock or this thread's CPU time.
+    // Best wall time of repeated calls for at least 0.3 s (after a warm-up call); or, by this thread's CPU time, the
+    // mean over those calls (the CPU clock is not preempted, and its mean is immune to the clock's granularity).
     static double Best(Action action, bool ThreadSeconds)
     {
         action();
-        double best = double.MaxValue, spent = 0;
-        for (int i = 0; i < 3 || spent < 0.3; i++)
+        double best = double.MaxValue, spent = 0, cpuStart = ThreadCpuSeconds();
+        int calls = 0;
+        for (; calls < 3 || spent < 0.3; calls++)
         {
             long start = Stopwatch.GetTimestamp();
-            double cpu = ThreadCpuSeconds();
             action();
-            double s = ThreadSeconds ? ThreadCpuSeconds() - cpu : Stopwatch.GetElapsedTime(start).TotalSeconds;
+            double s = Stopwatch.GetElapsedTime(start).TotalSeconds;
             best = Math.Min(best, s);
-            spent += Stopwatch.GetElapsedTime(start).TotalSeconds;
+            spent += s;
         }
-        return best;
+        return ThreadSeconds ? (ThreadCpuSeconds() - cpuStart) / calls : best;
     }
 
     [StructLayout(LayoutKind.Sequential)]
