@@ -14,6 +14,8 @@ namespace SharpTune.Quantization;
 unsafe struct Q8Row
 {
     public float* X;
+    /// <summary>For F16 weights on AVX-512: X with each 32 values reordered as the 16 even ones, then the 16 odd ones.</summary>
+    public float* XPairs;
     public sbyte* Qs;
     public float* D;
     public float* Sum;
@@ -30,12 +32,13 @@ static unsafe class ActivationQuantizer
     /// n rows of <paramref name="columns"/> values at x, rounded to blocks of <paramref name="block"/> (32 or 256; 1: fp32
     /// kept). With <paramref name="splitHalves"/> (32-blocks for <see cref="Avx512Dots"/>), each group of four whole
     /// blocks holds the four first halves (16 values each), then the four second halves; the last blocks, fewer than
-    /// four, stay in order.
+    /// four, stay in order. With <paramref name="evenOdd"/> (F16 on AVX-512, block 1) the fp32 row is also kept with each 32
+    /// values as the even ones, then the odd ones (<see cref="Q8Row.XPairs"/>).
     /// </summary>
-    public static Q8Row* Prepare(float* x, int n, int columns, int block, bool splitHalves = false)
+    public static Q8Row* Prepare(float* x, int n, int columns, int block, bool splitHalves = false, bool evenOdd = false)
     {
         int blocks = block > 1 ? columns / block : 0;
-        long perRow = block > 1 ? columns + 4L * blocks * 2 + 2L * (columns / 16) + 16 : 0;
+        long perRow = block > 1 ? columns + 4L * blocks * 2 + 2L * (columns / 16) + 16 : evenOdd ? 4L * columns + 64 : 0;
         byte* memory = Scratch(sizeof(Q8Row) * (long)n + perRow * n + 64);
         var rows = (Q8Row*)memory;
         byte* next = memory + ((sizeof(Q8Row) * n + 63) & ~63);
@@ -43,6 +46,18 @@ static unsafe class ActivationQuantizer
         {
             var row = &rows[i];
             row->X = x + (long)i * columns;
+            if (evenOdd)
+            {
+                row->XPairs = (float*)next;
+                next += 4L * columns + 64;
+                next = (byte*)(((nint)next + 63) & ~(nint)63);
+                for (int c = 0; c + 32 <= columns; c += 32)
+                    for (int j = 0; j < 16; j++)
+                    {
+                        row->XPairs[c + j] = row->X[c + 2 * j];
+                        row->XPairs[c + 16 + j] = row->X[c + 2 * j + 1];
+                    }
+            }
             if (block == 1) continue;
             row->Qs = (sbyte*)next; next += columns;
             row->D = (float*)next; next += 4L * blocks;

@@ -19,7 +19,37 @@ static unsafe class FloatDots
 
     public static float F32Avx512(byte* w, Q8Row* a, int columns) => Avx512Dot<F32Reader>(w, a->X, columns);
 
-    public static float F16Avx512(byte* w, Q8Row* a, int columns) => Avx512Dot<F16Reader>(w, a->X, columns);
+    /// <summary>
+    /// F16 on AVX-512 without widening loads: 32 halves in one load, the even ones shifted into the upper half of each
+    /// 32-bit lane and the odd ones masked there, each then widened in place against the activation reordered to
+    /// match (<see cref="Q8Row.XPairs"/>). In the upper half, an arithmetic shift by 3 puts the magnitude where an fp32's
+    /// magnitude bits go (2^-112 times the value, normal or subnormal, rescaled exactly by one multiply) and copies the
+    /// sign over bits 28..31, of which the mask keeps bit 31; infinities and NaN get the all-ones exponent back.
+    /// </summary>
+    public static float F16Avx512(byte* w, Q8Row* a, int columns)
+    {
+        Vector512<float> a0 = default, a1 = default;
+        float* xp = a->XPairs;
+        int c = 0;
+        for (; c + 32 <= columns; c += 32)
+        {
+            var v = Avx512F.LoadVector512((int*)(w + 2 * c));
+            a0 = Avx512F.FusedMultiplyAdd(Widen(Avx512F.ShiftLeftLogical(v, 16)), Avx512F.LoadVector512(xp + c), a0);
+            a1 = Avx512F.FusedMultiplyAdd(Widen(v & Vector512.Create(unchecked((int)0xFFFF0000))), Avx512F.LoadVector512(xp + c + 16), a1);
+        }
+        float sum = Vector512.Sum(a0 + a1);
+        for (; c < columns; c++) sum += Fp16.Table[((ushort*)w)[c]] * a->X[c];
+        return sum;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector512<float> Widen(Vector512<int> upper)
+        {
+            var bits = Avx512F.ShiftRightArithmetic(upper, 3) & Vector512.Create(unchecked((int)0x8FFFFFFF));
+            var value = bits.AsSingle() * Vector512.Create(5.192296858534828e33f); // 2^112
+            var special = Vector512.Equals(bits & Vector512.Create(0x0F800000), Vector512.Create(0x0F800000));
+            return (value.AsInt32() | (special & Vector512.Create(0x7F800000))).AsSingle();
+        }
+    }
 
     public static float BF16Avx512(byte* w, Q8Row* a, int columns) => Avx512Dot<Bf16Reader>(w, a->X, columns);
 
@@ -27,11 +57,16 @@ static unsafe class FloatDots
     {
         static abstract int Bytes { get; }
         static abstract Vector256<float> Read8(byte* p);
-        static abstract Vector512<float> Read16(byte* p);
         static abstract float Read(byte* p);
     }
 
-    struct F32Reader : IReader
+    // F16 has its own AVX-512 loop (F16Avx512); F32 and BF16 share this one.
+    interface IReader512 : IReader
+    {
+        static abstract Vector512<float> Read16(byte* p);
+    }
+
+    struct F32Reader : IReader512
     {
         public static int Bytes => 4;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -41,7 +76,7 @@ static unsafe class FloatDots
         public static float Read(byte* p) => *(float*)p;
     }
 
-    struct Bf16Reader : IReader
+    struct Bf16Reader : IReader512
     {
         public static int Bytes => 2;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -59,21 +94,6 @@ static unsafe class FloatDots
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Read8(byte* p) => HalfToSingle(Avx2.ConvertToVector256Int32((ushort*)p));
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Read16(byte* p)
-        {
-            // Fewer operations than the AVX2 way, for the hot F16 loop: the magnitude bits shifted into place are 2^-112
-            // times the value, normal or subnormal, so one multiply rescales both exactly (denormal operands are exact
-            // unless a library set MXCSR's denormals-are-zero, which nothing in this process does); infinities and NaN
-            // get the all-ones exponent back; the sign is or-ed in.
-            var h = Avx512F.ConvertToVector512Int32(Avx.LoadVector256((ushort*)p));
-            var magnitude = h & Vector512.Create(0x7FFF);
-            var value = Avx512F.ShiftLeftLogical(magnitude, 13).AsSingle() * Vector512.Create(5.192296858534828e33f); // 2^112
-            var special = Vector512.GreaterThan(magnitude, Vector512.Create(0x7BFF));
-            var bits = value.AsInt32() | (special & Vector512.Create(0x7F800000)) | Avx512F.ShiftLeftLogical(h & Vector512.Create(0x8000), 16);
-            return bits.AsSingle();
-        }
 
         public static float Read(byte* p) => Fp16.Table[*(ushort*)p];
     }
@@ -107,7 +127,7 @@ static unsafe class FloatDots
         return sum;
     }
 
-    static float Avx512Dot<T>(byte* w, float* x, int columns) where T : struct, IReader
+    static float Avx512Dot<T>(byte* w, float* x, int columns) where T : struct, IReader512
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int c = 0;

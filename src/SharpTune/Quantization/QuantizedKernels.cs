@@ -61,7 +61,8 @@ public static unsafe class QuantizedKernels
         var job = new MatMulJob
         {
             W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, Columns = w.Columns, N = n, Y = y,
-            Acts = ActivationQuantizer.Prepare(x, n, w.Columns, block, splitHalves: SplitsHalves(w.Type, path)),
+            Acts = ActivationQuantizer.Prepare(x, n, w.Columns, block, splitHalves: SplitsHalves(w.Type, path),
+                evenOdd: path == KernelPath.Avx512 && w.Type == GgufTensorType.F16),
             Dot = Dot(w.Type, path),
         };
         int threads = Math.Max(1, Threads);
