@@ -42,6 +42,8 @@ public static class EvalCommand
     {
         if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
         var rows = ReadRows(data);
+        // A text is rarely as long as the context: the estimate takes 1,024 tokens unless --window says more.
+        LanguageModelMemory.EnsureFits(modelSpec, dtype, "eval", 1, window ?? 1024);
         using var lm = LanguageModelFolder.Load(modelSpec, dtype);
         var result = LanguageModelEvaluation.Score(lm, rows, window, stride);
         Console.WriteLine($"evaluated {result.Examples} rows of {data}: {result.Tokens:N0} predicted tokens ({result.Counted})" +

@@ -56,6 +56,7 @@ public static class ExportCommand
         // A fine-tuned language model (a run folder, its best/ or final/) exports with its base's tokenizer; a plain one is its own base.
         string? fineTuned = LanguageModelFolder.Resolve(model);
         var source = DecoderSource.Open(fineTuned is null ? model : LanguageModelFolder.BaseModel(fineTuned));
+        ModelMemory.Check(model, TorchSharp.torch.ScalarType.Float32, "export", 1, 1);
         using var loaded = LanguageModelFolder.Load(model);
         var result = format switch
         {

@@ -4,6 +4,9 @@ using System.Globalization;
 using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Native;
+using SharpTune.Checkpoints;
+using SharpTune.Models.Memory;
+using SharpTune.Training;
 using static TorchSharp.torch;
 
 namespace SharpTune.Cli.Commands;
@@ -70,7 +73,13 @@ public static class InfoCommand
     static int RunLanguageModel(FoundLanguageModel found)
     {
         string spec = found.Spec;
-        using var lm = LanguageModelFolder.Load(found);
+        // What it takes, from the header or config alone, before a weight is read; a model too big for fp32 is shown in bf16.
+        var (shape, fp32Bytes) = LanguageModelMemory.Weights(found, ScalarType.Float32);
+        foreach (var line in MemoryLines(found, shape)) Console.WriteLine(line);
+        var dtype = LanguageModelMemory.Inference(found, ScalarType.Float32).Total <= AvailableMemory.Current().Bytes ? ScalarType.Float32 : ScalarType.BFloat16;
+        LanguageModelMemory.EnsureFits(found, dtype, "info (it loads the weights to describe them)");
+        using var lm = LanguageModelFolder.Load(found, dtype);
+        if (dtype != ScalarType.Float32) Console.WriteLine($"note           loaded in bf16: {ByteSize.Format(fp32Bytes)} of fp32 weights would not fit");
         var i = lm.Model.Info;
         long parameters = lm.Model.Module.parameters().Sum(p => p.numel());
         Console.WriteLine($"model          {spec}");
@@ -87,6 +96,20 @@ public static class InfoCommand
         return 0;
 
         string Describe(int? id) => id is { } v ? $"{v} {lm.Tokenizer.IdToToken(v)}" : "none";
+    }
+
+    /// <summary>The memory estimates <c>info</c> prints: inference in fp32 and bf16, a LoRA step as the README runs one, what is available.</summary>
+    internal static IEnumerable<string> MemoryLines(FoundLanguageModel found, IBackboneShape shape)
+    {
+        long Weights(ScalarType dtype) => LanguageModelMemory.Weights(found, dtype).WeightBytes;
+        var fp32 = LanguageModelMemory.Inference(found, ScalarType.Float32);
+        var bf16 = LanguageModelMemory.Inference(found, ScalarType.BFloat16);
+        var lora = RunResources.LoraStep(shape, Weights, 4, 512, saving: false);
+        var saving = RunResources.LoraStep(shape, Weights, 4, 512, saving: true);
+        yield return $"memory         inference (512 tokens): about {ByteSize.Format(fp32.Total)} in fp32 ({fp32}); {ByteSize.Format(bf16.Total)} with --dtype bf16";
+        yield return $"               LoRA step (r 8, default targets, 4 x 512 tokens): about {ByteSize.Format(lora.Total)} ({lora}); " +
+                     $"{ByteSize.Format(saving.Total)} with --base-dtype bf16 --gradient-checkpointing ({saving})";
+        yield return $"               {AvailableMemory.Current()}";
     }
 
     static int CountLines(byte[] text)

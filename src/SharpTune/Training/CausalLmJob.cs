@@ -7,6 +7,7 @@ using SharpTune.ModelFolders;
 using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Memory;
 using SharpTune.Peft;
 using SharpTune.Peft.BitFit;
 using static TorchSharp.torch;
@@ -60,6 +61,8 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
             maxLength = available;
             say($"max length {maxLength} tokens: the model's context");
         }
+        RunResources.Check(options, shape, dtype => MemoryEstimator.WeightBytes(baseModel, shape, dtype),
+            options.BaseDtype == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32, method, freeze, maxLength, world.IsMain, say);
 
         // 2. Model with the method built in. A bf16 base is read straight into bf16 parameters (the fp32 copy would
         // need twice the base's bytes at load); only what trains is then given back fp32.
