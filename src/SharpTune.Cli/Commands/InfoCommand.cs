@@ -64,6 +64,13 @@ public static class InfoCommand
         Console.WriteLine($"parameters     {encoder.ParameterCount:N0}");
         Console.WriteLine($"vocabulary     {vocabEntries:N0} WordPiece entries ({(encoder.LowerCase ? "uncased" : "cased")}); config vocab_size {c.VocabSize:N0}");
         Console.WriteLine($"weights from   {encoder.Source}");
+        long Weights(ScalarType dtype) => MemoryEstimator.WeightBytes(c, dtype);
+        var inference = MemoryEstimator.Inference(c, Weights(ScalarType.Float32), ScalarType.Float32, 32, 128);
+        var full = RunResources.Estimate(new FineTuneOptions { Training = new TrainingOptions { BatchSize = 16 } }, c, Weights,
+            ScalarType.Float32, null, FreezePolicy.Full, 128);
+        var lora = RunResources.LoraStep(c, Weights, 16, 128, saving: false);
+        Console.WriteLine($"memory         inference (32 x 128 tokens): about {ByteSize.Format(inference.Total)}; training step at 16 x 128 tokens: " +
+                          $"full fine-tuning about {ByteSize.Format(full.Total)} ({full}), LoRA about {ByteSize.Format(lora.Total)}; {AvailableMemory.Current()}");
         foreach (var note in encoder.Notes) Console.WriteLine($"note           {note}");
         foreach (var line in NativeLines()) Console.WriteLine(line);
         return 0;

@@ -49,6 +49,25 @@ public class MemoryEstimatorTests
     }
 
     [Fact]
+    public void A_Qwen2_5_7B_generating_in_bf16_is_estimated_near_its_measured_15_3_GiB_and_fp32_past_24_GiB()
+    {
+        // The measurement: a Qwen2.5-7B-shaped Q4_0 GGUF grew past 24 GiB in fp32 and was killed; bf16 peaked at 15.3 GiB.
+        var json = new JsonObject
+        {
+            ["model_type"] = "qwen2", ["hidden_size"] = 3584, ["intermediate_size"] = 18944, ["num_hidden_layers"] = 28,
+            ["num_attention_heads"] = 28, ["num_key_value_heads"] = 4, ["vocab_size"] = 152064, ["max_position_embeddings"] = 32768,
+            ["tie_word_embeddings"] = false,
+        };
+        var shape = DecoderFamilies.ForConfig(json, "qwen2.5-7b").ParseConfig(json, "qwen2.5-7b");
+        Assert.Equal(7_615_616_512, MemoryEstimator.ParameterCount(shape));
+        var bf16 = MemoryEstimator.Inference(shape, MemoryEstimator.WeightBytes(shape, ScalarType.BFloat16), ScalarType.BFloat16, 1, 512 + 128);
+        double measured = 15.3 * (1L << 30);
+        Assert.True(Math.Abs(bf16.Total / measured - 1) < 0.06, $"{bf16}: {bf16.Total / measured:F3} of the measured peak");
+        var fp32 = MemoryEstimator.Inference(shape, MemoryEstimator.WeightBytes(shape, ScalarType.Float32), ScalarType.Float32, 1, 512 + 128);
+        Assert.True(fp32.Total > 24L << 30, fp32.ToString());
+    }
+
+    [Fact]
     public void Qwen2_5_0_5B_has_its_published_parameter_count() =>
         Assert.Equal(494_032_768, MemoryEstimator.ParameterCount(Qwen05B()));
 
