@@ -76,6 +76,7 @@ public static class EvalCommand
     static int Run(string modelFolder, string data, string? output, DataReading reading)
     {
         if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
+        TaskModelMemory.EnsureFits(modelFolder, "eval");
         using var predictor = new Predictor(modelFolder);
         var (metrics, report, count, skipped) = predictor.Evaluate(data, reading);
         Console.WriteLine($"evaluated {count} examples of {data}{(skipped.Count > 0 ? $" ({skipped.Count} bad rows skipped)" : "")}");

@@ -72,6 +72,16 @@ public class ResourceCliTests
     }
 
     [Fact]
+    public void Eval_and_predict_refuse_a_task_model_that_would_not_fit()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = CliHarness.TinyModelFolder(temp), data = CliHarness.ToyCsv(temp, "test.csv", 4, 1);
+        var env = new Dictionary<string, string> { [AvailableMemory.Variable] = "1M" };
+        AssertRefused(Run(env, "eval", "--model", model, "--data", data), "error: not enough memory for eval with");
+        AssertRefused(Run(env, "predict", "--model", model, "--data", data), "error: not enough memory for predict with");
+    }
+
+    [Fact]
     public void A_run_folder_without_room_for_a_checkpoint_is_refused_at_the_start()
     {
         using var temp = new TestModels.TempFolder();
