@@ -36,7 +36,7 @@ public static class ChatCommand
     static int Run(ParseResult result)
     {
         var dtype = GenerateCommand.ParseDType(result.GetValue(DType)!);
-        ModelMemory.Check(result.GetValue(Model)!, dtype, "chat", 1, 2048 + result.GetValue(MaxNewTokens));
+        ModelMemory.Check(result.GetValue(Model)!, dtype, "chat", 1, 512 + result.GetValue(MaxNewTokens));
         var loading = Stopwatch.StartNew();
         using var lm = LanguageModelFolder.Load(result.GetValue(Model)!, dtype, result.GetValue(Template));
         double? loadSeconds = loading.Elapsed.TotalSeconds;

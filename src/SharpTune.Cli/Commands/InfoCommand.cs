@@ -80,11 +80,23 @@ public static class InfoCommand
     static int RunLanguageModel(FoundLanguageModel found)
     {
         string spec = found.Spec;
-        // What it takes, from the header or config alone, before a weight is read; a model too big for fp32 is shown in bf16.
+        // What it takes, from the header or config alone, before a weight is read; a model too big for fp32 is loaded in bf16.
         var (shape, fp32Bytes) = LanguageModelMemory.Weights(found, ScalarType.Float32);
-        foreach (var line in MemoryLines(found, shape)) Console.WriteLine(line);
-        var dtype = LanguageModelMemory.Inference(found, ScalarType.Float32).Total <= AvailableMemory.Current().Bytes ? ScalarType.Float32 : ScalarType.BFloat16;
-        LanguageModelMemory.EnsureFits(found, dtype, "info (it loads the weights to describe them)");
+        long bf16Bytes = LanguageModelMemory.Weights(found, ScalarType.BFloat16).WeightBytes;
+        long Weights(ScalarType dtype) => dtype == ScalarType.Float32 ? fp32Bytes : bf16Bytes;
+        int tokens = Math.Min(512, shape.MaxPositions);
+        var fp32 = MemoryEstimator.Inference(shape, fp32Bytes, ScalarType.Float32, 1, tokens);
+        var bf16 = MemoryEstimator.Inference(shape, bf16Bytes, ScalarType.BFloat16, 1, tokens);
+        var lora = RunResources.LoraStep(shape, Weights, 4, tokens, saving: false);
+        var saving = RunResources.LoraStep(shape, Weights, 4, tokens, saving: true);
+        var available = AvailableMemory.Current();
+        Console.WriteLine($"memory         inference ({tokens} tokens): about {ByteSize.Format(fp32.Total)} in fp32 ({fp32}); {ByteSize.Format(bf16.Total)} with --dtype bf16");
+        Console.WriteLine($"               LoRA step (r 8, default targets, 4 x {tokens} tokens): about {ByteSize.Format(lora.Total)} ({lora}); " +
+                          $"{ByteSize.Format(saving.Total)} with --base-dtype bf16 --gradient-checkpointing ({saving})");
+        Console.WriteLine($"               {available}");
+        var dtype = fp32.Total <= available.Bytes ? ScalarType.Float32 : ScalarType.BFloat16;
+        (dtype == ScalarType.Float32 ? fp32 : bf16).EnsureFits(available, $"info with {spec} in {(dtype == ScalarType.Float32 ? "fp32" : "bf16")} (it loads the weights to describe them)",
+            dtype == ScalarType.Float32 ? [] : ["nothing smaller: info loads in bf16 at the least"]);
         using var lm = LanguageModelFolder.Load(found, dtype);
         if (dtype != ScalarType.Float32) Console.WriteLine($"note           loaded in bf16: {ByteSize.Format(fp32Bytes)} of fp32 weights would not fit");
         var i = lm.Model.Info;
@@ -103,20 +115,6 @@ public static class InfoCommand
         return 0;
 
         string Describe(int? id) => id is { } v ? $"{v} {lm.Tokenizer.IdToToken(v)}" : "none";
-    }
-
-    /// <summary>The memory estimates <c>info</c> prints: inference in fp32 and bf16, a LoRA step as the README runs one, what is available.</summary>
-    internal static IEnumerable<string> MemoryLines(FoundLanguageModel found, IBackboneShape shape)
-    {
-        long Weights(ScalarType dtype) => LanguageModelMemory.Weights(found, dtype).WeightBytes;
-        var fp32 = LanguageModelMemory.Inference(found, ScalarType.Float32);
-        var bf16 = LanguageModelMemory.Inference(found, ScalarType.BFloat16);
-        var lora = RunResources.LoraStep(shape, Weights, 4, 512, saving: false);
-        var saving = RunResources.LoraStep(shape, Weights, 4, 512, saving: true);
-        yield return $"memory         inference (512 tokens): about {ByteSize.Format(fp32.Total)} in fp32 ({fp32}); {ByteSize.Format(bf16.Total)} with --dtype bf16";
-        yield return $"               LoRA step (r 8, default targets, 4 x 512 tokens): about {ByteSize.Format(lora.Total)} ({lora}); " +
-                     $"{ByteSize.Format(saving.Total)} with --base-dtype bf16 --gradient-checkpointing ({saving})";
-        yield return $"               {AvailableMemory.Current()}";
     }
 
     static int CountLines(byte[] text)

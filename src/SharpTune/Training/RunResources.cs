@@ -24,6 +24,9 @@ public static class RunResources
     public static void Check(FineTuneOptions options, IBackboneShape shape, Func<ScalarType, long> weightBytes, ScalarType baseDtype,
         IPeftMethod? method, FreezePolicy? freeze, int maxLength, bool writes, Action<string> say, MemoryAvailability? available = null)
     {
+        var known = new Dictionary<ScalarType, long>();
+        var given = weightBytes;
+        weightBytes = dtype => known.TryGetValue(dtype, out long bytes) ? bytes : known[dtype] = given(dtype);   // a GGUF header is read once per dtype
         var estimate = Estimate(options, shape, weightBytes, baseDtype, method, freeze, maxLength);
         available ??= AvailableMemory.Current();
         estimate.EnsureFits(available, $"training {options.Model} with --method {options.Method} at --batch-size {options.Training.BatchSize} " +
