@@ -23,6 +23,8 @@ public static class LanguageModelMemory
     public static MemoryEstimate Inference(FoundLanguageModel found, ScalarType dtype, int batch = 1, int tokens = 512)
     {
         var (shape, bytes) = Weights(found, dtype);
+        // A fully fine-tuned model's folder is loaded while its base (which gives the tokenizer) is held: both weights at once.
+        if (found.FineTuned is { } folder && !Directory.Exists(Path.Combine(folder, LanguageModelFolder.AdapterFolder))) bytes *= 2;
         return MemoryEstimator.Inference(shape, bytes, dtype, batch, Math.Min(tokens, shape.MaxPositions));
     }
 
