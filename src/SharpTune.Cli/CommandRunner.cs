@@ -1,4 +1,6 @@
 using System.Text.Json;
+using SharpTune.Checkpoints;
+using SharpTune.Models.Memory;
 
 namespace SharpTune.Cli;
 
@@ -24,6 +26,11 @@ public static class CommandRunner
             Console.Error.WriteLine($"error: {e.Message}");
             return UserError;
         }
+        catch (IOException e) when (DiskSpace.IsDiskFull(e))
+        {
+            Console.Error.WriteLine($"error: no space left on device: {e.Message}");
+            return UserError;
+        }
         catch (Exception e)
         {
             Console.Error.WriteLine($"internal error: {e.GetType().Name}: {e.Message}");
@@ -35,5 +42,6 @@ public static class CommandRunner
 
     static bool IsUserError(Exception e) =>
         e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or FormatException or ArgumentException
-            or JsonException or UnauthorizedAccessException or NotSupportedException;
+            or JsonException or UnauthorizedAccessException or NotSupportedException
+            or NotEnoughMemoryException or DiskFullException;   // the machine lacks room: said with the numbers and what would fit
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using SharpTune.ModelFolders;
 using System.CommandLine;
 using SharpTune.Generation;
@@ -22,18 +23,24 @@ public static class ChatCommand
     static readonly Option<double> TopP = new("--top-p") { Description = "Nucleus sampling (default 0.9)", DefaultValueFactory = _ => 0.9 };
     static readonly Option<long> Seed = new("--seed") { Description = "Seed of the sampling (default 42)", DefaultValueFactory = _ => 42L };
     static readonly Option<string> DType = new("--dtype") { Description = GenerateCommand.DTypeHelp, DefaultValueFactory = _ => "stored" };
+    static readonly Option<bool> Quiet = new("--quiet", "-q") { Description = "No model line or speed figures (load time, prompt and generation tokens/s) on stderr" };
 
     public static Command Create()
     {
         var command = new Command("chat", "Chat with a decoder language model, using its chat template.")
-            { Model, System, Template, MaxNewTokens, Greedy, Temperature, TopP, Seed, DType };
+            { Model, System, Template, MaxNewTokens, Greedy, Temperature, TopP, Seed, DType, Quiet };
         command.SetAction(result => CommandRunner.Run(() => Run(result)));
         return command;
     }
 
     static int Run(ParseResult result)
     {
-        using var lm = LanguageModelFolder.Load(result.GetValue(Model)!, GenerateCommand.ParseDType(result.GetValue(DType)!), result.GetValue(Template));
+        var dtype = GenerateCommand.ParseDType(result.GetValue(DType)!);
+        ModelMemory.Check(result.GetValue(Model)!, dtype, "chat", 1, 512 + result.GetValue(MaxNewTokens));
+        var loading = Stopwatch.StartNew();
+        using var lm = LanguageModelFolder.Load(result.GetValue(Model)!, dtype, result.GetValue(Template));
+        double? loadSeconds = loading.Elapsed.TotalSeconds;
+        var diagnostics = result.GetValue(Quiet) ? TextWriter.Null : Console.Error;
         if (lm.Template is null)
             throw new ArgumentException($"{result.GetValue(Model)} has no chat template (a run folder: it was trained without one); give one with --chat-template FILE");
         var options = new GenerationOptions
@@ -44,7 +51,7 @@ public static class ChatCommand
         var history = new List<ChatMessage>();
         if (result.GetValue(System) is { } system) history.Add(new ChatMessage("system", system));
         int opening = history.Count;
-        Console.Error.WriteLine($"model: {lm.Source}; chat template: {lm.Template.Source}. /reset starts over, /exit leaves.");
+        diagnostics.WriteLine($"model: {lm.Source}; chat template: {lm.Template.Source}. /reset starts over, /exit leaves.");
         int turn = 0;
         while (true)
         {
@@ -64,6 +71,8 @@ public static class ChatCommand
             };
             var reply = generator.Generate([ids]).Single();
             Console.WriteLine(stream.Flush());
+            diagnostics.WriteLine($"[{GenerateCommand.SpeedLine(loadSeconds, generator.LastTiming)}]");
+            loadSeconds = null;   // the load time goes with the first reply only
             history.Add(new ChatMessage("assistant", lm.Tokenizer.Decode(reply.TokenIds, skipSpecialTokens: true)));
         }
         return 0;

@@ -44,6 +44,8 @@ public static class EvalCommand
     {
         if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
         var rows = ReadRows(data);
+        // A text is rarely as long as the context: the estimate takes 1,024 tokens unless --window says more.
+        LanguageModelMemory.EnsureFits(modelSpec, dtype, "eval", 1, window ?? 1024);
         using var lm = LanguageModelFolder.Load(modelSpec, dtype, chatTemplate);
         if (rows.Any(r => r.Messages is not null))
             Console.WriteLine(lm.Template is null ? "chat rows written as 'User: ...' / 'Assistant: ...' lines: the model has no chat template"
@@ -79,6 +81,7 @@ public static class EvalCommand
     static int Run(string modelFolder, string data, string? output, DataReading reading)
     {
         if (!File.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist", data);
+        TaskModelMemory.EnsureFits(modelFolder, "eval");
         using var predictor = new Predictor(modelFolder);
         var (metrics, report, count, skipped) = predictor.Evaluate(data, reading);
         Console.WriteLine($"evaluated {count} examples of {data}{(skipped.Count > 0 ? $" ({skipped.Count} bad rows skipped)" : "")}");

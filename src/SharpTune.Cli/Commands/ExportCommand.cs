@@ -62,6 +62,7 @@ public static class ExportCommand
         // A fine-tuned language model (a run folder, its best/ or final/) exports with its base's tokenizer and the chat
         // template it was trained with; a plain one is its own base.
         string? fineTuned = LanguageModelFolder.Resolve(model);
+        ModelMemory.Check(model, WeightStorage.AsStored, "export", 1, 1);
         using var loaded = LanguageModelFolder.Load(model, WeightStorage.AsStored); // a GGUF base stays in its blocks; merges dequantize one tensor at a time
         var source = fineTuned is null ? DecoderSource.Open(model)
             : DecoderSource.Open(LanguageModelFolder.BaseModel(fineTuned)).WithChatTemplate(loaded.Template?.Text);

@@ -4,6 +4,9 @@ using System.Globalization;
 using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Native;
+using SharpTune.Checkpoints;
+using SharpTune.Models.Memory;
+using SharpTune.Training;
 using static TorchSharp.torch;
 
 namespace SharpTune.Cli.Commands;
@@ -61,6 +64,13 @@ public static class InfoCommand
         Console.WriteLine($"parameters     {encoder.ParameterCount:N0}");
         Console.WriteLine($"vocabulary     {vocabEntries:N0} WordPiece entries ({(encoder.LowerCase ? "uncased" : "cased")}); config vocab_size {c.VocabSize:N0}");
         Console.WriteLine($"weights from   {encoder.Source}");
+        long Weights(ScalarType dtype) => MemoryEstimator.WeightBytes(c, dtype);
+        var inference = MemoryEstimator.Inference(c, Weights(ScalarType.Float32), ScalarType.Float32, 32, 128);
+        var full = RunResources.Estimate(new FineTuneOptions { Training = new TrainingOptions { BatchSize = 16 } }, c, Weights,
+            ScalarType.Float32, null, FreezePolicy.Full, 128);
+        var lora = RunResources.LoraStep(c, Weights, 16, 128, saving: false);
+        Console.WriteLine($"memory         inference (32 x 128 tokens): about {ByteSize.Format(inference.Total)}; training step at 16 x 128 tokens: " +
+                          $"full fine-tuning about {ByteSize.Format(full.Total)} ({full}), LoRA about {ByteSize.Format(lora.Total)}; {AvailableMemory.Current()}");
         foreach (var note in encoder.Notes) Console.WriteLine($"note           {note}");
         foreach (var line in NativeLines()) Console.WriteLine(line);
         return 0;
@@ -70,9 +80,38 @@ public static class InfoCommand
     static int RunLanguageModel(FoundLanguageModel found)
     {
         string spec = found.Spec;
-        using var lm = LanguageModelFolder.Load(found);
+        // What it takes, from the header or config alone, before a weight is read; a model too big for fp32 is loaded in bf16.
+        var (shape, fp32Bytes, _) = LanguageModelMemory.Weights(found, ScalarType.Float32);
+        long bf16Bytes = LanguageModelMemory.Weights(found, ScalarType.BFloat16).WeightBytes;
+        long Weights(ScalarType dtype) => dtype == ScalarType.Float32 ? fp32Bytes : bf16Bytes;
+        int tokens = Math.Min(512, shape.MaxPositions);
+        var fp32 = MemoryEstimator.Inference(shape, fp32Bytes, ScalarType.Float32, 1, tokens);
+        var bf16 = MemoryEstimator.Inference(shape, bf16Bytes, ScalarType.BFloat16, 1, tokens);
+        var lora = RunResources.LoraStep(shape, Weights, 4, tokens, saving: false);
+        var saving = RunResources.LoraStep(shape, Weights, 4, tokens, saving: true);
+        var available = AvailableMemory.Current();
+        Console.WriteLine($"memory         inference ({tokens} tokens): about {ByteSize.Format(fp32.Total)} in fp32 ({fp32}); {ByteSize.Format(bf16.Total)} with --dtype bf16");
+        Console.WriteLine($"               LoRA step (r 8, default targets, 4 x {tokens} tokens): about {ByteSize.Format(lora.Total)} ({lora}); " +
+                          $"{ByteSize.Format(saving.Total)} with --base-dtype bf16 --gradient-checkpointing ({saving})");
+        bool gguf = (found.Base?.Path ?? LanguageModelFolder.BaseModel(found.FineTuned!)).EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+        if (gguf)
+        {
+            var stored = LanguageModelMemory.Inference(found, WeightStorage.AsStored, 1, tokens);
+            Console.WriteLine($"               with --dtype stored (the default for a GGUF: its blocks memory-mapped): about {ByteSize.Format(stored.Total)} ({stored})");
+        }
+        Console.WriteLine($"               {available}");
+        // A GGUF is described as stored (mapped, nothing read); a folder in fp32, or bf16 when fp32 would not fit.
+        WeightStorage dtype = gguf ? WeightStorage.AsStored : fp32.Total <= available.Bytes ? ScalarType.Float32 : ScalarType.BFloat16;
+        if (!gguf)
+            (dtype.Dtype == ScalarType.Float32 ? fp32 : bf16).EnsureFits(available, $"info with {spec} in {dtype} (it loads the weights to describe them)",
+                dtype.Dtype == ScalarType.Float32 ? [] : ["nothing smaller: info loads a folder in bf16 at the least"]);
+        using var lm = LanguageModelFolder.Load(found, dtype);
+        if (!gguf && dtype.Dtype != ScalarType.Float32) Console.WriteLine($"note           loaded in bf16: {ByteSize.Format(fp32Bytes)} of fp32 weights would not fit");
         var i = lm.Model.Info;
-        long parameters = lm.Model.Module.parameters().Sum(p => p.numel());
+        // Counted from the file's header for a GGUF (its matrices are mapped blocks, not parameters), from the module otherwise.
+        long parameters = gguf && found.Base is { } file
+            ? Checkpoints.Gguf.GgufModelMap.Open(file.Path).Tensors.Sum(m => m.Shape.Aggregate(1L, (a, d) => a * d))
+            : lm.Model.Module.parameters().Sum(p => p.numel());
         Console.WriteLine($"model          {spec}");
         Console.WriteLine($"architecture   {i.Family}: {i.Layers} layers, hidden {i.HiddenSize}, {i.Heads} heads / {i.KeyValueHeads} key-value heads " +
                           $"(head dim {i.HeadDim}), feed-forward {i.IntermediateSize}, {(i.TiedEmbeddings ? "tied" : "separate")} output embeddings");

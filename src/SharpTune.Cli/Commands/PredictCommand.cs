@@ -39,6 +39,7 @@ public static class PredictCommand
         if ((modelFolder is null) == (adapterList is null)) throw new ArgumentException("give either --model or --adapters");
         if (chosen is not null && adapterList is null) throw new ArgumentException("--adapter needs --adapters");
 
+        if (modelFolder is not null) TaskModelMemory.EnsureFits(modelFolder, "predict");
         AdapterHost? host = null;
         var predictors = new Dictionary<string, Predictor>(StringComparer.Ordinal);
         try

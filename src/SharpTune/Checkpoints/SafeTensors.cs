@@ -216,6 +216,6 @@ public static class SafeTensors
                 if (t.numel() > 0) stream.Write(t.bytes);
                 t.Dispose(); // a detached handle; the caller's tensor lives on
             }
-        });
+        }, expectedBytes: 8 + padded + offset);
     }
 }

@@ -40,6 +40,9 @@ public sealed class TextGenerator
     /// <summary>The id that fills the left of shorter prompts (masked out; any valid id works).</summary>
     public int PadId { get; init; }
 
+    /// <summary>How long the last <see cref="Generate"/> took, prompt and generation apart (what llama.cpp prints).</summary>
+    public GenerationTiming LastTiming { get; private set; } = GenerationTiming.Zero;
+
     public IReadOnlyList<GeneratedSequence> Generate(IReadOnlyList<IReadOnlyList<int>> prompts)
     {
         if (prompts.Count == 0) return [];
@@ -80,6 +83,9 @@ public sealed class TextGenerator
         var positions = (mask.cumsum(1) - 1).clamp_min(0);
         var input = tensor(ids, [batch, longest]);
         var lengths = prompts.Select(p => p.Count).ToArray();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        double promptSeconds = 0;
+        int sampled = 0, decoded = 0;
 
         for (int step = 0; step < options.MaxNewTokens && active.Count > 0; step++)
         {
@@ -92,6 +98,9 @@ public sealed class TextGenerator
             }
             var tokens = next.data<long>().ToArray();
             next.Dispose();
+            sampled += tokens.Length;
+            if (step == 0) promptSeconds = clock.Elapsed.TotalSeconds;
+            else decoded += tokens.Length;
             var keep = new List<long>();
             for (int row = 0; row < active.Count; row++)
             {
@@ -130,6 +139,8 @@ public sealed class TextGenerator
         }
         input.Dispose(); mask.Dispose(); positions.Dispose();
         if (wasTraining) module.train();
+        // Each pass's time ends when its tokens are read back (the data<long>() above waits for the forward pass).
+        LastTiming = new GenerationTiming(prompts.Sum(p => p.Count), promptSeconds, sampled, decoded, clock.Elapsed.TotalSeconds - promptSeconds);
         return Enumerable.Range(0, batch).Select(p => new GeneratedSequence(
             finish[p] == FinishReason.StopString ? generated[p].Take(watches![p].TokensBeforeStop).ToList() : generated[p],
             finish[p] ?? FinishReason.Length)).ToList();

@@ -7,6 +7,7 @@ using SharpTune.ModelFolders;
 using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Memory;
 using SharpTune.Peft;
 using SharpTune.Peft.BitFit;
 using static TorchSharp.torch;
@@ -62,11 +63,15 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
             maxLength = available;
             say($"max length {maxLength} tokens: the model's context");
         }
+        // How the base is held (a stored base keeps a GGUF's matrices in their blocks, QLoRA-style: only adapters and
+        // prompt modules can train over it), then whether the run fits in memory and on disk that way.
+        var storage = BaseStorage(options, baseModel, method, say);
+        RunResources.Check(options, shape, dtype => storage.Stored && dtype == ScalarType.Float32
+                ? MemoryEstimator.StoredWeightBytes(Checkpoints.Gguf.GgufModelMap.Open(baseModel)) : MemoryEstimator.WeightBytes(baseModel, shape, dtype),
+            storage.Dtype, method, freeze, maxLength, world.IsMain, say);
 
         // 2. Model with the method built in. A bf16 base is read straight into bf16 parameters (the fp32 copy would
-        // need twice the base's bytes at load); only what trains is then given back fp32. A stored base keeps a GGUF's
-        // matrices in their blocks (QLoRA-style): only adapters and prompt modules can train over it.
-        var storage = BaseStorage(options, baseModel, method, say);
+        // need twice the base's bytes at load); only what trains is then given back fp32.
         bool bf16Base = !storage.Stored && storage.Dtype == ScalarType.BFloat16;
         using var lm = LanguageModel.Load(baseModel, storage, options.ChatTemplate, method?.Linears(settings, shape, DecoderLinears.Plain));
         say($"model: {lm.Source}");

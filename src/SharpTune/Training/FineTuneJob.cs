@@ -7,6 +7,7 @@ using SharpTune.Data;
 using SharpTune.Distributed;
 using SharpTune.Heads;
 using SharpTune.Models;
+using SharpTune.Models.Memory;
 using SharpTune.Peft;
 using SharpTune.Peft.PromptTuning;
 using SharpTune.Tokenization;
@@ -74,6 +75,7 @@ public sealed class FineTuneJob(FineTuneOptions options, Action<string> say, IRe
         if (freeze is { What: FreezePolicy.Mode.BottomLayers } && freeze.Layers > config.NumHiddenLayers)
             throw new ArgumentException($"--method {options.Method} freezes more layers than {options.Model} has ({config.NumHiddenLayers})");
         method?.Validate(options.Peft, config);
+        RunResources.Check(options, config, dtype => MemoryEstimator.WeightBytes(config, dtype), ScalarType.Float32, method, freeze, maxLength, world.IsMain, say);
         var (pooling, poolingSource) = kind == TaskKind.Tokens ? (Pooling.Cls, "token tasks read every token")
             : options.Pooling is { } chosen ? (chosen, options.Sources.GetValueOrDefault("pooling", "given"))
             : (pretrained.Pooling.Pooling, $"model: {pretrained.Pooling.Reason}");
