@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using SharpTune.Distributed;
 using SharpTune.Heads;
 using static TorchSharp.torch;
@@ -19,6 +20,7 @@ public sealed class DataParallel : IDisposable
 
     readonly ICommunicator world;
     readonly GradientAllReduce gradients;
+    readonly StepCollectives timings = new();
     readonly bool failHere;
 
     public DataParallel(ICommunicator world, IReadOnlyList<Tensor> trainable)
@@ -29,6 +31,9 @@ public sealed class DataParallel : IDisposable
     }
 
     public ICommunicator World => world;
+
+    /// <summary>This rank's time per step: the whole step, the loss exchange, the gradients' sum.</summary>
+    public StepCollectives Timings => timings;
 
     /// <summary>Examples per optimizer micro-step over all ranks.</summary>
     public int GlobalBatch(int perRank) => perRank * world.Size;
@@ -63,8 +68,10 @@ public sealed class DataParallel : IDisposable
     public double Sum(double value)
     {
         if (world.Size == 1) return value;
+        long start = Stopwatch.GetTimestamp();
         Span<double> one = [value];
         world.AllReduceSum(one);
+        timings.AddExchange(start);
         return one[0];
     }
 
@@ -72,7 +79,9 @@ public sealed class DataParallel : IDisposable
     public void ReduceGradients()
     {
         if (failHere) throw new InvalidOperationException($"injected failure on rank {world.Rank} ({FailRankVariable})");
+        long start = Stopwatch.GetTimestamp();
         gradients.SumOverRanks();
+        timings.EndStep(start);
     }
 
     /// <summary>Refuses a checkpoint written by a job of another size: the global batch and the shards follow it.</summary>

@@ -1,0 +1,57 @@
+using System.Diagnostics;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// Where one rank's optimizer steps go in a data-parallel run: the whole step (from the end of the previous gradient
+/// reduction to the end of this one), the per-step exchange of the loss (where a rank that finished its shard first
+/// waits for the others: the time is the imbalance between the ranks, not the bytes), and the wait for the gradients'
+/// sum after the last backward (with the copies into and out of the buckets). The last run's record is kept per
+/// thread, so the job's report reads it after the trainer returns (ranks that are threads of one test process keep theirs).
+/// </summary>
+public sealed class StepCollectives
+{
+    /// <summary>Steps left out of the means: the first steps warm up libtorch's and .NET's code paths and caches.</summary>
+    public const int WarmupSteps = 2;
+
+    [ThreadStatic] static StepCollectives? last;
+
+    readonly List<Step> steps = [];
+    long stepStart = Stopwatch.GetTimestamp();
+    double exchange;
+
+    public StepCollectives() => last = this;
+
+    /// <summary>The record of the last run trained on this thread, or null.</summary>
+    public static StepCollectives? Last => last;
+
+    /// <param name="Seconds">The whole step on this rank.</param>
+    /// <param name="Exchange">The per-step loss exchange, summed over the step's micro-steps.</param>
+    /// <param name="Gradients">The wait for the gradients' sum after the last backward, with the bucket copies.</param>
+    public readonly record struct Step(double Seconds, double Exchange, double Gradients);
+
+    public IReadOnlyList<Step> Steps => steps;
+
+    /// <summary>Adds the time since <paramref name="start"/> (a <see cref="Stopwatch.GetTimestamp"/>) to this step's exchange.</summary>
+    public void AddExchange(long start) => exchange += Stopwatch.GetElapsedTime(start).TotalSeconds;
+
+    /// <summary>Ends a step whose gradient reduction began at <paramref name="reductionStart"/>.</summary>
+    public void EndStep(long reductionStart)
+    {
+        long now = Stopwatch.GetTimestamp();
+        steps.Add(new Step(Stopwatch.GetElapsedTime(stepStart, now).TotalSeconds, exchange, Stopwatch.GetElapsedTime(reductionStart, now).TotalSeconds));
+        stepStart = now;
+        exchange = 0;
+    }
+
+    /// <summary>The mean step after the warm-up steps (over every step when there are no more), and how many steps it covers.</summary>
+    public (int Count, Step Mean) Timed()
+    {
+        var timed = steps.Count > WarmupSteps ? steps.Skip(WarmupSteps).ToList() : steps;
+        if (timed.Count == 0) return (0, default);
+        return (timed.Count, new Step(timed.Average(s => s.Seconds), timed.Average(s => s.Exchange), timed.Average(s => s.Gradients)));
+    }
+
+    /// <summary>The exchange and gradient time of every step, warm-up included (the collectives' part of the whole run).</summary>
+    public double TotalSeconds => steps.Sum(s => s.Exchange + s.Gradients);
+}
