@@ -143,11 +143,11 @@ public sealed class ScalingSuite : IBenchSuite
     /// <param name="LossExchangeMs">Per rank, the mean time per timed step in the loss exchange (waiting for the slower rank).</param>
     /// <param name="OtherCollectivesSeconds">Rank 0's collectives outside the steps (evaluation's gathers), over the run.</param>
     sealed record Measured(double TokensPerSecond, double SecondsPerStep, int Steps, long TrainableParameters,
-        double[] GradientWaitMs, double[] LossExchangeMs, double OtherCollectivesSeconds)
+        double[] GradientWaitMs, double[] LossExchangeMs, double OtherCollectivesSeconds, int Buckets, int Overlapped)
     {
         public string Breakdown => $"per step: gradient wait {string.Join("/", GradientWaitMs.Select(v => v.ToString("F0")))} ms, " +
             $"loss exchange {string.Join("/", LossExchangeMs.Select(v => v.ToString("F0")))} ms (rank 0/1...), " +
-            $"other collectives {OtherCollectivesSeconds:F2} s in the run";
+            $"other collectives {OtherCollectivesSeconds:F2} s in the run; {Overlapped} of {Buckets} gradient buckets started during backward";
     }
 
     static Measured Launch(string mpirun, string cli, int ranks, string[] args, string run)
@@ -180,7 +180,8 @@ public sealed class ScalingSuite : IBenchSuite
         var parallel = lines.FirstOrDefault(o => o["type"]!.GetValue<string>() == "data_parallel");
         double[] ByRank(string key) => parallel?[key]?.AsArray().Select(v => v!.GetValue<double>()).ToArray() ?? [0];
         return new Measured(tokens / seconds, seconds / timed, trainLines.Count, trainable,
-            ByRank("gradient_wait_ms_by_rank"), ByRank("loss_exchange_ms_by_rank"), parallel?["other_collectives_seconds"]?.GetValue<double>() ?? 0);
+            ByRank("gradient_wait_ms_by_rank"), ByRank("loss_exchange_ms_by_rank"), parallel?["other_collectives_seconds"]?.GetValue<double>() ?? 0,
+            parallel?["gradient_buckets"]?.GetValue<int>() ?? 0, parallel?["buckets_started_during_backward"]?.GetValue<int>() ?? 0);
     }
 
     /// <summary>Rounds: SHARPTUNE_SCALING_ROUNDS when set, otherwise 5 (3 with --quick).</summary>

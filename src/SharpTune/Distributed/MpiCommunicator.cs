@@ -14,6 +14,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     readonly OpenMpi mpi;
     readonly object gate = new();
     readonly Stopwatch inCollectives = new();
+    IntPtr gradientChannel;   // MPI_Comm_dup of the world, made at the first gradient reduction
     bool finished;
 
     MpiCommunicator(OpenMpi mpi, int threadLevel, int localSize)
@@ -58,6 +59,65 @@ public sealed unsafe class MpiCommunicator : ICommunicator
                         mpi.AllReduceInPlace(start + offset, Math.Min(MaxCount, values.Length - offset), type, op);
             }
             finally { inCollectives.Stop(); }
+        }
+    }
+
+    public IPendingReduction StartAllReduceSum(IntPtr values, int count)
+    {
+        lock (gate)
+        {
+            inCollectives.Start();
+            try
+            {
+                if (gradientChannel == IntPtr.Zero) gradientChannel = mpi.DuplicateWorld();
+                var requests = new List<IntPtr>();
+                var start = (float*)values;
+                for (int offset = 0; offset < count; offset += MaxCount)
+                    requests.Add(mpi.StartAllReduceInPlace(start + offset, Math.Min(MaxCount, count - offset), mpi.Float, mpi.Sum, gradientChannel));
+                return new Pending(this, requests);
+            }
+            finally { inCollectives.Stop(); }
+        }
+    }
+
+    /// <summary>The requests of one started sum; each is freed by MPI once it completed.</summary>
+    sealed class Pending(MpiCommunicator owner, List<IntPtr> requests) : IPendingReduction
+    {
+        public bool Test()
+        {
+            lock (owner.gate)
+            {
+                owner.inCollectives.Start();
+                try
+                {
+                    for (int i = requests.Count - 1; i >= 0; i--)
+                    {
+                        var request = requests[i];
+                        if (owner.mpi.Test(ref request)) requests.RemoveAt(i);
+                        else requests[i] = request;
+                    }
+                    return requests.Count == 0;
+                }
+                finally { owner.inCollectives.Stop(); }
+            }
+        }
+
+        public void Wait()
+        {
+            lock (owner.gate)
+            {
+                owner.inCollectives.Start();
+                try
+                {
+                    foreach (var r in requests)
+                    {
+                        var request = r;
+                        owner.mpi.Wait(ref request);
+                    }
+                    requests.Clear();
+                }
+                finally { owner.inCollectives.Stop(); }
+            }
         }
     }
 

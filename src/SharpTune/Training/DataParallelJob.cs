@@ -88,6 +88,8 @@ public static class DataParallelJob
             ["other_collectives_seconds"] = Math.Round(Math.Max(0, communication.TotalSeconds - (record?.TotalSeconds ?? 0)), 3),
             ["timed_steps"] = timed, ["warmup_steps"] = StepCollectives.WarmupSteps,
             ["step_ms_by_rank"] = ByRank(1), ["loss_exchange_ms_by_rank"] = ByRank(2), ["gradient_wait_ms_by_rank"] = ByRank(3),
+            // Buckets of the gradients, and how many the last step started during backward (overlapped with it), on rank 0.
+            ["gradient_buckets"] = record?.LastOverlap.Buckets ?? 0, ["buckets_started_during_backward"] = record?.LastOverlap.Overlapped ?? 0,
             ["library"] = world.Description,
         };
     }

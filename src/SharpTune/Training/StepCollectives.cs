@@ -35,9 +35,13 @@ public sealed class StepCollectives
     /// <summary>Adds the time since <paramref name="start"/> (a <see cref="Stopwatch.GetTimestamp"/>) to this step's exchange.</summary>
     public void AddExchange(long start) => exchange += Stopwatch.GetElapsedTime(start).TotalSeconds;
 
-    /// <summary>Ends a step whose gradient reduction began at <paramref name="reductionStart"/>.</summary>
-    public void EndStep(long reductionStart)
+    /// <summary>Buckets per step, and how many of them the last step started during backward (overlapped).</summary>
+    public (int Overlapped, int Buckets) LastOverlap { get; private set; }
+
+    /// <summary>Ends a step whose gradient reduction began at <paramref name="reductionStart"/>; <paramref name="overlapped"/> of its <paramref name="buckets"/> started during backward.</summary>
+    public void EndStep(long reductionStart, int overlapped = 0, int buckets = 0)
     {
+        LastOverlap = (overlapped, buckets);
         long now = Stopwatch.GetTimestamp();
         steps.Add(new Step(Stopwatch.GetElapsedTime(stepStart, now).TotalSeconds, exchange, Stopwatch.GetElapsedTime(reductionStart, now).TotalSeconds));
         stepStart = now;
