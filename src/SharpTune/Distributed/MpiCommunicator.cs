@@ -14,7 +14,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     readonly OpenMpi mpi;
     readonly object gate = new();
     readonly Stopwatch inCollectives = new();
-    IntPtr gradientChannel;   // MPI_Comm_dup of the world, made at the first gradient reduction
+    readonly IntPtr gradientChannel;   // MPI_Comm_dup of the world: the gradients' nonblocking sums, ordered apart from the world's collectives
     bool finished;
 
     MpiCommunicator(OpenMpi mpi, int threadLevel, int localSize)
@@ -25,6 +25,8 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         LocalSize = localSize;
         string level = threadLevel switch { 0 => "single", 1 => "funneled", 2 => "serialized", _ => "multiple" };
         Description = $"{mpi.Version}, thread level {level}";
+        // MPI_Comm_dup is a collective of the world: made here, where every rank is, not at a rank's first bucket.
+        gradientChannel = mpi.DuplicateWorld();
     }
 
     /// <summary>Loads libmpi and joins the job (MPI_Init_thread).</summary>
@@ -69,7 +71,6 @@ public sealed unsafe class MpiCommunicator : ICommunicator
             inCollectives.Start();
             try
             {
-                if (gradientChannel == IntPtr.Zero) gradientChannel = mpi.DuplicateWorld();
                 var requests = new List<IntPtr>();
                 var start = (float*)values;
                 for (int offset = 0; offset < count; offset += MaxCount)

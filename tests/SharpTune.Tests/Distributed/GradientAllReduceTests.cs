@@ -194,4 +194,31 @@ public class GradientAllReduceTests
             Assert.True(error < 1e-6f, $"gradient off the sum of both ranks' two micro-steps by {error}");
         }
     }
+
+    [Fact]
+    public void A_rank_without_a_backward_starts_every_bucket_after_the_others_started_theirs_during_backward()
+    {
+        var results = InProcessJob.Run(2, world =>
+        {
+            var model = Model();
+            var named = model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).ToList();
+            var parameters = named.Select(p => p.Item2).ToList();
+            model.Loss(Input(0)).backward();   // rank 1's shard is empty: the sum is rank 0's gradient
+            var expected = parameters.Select(p => p.grad!.clone()).ToList();
+            foreach (var p in parameters) p.grad = null;
+
+            var (order, stackEnd) = DataParallel.BucketOrder(named.Select(p => p.Item1).ToList());
+            using var reduce = new GradientAllReduce(world, parameters, bucketBytes: 4, order: order, groupEnds: new HashSet<int> { stackEnd });
+            if (world.Rank == 0) reduce.Backward(model.Loss(Input(0)), endsStep: true);
+            // Between backward and the sums, a collective of the world (the loss exchange) the early sums must not cross.
+            Span<double> loss = [world.Rank];
+            world.AllReduceSum(loss);
+            int early = reduce.StartedDuringBackward;
+            reduce.SumOverRanks();
+            return (early, parameters.Zip(expected).Max(pe => (pe.First.grad! - pe.Second).abs().max().item<float>()));
+        });
+        Assert.Equal(4, results[0].early);
+        Assert.Equal(0, results[1].early);
+        Assert.All(results, r => Assert.True(r.Item2 < 1e-6f, $"gradient off rank 0's by {r.Item2}"));
+    }
 }
