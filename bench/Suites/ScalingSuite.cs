@@ -100,6 +100,7 @@ public sealed class ScalingSuite : IBenchSuite
             // the slower rank); the lowest and highest rank's exchange say how uneven the ranks were.
             metrics[$"{p}_{cores}x1_gradient_wait_ms_per_step"] = gradientMs;
             metrics[$"{p}_{cores}x1_gradient_wait_share"] = gradientMs / 1000 / stepSeconds;
+            metrics[$"{p}_{cores}x1_gradient_in_backward_ms_per_step"] = Median(many.Select(m => m.InBackwardMs[0]));
             metrics[$"{p}_{cores}x1_loss_exchange_ms_per_step"] = exchangeMs;
             metrics[$"{p}_{cores}x1_loss_exchange_share"] = exchangeMs / 1000 / stepSeconds;
             metrics[$"{p}_{cores}x1_loss_exchange_ms_per_step_max_rank"] = Median(many.Select(m => m.LossExchangeMs.Max()));
@@ -107,7 +108,8 @@ public sealed class ScalingSuite : IBenchSuite
             metrics[$"{p}_{cores}x1_allreduce_gb_per_s"] = many[0].TrainableParameters * 4 / 1e9 / Math.Max(1e-9, gradientMs / 1000);
             metrics[$"{p}_gradient_mb"] = many[0].TrainableParameters * 4 / 1e6;
             Console.WriteLine($"{p}: {cores}x1 / 1x{cores} median {Median(ratio):F3} over {ratio.Count} rounds (lowest {ratio.Min():F3}, highest {ratio.Max():F3}); " +
-                              $"per {cores}x1 step of {1000 * stepSeconds:F0} ms, rank 0 waited {gradientMs:F0} ms for the gradients' sum ({100 * gradientMs / 1000 / stepSeconds:F1} %) " +
+                              $"per {cores}x1 step of {1000 * stepSeconds:F0} ms, rank 0 waited {gradientMs:F0} ms for the gradients' sum ({100 * gradientMs / 1000 / stepSeconds:F1} %; " +
+                              $"{Median(many.Select(m => m.InBackwardMs[0])):F0} ms more of MPI work ran inside backward) " +
                               $"and {exchangeMs:F0} ms at the loss exchange ({100 * exchangeMs / 1000 / stepSeconds:F1} %)");
             // Projection: machines like this one (C cores, one process of C threads each, the global batch per machine),
             // ring allreduce of the gradients (2 (M-1)/M of the bytes in and out of each machine) at 90 % of the link,
@@ -143,9 +145,10 @@ public sealed class ScalingSuite : IBenchSuite
     /// <param name="LossExchangeMs">Per rank, the mean time per timed step in the loss exchange (waiting for the slower rank).</param>
     /// <param name="OtherCollectivesSeconds">Rank 0's collectives outside the steps (evaluation's gathers), over the run.</param>
     sealed record Measured(double TokensPerSecond, double SecondsPerStep, int Steps, long TrainableParameters,
-        double[] GradientWaitMs, double[] LossExchangeMs, double OtherCollectivesSeconds, int Buckets, int Overlapped)
+        double[] GradientWaitMs, double[] LossExchangeMs, double OtherCollectivesSeconds, int Buckets, int Overlapped, double[] InBackwardMs)
     {
-        public string Breakdown => $"per step: gradient wait {string.Join("/", GradientWaitMs.Select(v => v.ToString("F0")))} ms, " +
+        public string Breakdown => $"per step: gradient wait {string.Join("/", GradientWaitMs.Select(v => v.ToString("F0")))} ms " +
+            $"(and {string.Join("/", InBackwardMs.Select(v => v.ToString("F0")))} ms in MPI during backward), " +
             $"loss exchange {string.Join("/", LossExchangeMs.Select(v => v.ToString("F0")))} ms (rank 0/1...), " +
             $"other collectives {OtherCollectivesSeconds:F2} s in the run; {Overlapped} of {Buckets} gradient buckets started during backward";
     }
@@ -181,7 +184,8 @@ public sealed class ScalingSuite : IBenchSuite
         double[] ByRank(string key) => parallel?[key]?.AsArray().Select(v => v!.GetValue<double>()).ToArray() ?? [0];
         return new Measured(tokens / seconds, seconds / timed, trainLines.Count, trainable,
             ByRank("gradient_wait_ms_by_rank"), ByRank("loss_exchange_ms_by_rank"), parallel?["other_collectives_seconds"]?.GetValue<double>() ?? 0,
-            parallel?["gradient_buckets"]?.GetValue<int>() ?? 0, parallel?["buckets_started_during_backward"]?.GetValue<int>() ?? 0);
+            parallel?["gradient_buckets"]?.GetValue<int>() ?? 0, parallel?["buckets_started_during_backward"]?.GetValue<int>() ?? 0,
+            ByRank("gradient_in_backward_ms_by_rank"));
     }
 
     /// <summary>Rounds: SHARPTUNE_SCALING_ROUNDS when set, otherwise 5 (3 with --quick).</summary>

@@ -86,6 +86,11 @@ public sealed class GradientAllReduce : IDisposable, ILayerGradientListener
     /// <summary>Buckets whose sum the last backward started before it returned.</summary>
     public int StartedDuringBackward { get; private set; }
 
+    /// <summary>Time the last backward spent starting sums and letting them progress (copies, MPI_Iallreduce, MPI_Test).</summary>
+    public TimeSpan InBackward => inBackward.Elapsed;
+
+    readonly System.Diagnostics.Stopwatch inBackward = new();
+
     static readonly System.Diagnostics.Stopwatch reducing = new();
 
     /// <summary>Time this process spent in <see cref="SumOverRanks"/> (copies and the wait for the sums), over every instance.</summary>
@@ -99,6 +104,7 @@ public sealed class GradientAllReduce : IDisposable, ILayerGradientListener
     {
         overlapping = endsStep && buckets.Count > 0 && world.Size > 1;
         complete.Clear();
+        inBackward.Reset();
         try { loss.backward(); }
         finally
         {
@@ -123,10 +129,12 @@ public sealed class GradientAllReduce : IDisposable, ILayerGradientListener
         if (!layers.TryGetValue(layer, out var entry)) return;
         layers[layer] = (entry.Calls - 1, entry.Parameters);
         if (!overlapping || entry.Calls - 1 > 0) return;   // a layer called twice is done once backward left both calls
+        inBackward.Start();
         foreach (long address in entry.Parameters) complete.Add(address);
         while (started < buckets.Count && buckets[started].Members.All(i => complete.Contains(addresses[i])))
             Start(buckets[started++]);
         foreach (var bucket in buckets.Take(started)) bucket.Pending?.Test();   // lets the sums in flight progress
+        inBackward.Stop();
     }
 
     /// <summary>Every parameter's gradient becomes the sum of the ranks' gradients.</summary>

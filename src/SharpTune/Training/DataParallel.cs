@@ -104,7 +104,7 @@ public sealed class DataParallel : IDisposable
         if (failHere) throw new InvalidOperationException($"injected failure on rank {world.Rank} ({FailRankVariable})");
         long start = Stopwatch.GetTimestamp();
         gradients.SumOverRanks();
-        timings.EndStep(start, gradients.StartedDuringBackward, gradients.BucketCount);
+        timings.EndStep(start, gradients.InBackward.TotalSeconds, gradients.StartedDuringBackward, gradients.BucketCount);
     }
 
     /// <summary>Refuses a checkpoint written by a job of another size: the global batch and the shards follow it.</summary>

@@ -28,7 +28,8 @@ public sealed class StepCollectives
     /// <param name="Seconds">The whole step on this rank.</param>
     /// <param name="Exchange">The per-step loss exchange, summed over the step's micro-steps.</param>
     /// <param name="Gradients">The wait for the gradients' sum after the last backward, with the bucket copies.</param>
-    public readonly record struct Step(double Seconds, double Exchange, double Gradients);
+    /// <param name="InBackward">Starting sums and letting them progress during backward (copies, MPI calls).</param>
+    public readonly record struct Step(double Seconds, double Exchange, double Gradients, double InBackward = 0);
 
     public IReadOnlyList<Step> Steps => steps;
 
@@ -38,12 +39,15 @@ public sealed class StepCollectives
     /// <summary>Buckets per step, and how many of them the last step started during backward (overlapped).</summary>
     public (int Overlapped, int Buckets) LastOverlap { get; private set; }
 
-    /// <summary>Ends a step whose gradient reduction began at <paramref name="reductionStart"/>; <paramref name="overlapped"/> of its <paramref name="buckets"/> started during backward.</summary>
-    public void EndStep(long reductionStart, int overlapped = 0, int buckets = 0)
+    /// <summary>
+    /// Ends a step whose gradient reduction began at <paramref name="reductionStart"/>, after <paramref name="inBackward"/>
+    /// seconds of it during backward; <paramref name="overlapped"/> of its <paramref name="buckets"/> started during backward.
+    /// </summary>
+    public void EndStep(long reductionStart, double inBackward = 0, int overlapped = 0, int buckets = 0)
     {
         LastOverlap = (overlapped, buckets);
         long now = Stopwatch.GetTimestamp();
-        steps.Add(new Step(Stopwatch.GetElapsedTime(stepStart, now).TotalSeconds, exchange, Stopwatch.GetElapsedTime(reductionStart, now).TotalSeconds));
+        steps.Add(new Step(Stopwatch.GetElapsedTime(stepStart, now).TotalSeconds, exchange, Stopwatch.GetElapsedTime(reductionStart, now).TotalSeconds, inBackward));
         stepStart = now;
         exchange = 0;
     }
@@ -53,9 +57,9 @@ public sealed class StepCollectives
     {
         var timed = steps.Count > WarmupSteps ? steps.Skip(WarmupSteps).ToList() : steps;
         if (timed.Count == 0) return (0, default);
-        return (timed.Count, new Step(timed.Average(s => s.Seconds), timed.Average(s => s.Exchange), timed.Average(s => s.Gradients)));
+        return (timed.Count, new Step(timed.Average(s => s.Seconds), timed.Average(s => s.Exchange), timed.Average(s => s.Gradients), timed.Average(s => s.InBackward)));
     }
 
-    /// <summary>The exchange and gradient time of every step, warm-up included (the collectives' part of the whole run).</summary>
-    public double TotalSeconds => steps.Sum(s => s.Exchange + s.Gradients);
+    /// <summary>The exchange and gradient time of every step, during backward and after, warm-up included (the steps' part of the run's collectives).</summary>
+    public double TotalSeconds => steps.Sum(s => s.Exchange + s.Gradients + s.InBackward);
 }
