@@ -9,14 +9,20 @@ namespace SharpTune.Bench.Suites;
 /// Data-parallel scaling on this machine: the sharptune CLI as one process with every core (1 rank x C threads)
 /// against <c>mpirun -np C --bind-to none</c> with one thread each (C ranks x 1 thread), on the same data and
 /// global batch, for full fine-tuning and LoRA of minilm. Throughput is the global tokens per second of the
-/// timed steps (after two warm-up steps), from the runs' metrics.jsonl; the allreduce share is rank 0's time
-/// in collectives over its training time. The configurations run in turns, best of the rounds kept, so a busy
-/// moment of the machine falls on all alike. From the measured compute time per step and the gradient bytes,
+/// timed steps (after two warm-up steps), from the runs' metrics.jsonl. Each round runs both configurations back to
+/// back (in alternate order), and the ratio is taken within the round; the suite reports the median ratio and its
+/// spread over the rounds, so a busy moment of the machine weighs on one round, not on the result. Each data-parallel
+/// run's collective time is broken down per step: the wait for the gradients' sum after backward, the loss exchange
+/// (where the faster rank waits for the slower), and the collectives outside the steps. From the measured compute time
+/// per step and the gradient bytes,
 /// it projects throughput on 2-64 machines for 10 and 100 Gbit/s links (ring allreduce, no overlap).
 /// </summary>
 public sealed class ScalingSuite : IBenchSuite
 {
     const int GlobalBatch = 32, MaxLength = 128, WarmupSteps = 2;
+
+    /// <summary>Rounds in turns (default 5, 3 with --quick), and the methods to run (full,lora by default).</summary>
+    public const string RoundsVariable = "SHARPTUNE_SCALING_ROUNDS", MethodsVariable = "SHARPTUNE_SCALING_METHODS";
 
     public string Name => "scaling";
 
@@ -37,17 +43,25 @@ public sealed class ScalingSuite : IBenchSuite
         string validation = Path.Combine(work, "validation.csv");
         File.WriteAllLines(validation, File.ReadLines(Path.Combine(context.RepoRoot, "samples", "spam", "validation.csv")).Take(1).Concat(
             ReadCsvRecords(Path.Combine(context.RepoRoot, "samples", "spam", "validation.csv")).Take(16)));
-        int steps = context.Quick ? 5 : 14, rounds = context.Quick ? 1 : 2;
-        Console.WriteLine($"CPU {CpuDescription.Current}; {mpirun}; {steps} steps of global batch {GlobalBatch} x {MaxLength} tokens, {rounds} round(s)");
+        int steps = context.Quick ? 6 : 14, rounds = Rounds(context.Quick);
+        var variants = new[] { new Variant("full", "1e-4"), new Variant("lora", "1e-3") }
+            .Where(v => Environment.GetEnvironmentVariable(MethodsVariable) is not { } only || only.Split(',').Contains(v.Method)).ToArray();
+        Console.WriteLine($"CPU {CpuDescription.Current}; {mpirun}; {steps} steps of global batch {GlobalBatch} x {MaxLength} tokens " +
+                          $"({WarmupSteps} untimed); {rounds} rounds, the configurations in turns");
 
-        var variants = new[] { new Variant("full", "1e-4"), new Variant("lora", "1e-3") };
         var metrics = new OrderedDictionary<string, double>();
-        var best = new Dictionary<string, Measured>();
+        var runs = new Dictionary<string, List<Measured>>();
+        var ratios = variants.ToDictionary(v => v.Method, _ => new List<double>());
         // The machine may be shared: its load, as the runs start and end, says how far the numbers can be trusted.
         metrics["load_average_at_start"] = LoadAverage();
         for (int round = 0; round < rounds; round++)
             foreach (var variant in variants)
-                foreach (int ranks in new[] { 1, cores })
+            {
+                // Each round runs both configurations back to back, first one then the other in alternate rounds, so a
+                // busy minute or a drifting machine weighs on both alike; the ratio is taken within the round.
+                int[] order = round % 2 == 0 ? [1, cores] : [cores, 1];
+                var pair = new Dictionary<int, Measured>();
+                foreach (int ranks in order)
                 {
                     string key = $"{variant.Method}_{ranks}x{cores / ranks}";
                     string run = Path.Combine(work, $"{key}-{round}");
@@ -55,39 +69,60 @@ public sealed class ScalingSuite : IBenchSuite
                         "--lr", variant.Lr, "--max-steps", steps.ToString(), "--batch-size", (GlobalBatch / ranks).ToString(), "--max-length", MaxLength.ToString(),
                         "--log-every", "1", "--threads", (cores / ranks).ToString(), "--seed", "42", "--out", run];
                     var measured = Launch(mpirun, cli, ranks, args, run);
-                    Console.WriteLine($"  round {round + 1} {key} (load {LoadAverage():F1}): {measured.TokensPerSecond:F0} tokens/s, {measured.SecondsPerStep:F3} s/step, " +
-                                      $"gradient allreduce {100 * measured.AllReduceShare:F1} %, all collectives {100 * measured.CollectivesShare:F1} % " +
-                                      $"({measured.TrainableParameters:N0} trainable parameters)");
-                    if (!best.TryGetValue(key, out var previous) || measured.TokensPerSecond > previous.TokensPerSecond) best[key] = measured;
+                    Console.WriteLine($"  round {round + 1} {key} (load {LoadAverage():F1}): {measured.TokensPerSecond:F0} tokens/s, {measured.SecondsPerStep:F3} s/step" +
+                                      (ranks > 1 ? "; " + measured.Breakdown : ""));
+                    (runs.TryGetValue(key, out var list) ? list : runs[key] = []).Add(measured);
+                    pair[ranks] = measured;
                 }
+                ratios[variant.Method].Add(pair[cores].TokensPerSecond / pair[1].TokensPerSecond);
+                Console.WriteLine($"  round {round + 1} {variant.Method}: {cores}x1 / 1x{cores} = {ratios[variant.Method][^1]:F3}");
+            }
 
         metrics["load_average_at_end"] = LoadAverage();
         foreach (var variant in variants)
         {
-            var one = best[$"{variant.Method}_1x{cores}"];
-            var many = best[$"{variant.Method}_{cores}x1"];
             string p = variant.Method;
-            metrics[$"{p}_1x{cores}_tokens_per_s"] = one.TokensPerSecond;
-            metrics[$"{p}_{cores}x1_tokens_per_s"] = many.TokensPerSecond;
-            metrics[$"{p}_{cores}x1_vs_1x{cores}"] = many.TokensPerSecond / one.TokensPerSecond;
-            metrics[$"{p}_{cores}x1_allreduce_share"] = many.AllReduceShare;
-            metrics[$"{p}_{cores}x1_allreduce_ms_per_step"] = 1000 * many.AllReduceSeconds / Math.Max(1, many.Steps);
-            metrics[$"{p}_{cores}x1_collectives_share"] = many.CollectivesShare;
-            metrics[$"{p}_{cores}x1_seconds_per_step"] = many.SecondsPerStep;
-            metrics[$"{p}_{cores}x1_allreduce_gb_per_s"] = many.TrainableParameters * 4 / 1e9 / Math.Max(1e-9, many.AllReduceSeconds / Math.Max(1, many.Steps));
-            metrics[$"{p}_1x{cores}_seconds_per_step"] = one.SecondsPerStep;
-            metrics[$"{p}_gradient_mb"] = many.TrainableParameters * 4 / 1e6;
+            var one = runs[$"{p}_1x{cores}"];
+            var many = runs[$"{p}_{cores}x1"];
+            var ratio = ratios[p];
+            metrics[$"{p}_1x{cores}_tokens_per_s"] = Median(one.Select(m => m.TokensPerSecond));
+            metrics[$"{p}_{cores}x1_tokens_per_s"] = Median(many.Select(m => m.TokensPerSecond));
+            // The ratio within each round; its median, and the lowest and highest round (the spread).
+            metrics[$"{p}_{cores}x1_vs_1x{cores}"] = Median(ratio);
+            metrics[$"{p}_{cores}x1_vs_1x{cores}_min"] = ratio.Min();
+            metrics[$"{p}_{cores}x1_vs_1x{cores}_max"] = ratio.Max();
+            metrics[$"{p}_rounds"] = ratio.Count;
+            double stepSeconds = Median(many.Select(m => m.SecondsPerStep)), oneStep = Median(one.Select(m => m.SecondsPerStep));
+            double gradientMs = Median(many.Select(m => m.GradientWaitMs[0])), exchangeMs = Median(many.Select(m => m.LossExchangeMs[0]));
+            metrics[$"{p}_{cores}x1_seconds_per_step"] = stepSeconds;
+            metrics[$"{p}_1x{cores}_seconds_per_step"] = oneStep;
+            // Rank 0's time per timed step: the wait for the gradients' sum after backward, and the loss exchange (the wait for
+            // the slower rank); the lowest and highest rank's exchange say how uneven the ranks were.
+            metrics[$"{p}_{cores}x1_gradient_wait_ms_per_step"] = gradientMs;
+            metrics[$"{p}_{cores}x1_gradient_wait_share"] = gradientMs / 1000 / stepSeconds;
+            metrics[$"{p}_{cores}x1_gradient_in_backward_ms_per_step"] = Median(many.Select(m => m.InBackwardMs[0]));
+            metrics[$"{p}_{cores}x1_loss_exchange_ms_per_step"] = exchangeMs;
+            metrics[$"{p}_{cores}x1_loss_exchange_share"] = exchangeMs / 1000 / stepSeconds;
+            metrics[$"{p}_{cores}x1_loss_exchange_ms_per_step_max_rank"] = Median(many.Select(m => m.LossExchangeMs.Max()));
+            metrics[$"{p}_{cores}x1_other_collectives_seconds_per_run"] = Median(many.Select(m => m.OtherCollectivesSeconds));
+            metrics[$"{p}_{cores}x1_allreduce_gb_per_s"] = many[0].TrainableParameters * 4 / 1e9 / Math.Max(1e-9, gradientMs / 1000);
+            metrics[$"{p}_gradient_mb"] = many[0].TrainableParameters * 4 / 1e6;
+            Console.WriteLine($"{p}: {cores}x1 / 1x{cores} median {Median(ratio):F3} over {ratio.Count} rounds (lowest {ratio.Min():F3}, highest {ratio.Max():F3}); " +
+                              $"per {cores}x1 step of {1000 * stepSeconds:F0} ms, rank 0 waited {gradientMs:F0} ms for the gradients' sum ({100 * gradientMs / 1000 / stepSeconds:F1} %; " +
+                              $"{Median(many.Select(m => m.InBackwardMs[0])):F0} ms more of MPI work ran inside backward) " +
+                              $"and {exchangeMs:F0} ms at the loss exchange ({100 * exchangeMs / 1000 / stepSeconds:F1} %)");
             // Projection: machines like this one (C cores, one process of C threads each, the global batch per machine),
             // ring allreduce of the gradients (2 (M-1)/M of the bytes in and out of each machine) at 90 % of the link,
             // plus 50 us per message for 2 (M-1) messages per bucket.
-            double bytes = many.TrainableParameters * 4.0;
+            double bytes = many[0].TrainableParameters * 4.0;
             int buckets = (int)Math.Max(1, Math.Ceiling(bytes / (25 << 20)));
+            double oneTokens = Median(one.Select(m => m.TokensPerSecond));
             foreach (double gbits in new[] { 10.0, 100.0 })
                 foreach (int machines in new[] { 2, 4, 8, 16, 32, 64 })
                 {
                     double seconds = 2.0 * (machines - 1) / machines * bytes / (gbits * 1e9 / 8 * 0.9) + 2.0 * (machines - 1) * buckets * 50e-6;
-                    double efficiency = one.SecondsPerStep / (one.SecondsPerStep + seconds);
-                    metrics[$"{p}_projected_{machines}x_{gbits:0}gbit_tokens_per_s"] = machines * one.TokensPerSecond * efficiency;
+                    double efficiency = oneStep / (oneStep + seconds);
+                    metrics[$"{p}_projected_{machines}x_{gbits:0}gbit_tokens_per_s"] = machines * oneTokens * efficiency;
                     metrics[$"{p}_projected_{machines}x_{gbits:0}gbit_efficiency"] = efficiency;
                 }
         }
@@ -100,14 +135,23 @@ public sealed class ScalingSuite : IBenchSuite
             Quick = context.Quick,
             TrainExamples = steps * GlobalBatch,
             TestExamples = 16,
-            TrainSeconds = best.Values.Sum(m => m.SecondsPerStep * m.Steps),
+            TrainSeconds = runs.Values.SelectMany(list => list).Sum(m => m.SecondsPerStep * m.Steps),
             PredictSeconds = 0,
             Metrics = metrics,
         };
     }
 
-    sealed record Measured(double TokensPerSecond, double SecondsPerStep, int Steps, double AllReduceSeconds, double AllReduceShare,
-        double CollectivesShare, long TrainableParameters);
+    /// <param name="GradientWaitMs">Per rank, the mean wait per timed step for the gradients' sum after backward.</param>
+    /// <param name="LossExchangeMs">Per rank, the mean time per timed step in the loss exchange (waiting for the slower rank).</param>
+    /// <param name="OtherCollectivesSeconds">Rank 0's collectives outside the steps (evaluation's gathers), over the run.</param>
+    sealed record Measured(double TokensPerSecond, double SecondsPerStep, int Steps, long TrainableParameters,
+        double[] GradientWaitMs, double[] LossExchangeMs, double OtherCollectivesSeconds, int Buckets, int Overlapped, double[] InBackwardMs)
+    {
+        public string Breakdown => $"per step: gradient wait {string.Join("/", GradientWaitMs.Select(v => v.ToString("F0")))} ms " +
+            $"(and {string.Join("/", InBackwardMs.Select(v => v.ToString("F0")))} ms in MPI during backward), " +
+            $"loss exchange {string.Join("/", LossExchangeMs.Select(v => v.ToString("F0")))} ms (rank 0/1...), " +
+            $"other collectives {OtherCollectivesSeconds:F2} s in the run; {Overlapped} of {Buckets} gradient buckets started during backward";
+    }
 
     static Measured Launch(string mpirun, string cli, int ranks, string[] args, string run)
     {
@@ -137,12 +181,21 @@ public sealed class ScalingSuite : IBenchSuite
         }
         int timed = trainLines.Count - WarmupSteps;
         var parallel = lines.FirstOrDefault(o => o["type"]!.GetValue<string>() == "data_parallel");
-        double communication = parallel?["communication_seconds"]!.GetValue<double>() ?? 0;
-        double gradients = parallel?["gradient_allreduce_seconds"]!.GetValue<double>() ?? 0;
-        // Shares of the timed steps' time: the gradients' allreduce per step, and every collective per step (waiting for the slower rank included).
-        double stepSeconds = seconds / timed;
-        return new Measured(tokens / seconds, stepSeconds, trainLines.Count, gradients, gradients / trainLines.Count / stepSeconds,
-            communication / trainLines.Count / stepSeconds, trainable);
+        double[] ByRank(string key) => parallel?[key]?.AsArray().Select(v => v!.GetValue<double>()).ToArray() ?? [0];
+        return new Measured(tokens / seconds, seconds / timed, trainLines.Count, trainable,
+            ByRank("gradient_wait_ms_by_rank"), ByRank("loss_exchange_ms_by_rank"), parallel?["other_collectives_seconds"]?.GetValue<double>() ?? 0,
+            parallel?["gradient_buckets"]?.GetValue<int>() ?? 0, parallel?["buckets_started_during_backward"]?.GetValue<int>() ?? 0,
+            ByRank("gradient_in_backward_ms_by_rank"));
+    }
+
+    /// <summary>Rounds: SHARPTUNE_SCALING_ROUNDS when set, otherwise 5 (3 with --quick).</summary>
+    static int Rounds(bool quick) =>
+        int.TryParse(Environment.GetEnvironmentVariable(RoundsVariable), out int rounds) && rounds > 0 ? rounds : quick ? 3 : 5;
+
+    static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     /// <summary>The CLI built in Release beside the repository, so the bench times the same build a user runs.</summary>

@@ -33,6 +33,18 @@ public interface ICommunicator
     /// <summary>Element-wise maximum over all ranks, in place.</summary>
     void AllReduceMax(Span<double> values);
 
+    /// <summary>
+    /// Starts the element-wise sum over all ranks of <paramref name="count"/> floats at <paramref name="values"/>, in place,
+    /// on the job's gradient channel: every rank starts these in the same order, and they are ordered apart from this
+    /// interface's blocking collectives, so they may be in flight while those run. The memory must stay allocated and
+    /// untouched until the returned reduction completes. By default the sum is done before this returns.
+    /// </summary>
+    unsafe IPendingReduction StartAllReduceSum(IntPtr values, int count)
+    {
+        AllReduceSum(new Span<float>((void*)values, count));
+        return PendingReduction.Completed;
+    }
+
     /// <summary>Every rank's <paramref name="values"/> become rank <paramref name="root"/>'s (same length on every rank).</summary>
     void Broadcast(Span<byte> values, int root = 0);
 
@@ -46,6 +58,24 @@ public interface ICommunicator
 
     /// <summary>Leaves the job at a normal end (MPI_Finalize).</summary>
     void Finish();
+}
+
+/// <summary>A reduction in flight (<see cref="ICommunicator.StartAllReduceSum"/>).</summary>
+public interface IPendingReduction
+{
+    /// <summary>Lets the reduction progress; true once it completed.</summary>
+    bool Test();
+
+    /// <summary>Returns once the reduction completed.</summary>
+    void Wait();
+}
+
+/// <summary>Reductions that completed when they were started.</summary>
+public sealed class PendingReduction : IPendingReduction
+{
+    public static IPendingReduction Completed { get; } = new PendingReduction();
+    public bool Test() => true;
+    public void Wait() { }
 }
 
 /// <summary>A job of one process: collectives are the identity.</summary>

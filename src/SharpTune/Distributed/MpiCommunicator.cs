@@ -14,6 +14,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     readonly OpenMpi mpi;
     readonly object gate = new();
     readonly Stopwatch inCollectives = new();
+    readonly IntPtr gradientChannel;   // MPI_Comm_dup of the world: the gradients' nonblocking sums, ordered apart from the world's collectives
     bool finished;
 
     MpiCommunicator(OpenMpi mpi, int threadLevel, int localSize)
@@ -24,6 +25,8 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         LocalSize = localSize;
         string level = threadLevel switch { 0 => "single", 1 => "funneled", 2 => "serialized", _ => "multiple" };
         Description = $"{mpi.Version}, thread level {level}";
+        // MPI_Comm_dup is a collective of the world: made here, where every rank is, not at a rank's first bucket.
+        gradientChannel = mpi.DuplicateWorld();
     }
 
     /// <summary>Loads libmpi and joins the job (MPI_Init_thread).</summary>
@@ -58,6 +61,64 @@ public sealed unsafe class MpiCommunicator : ICommunicator
                         mpi.AllReduceInPlace(start + offset, Math.Min(MaxCount, values.Length - offset), type, op);
             }
             finally { inCollectives.Stop(); }
+        }
+    }
+
+    public IPendingReduction StartAllReduceSum(IntPtr values, int count)
+    {
+        lock (gate)
+        {
+            inCollectives.Start();
+            try
+            {
+                var requests = new List<IntPtr>();
+                var start = (float*)values;
+                for (int offset = 0; offset < count; offset += MaxCount)
+                    requests.Add(mpi.StartAllReduceInPlace(start + offset, Math.Min(MaxCount, count - offset), mpi.Float, mpi.Sum, gradientChannel));
+                return new Pending(this, requests);
+            }
+            finally { inCollectives.Stop(); }
+        }
+    }
+
+    /// <summary>The requests of one started sum; each is freed by MPI once it completed.</summary>
+    sealed class Pending(MpiCommunicator owner, List<IntPtr> requests) : IPendingReduction
+    {
+        public bool Test()
+        {
+            lock (owner.gate)
+            {
+                owner.inCollectives.Start();
+                try
+                {
+                    for (int i = requests.Count - 1; i >= 0; i--)
+                    {
+                        var request = requests[i];
+                        if (owner.mpi.Test(ref request)) requests.RemoveAt(i);
+                        else requests[i] = request;
+                    }
+                    return requests.Count == 0;
+                }
+                finally { owner.inCollectives.Stop(); }
+            }
+        }
+
+        public void Wait()
+        {
+            lock (owner.gate)
+            {
+                owner.inCollectives.Start();
+                try
+                {
+                    foreach (var r in requests)
+                    {
+                        var request = r;
+                        owner.mpi.Wait(ref request);
+                    }
+                    requests.Clear();
+                }
+                finally { owner.inCollectives.Stop(); }
+            }
         }
     }
 

@@ -24,6 +24,10 @@ sealed unsafe class OpenMpi
     readonly delegate* unmanaged<void*, int, IntPtr, int, IntPtr, int> bcast;
     readonly delegate* unmanaged<void*, int, IntPtr, void*, int, IntPtr, IntPtr, int> allgather;
     readonly delegate* unmanaged<void*, int, IntPtr, void*, int*, int*, IntPtr, IntPtr, int> allgatherv;
+    readonly delegate* unmanaged<void*, void*, int, IntPtr, IntPtr, IntPtr, IntPtr*, int> iallreduce;
+    readonly delegate* unmanaged<IntPtr*, int*, void*, int> test;
+    readonly delegate* unmanaged<IntPtr*, void*, int> wait;
+    readonly delegate* unmanaged<IntPtr, IntPtr*, int> commDup;
     readonly delegate* unmanaged<IntPtr, int> barrier;
     readonly delegate* unmanaged<IntPtr, int, int> abort;
     readonly delegate* unmanaged<byte*, int*, int> libraryVersion;
@@ -48,6 +52,10 @@ sealed unsafe class OpenMpi
         bcast = (delegate* unmanaged<void*, int, IntPtr, int, IntPtr, int>)Export("MPI_Bcast");
         allgather = (delegate* unmanaged<void*, int, IntPtr, void*, int, IntPtr, IntPtr, int>)Export("MPI_Allgather");
         allgatherv = (delegate* unmanaged<void*, int, IntPtr, void*, int*, int*, IntPtr, IntPtr, int>)Export("MPI_Allgatherv");
+        iallreduce = (delegate* unmanaged<void*, void*, int, IntPtr, IntPtr, IntPtr, IntPtr*, int>)Export("MPI_Iallreduce");
+        test = (delegate* unmanaged<IntPtr*, int*, void*, int>)Export("MPI_Test");
+        wait = (delegate* unmanaged<IntPtr*, void*, int>)Export("MPI_Wait");
+        commDup = (delegate* unmanaged<IntPtr, IntPtr*, int>)Export("MPI_Comm_dup");
         barrier = (delegate* unmanaged<IntPtr, int>)Export("MPI_Barrier");
         abort = (delegate* unmanaged<IntPtr, int, int>)Export("MPI_Abort");
         libraryVersion = (delegate* unmanaged<byte*, int*, int>)Export("MPI_Get_library_version");
@@ -99,6 +107,39 @@ sealed unsafe class OpenMpi
     /// <summary>MPI_Allreduce with MPI_IN_PLACE: every rank's <paramref name="buffer"/> becomes the element-wise reduction.</summary>
     public void AllReduceInPlace(void* buffer, int count, IntPtr type, IntPtr op) =>
         Check(allreduce(InPlace, buffer, count, type, op, CommWorld), "MPI_Allreduce");
+
+    /// <summary>
+    /// MPI_Iallreduce with MPI_IN_PLACE on <paramref name="communicator"/>: starts the reduction and returns its request
+    /// (an <c>MPI_Request</c>, a pointer in Open MPI). The buffer must stay untouched until <see cref="Wait"/> or a true <see cref="Test"/>.
+    /// </summary>
+    public IntPtr StartAllReduceInPlace(void* buffer, int count, IntPtr type, IntPtr op, IntPtr communicator)
+    {
+        IntPtr request;
+        Check(iallreduce(InPlace, buffer, count, type, op, communicator, &request), "MPI_Iallreduce");
+        return request;
+    }
+
+    /// <summary>MPI_Test: drives the library's progress and says whether the request completed (then it is freed).</summary>
+    public bool Test(ref IntPtr request)
+    {
+        int done;
+        fixed (IntPtr* r = &request) Check(test(r, &done, null), "MPI_Test");   // null: MPI_STATUS_IGNORE
+        return done != 0;
+    }
+
+    /// <summary>MPI_Wait: blocks until the request completed (then it is freed).</summary>
+    public void Wait(ref IntPtr request)
+    {
+        fixed (IntPtr* r = &request) Check(wait(r, null), "MPI_Wait");
+    }
+
+    /// <summary>MPI_Comm_dup of MPI_COMM_WORLD: the same processes, with collectives ordered apart from the world's.</summary>
+    public IntPtr DuplicateWorld()
+    {
+        IntPtr communicator;
+        Check(commDup(CommWorld, &communicator), "MPI_Comm_dup");
+        return communicator;
+    }
 
     public void Broadcast(void* buffer, int count, IntPtr type, int root) => Check(bcast(buffer, count, type, root, CommWorld), "MPI_Bcast");
 

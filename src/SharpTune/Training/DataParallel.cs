@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using SharpTune.Distributed;
 using SharpTune.Heads;
 using static TorchSharp.torch;
@@ -19,16 +20,22 @@ public sealed class DataParallel : IDisposable
 
     readonly ICommunicator world;
     readonly GradientAllReduce gradients;
+    readonly StepCollectives timings = new();
     readonly bool failHere;
 
-    public DataParallel(ICommunicator world, IReadOnlyList<Tensor> trainable)
+    /// <param name="trainable">The trainable parameters with their names, in the model's order.</param>
+    public DataParallel(ICommunicator world, IReadOnlyList<(string Name, Tensor Parameter)> trainable)
     {
         this.world = world;
-        gradients = new GradientAllReduce(world, trainable);
+        var (order, stackEnd) = BucketOrder(trainable.Select(p => p.Name).ToList());
+        gradients = new GradientAllReduce(world, trainable.Select(p => p.Parameter).ToList(), order: order, groupEnds: new HashSet<int> { stackEnd });
         failHere = world.Size > 1 && Environment.GetEnvironmentVariable(FailRankVariable) == world.Rank.ToString();
     }
 
     public ICommunicator World => world;
+
+    /// <summary>This rank's time per step: the whole step, the loss exchange, the gradients' sum.</summary>
+    public StepCollectives Timings => timings;
 
     /// <summary>Examples per optimizer micro-step over all ranks.</summary>
     public int GlobalBatch(int perRank) => perRank * world.Size;
@@ -63,16 +70,41 @@ public sealed class DataParallel : IDisposable
     public double Sum(double value)
     {
         if (world.Size == 1) return value;
+        long start = Stopwatch.GetTimestamp();
         Span<double> one = [value];
         world.AllReduceSum(one);
+        timings.AddExchange(start);
         return one[0];
     }
+
+    /// <summary>
+    /// The order in which gradients are bucketed: the parameters of the layer stack (<c>encoder.layer.N</c>,
+    /// <c>model.layers.N</c>, <c>transformer.h.N</c>) in reverse, as backward completes them layer by layer, then the
+    /// rest in reverse (heads, pooler, embeddings: complete only when backward ends). The stack's buckets can start
+    /// their sums during backward; <paramref name="names"/> are the same on every rank, so the buckets are too.
+    /// </summary>
+    public static (List<int> Order, int StackEnd) BucketOrder(IReadOnlyList<string> names)
+    {
+        var stack = Enumerable.Range(0, names.Count).Where(i => LayerStack.IsMatch(names[i])).Reverse().ToList();
+        var rest = Enumerable.Range(0, names.Count).Where(i => !LayerStack.IsMatch(names[i])).Reverse();
+        return ([.. stack, .. rest], stack.Count);
+    }
+
+    static readonly System.Text.RegularExpressions.Regex LayerStack = new(@"(^|\.)(layer|layers|h)\.\d+\.");
+
+    /// <summary>
+    /// Backward from <paramref name="loss"/>. On the last micro-step of an optimizer step (<paramref name="endsStep"/>)
+    /// the gradients' sums start while backward runs, bucket by bucket as layers finish.
+    /// </summary>
+    public void Backward(Tensor loss, bool endsStep) => gradients.Backward(loss, endsStep);
 
     /// <summary>Gradients become their sum over the ranks: call after the last backward of a step, before clipping.</summary>
     public void ReduceGradients()
     {
         if (failHere) throw new InvalidOperationException($"injected failure on rank {world.Rank} ({FailRankVariable})");
+        long start = Stopwatch.GetTimestamp();
         gradients.SumOverRanks();
+        timings.EndStep(start, gradients.InBackward.TotalSeconds, gradients.StartedDuringBackward, gradients.BucketCount);
     }
 
     /// <summary>

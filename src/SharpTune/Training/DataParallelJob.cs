@@ -62,19 +62,40 @@ public static class DataParallelJob
     public static void BroadcastTrainable(ICommunicator world, nn.Module model) =>
         TensorBroadcast.FromRoot(world, model.parameters().Where(p => p.requires_grad));
 
-    /// <summary>The job's shape and the time its collectives took (on rank 0, waiting for other ranks included), for metrics.jsonl.</summary>
-    public static IReadOnlyDictionary<string, object?> Report(ICommunicator world, int threads, int batchSize, TimeSpan communication, TimeSpan gradients, TimeSpan training) =>
-        new Dictionary<string, object?>
+    /// <summary>
+    /// The job's shape and where its collectives' time went, for metrics.jsonl: on rank 0 over the whole training
+    /// (waiting for other ranks included), and per rank per timed step (after <see cref="StepCollectives.WarmupSteps"/>):
+    /// the step, the loss exchange (the wait for the slower rank), the gradients' sums started and progressed during
+    /// backward, and the wait for them after backward.
+    /// Every rank calls it (it gathers the ranks' step records).
+    /// </summary>
+    public static IReadOnlyDictionary<string, object?> Report(ICommunicator world, int threads, int batchSize, TimeSpan communication, TimeSpan gradients, TimeSpan training)
+    {
+        var record = StepCollectives.Last;
+        var (timed, mean) = record?.Timed() ?? (0, default);
+        var ranks = Gather(world, FormattableString.Invariant($"{timed} {mean.Seconds:R} {mean.Exchange:R} {mean.Gradients:R} {mean.InBackward:R}"))
+            .Select(text => text.Split(' ').Select(v => double.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray()).ToArray();
+        double[] ByRank(int field) => ranks.Select(r => Math.Round(1000 * r[field], 2)).ToArray();
+        double seconds = Math.Max(1e-9, training.TotalSeconds);
+        return new Dictionary<string, object?>
         {
             ["processes"] = world.Size, ["threads_per_process"] = threads, ["batch_per_process"] = batchSize, ["global_batch"] = batchSize * world.Size,
             ["communication_seconds"] = Math.Round(communication.TotalSeconds, 3), ["training_seconds"] = Math.Round(training.TotalSeconds, 3),
-            ["communication_share"] = Math.Round(communication.TotalSeconds / Math.Max(1e-9, training.TotalSeconds), 4),
-            // The gradients' allreduce alone (with the copies into and out of the buckets); the rest of the collectives'
-            // time is mostly waiting at the per-step loss sum for the slowest rank.
+            ["communication_share"] = Math.Round(communication.TotalSeconds / seconds, 4),
+            // The gradients' allreduce alone (with the copies into and out of the buckets), every step of the run.
             ["gradient_allreduce_seconds"] = Math.Round(gradients.TotalSeconds, 3),
-            ["gradient_allreduce_share"] = Math.Round(gradients.TotalSeconds / Math.Max(1e-9, training.TotalSeconds), 4),
+            ["gradient_allreduce_share"] = Math.Round(gradients.TotalSeconds / seconds, 4),
+            // Collectives outside the steps' loss exchange and gradient sum: evaluation's gathers, checks, resume.
+            ["other_collectives_seconds"] = Math.Round(Math.Max(0, communication.TotalSeconds - (record?.TotalSeconds ?? 0)), 3),
+            ["timed_steps"] = timed, ["warmup_steps"] = StepCollectives.WarmupSteps,
+            ["step_ms_by_rank"] = ByRank(1), ["loss_exchange_ms_by_rank"] = ByRank(2), ["gradient_wait_ms_by_rank"] = ByRank(3),
+            // The sums' starts and progress inside backward (bucket copies, MPI_Iallreduce, MPI_Test): overlapped with it.
+            ["gradient_in_backward_ms_by_rank"] = ByRank(4),
+            // Buckets of the gradients, and how many the last step started during backward (overlapped with it), on rank 0.
+            ["gradient_buckets"] = record?.LastOverlap.Buckets ?? 0, ["buckets_started_during_backward"] = record?.LastOverlap.Overlapped ?? 0,
             ["library"] = world.Description,
         };
+    }
 
     /// <summary>SHA-256 of a file's bytes, in hex; "none" for no file.</summary>
     public static string FileHash(string? path)

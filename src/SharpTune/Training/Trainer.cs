@@ -78,9 +78,10 @@ public class Trainer<TExample>
         long warmup = (long)Math.Round(options.WarmupRatio * totalSteps);
         var optimizer = OptimizerFactory.Create(options.Optimizer, model, options.LearningRate, options.WeightDecay, options.Momentum);
         var scheduler = new LearningRateScheduler(optimizer, LearningRateSchedule.Parse(options.Schedule, warmup, totalSteps));
-        var trainable = model.parameters().Where(p => p.requires_grad).ToList();
+        var named = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        var trainable = named.Select(p => p.parameter).ToList();
         var lengths = train.Select(objective.Length).ToArray();
-        using var parallel = new DataParallel(World.Current, trainable);
+        using var parallel = new DataParallel(World.Current, named.Select(p => (p.name, (Tensor)p.parameter)).ToList());
         var callbacks = parallel.World.IsMain ? this.callbacks : [];   // rank 0 alone logs and writes
         var state = new TrainerState { TotalSteps = totalSteps, WorldSize = parallel.World.Size };
         if (resume)
@@ -117,7 +118,9 @@ public class Trainer<TExample>
                     var batch = shard.Select(i => train[i]).ToList();
                     var value = objective.Loss(batch);
                     double share = parallel.LossShare(batches[b], shard, i => objective.LossWeight(train[i]));
-                    (value * share / options.GradientAccumulation).backward();
+                    // The last micro-step of a step reduces the gradients while backward runs (data parallel).
+                    bool endsStep = microSinceStep + 1 >= options.GradientAccumulation || b == batches.Count - 1;
+                    parallel.Backward(value * share / options.GradientAccumulation, endsStep);
                     loss = value.item<float>() * share;
                 }
                 loss = parallel.Sum(loss);   // the global batch's mean loss

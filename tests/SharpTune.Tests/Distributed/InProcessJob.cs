@@ -10,6 +10,9 @@ sealed class InProcessJob(int size)
 {
     readonly Barrier barrier = new(size);
     readonly object?[] slots = new object?[size];
+    // The gradient channel, as MPI's duplicated communicator: its sums are ordered among themselves, apart from the rest.
+    readonly Barrier gradientBarrier = new(size);
+    readonly float[]?[] gradientSlots = new float[]?[size];
 
     public ICommunicator Rank(int rank) => new Member(this, rank);
 
@@ -22,7 +25,7 @@ sealed class InProcessJob(int size)
         var threads = Enumerable.Range(0, size).Select(r => new Thread(() =>
         {
             try { results[r] = body(job.Rank(r)); }
-            catch (Exception e) { errors[r] = e; job.barrier.RemoveParticipant(); }
+            catch (Exception e) { errors[r] = e; job.barrier.RemoveParticipant(); job.gradientBarrier.RemoveParticipant(); }
         })).ToList();
         threads.ForEach(t => t.Start());
         threads.ForEach(t => t.Join());
@@ -32,6 +35,8 @@ sealed class InProcessJob(int size)
 
     sealed class Member(InProcessJob job, int rank) : ICommunicator
     {
+        Task gradientSums = Task.CompletedTask;   // this rank's started sums, run one after another as MPI orders them
+
         public int Rank => rank;
         public int Size => job.slots.Length;
         public int LocalSize => Size;
@@ -63,6 +68,28 @@ sealed class InProcessJob(int size)
         {
             var all = Exchange(values.ToArray());
             for (int i = 0; i < values.Length; i++) values[i] = all.Max(a => a[i]);
+        }
+
+        /// <summary>Nonblocking, as MPI_Iallreduce: the sum runs on a task, after this rank's earlier ones, while the rank goes on.</summary>
+        public IPendingReduction StartAllReduceSum(IntPtr values, int count)
+        {
+            gradientSums = gradientSums.ContinueWith(_ =>
+            {
+                var mine = new float[count];
+                System.Runtime.InteropServices.Marshal.Copy(values, mine, 0, count);
+                job.gradientSlots[rank] = mine;
+                job.gradientBarrier.SignalAndWait();
+                var sum = Enumerable.Range(0, count).Select(i => job.gradientSlots.Sum(a => a![i])).ToArray();
+                job.gradientBarrier.SignalAndWait();
+                System.Runtime.InteropServices.Marshal.Copy(sum, 0, values, count);
+            }, TaskContinuationOptions.RunContinuationsAsynchronously);
+            return new TaskReduction(gradientSums);
+        }
+
+        sealed class TaskReduction(Task task) : IPendingReduction
+        {
+            public bool Test() => task.IsCompleted;
+            public void Wait() => task.GetAwaiter().GetResult();
         }
 
         public void Broadcast(Span<byte> values, int root = 0) => Exchange(values.ToArray())[root].CopyTo(values);

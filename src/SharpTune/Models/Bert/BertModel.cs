@@ -1,3 +1,4 @@
+using SharpTune.Distributed;
 using SharpTune.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -21,7 +22,7 @@ public sealed class BertEncoder : nn.Module
     public Tensor forward(Tensor hidden, Tensor? additiveMask, IReadOnlyList<KeyValuePrefix>? prefixes)
     {
         for (int i = 0; i < layer.Count; i++)
-            hidden = layer[i].forward(hidden, additiveMask, prefixes?[i]);
+            hidden = layer[i].forward(LayerBoundary.Enter(hidden, layer[i]), additiveMask, prefixes?[i]);   // backward's "layer done" signal
         return hidden;
     }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SharpTune.Distributed;
 using SharpTune.Models.Decoders.Common;
 using SharpTune.Models.Quantized;
 using SharpTune.Quantization;
@@ -48,7 +49,7 @@ public sealed class Gpt2Model : nn.Module
         if (last >= config.NPositions)
             throw new ArgumentException($"position {last} is beyond GPT-2's learned positions (n_positions {config.NPositions})");
         var hidden = nn.functional.dropout(tokens + wpe.forward(inputs.PositionIds), config.EmbdPdrop, training);
-        foreach (var block in h) hidden = block.forward(hidden, inputs, cache);
+        foreach (var block in h) hidden = block.forward(LayerBoundary.Enter(hidden, block), inputs, cache);   // backward's "layer done" signal
         return ln_f.forward(hidden);
     }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SharpTune.Distributed;
 using SharpTune.Models.Decoders.Common;
 using SharpTune.Models.Quantized;
 using SharpTune.Quantization;
@@ -84,7 +85,7 @@ public sealed class LlamaModel : nn.Module
     {
         var inputs = DecoderInputs.Prepare(hidden, attentionMask, positionIds, cache?.Length ?? 0, hidden.dtype);
         var (cos, sin) = rotary.CosSin(inputs.PositionIds, hidden.dtype);                      // (B, T, D)
-        foreach (var layer in layers) hidden = layer.forward(hidden, cos, sin, inputs, cache);
+        foreach (var layer in layers) hidden = layer.forward(LayerBoundary.Enter(hidden, layer), cos, sin, inputs, cache);   // backward's "layer done" signal
         return norm.forward(hidden);
     }
 }
