@@ -51,6 +51,19 @@ sealed class LlamaCpp : IDisposable
         return Enumerable.Range(0, tokens.Count).Select(i => context.NativeHandle.GetLogitsIth(i).ToArray()).ToArray();
     }
 
+    /// <summary>Perplexity of <paramref name="tokens"/> (every position after the first) from one decode of the whole sequence.</summary>
+    public double Perplexity(IReadOnlyList<int> tokens)
+    {
+        var logits = Logits(tokens);
+        double nll = 0;
+        for (int t = 0; t + 1 < tokens.Count; t++)
+        {
+            double max = logits[t].Max(), sum = logits[t].Sum(v => Math.Exp(v - max));
+            nll -= logits[t][tokens[t + 1]] - max - Math.Log(sum);
+        }
+        return Math.Exp(nll / (tokens.Count - 1));
+    }
+
     /// <summary>Processes <paramref name="tokens"/> from an empty cache in one decode; logits of the last position only, as llama.cpp does for a prompt.</summary>
     public void Prompt(IReadOnlyList<int> tokens) => Decode(tokens, allLogits: false);
 
