@@ -14,13 +14,15 @@ public sealed class RunFolderLock : IDisposable
     public const string FileName = ".lock";
 
     readonly FileStream file;
+    readonly string? createdFolder;
 
-    RunFolderLock(FileStream file) => this.file = file;
+    RunFolderLock(FileStream file, string? createdFolder) => (this.file, this.createdFolder) = (file, createdFolder);
 
     /// <summary>Takes the lock of <paramref name="runFolder"/> (created if missing), or throws naming the process that holds it.</summary>
     public static RunFolderLock Acquire(string runFolder)
     {
         runFolder = Path.GetFullPath(runFolder);
+        bool created = !Directory.Exists(runFolder);
         Directory.CreateDirectory(runFolder);
         string path = Path.Combine(runFolder, FileName);
         FileStream file;
@@ -39,7 +41,7 @@ public sealed class RunFolderLock : IDisposable
         file.Write(Encoding.ASCII.GetBytes($"{Environment.ProcessId}\n"));
         file.Flush();
         // The file stays when the lock is released: deleting it could let two processes lock two different files.
-        return new RunFolderLock(file);
+        return new RunFolderLock(file, created ? runFolder : null);
     }
 
     /// <summary>The process id written in a lock file that another process holds; null when unknown.</summary>
@@ -67,7 +69,26 @@ public sealed class RunFolderLock : IDisposable
         }
     }
 
-    public void Dispose() => file.Dispose();
+    /// <summary>
+    /// Releases the lock. A folder the lock created that still holds nothing else (a run refused before any work) is
+    /// removed, lock file included, while the lock is still held, so a refused run leaves nothing behind.
+    /// </summary>
+    public void Dispose()
+    {
+        if (createdFolder is not null && Directory.EnumerateFileSystemEntries(createdFolder).All(e => Path.GetFileName(e) == FileName))
+        {
+            try
+            {
+                File.Delete(Path.Combine(createdFolder, FileName));
+                Directory.Delete(createdFolder);
+            }
+            catch (IOException)
+            {
+                // something else appeared in it meanwhile: it stays
+            }
+        }
+        file.Dispose();
+    }
 
     static class LibC
     {

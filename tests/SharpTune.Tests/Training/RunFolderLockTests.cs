@@ -15,7 +15,11 @@ public class RunFolderLockTests
             var error = Assert.Throws<ArgumentException>(() => RunFolderLock.Acquire(run));
             Assert.Contains($"--out {run} is in use: process {Environment.ProcessId} is training in it", error.Message);
         }
+        // The lock created the folder and nothing else was written: released, it leaves nothing behind.
+        Assert.False(Directory.Exists(run));
+        Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, "metrics.jsonl"), "");
         using (RunFolderLock.Acquire(run)) { }
-        Assert.Equal($"{Environment.ProcessId}\n", File.ReadAllText(Path.Combine(run, RunFolderLock.FileName)));   // kept, unlocked
+        Assert.Equal($"{Environment.ProcessId}\n", File.ReadAllText(Path.Combine(run, RunFolderLock.FileName)));   // a run's folder keeps it, unlocked
     }
 }
