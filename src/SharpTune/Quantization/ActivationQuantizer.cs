@@ -85,7 +85,7 @@ static unsafe class ActivationQuantizer
     }
 
     // As ggml's x86 quantizers, so the block products equal llama.cpp's and the dequantized-tile path's rounding
-    // (SharpTune.Models.Quantized.ActivationRounding): blocks of 32 (quantize_row_q8_0): q = round-to-even(x·127/max|x|),
+    // (the models' ActivationRounding): blocks of 32 (quantize_row_q8_0): q = round-to-even(x·127/max|x|),
     // d = max|x|/127 kept in fp16 as the block stores it; blocks of 256 (quantize_row_q8_K): the first element of largest
     // magnitude, with its sign, gives iscale = -127/max, q = min(127, round-to-even(iscale·x)), d = 1/iscale in fp32.
     static (float D, float Inverse) Scales(float* xb, int block, float amax)
