@@ -39,6 +39,7 @@ public sealed class SpeedSuite : IBenchSuite
         // Ratios come from many rounds in turns, quick or not: one quick run must give the same yes or no as the full suite.
         const int InferenceRounds = 15, StepRounds = 5;
         var metrics = new OrderedDictionary<string, double>();
+        metrics["load_average_at_start"] = Timing.LoadAverage();
 
         int size = context.Quick ? 1024 : 2048;
         var ceiling = MatmulCeiling.MeasureFp32(size, threads, repeats);
@@ -166,6 +167,12 @@ public sealed class SpeedSuite : IBenchSuite
             var mixedStep = new TaskModelStep(mixed, trainBatch, length);
             Report(TrainingProfile.Measure(config, mixedStep, trainBatch, length, stepRepeats, bf16: true), "profile_bf16", "bf16", bf16);
         }
+
+        // On a machine busier than its cores every engine waits for a core, and not alike: the spreads say how far to trust the ratios.
+        metrics["load_average_at_end"] = Timing.LoadAverage();
+        double load = Math.Max(metrics["load_average_at_start"], metrics["load_average_at_end"]);
+        if (load > threads)
+            Console.WriteLine($"\nwarning: load average {load:F1} on {threads} logical cores: the machine was busy, so these ratios are not a quiet machine's");
 
         void ReportCeilings()
         {

@@ -39,6 +39,10 @@ public static class Timing
         return best;
     }
 
+    /// <summary>The machine's one-minute load average (NaN where /proc/loadavg is missing); above the logical cores, threads wait for a core.</summary>
+    public static double LoadAverage() => File.Exists("/proc/loadavg")
+        ? double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) : double.NaN;
+
     /// <summary>
     /// Times the actions in turns over <paramref name="rounds"/> rounds after one warm-up round: in each round every action
     /// runs <paramref name="runsInARow"/> times in a row (the best of them is its time in that round, a run the other
