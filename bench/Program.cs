@@ -6,7 +6,8 @@ namespace SharpTune.Bench;
 
 /// <summary>
 /// dotnet run --project bench -c Release -- &lt;suite&gt; [--quick]
-/// Runs one suite, prints its table and writes bench/results/&lt;suite&gt;.json (&lt;suite&gt;.quick.json with --quick).
+/// Runs one suite, prints its table and writes bench/results/&lt;suite&gt;.json (&lt;suite&gt;.quick.json with --quick), then
+/// docs/benchmarks.md from every result there (a full run only). <c>-- docs</c> rewrites the page alone.
 /// </summary>
 public static class Program
 {
@@ -52,6 +53,12 @@ public static class Program
             PrintUsage(registry, help ? Console.Out : Console.Error);
             return help ? 0 : 2;
         }
+        if (names[0] == "docs")
+        {
+            string root = FindRepoRoot();
+            Console.WriteLine($"updated {Path.GetRelativePath(root, BenchmarksDoc.Update(root))}");
+            return 0;
+        }
         if (names[0].StartsWith('-') || !registry.TryGet(names[0], out IBenchSuite suite))
         {
             Console.Error.WriteLine($"unknown suite or option '{names[0]}'.");
@@ -81,6 +88,7 @@ public static class Program
     static void PrintUsage(SuiteRegistry registry, TextWriter output)
     {
         output.WriteLine("usage: dotnet run --project bench -c Release -- <suite> [--quick] [--reuse]");
+        output.WriteLine("       dotnet run --project bench -c Release -- docs   (rewrites docs/benchmarks.md from bench/results/*.json)");
         output.WriteLine("  --reuse: lm takes each method's result written after the pretrained base instead of running it again");
         output.WriteLine("suites:");
         foreach (IBenchSuite s in registry.All) output.WriteLine($"  {s.Name,-14} {s.Description}");

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using SharpTune.Bench.Reporting;
@@ -37,7 +36,10 @@ public sealed class SpeedSuite : IBenchSuite
         int length = 128;
         int[] batches = context.Quick ? [8] : [1, 8, 32];
         int repeats = context.Quick ? 2 : 5;
+        // Ratios come from many rounds in turns, quick or not: one quick run must give the same yes or no as the full suite.
+        const int InferenceRounds = 15, StepRounds = 5;
         var metrics = new OrderedDictionary<string, double>();
+        metrics["load_average_at_start"] = Timing.LoadAverage();
 
         int size = context.Quick ? 1024 : 2048;
         var ceiling = MatmulCeiling.MeasureFp32(size, threads, repeats);
@@ -70,12 +72,14 @@ public sealed class SpeedSuite : IBenchSuite
                 NamedOnnxValue.CreateFromTensor("attention_mask", new DenseTensor<long>(mask.data<long>().ToArray(), dims)),
                 NamedOnnxValue.CreateFromTensor("token_type_ids", new DenseTensor<long>(types.data<long>().ToArray(), dims)),
             };
-            // SharpTune and ONNX Runtime in turns, so a slow moment of the machine falls on both alike.
-            var best = Timing.Interleaved(repeats, Forward, () => { using var results = session.Run(feeds); });
-            var (ours, ort) = (best[0], best[1]);
-            metrics[$"infer_b{batch}_sharptune_tokens_per_s"] = batch * length / ours;
-            metrics[$"infer_b{batch}_onnxruntime_tokens_per_s"] = batch * length / ort;
-            metrics[$"infer_b{batch}_ratio_vs_onnxruntime"] = ort / ours;
+            // SharpTune and ONNX Runtime in turns, so a slow moment of the machine falls on both alike; the ratio is taken
+            // within each round and the median of the rounds reported, with its spread.
+            var times = Timing.InTurns(InferenceRounds, 3, Forward, () => { using var results = session.Run(feeds); });
+            metrics[$"infer_b{batch}_sharptune_tokens_per_s"] = batch * length / times.Best(0);
+            metrics[$"infer_b{batch}_onnxruntime_tokens_per_s"] = batch * length / times.Best(1);
+            var ratio = times.Ratio(1, 0);
+            ratio.Report(metrics, $"infer_b{batch}_ratio_vs_onnxruntime");
+            Console.WriteLine($"inference, batch {batch}: SharpTune against ONNX Runtime {ratio}");
         }
 
         if (batches.Length > 1) PlotThroughput(context, batches, metrics);
@@ -86,27 +90,33 @@ public sealed class SpeedSuite : IBenchSuite
         var head = new HeadOptions(TaskKind.SingleLabel, 2);
         using var task = TaskModelBuilder.Build(encoder, head);
         var fullStep = new TaskModelStep(task, trainBatch, length);
-        double step = fullStep.StepSeconds(stepRepeats);
+        double step;
 
-        // bf16 mixed precision: the same step with bf16 matrix products and attention over fp32 master weights.
+        // bf16 mixed precision: the same step with bf16 matrix products and attention over fp32 master weights, in turns with fp32.
         using (var mixed = TaskModelBuilder.Build(encoder, head, bf16: true))
         {
-            double mixedStep = new TaskModelStep(mixed, trainBatch, length).StepSeconds(stepRepeats);
-            metrics[$"train_b{trainBatch}_bf16_seconds_per_step"] = mixedStep;
-            metrics[$"train_b{trainBatch}_bf16_speedup_over_fp32"] = step / mixedStep;
+            var steps = Timing.InTurns(StepRounds, 1, fullStep.RunStep, new TaskModelStep(mixed, trainBatch, length).RunStep);
+            step = steps.Best(0);
+            metrics[$"train_b{trainBatch}_bf16_seconds_per_step"] = steps.Best(1);
+            var speedup = steps.Ratio(0, 1);
+            speedup.Report(metrics, $"train_b{trainBatch}_bf16_speedup_over_fp32");
+            Console.WriteLine($"training step, batch {trainBatch}: bf16 against fp32 {speedup}");
             mixed.eval();
             task.eval();
             using var ids = randint(1000, 29000, [trainBatch, length], dtype: ScalarType.Int64);
             var inputs = new ModelInputs(ids, ones(trainBatch, length, ScalarType.Int64), zeros(trainBatch, length, ScalarType.Int64));
-            double fp32Inference = Timing.Seconds(() => { using var mode = inference_mode(); using var o = task.forward(inputs); }, repeats);
-            double bf16Inference = Timing.Seconds(() => { using var mode = inference_mode(); using var o = mixed.forward(inputs); }, repeats);
-            metrics[$"infer_b{trainBatch}_bf16_tokens_per_s"] = trainBatch * length / bf16Inference;
-            metrics[$"infer_b{trainBatch}_bf16_speedup_over_fp32"] = fp32Inference / bf16Inference;
+            var inference = Timing.InTurns(InferenceRounds, 3,
+                () => { using var mode = inference_mode(); using var o = task.forward(inputs); },
+                () => { using var mode = inference_mode(); using var o = mixed.forward(inputs); });
+            metrics[$"infer_b{trainBatch}_bf16_tokens_per_s"] = trainBatch * length / inference.Best(1);
+            var inferenceSpeedup = inference.Ratio(0, 1);
+            inferenceSpeedup.Report(metrics, $"infer_b{trainBatch}_bf16_speedup_over_fp32");
+            Console.WriteLine($"inference, batch {trainBatch}: bf16 against fp32 {inferenceSpeedup}");
         }
 
         // Parameter-efficient methods with their default settings: the same step, side by side with full
         // fine-tuning. The methods take turns, one step each per round, so a slow moment of the machine falls
-        // on all of them alike; each keeps its fastest round.
+        // on all of them alike; each ratio to full fine-tuning is the median of the rounds' ratios.
         var methods = context.Quick ? PeftStepMethods[..1] : PeftStepMethods;
         var models = methods.Select(name => TaskModelBuilder.Build(encoder, head,
             PeftRegistry.TryGet(name, out var method) ? method : throw new InvalidOperationException($"method {name} is not registered"),
@@ -115,20 +125,15 @@ public sealed class SpeedSuite : IBenchSuite
         {
             var steps = new List<TaskModelStep> { fullStep };
             steps.AddRange(models.Select(m => new TaskModelStep(m, trainBatch, length)));
-            var best = Enumerable.Repeat(double.MaxValue, steps.Count).ToArray();
-            foreach (var s in steps) s.RunStep(); // warm-up: optimizer state, first allocations
-            for (int round = 0; round < stepRepeats; round++)
-                for (int i = 0; i < steps.Count; i++)
-                {
-                    var clock = Stopwatch.StartNew();
-                    steps[i].RunStep();
-                    best[i] = Math.Min(best[i], clock.Elapsed.TotalSeconds);
-                }
-            metrics[$"train_b{trainBatch}_full_seconds_per_step_interleaved"] = best[0];
+            // The warm-up round builds the optimizer state and makes the first allocations.
+            var times = Timing.InTurns(StepRounds, 1, steps.Select(s => (Action)s.RunStep).ToArray());
+            metrics[$"train_b{trainBatch}_full_seconds_per_step_interleaved"] = times.Best(0);
             for (int i = 0; i < methods.Length; i++)
             {
-                metrics[$"train_b{trainBatch}_{methods[i]}_seconds_per_step"] = best[i + 1];
-                metrics[$"train_b{trainBatch}_{methods[i]}_step_ratio_vs_full"] = best[i + 1] / best[0];
+                metrics[$"train_b{trainBatch}_{methods[i]}_seconds_per_step"] = times.Best(i + 1);
+                var ratio = times.Ratio(i + 1, 0);
+                ratio.Report(metrics, $"train_b{trainBatch}_{methods[i]}_step_ratio_vs_full");
+                Console.WriteLine($"training step, batch {trainBatch}: {methods[i]} against full fine-tuning {ratio}");
             }
         }
         finally
@@ -162,6 +167,12 @@ public sealed class SpeedSuite : IBenchSuite
             var mixedStep = new TaskModelStep(mixed, trainBatch, length);
             Report(TrainingProfile.Measure(config, mixedStep, trainBatch, length, stepRepeats, bf16: true), "profile_bf16", "bf16", bf16);
         }
+
+        // On a machine busier than its cores every engine waits for a core, and not alike: the spreads say how far to trust the ratios.
+        metrics["load_average_at_end"] = Timing.LoadAverage();
+        double load = Math.Max(metrics["load_average_at_start"], metrics["load_average_at_end"]);
+        if (load > threads)
+            Console.WriteLine($"\nwarning: load average {load:F1} on {threads} logical cores: the machine was busy, so these ratios are not a quiet machine's");
 
         void ReportCeilings()
         {
