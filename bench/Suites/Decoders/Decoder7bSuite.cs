@@ -58,21 +58,28 @@ public sealed class Decoder7bSuite : IBenchSuite
         var prompt = Enumerable.Range(0, ShortPrompt).Select(_ => random.Next(3, shape.Vocab)).ToList();
         var llamaTimes = new List<double>();
         var oursRates = new List<double>();
+        var llamaCpu = new List<double>();
+        var oursCpu = new List<double>();
         using (var llama = new LlamaCpp(path, contextSize: 256, threads: Threads))
         {
             llama.Greedy(prompt, 4);                                               // warm-up: pages read
             int rounds = context.Quick ? 1 : 2;
             for (int round = 0; round < rounds; round++)
             {
+                using var self = Process.GetCurrentProcess();
+                var cpu = self.TotalProcessorTime;
                 var watch = Stopwatch.StartNew();
                 llama.Greedy(prompt, Generated);
                 llamaTimes.Add(watch.Elapsed.TotalSeconds);
-                Console.WriteLine($"  llama.cpp: {Generated / llamaTimes[^1]:F2} tokens/s (load {DecoderSpeedSuite.Load()})");
+                self.Refresh();
+                llamaCpu.Add((self.TotalProcessorTime - cpu).TotalSeconds);
+                Console.WriteLine($"  llama.cpp: {Generated / llamaTimes[^1]:F2} tokens/s, {llamaCpu[^1]:F1} CPU seconds (load {DecoderSpeedSuite.Load()})");
                 Console.WriteLine($"\n-- {Decoder7bGenerateSuite.SuiteName} (round {round + 1})");
                 var child = DecoderMemorySuite.RunChild(context, Decoder7bGenerateSuite.SuiteName);
                 if (child is null) { notes.Add($"generation round {round + 1} failed (its output is above)"); continue; }
                 foreach (var (key, value) in child) metrics[$"generate_{key}_round{round + 1}"] = value;
                 oursRates.Add(child["generate_tokens_per_s"]);
+                oursCpu.Add(child["generate_cpu_seconds"]);
             }
         }
         if (oursRates.Count > 0)
@@ -81,6 +88,9 @@ public sealed class Decoder7bSuite : IBenchSuite
             metrics["generate_sharptune_tokens_per_s"] = ours;
             metrics["generate_llamacpp_tokens_per_s"] = llamaRate;
             metrics["generate_ratio_vs_llamacpp"] = ours / llamaRate;
+            metrics["generate_cpu_seconds_sharptune"] = DecoderSpeedSuite.Median(oursCpu);
+            metrics["generate_cpu_seconds_llamacpp"] = DecoderSpeedSuite.Median(llamaCpu);
+            metrics["generate_cpu_ratio_vs_llamacpp"] = DecoderSpeedSuite.Median(llamaCpu) / DecoderSpeedSuite.Median(oursCpu);
             metrics["generate_peak_resident_mb"] = Enumerable.Range(1, 2).Select(r => metrics.TryGetValue($"generate_peak_mb_round{r}", out double v) ? v : 0).Max();
         }
 

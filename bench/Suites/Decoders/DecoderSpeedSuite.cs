@@ -10,7 +10,7 @@ namespace SharpTune.Bench.Suites.Decoders;
 
 /// <summary>
 /// SharpTune's decoder inference against llama.cpp on the same GGUF files, same threads, in turns: prompt processing
-/// (one forward over 512 tokens, batch 1) and greedy generation of 64 tokens with the key/value cache, for a Qwen2
+/// (one forward over 512 tokens, batch 1) and greedy generation of 32 tokens with the key/value cache, for a Qwen2
 /// model with Qwen2.5-0.5B's shapes and random weights written as F32 and F16, and Q8_0, Q4_0 and Q4_K_M copies made by
 /// llama.cpp's quantizer. SharpTune keeps every file's matrices as stored (<c>--dtype stored</c>, the CLI's default);
 /// with SHARPTUNE_BENCH_DENSE=1 the former dense rows (F32 in fp32, F16 in bf16, Q4_K_M dequantized to fp32) are added.
@@ -21,7 +21,7 @@ public sealed class DecoderSpeedSuite : IBenchSuite
 {
     const int Threads = 2;
     const int PromptTokens = 512;
-    const int GeneratedTokens = 64;
+    const int GeneratedTokens = 32;
     const int ShortPrompt = 8;
 
     /// <summary>Goals (issue 19), as ratios SharpTune / llama.cpp: prompt processing for every type; generation for the
@@ -80,6 +80,9 @@ public sealed class DecoderSpeedSuite : IBenchSuite
                 new("f16_dense", "F16 (SharpTune: bf16 weights)", files["f16"], ScalarType.BFloat16, FloatGenerationGoal),
                 new("q4_k_m_dense", "Q4_K_M (SharpTune: dequantized to fp32)", files["q4_k_m"], ScalarType.Float32, QuantizedGenerationGoal),
             ]);
+        // SHARPTUNE_BENCH_VARIANTS=q4_k_m,q8_0 measures only those (a busy shared machine); SHARPTUNE_BENCH_ROUNDS sets the rounds.
+        if (Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_VARIANTS") is { Length: > 0 } only)
+            variants = variants.Where(v => only.Split(',').Contains(v.Key)).ToList();
         var metrics = new OrderedDictionary<string, double>();
         var notes = new List<string>();
         foreach (var variant in variants) Measure(variant, shape, context.Quick, metrics, notes);
@@ -125,7 +128,7 @@ public sealed class DecoderSpeedSuite : IBenchSuite
         var prompt = Enumerable.Range(0, PromptTokens).Select(_ => random.Next(3, shape.Vocab)).ToList();
         var shortPrompt = prompt.Take(ShortPrompt).ToList();
         string k = variant.Key;
-        int rounds = quick ? 1 : 3;
+        int rounds = int.TryParse(Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_ROUNDS"), out int r) ? r : quick ? 1 : 3;
 
         // llama.cpp maps the file and computes on it as stored: its weights take the file's size.
         metrics[$"{k}_file_mb"] = new FileInfo(variant.Path).Length / 1e6;
@@ -147,12 +150,12 @@ public sealed class DecoderSpeedSuite : IBenchSuite
         metrics[$"{k}_sharptune_dense_parameters_mb"] = lm.Module.parameters().Sum(p => p.numel() * p.element_size()) / 1e6;
         metrics[$"{k}_sharptune_resident_growth_mb"] = (WorkingSet() - before) / 1e6;    // weights (mapped pages read), plus what one 512-token forward left allocated
 
-        // (a) Prompt processing: one forward over 512 tokens against one decode of them, in turns, each twice in a row
-        // (the second run kept: the other engine's spinning threads disturb the first).
+        // (a) Prompt processing: one forward over 512 tokens against one decode of them, in turns.
         var pp = InTurns(rounds, Forward, () => llama.Prompt(prompt));
         Record(metrics, $"{k}_prompt", pp, PromptTokens);
+        metrics[$"{k}_prompt_cpu_ratio_vs_llamacpp"] = Median(pp[3]) / Median(pp[2]);
         double ppOurs = PromptTokens / Median(pp[0]), ppLlama = PromptTokens / Median(pp[1]);
-        Console.WriteLine($"  prompt {PromptTokens}: SharpTune {ppOurs:F1} tokens/s, llama.cpp {ppLlama:F1} tokens/s, ratio {ppOurs / ppLlama:F2} (medians of {pp[0].Count})");
+        Console.WriteLine($"  prompt {PromptTokens}: SharpTune {ppOurs:F1} tokens/s, llama.cpp {ppLlama:F1} tokens/s, ratio {ppOurs / ppLlama:F2} (medians of {pp[0].Count}); CPU seconds {Median(pp[2]):F1} against {Median(pp[3]):F1}");
 
         // (b) Generation: greedy tokens after a short prompt, no stop tokens, in turns (one warm-up of 16 tokens each).
         IReadOnlyList<int> oursTokens = [], llamaTokens = [];
@@ -164,10 +167,11 @@ public sealed class DecoderSpeedSuite : IBenchSuite
             () => llamaTokens = llama.Greedy(shortPrompt, GeneratedTokens));
         if (oursTokens.Count != GeneratedTokens) throw new InvalidOperationException($"SharpTune generated {oursTokens.Count} tokens, expected {GeneratedTokens}");
         Record(metrics, $"{k}_generate", gen, GeneratedTokens);
+        metrics[$"{k}_generate_cpu_ratio_vs_llamacpp"] = Median(gen[3]) / Median(gen[2]);
         double tgOurs = GeneratedTokens / Median(gen[0]), tgLlama = GeneratedTokens / Median(gen[1]);
         int agree = oursTokens.Zip(llamaTokens).TakeWhile(p => p.First == p.Second).Count();
         metrics[$"{k}_generate_same_greedy_prefix_tokens"] = agree;
-        Console.WriteLine($"  generate {GeneratedTokens}: SharpTune {tgOurs:F2} tokens/s, llama.cpp {tgLlama:F2} tokens/s, ratio {tgOurs / tgLlama:F2}; greedy tokens equal for the first {agree}");
+        Console.WriteLine($"  generate {GeneratedTokens}: SharpTune {tgOurs:F2} tokens/s, llama.cpp {tgLlama:F2} tokens/s, ratio {tgOurs / tgLlama:F2}; CPU seconds {Median(gen[2]):F1} against {Median(gen[3]):F1}; greedy tokens equal for the first {agree}");
 
         // Where a generated token's time goes, when generation is below its goal.
         if (tgOurs / tgLlama < variant.GenerationGoal || (quick && k == "f32"))
@@ -211,20 +215,25 @@ public sealed class DecoderSpeedSuite : IBenchSuite
     }
 
     /// <summary>
-    /// Times of each action over <paramref name="rounds"/> rounds, the actions taking turns; within a turn an action runs
-    /// twice in a row and the second run is kept (both engines keep worker threads spinning for a moment after a call,
-    /// which slows whatever runs right after).
+    /// Wall-clock times of each action over <paramref name="rounds"/> rounds, the actions taking turns once a round (the
+    /// callers warm both up first), then the process's CPU seconds of each (this process runs nothing else meanwhile):
+    /// [wall 0, wall 1, ..., CPU 0, CPU 1, ...]. On a busy shared machine the CPU seconds depend less on the other
+    /// processes than the wall time does (spinning worker threads count in them).
     /// </summary>
     static List<double>[] InTurns(int rounds, params Action[] actions)
     {
-        var times = actions.Select(_ => new List<double>()).ToArray();
+        var times = actions.Concat(actions).Select(_ => new List<double>()).ToArray();
+        using var self = Process.GetCurrentProcess();
         for (int round = 0; round < rounds; round++)
             for (int i = 0; i < actions.Length; i++)
             {
-                actions[i]();
+                self.Refresh();
+                var cpu = self.TotalProcessorTime;
                 var clock = Stopwatch.StartNew();
                 actions[i]();
                 times[i].Add(clock.Elapsed.TotalSeconds);
+                self.Refresh();
+                times[actions.Length + i].Add((self.TotalProcessorTime - cpu).TotalSeconds);
             }
         return times;
     }

@@ -46,7 +46,7 @@ public sealed class DecoderStoredTrainingSuite : IBenchSuite
         double bf16Ceiling = MatmulCeiling.Flops(2048, 896, 4864, torch.ScalarType.BFloat16, 7);
         metrics["bf16_ceiling_flops_per_s"] = bf16Ceiling;
         // Twice each, in turns: the machine is shared, so the order of the processes should not decide the ratio.
-        int rounds = context.Quick ? 1 : 2;
+        int rounds = int.TryParse(Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_ROUNDS"), out int r) ? r : context.Quick ? 1 : 2;
         for (int round = 0; round < rounds; round++)
             foreach (var config in Configs)
             {

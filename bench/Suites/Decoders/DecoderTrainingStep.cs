@@ -51,7 +51,7 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
 
     public string Name => Prefix + config.Key;
 
-    public string Description => $"one process: {config.Label}, training steps at {Batch} x {Length} tokens (part of decoder-memory)";
+    public string Description => $"one process: {config.Label}, training steps at {config.Batch} x {config.Length} tokens (part of decoder-memory)";
 
     public BenchResult Run(BenchContext context)
     {

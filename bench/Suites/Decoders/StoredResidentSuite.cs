@@ -57,13 +57,17 @@ public sealed class StoredResidentSuite(string key) : IBenchSuite
         var prompt = Enumerable.Range(0, 8).Select(i => 3 + 97 * i % (lm.Model.Info.VocabSize - 3)).ToList();
         lm.Model.Module.eval();
         new TextGenerator(lm.Model, new GenerationOptions { Greedy = true, MaxNewTokens = 2 }).Generate([prompt]);   // warm-up: kernels jitted, pages read
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        var cpu = self.TotalProcessorTime;
         clock.Restart();
         var tokens = new TextGenerator(lm.Model, new GenerationOptions { Greedy = true, MaxNewTokens = generated }).Generate([prompt])[0].TokenIds;
         double generateSeconds = clock.Elapsed.TotalSeconds;
+        self.Refresh();
+        double generateCpu = (self.TotalProcessorTime - cpu).TotalSeconds;
         GC.Collect();
         double afterGenerate = Memory.ResidentMb(), peak = Memory.PeakMb();
         Console.WriteLine($"  {Path.GetFileName(path)} ({fileMb:F0} MB): baseline {baseline:F0} MB; after load {afterLoad:F0} MB (+{afterLoad - baseline:F0}) in {loadSeconds:F1} s; " +
-                          $"after {tokens.Count} tokens {afterGenerate:F0} MB (+{afterGenerate - baseline:F0}), {tokens.Count / generateSeconds:F2} tokens/s; peak {peak:F0} MB (+{peak - baseline:F0})");
+                          $"after {tokens.Count} tokens {afterGenerate:F0} MB (+{afterGenerate - baseline:F0}), {tokens.Count / generateSeconds:F2} tokens/s ({generateCpu:F1} CPU seconds); peak {peak:F0} MB (+{peak - baseline:F0})");
         return new OrderedDictionary<string, double>
         {
             ["file_mb"] = fileMb,
@@ -77,6 +81,7 @@ public sealed class StoredResidentSuite(string key) : IBenchSuite
             ["load_seconds"] = loadSeconds,
             ["generate_seconds"] = generateSeconds,
             ["generate_tokens_per_s"] = tokens.Count / generateSeconds,
+            ["generate_cpu_seconds"] = generateCpu,
         };
     }
 }
