@@ -41,7 +41,8 @@ public static class Program
             .Register(new QuantKernelSuite())
             .Register(new DecoderStoredTrainingSuite())
             .Register(new Decoder7bSuite())
-            .Register(new Decoder7bGenerateSuite());
+            .Register(new Decoder7bGenerateSuite())
+            .Register(new StoredPromptProfileSuite());
     }
 
     public static int Main(string[] args)
