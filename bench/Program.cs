@@ -27,6 +27,8 @@ public static class Program
         var registry = new SuiteRegistry();
         foreach (var suite in PeftComparisonSuite.MethodSuites()) registry.Register(suite);
         foreach (var config in DecoderMemorySuite.Configs) registry.Register(new DecoderTrainingStepSuite(config));
+        foreach (var config in DecoderStoredTrainingSuite.Configs.Append(Decoder7bSuite.Lora)) registry.Register(new DecoderTrainingStepSuite(config));
+        foreach (var (key, _) in DecoderSpeedSuite.Files) registry.Register(new StoredResidentSuite(key));
         foreach (var suite in BrownLmSuite.Methods) registry.Register(suite);
         return registry
             .Register(mlnet).Register(full).Register(fullBf16).Register(lora).Register(fullBf16Long).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
@@ -37,7 +39,11 @@ public static class Program
             .Register(new DecoderLoadSuite())
             .Register(new ScalingSuite())
             .Register(new BrownLmSuite())
-            .Register(new QuantKernelSuite());
+            .Register(new QuantKernelSuite())
+            .Register(new DecoderStoredTrainingSuite())
+            .Register(new Decoder7bSuite())
+            .Register(new Decoder7bGenerateSuite())
+            .Register(new StoredPromptProfileSuite());
     }
 
     public static int Main(string[] args)

@@ -113,7 +113,7 @@ public sealed class DecoderMemorySuite : IBenchSuite
     }
 
     /// <summary>Runs one configuration as a child process of this program and reads the metrics it wrote.</summary>
-    static IReadOnlyDictionary<string, double>? RunChild(BenchContext context, string suite)
+    public static IReadOnlyDictionary<string, double>? RunChild(BenchContext context, string suite)
     {
         string self = Environment.ProcessPath ?? throw new InvalidOperationException("the bench's own executable is unknown");
         var start = new ProcessStartInfo(self) { UseShellExecute = false, WorkingDirectory = context.RepoRoot };
@@ -121,6 +121,7 @@ public sealed class DecoderMemorySuite : IBenchSuite
         start.ArgumentList.Add(suite);
         if (context.Quick) start.ArgumentList.Add("--quick");
         string path = ResultWriter.PathOf(Path.Combine(context.RepoRoot, "bench", "results"), suite, context.Quick);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         File.Delete(path);
         using var process = Process.Start(start)!;
         process.WaitForExit();

@@ -4,7 +4,10 @@ using SharpTune.Bench.Reporting;
 using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Native;
+using SharpTune.Peft;
 using SharpTune.Peft.Lora;
+using SharpTune.Heads;
+using SharpTune.Models.Decoders.Common;
 using static TorchSharp.torch;
 
 namespace SharpTune.Bench.Suites.Decoders;
@@ -18,8 +21,19 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <param name="NeedsGigabytes">What the configuration is expected to take at the full shape; it is skipped when the
 /// machine has less available (a shared machine), with a note.</param>
 /// <param name="ReturnFreedMemory">glibc's mmap threshold fixed at 128 KiB (<see cref="GlibcHeap.ReturnFreedBlocks"/>); false: glibc's defaults.</param>
+/// <param name="Gguf">The base read from a GGUF file as <c>sharptune train</c> reads it (null: random weights built in memory).</param>
+/// <param name="Batch">Rows of a step.</param>
+/// <param name="Length">Tokens of a row.</param>
+/// <param name="Steps">Steps run, the first a warm-up (one: that step is the figure).</param>
 public sealed record DecoderStepConfig(string Key, string Label, bool Lora, bool Bf16Base, bool Checkpointing, bool ChunkedLoss, double NeedsGigabytes,
-    bool ReturnFreedMemory = false);
+    bool ReturnFreedMemory = false, GgufBase? Gguf = null, int Batch = DecoderTrainingStepSuite.Batch, int Length = DecoderTrainingStepSuite.Length, int Steps = 2);
+
+/// <summary>
+/// A base read from a GGUF file: <paramref name="File"/> makes (or finds) it and gives its path, <paramref name="Shape"/>
+/// its shapes (both by --quick). <paramref name="Stored"/>: its matrices kept in their blocks (<c>--base-dtype stored</c>);
+/// false: read into the config's dtype (bf16 with <see cref="DecoderStepConfig.Bf16Base"/>: <c>--base-dtype bf16</c>).
+/// </summary>
+public sealed record GgufBase(Func<bool, string> File, Func<bool, Qwen2Shape> Shape, bool Stored);
 
 /// <summary>
 /// One configuration of the decoder-memory suite, run alone in its own process (peak resident memory is per process):
@@ -37,20 +51,24 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
 
     public string Name => Prefix + config.Key;
 
-    public string Description => $"one process: {config.Label}, training steps at {Batch} x {Length} tokens (part of decoder-memory)";
+    public string Description => $"one process: {config.Label}, training steps at {config.Batch} x {config.Length} tokens (part of decoder-memory)";
 
     public BenchResult Run(BenchContext context)
     {
         var mkl = MklDispatch.Ensure();
         set_num_threads(Threads);
-        var shape = context.Quick ? Qwen2Shape.Quick : Qwen2Shape.Qwen25_05B;
-        const int steps = 2;                                                        // the first a warm-up
+        var shape = config.Gguf?.Shape(context.Quick) ?? (context.Quick ? Qwen2Shape.Quick : Qwen2Shape.Qwen25_05B);
+        int steps = config.Steps, batch = config.Batch, length = config.Length;
         var clock = Stopwatch.StartNew();
         string allocator = config.ReturnFreedMemory ? GlibcHeap.ReturnFreedBlocks() : "glibc's defaults";
         Console.WriteLine($"CPU {mkl.Cpu}; {Threads} threads; {config.Label}; {shape.Name}; memory: {allocator}");
 
+        string? file = config.Gguf?.File(context.Quick);
+        Memory.ResetPeak();
+        double baselineMb = Memory.ResidentMb();                                 // the runtime and libtorch, before any weight
         manual_seed(2026);
-        using var model = Build(shape);
+        using var built = file is null ? Build(shape) : Load(file, config.Gguf!.Stored);
+        var model = built.Model;
         var trainable = model.Module.parameters().Where(p => p.requires_grad).ToList();
         long trainableCount = trainable.Sum(p => p.numel());
         double weightsMb = model.Module.parameters().Sum(p => p.numel() * p.element_size()) / 1e6;
@@ -61,7 +79,8 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
         Console.WriteLine($"built in {clock.Elapsed.TotalSeconds:F0} s: {weightsMb:F0} MB of weights, {trainableCount:N0} trainable parameters; " +
                           $"resident {builtMb:F0} MB, peak so far {buildPeakMb:F0} MB");
 
-        using var ids = randint(3, shape.Vocab, [Batch, Length], dtype: ScalarType.Int64);
+        using var ids = randint(3, shape.Vocab, [batch, length], dtype: ScalarType.Int64);
+        using var mask = ones_like(ids);
         var seconds = new List<double>();
         var cpuSeconds = new List<double>();
         double loss = 0;
@@ -73,7 +92,8 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
             var watch = Stopwatch.StartNew();
             using (var scope = NewDisposeScope())
             {
-                var l = config.ChunkedLoss
+                var l = built.Wrapper is { } wrapper ? wrapper.Loss(ids, mask, ids)      // as the trainer computes it (the chunked head and loss)
+                    : config.ChunkedLoss
                     ? CausalLmLoss.Compute(head.ForwardHidden(model.EmbedTokens(ids)), head.HeadWeight, head.HeadBias, ids)
                     : FullLogitsLoss(model, ids);
                 l.backward();
@@ -86,21 +106,24 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
             cpuSeconds.Add((self.TotalProcessorTime - cpu).TotalSeconds);
             Console.WriteLine($"  step {step}: {seconds[^1]:F1} s ({cpuSeconds[^1]:F1} s of CPU), loss {loss:F3}, resident {Memory.ResidentMb():F0} MB, peak {Memory.PeakMb():F0} MB");
         }
-        double stepSeconds = seconds.Skip(1).Min();
+        int skip = steps > 1 ? 1 : 0;
+        double stepSeconds = seconds.Skip(skip).Min();
         double flops = StepFlops(shape);
         var metrics = new OrderedDictionary<string, double>
         {
             ["step_seconds"] = stepSeconds,
             // On a shared machine a step's wall time depends on the other processes; the CPU time it used much less.
-            ["step_cpu_seconds"] = cpuSeconds.Skip(1).Min(),
+            ["step_cpu_seconds"] = cpuSeconds.Skip(skip).Min(),
             ["first_step_seconds"] = seconds[0],
-            ["tokens_per_s"] = Batch * Length / stepSeconds,
+            ["tokens_per_s"] = batch * length / stepSeconds,
             ["step_flops"] = flops,
             ["flops_per_s"] = flops / stepSeconds,
             ["peak_resident_mb"] = Math.Max(buildPeakMb, Memory.PeakMb()),
             ["training_peak_resident_mb"] = reset ? Memory.PeakMb() : double.NaN,     // since the model and the optimizer were built
             ["build_peak_resident_mb"] = buildPeakMb,
             ["resident_after_build_mb"] = builtMb,
+            ["baseline_resident_mb"] = baselineMb,
+            ["file_mb"] = file is null ? double.NaN : new FileInfo(file).Length / 1e6,
             ["weights_mb"] = weightsMb,
             ["trainable_parameters"] = trainableCount,
             ["loss"] = loss,
@@ -108,10 +131,10 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
         return new BenchResult
         {
             Suite = Name,
-            Model = $"qwen2 with {shape.Name} ({shape.Parameters:N0} parameters, random weights), {config.Label}; {Threads} threads; CPU {mkl.Cpu}",
-            Dataset = $"random token ids, batch {Batch} x {Length}, labels = inputs; {steps} steps, the first a warm-up",
+            Model = $"qwen2 with {shape.Name} ({shape.Parameters:N0} parameters, random weights{(file is null ? "" : ", " + file)}), {config.Label}; {Threads} threads; CPU {mkl.Cpu}; load {DecoderSpeedSuite.Load()}",
+            Dataset = $"random token ids, batch {batch} x {length}, labels = inputs; {steps} step(s){(steps > 1 ? ", the first a warm-up" : "")}",
             Quick = context.Quick,
-            TrainExamples = steps * Batch,
+            TrainExamples = steps * batch,
             TestExamples = 0,
             TrainSeconds = seconds.Sum(),
             PredictSeconds = 0,
@@ -130,15 +153,44 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
     {
         double d = shape.Hidden, kv = shape.KeyValueHeads * shape.HeadDim, q = shape.Heads * shape.HeadDim;
         double layerWeights = d * q + 2 * d * kv + q * d + 3 * d * shape.Intermediate;        // q, k, v, o, gate, up, down
-        double tokens = (double)Batch * Length, labelled = Batch * (Length - 1.0);
-        double layersForward = shape.Layers * (2 * layerWeights * tokens + 4 * q * Length * tokens);
+        int batch = config.Batch, length = config.Length;
+        double tokens = (double)batch * length, labelled = batch * (length - 1.0);
+        double layersForward = shape.Layers * (2 * layerWeights * tokens + 4 * q * length * tokens);
         double headForward = 2 * d * shape.Vocab * labelled;
-        double layersInputGrad = shape.Layers * (2 * layerWeights * tokens + 8 * q * Length * tokens);
+        double layersInputGrad = shape.Layers * (2 * layerWeights * tokens + 8 * q * length * tokens);
         double weightGrads = config.Lora ? 0 : shape.Layers * 2 * layerWeights * tokens + headForward;
         return layersForward * (config.Checkpointing ? 2 : 1) + 2 * headForward + layersInputGrad + weightGrads;
     }
 
-    ICausalLanguageModel Build(Qwen2Shape shape)
+    /// <summary>The model a step trains; <paramref name="Wrapper"/>, when set, computes the loss as the trainer does; <paramref name="Owner"/> is disposed with it.</summary>
+    sealed record Built(ICausalLanguageModel Model, CausalLmModel? Wrapper, IDisposable? Owner) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (Owner is not null) Owner.Dispose();                          // the LanguageModel: its model and its mapped weights
+            else Model.Module.Dispose();
+        }
+    }
+
+    /// <summary>As <c>sharptune train --method lora --base-dtype stored|bf16</c> loads a GGUF base (CausalLmJob): LoRA built in, only the adapters train.</summary>
+    Built Load(string file, bool stored)
+    {
+        var lora = PeftRegistry.Get("lora");
+        var settings = new PeftSettings { LoraR = 8, LoraAlpha = 16, LoraDropout = 0, LoraTargets = [LinearTargets.AllLinear] };
+        var shape = (IBackboneShape)LanguageModel.ReadConfig(file);
+        var lm = LanguageModel.Load(file, stored ? WeightStorage.AsStored : config.Bf16Base ? ScalarType.BFloat16 : ScalarType.Float32,
+            linears: lora.Linears(settings, shape, DecoderLinears.Plain));
+        var wrapper = new CausalLmModel(lm.Model, null);
+        lora.Freeze(wrapper, settings);
+        if (!stored && config.Bf16Base) MixedDtype.Convert(wrapper, ScalarType.Float32, (_, p) => p.requires_grad);
+        wrapper.train();
+        ((IGradientCheckpointing)lm.Model).GradientCheckpointing = config.Checkpointing;
+        return new Built(lm.Model, wrapper, lm);
+    }
+
+    Built Build(Qwen2Shape shape) => new(BuildRandom(shape), null, null);
+
+    ICausalLanguageModel BuildRandom(Qwen2Shape shape)
     {
         var json = new JsonObject
         {

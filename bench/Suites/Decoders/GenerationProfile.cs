@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Quantized;
 using static TorchSharp.torch;
 
 namespace SharpTune.Bench.Suites.Decoders;
@@ -8,7 +9,7 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <summary>Where one generated token's time goes, in milliseconds.</summary>
 /// <param name="Forward">The model's Forward on one token with a filled cache (best of several).</param>
 /// <param name="ForwardInARow">The mean of 16 such Forwards in a row, as generation runs them.</param>
-/// <param name="Matmul">Every weight matrix of the model times one activation row (the layers' projections and the head), run bare.</param>
+/// <param name="Matmul">Every weight matrix (stored: on its blocks, as the layers compute) of the model times one activation row (the layers' projections and the head), run bare.</param>
 /// <param name="Attention">Per layer: appending to the cache, repeating the key/value heads, scaled dot-product attention.</param>
 /// <param name="MatrixVector">The same products as matrix-vector products (<c>mv</c>), the kernel a batch-1 step could use instead.</param>
 /// <param name="WeightBytes">Bytes of the weight matrices read per token.</param>
@@ -30,8 +31,12 @@ public static class GenerationProfile
     public static TokenProfile Measure(ICausalLanguageModel model, int cached, int repeats)
     {
         var info = model.Info;
-        var weights = model.Module.parameters().Where(p => p.dim() == 2).ToList();
-        ScalarType dtype = weights[0].dtype;
+        // Stored weights (--dtype stored): the block matrices of the Linear layers and the head, timed through the
+        // same operation the layers call; dense ones: the 2-D parameters (the word embeddings being the tied head).
+        var stored = model.Module.modules().OfType<StoredLinear>().Select(l => l.Weight).ToList();
+        if (model is ILanguageModelHead { StoredHead: { } storedHead }) stored.Add(storedHead);
+        var weights = stored.Count > 0 ? new List<Tensor>() : model.Module.parameters().Where(p => p.dim() == 2).Cast<Tensor>().ToList();
+        ScalarType dtype = stored.Count > 0 ? ScalarType.Float32 : weights[0].dtype;
         using var noGrad = no_grad();
         using var cache = model.NewCache();
         using (var scope = NewDisposeScope())
@@ -45,15 +50,16 @@ public static class GenerationProfile
         }, 2) / 16;
 
         // The same products bare: one activation row (the weights' dtype) times each weight matrix, the tied head included.
-        var rows = weights.Select(w => randn(1, w.shape[1]).to(dtype)).ToList();
+        var rows = stored.Count > 0 ? stored.Select(w => randn(1, w.Columns)).ToList() : weights.Select(w => randn(1, w.shape[1]).to(dtype)).ToList();
         double matmul = Best(() =>
         {
             using var scope = NewDisposeScope();
+            for (int i = 0; i < stored.Count; i++) QuantizedOps.Linear(rows[i], stored[i], null, roundActivations: true);
             for (int i = 0; i < weights.Count; i++) nn.functional.linear(rows[i], weights[i]);
         }, repeats);
 
         var vectors = rows.Select(r => r.squeeze(0)).ToList();
-        double matrixVector = Best(() =>
+        double matrixVector = stored.Count > 0 ? matmul : Best(() =>
         {
             using var scope = NewDisposeScope();
             for (int i = 0; i < weights.Count; i++) weights[i].mv(vectors[i]);
@@ -76,7 +82,7 @@ public static class GenerationProfile
                     GroupedQueryAttention.RepeatKeyValues(v, info.Heads));
             }
         }, repeats);
-        long bytes = weights.Sum(w => w.numel() * w.element_size());
+        long bytes = weights.Sum(w => w.numel() * w.element_size()) + stored.Sum(w => w.ByteSize);
         foreach (var t in rows.Concat(vectors)) t.Dispose();
         keys.Dispose(); values.Dispose(); newKey.Dispose(); query.Dispose();
         return new TokenProfile(forward, forwardInARow, matmul, attention, matrixVector, bytes);

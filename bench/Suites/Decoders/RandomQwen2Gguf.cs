@@ -5,7 +5,9 @@ using static TorchSharp.torch;
 namespace SharpTune.Bench.Suites.Decoders;
 
 /// <summary>The shapes of a Qwen2 decoder written for the speed suite.</summary>
-public sealed record Qwen2Shape(string Name, int Vocab, int Hidden, int Layers, int Heads, int KeyValueHeads, int HeadDim, int Intermediate, int Context)
+/// <param name="Tied">The head shares the token embeddings (0.5B); false: a separate output.weight (7B).</param>
+public sealed record Qwen2Shape(string Name, int Vocab, int Hidden, int Layers, int Heads, int KeyValueHeads, int HeadDim, int Intermediate, int Context,
+    bool Tied = true)
 {
     /// <summary>Qwen2.5-0.5B: 494M parameters, tied embeddings.</summary>
     public static Qwen2Shape Qwen25_05B { get; } = new("Qwen2.5-0.5B shapes", 151_936, 896, 24, 14, 2, 64, 4864, 32768);
@@ -13,8 +15,14 @@ public sealed record Qwen2Shape(string Name, int Vocab, int Hidden, int Layers, 
     /// <summary>The same widths with 4 layers and a 32,000-token vocabulary, for --quick.</summary>
     public static Qwen2Shape Quick { get; } = new("Qwen2.5-0.5B widths, 4 layers, vocabulary 32,000", 32_000, 896, 4, 14, 2, 64, 4864, 32768);
 
+    /// <summary>Qwen2.5-7B: 7.6B parameters, a separate head; every row (3584, 18944) a multiple of 256, as the K-quants need.</summary>
+    public static Qwen2Shape Qwen25_7B { get; } = new("Qwen2.5-7B shapes", 152_064, 3584, 28, 28, 4, 128, 18944, 32768, Tied: false);
+
+    /// <summary>Qwen2.5-7B's widths with 2 layers and a 32,000-token vocabulary, for --quick.</summary>
+    public static Qwen2Shape Quick7B { get; } = new("Qwen2.5-7B widths, 2 layers, vocabulary 32,000", 32_000, 3584, 2, 28, 4, 128, 18944, 32768, Tied: false);
+
     public long Parameters =>
-        (long)Vocab * Hidden + Hidden + Layers * (2L * Hidden                                // embeddings, final norm, layer norms
+        (Tied ? 1L : 2L) * Vocab * Hidden + Hidden + Layers * (2L * Hidden                                // embeddings, final norm, layer norms
             + (long)Hidden * Heads * HeadDim * 2 + 2L * Hidden * KeyValueHeads * HeadDim     // q, o, k, v
             + Heads * HeadDim + 2L * KeyValueHeads * HeadDim                                  // q/k/v biases
             + 3L * Hidden * Intermediate);                                                    // gate, up, down
@@ -39,6 +47,20 @@ public static class RandomQwen2Gguf
         Writer(shape, tensors, GgufTensorType.F16, fileType: 1).Save(f16);
         return (f32, f16);
     }
+
+    /// <summary>The F32 file of <paramref name="shape"/> quantized by llama.cpp's own quantizer into <paramref name="folder"/> (model-&lt;key&gt;.gguf), unless it exists; returns its path.</summary>
+    public static string Quantized(Qwen2Shape shape, string folder, string key, LLama.Native.LLamaFtype type)
+    {
+        string path = Path.Combine(folder, $"model-{key}.gguf");
+        if (File.Exists(path)) return path;
+        var (f32, _) = Write(shape, folder);
+        SharpTune.Tests.Oracle.LlamaCpp.Quantize(f32, path + ".partial", type, threads: 2);
+        File.Move(path + ".partial", path);
+        return path;
+    }
+
+    /// <summary>The folder the decoder suites keep their Qwen2.5-0.5B-shaped files in (deleted by decoder-speed's full run at its end).</summary>
+    public static string Folder(bool quick) => Path.Combine(Path.GetTempPath(), "sharptune-decoder-speed", quick ? "quick" : "full");
 
     /// <summary>GGUF tensor name → (PyTorch shape) tensor.</summary>
     static List<(string Name, Tensor Tensor)> RandomTensors(Qwen2Shape s)
