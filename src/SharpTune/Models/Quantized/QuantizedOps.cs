@@ -19,8 +19,14 @@ public static class QuantizedOps
     /// <summary>Rows up to which the block kernels are used; above, dequantized tiles and GEMM. Measured in bench quant-kernels.</summary>
     public static int KernelRows { get; set; } = 8;
 
-    /// <summary>Bytes of one dequantized tile (fp32 or bf16): large enough for GEMM to run at speed, small beside the weights.</summary>
-    public const long TileBytes = 16L << 20;
+    /// <summary>
+    /// Bytes of one dequantized fp32 tile: large enough that most of a model's matrices are one tile (a product is then
+    /// one GEMM written straight into the result), small beside the weights. The scratch is kept per thread and reused,
+    /// so a forward pass does not fault in fresh pages for every product.
+    /// </summary>
+    public const long TileBytes = 32L << 20;
+
+    [ThreadStatic] static Tensor? scratch;
 
     /// <summary>
     /// <c>x Wᵀ + b</c>: (..., in) to (..., out) in x's dtype; differentiable in x (and the bias, when it trains). Under
@@ -78,7 +84,11 @@ public static class QuantizedOps
         else
         {
             if (roundActivations) rows = ActivationRounding.Apply(rows, w.Type).to(x.dtype);
-            ForEachTile(w, x.dtype, (first, tile) => flat.narrow(1, first, tile.shape[0]).copy_(rows.matmul(tile.t())));
+            ForEachTile(w, x.dtype, (first, tile) =>
+            {
+                if (tile.shape[0] == w.Rows) flat.addmm_(rows, tile.t(), beta: 0);   // one tile: the GEMM writes the result itself
+                else flat.narrow(1, first, tile.shape[0]).copy_(rows.matmul(tile.t()));
+            });
         }
         return y.MoveToOuterDisposeScope();
     }
@@ -100,15 +110,21 @@ public static class QuantizedOps
     static unsafe void ForEachTile(QuantizedMatrix w, ScalarType dtype, Action<long, Tensor> use)
     {
         int tileRows = (int)Math.Clamp(TileBytes / (4L * w.Columns), 16, w.Rows);
-        using var scratch = empty(tileRows, w.Columns, ScalarType.Float32);
+        long needed = (long)tileRows * w.Columns;
+        if (scratch is null || scratch.numel() < needed)
+        {
+            scratch?.Dispose();
+            scratch = empty(Math.Max(needed, TileBytes / 4), ScalarType.Float32).DetachFromDisposeScope();
+        }
+        using var buffer = scratch.narrow(0, 0, needed).view(tileRows, w.Columns);
         using var converted = dtype == ScalarType.Float32 ? null : empty(tileRows, w.Columns, dtype);
         for (int first = 0; first < w.Rows; first += tileRows)
         {
             int count = Math.Min(tileRows, w.Rows - first);
-            fixed (byte* p = scratch.bytes) QuantizedKernels.DequantizeRows(w, first, count, (float*)p);
-            using var tile = (converted ?? scratch).narrow(0, 0, count);
+            fixed (byte* p = buffer.bytes) QuantizedKernels.DequantizeRows(w, first, count, (float*)p);
+            using var tile = (converted ?? buffer).narrow(0, 0, count);
             if (converted is not null)
-                using (var source = scratch.narrow(0, 0, count)) tile.copy_(source);
+                using (var source = buffer.narrow(0, 0, count)) tile.copy_(source);
             use(first, tile);
         }
     }
