@@ -4,11 +4,12 @@ using static TorchSharp.torch;
 namespace SharpTune.Models.Quantized;
 
 /// <summary>
-/// Rounds activations the way ggml does before its products with a weight type (the weight type's <c>vec_dot_type</c>):
-/// to Q8_0 blocks of 32 (scale max|x|/127 stored in fp16) for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights; to Q8_K blocks of
-/// 256 (scale max/-127 in fp32) for the K-quants; to fp16 or bf16 for those weights; not at all for fp32. The block
-/// kernels compute on such rounded rows; the dequantized-tile path applies the same rounding (values, not integers), so
-/// a prompt and the tokens generated after it see one model, and that model is llama.cpp's.
+/// Rounds activations as the block kernels do before their products with a weight type, which is ggml's rounding for
+/// the quantized types (its <c>vec_dot_type</c>): Q8_0 blocks of 32 (scale max|x|/127 stored in fp16) for Q4_0, Q4_1,
+/// Q5_0, Q5_1 and Q8_0 weights; Q8_K blocks of 256 (scale max/-127 in fp32) for the K-quants. Float weights (F32, F16,
+/// BF16) meet fp32 activations in the kernels, so nothing is rounded for them (ggml rounds to fp16/bf16 there: a
+/// difference of half an fp16 ulp). The dequantized-tile path applies the same rounding (values, not integers), so a
+/// prompt and the tokens generated after it see one model.
 /// </summary>
 public static class ActivationRounding
 {
@@ -19,9 +20,8 @@ public static class ActivationRounding
         var rows = x.to(ScalarType.Float32);
         var rounded = weightType switch
         {
-            GgufTensorType.F32 => rows.clone(),
-            GgufTensorType.F16 => rows.to(ScalarType.Float16).to(ScalarType.Float32),
-            GgufTensorType.BF16 => rows.to(ScalarType.BFloat16).to(ScalarType.Float32),
+            // The block kernels multiply float weights by fp32 activations (FMA), so the tile path does too.
+            GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16 => rows.clone(),
             GgufTensorType.Q4_0 or GgufTensorType.Q4_1 or GgufTensorType.Q5_0 or GgufTensorType.Q5_1 or GgufTensorType.Q8_0 => Q8_0(rows),
             GgufTensorType.Q4_K or GgufTensorType.Q5_K or GgufTensorType.Q6_K => Q8_K(rows),
             _ => throw new NotSupportedException($"no activation rounding is known for {weightType} weights"),

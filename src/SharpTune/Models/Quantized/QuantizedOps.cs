@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using SharpTune.Quantization;
 using static TorchSharp.torch;
 
