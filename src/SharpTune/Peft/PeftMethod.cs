@@ -1,3 +1,4 @@
+using SharpTune.Models.Common;
 using SharpTune.Models.Decoders;
 using SharpTune.Models;
 using SharpTune.Heads;

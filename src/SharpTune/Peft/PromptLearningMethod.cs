@@ -2,7 +2,6 @@ using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Checkpoints;
 using SharpTune.Heads;
-using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
 namespace SharpTune.Peft;

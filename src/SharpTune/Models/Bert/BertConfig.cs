@@ -1,3 +1,4 @@
+using SharpTune.Models.Common;
 using SharpTune.Models;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -52,7 +53,7 @@ public sealed record BertConfig : IBackboneShape
     int IBackboneShape.KeyValueHeadCount => NumAttentionHeads;
     int IBackboneShape.MaxPositions => MaxPositionEmbeddings;
     int IBackboneShape.Vocabulary => VocabSize;
-    IReadOnlyList<LinearSite> IBackboneShape.LinearSites => LinearFactories.Sites(this);
+    IReadOnlyList<LinearSite> IBackboneShape.LinearSites => BertLinears.Sites(this);
     BackboneNames IBackboneShape.Names => Names;
 
     /// <summary>

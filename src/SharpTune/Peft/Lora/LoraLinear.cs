@@ -1,5 +1,5 @@
+using SharpTune.Models.Common;
 using SharpTune.Models;
-using SharpTune.Models.Bert;
 using SharpTune.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,6 +1,5 @@
 using SharpTune.Models;
 using System.Text.Json.Nodes;
-using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
 namespace SharpTune.Peft.PTuning;
