@@ -25,7 +25,7 @@ public static class AdapterTensors
     /// </summary>
     public static bool IsAdapterKey(string key) =>
         key.Contains(".lora_A.", StringComparison.Ordinal) || key.Contains(".lora_B.", StringComparison.Ordinal)
-        || key.EndsWith(".ia3_l", StringComparison.Ordinal);
+        || key.EndsWith(".lora_magnitude_vector", StringComparison.Ordinal) || key.EndsWith(".ia3_l", StringComparison.Ordinal);
 
     /// <summary>Sets requires_grad: the head and what <paramref name="trains"/> accepts train, everything else is frozen.</summary>
     public static void TrainOnly(ITunableModel model, Func<string, bool> trains)

@@ -39,6 +39,12 @@ public sealed record PeftSettings
     public IReadOnlyList<string>? LoraTargets { get; init; }
     /// <summary>none, all or lora_only.</summary>
     public string LoraBias { get; init; } = "none";
+    /// <summary>DoRA (PEFT's <c>use_dora</c>): a trained magnitude per output row over the direction W + (alpha/r) B A.</summary>
+    public bool LoraDora { get; init; }
+    /// <summary>rsLoRA (PEFT's <c>use_rslora</c>): the update scaled by alpha / sqrt(r) instead of alpha / r.</summary>
+    public bool LoraRsLora { get; init; }
+    /// <summary>LoRA's initialisation (PEFT's <c>init_lora_weights</c>): kaiming (PEFT's default, true), gaussian, pissa or olora.</summary>
+    public string LoraInit { get; init; } = "kaiming";
     /// <summary>IA3's <c>target_modules</c>; null: the family's default (key, value, output.dense for BERT; k_proj, v_proj, down_proj for Llama and Qwen2).</summary>
     public IReadOnlyList<string>? Ia3Targets { get; init; }
     /// <summary>IA3's <c>feedforward_modules</c>; null: the family's default (output.dense for BERT; down_proj for Llama and Qwen2).</summary>

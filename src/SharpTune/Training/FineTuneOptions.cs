@@ -79,6 +79,8 @@ public sealed record FineTuneOptions
         if (Pooling is not null && Task == "tokens") throw new ArgumentException("--pooling applies to sequence tasks (classify, regress), not --task tokens");
         if (LabelSmoothing is < 0 or >= 1) throw new ArgumentException($"--label-smoothing must be in [0, 1), got {LabelSmoothing}");
         if (Threads is < 1) throw new ArgumentException($"--threads must be at least 1, got {Threads}");
+        if ((Peft.LoraDora || Peft.LoraRsLora || Peft.LoraInit != "kaiming" || Training.LoraPlusLrRatio is not null) && TrainingMethods.Parse(Method) != "lora")
+            throw new ArgumentException($"--lora-dora, --lora-rslora, --lora-init and --loraplus-lr-ratio apply to --method lora only, not --method {Method}");
         Training.Validate();
         return this;
     }

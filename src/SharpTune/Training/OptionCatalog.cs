@@ -154,6 +154,14 @@ public static class OptionCatalog
             o => o.Peft.LoraTargets, (o, v, w) => o with { Peft = o.Peft with { LoraTargets = OptionSpec.TextList(v, w) } }, ["target_modules"]);
         Add("lora-bias", OptionValueKind.Text, "LoRA biases that train: none, all or lora_only (default none)",
             o => o.Peft.LoraBias, (o, v, w) => o with { Peft = o.Peft with { LoraBias = OptionSpec.Choice(v, w, ["none", "all", "lora_only"]) } });
+        Add("lora-dora", OptionValueKind.Flag, "LoRA: DoRA, a trained magnitude per output row over the direction W + BA (PEFT's use_dora)",
+            o => o.Peft.LoraDora, (o, v, w) => o with { Peft = o.Peft with { LoraDora = OptionSpec.Switch(v, w) } }, ["use_dora"]);
+        Add("lora-rslora", OptionValueKind.Flag, "LoRA: scale the update by alpha/sqrt(r) instead of alpha/r (rsLoRA, PEFT's use_rslora)",
+            o => o.Peft.LoraRsLora, (o, v, w) => o with { Peft = o.Peft with { LoraRsLora = OptionSpec.Switch(v, w) } }, ["use_rslora"]);
+        Add("lora-init", OptionValueKind.Text, "LoRA start: kaiming (PEFT's default), gaussian, pissa (top-r singular vectors of W) or olora (QR of W) (PEFT's init_lora_weights)",
+            o => o.Peft.LoraInit, (o, v, w) => o with { Peft = o.Peft with { LoraInit = OptionSpec.Choice(v, w, ["kaiming", "gaussian", "pissa", "olora"]) } }, ["init_lora_weights"]);
+        Add("loraplus-lr-ratio", OptionValueKind.Number, "LoRA+: lora_B matrices (and 1-d parameters) learn at --lr times this ratio (the paper suggests 16)",
+            o => o.Training.LoraPlusLrRatio, (o, v, w) => o with { Training = o.Training with { LoraPlusLrRatio = OptionSpec.Number(v, w) } });
         Add("ia3-targets", OptionValueKind.TextList, "Comma-separated Linear names IA3 scales (default: the family's, key,value,output.dense for BERT, k_proj,v_proj,down_proj for Llama/Qwen2)",
             o => o.Peft.Ia3Targets, (o, v, w) => o with { Peft = o.Peft with { Ia3Targets = OptionSpec.TextList(v, w) } });
         Add("ia3-feedforward", OptionValueKind.TextList, "Of --ia3-targets, those scaled on their input (default: the family's among the targets, output.dense for BERT, down_proj for Llama/Qwen2)",

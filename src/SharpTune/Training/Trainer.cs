@@ -76,7 +76,7 @@ public class Trainer<TExample>
         if (train.Count == 0) throw new ArgumentException("The training data is empty.");
         long totalSteps = TotalSteps(train.Count);
         long warmup = (long)Math.Round(options.WarmupRatio * totalSteps);
-        var optimizer = OptimizerFactory.Create(options.Optimizer, model, options.LearningRate, options.WeightDecay, options.Momentum);
+        var optimizer = OptimizerFactory.Create(options.Optimizer, model, options.LearningRate, options.WeightDecay, options.Momentum, options.LoraPlusLrRatio);
         var scheduler = new LearningRateScheduler(optimizer, LearningRateSchedule.Parse(options.Schedule, warmup, totalSteps));
         var named = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         var trainable = named.Select(p => p.parameter).ToList();

@@ -27,6 +27,8 @@ public sealed record TrainingOptions
     /// <summary>The validation metric that picks the best checkpoint and drives early stopping.</summary>
     public string MetricForBest { get; init; } = "auto";
     public int LogEverySteps { get; init; } = 10;
+    /// <summary>LoRA+ (Hayou et al. 2024): lora_B and 1-d parameters at <see cref="LearningRate"/> times this; null: one rate.</summary>
+    public double? LoraPlusLrRatio { get; init; }
 
     public TrainingOptions Validate()
     {
@@ -43,6 +45,7 @@ public sealed record TrainingOptions
         Require(EvalEverySteps is null or >= 1, $"--eval-every must be at least 1, got {EvalEverySteps}");
         Require(EarlyStoppingPatience is null or >= 1, $"--patience must be at least 1, got {EarlyStoppingPatience}");
         Require(LogEverySteps >= 1, $"--log-every must be at least 1, got {LogEverySteps}");
+        Require(LoraPlusLrRatio is null || LoraPlusLrRatio > 0 && double.IsFinite(LoraPlusLrRatio.Value), $"--loraplus-lr-ratio must be positive, got {LoraPlusLrRatio}");
         Require(OptimizerFactory.Names.Contains(Optimizer.ToLowerInvariant()),
             $"--optimizer '{Optimizer}' is not known: use {string.Join(", ", OptimizerFactory.Names)}");
         return this;

@@ -35,13 +35,17 @@ public class DataParallelTrainingTests
     [MpiTheory]
     [InlineData("full")]
     [InlineData("lora")]
+    [InlineData("lora-variants")]
     public void Two_ranks_train_as_one_process_with_the_same_global_batch(string method)
     {
         using var temp = new TestModels.TempFolder();
         string model = ModelWithoutDropout(temp);
         // 37 examples in global batches of 8: the last batch of each epoch (5) splits unevenly, 3 and 2.
         string train = CliHarness.ToyCsv(temp, "train.csv", 37, 1), validation = CliHarness.ToyCsv(temp, "validation.csv", 13, 2);
-        string[] methodArgs = ["--method", method, "--lora-dropout", "0"];
+        // The variants: each rank builds its PiSSA start and DoRA magnitude from the same base, LoRA+ in both.
+        string[] methodArgs = method == "lora-variants"
+            ? ["--method", "lora", "--lora-dropout", "0", "--lora-dora", "--lora-init", "pissa", "--lora-rslora", "--loraplus-lr-ratio", "4"]
+            : ["--method", method, "--lora-dropout", "0"];
         string single = temp.File("single"), parallel = temp.File("parallel");
 
         var (code, output, error) = CliProcess.Run([.. TrainArgs(model, train, validation, single, 8), .. methodArgs]);

@@ -20,7 +20,7 @@ public class CausalLmMethodTests
     {
         var data = new TheoryData<string, string>();
         foreach (string family in new[] { "llama", "qwen2", "gpt2" })
-            foreach (string method in new[] { "lora", "ia3", "bitfit", "prompt", "ptuning", "ptuning-lstm", "prefix", "ptuning-v2" })
+            foreach (string method in new[] { "lora", "lora-dora", "lora-pissa-rslora", "lora-olora-dora", "ia3", "bitfit", "prompt", "ptuning", "ptuning-lstm", "prefix", "ptuning-v2" })
                 if (!(method == "bitfit" && family == "llama")) data.Add(family, method);
         return data;
     }
@@ -28,6 +28,9 @@ public class CausalLmMethodTests
     static (IPeftMethod Method, PeftSettings Settings) Method(string name) => name switch
     {
         "lora" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 3, LoraAlpha = 5, LoraTargets = [LinearTargets.AllLinear] }),
+        "lora-dora" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 3, LoraAlpha = 5, LoraDora = true, LoraTargets = [LinearTargets.AllLinear] }),
+        "lora-pissa-rslora" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 3, LoraAlpha = 5, LoraInit = "pissa", LoraRsLora = true, LoraTargets = [LinearTargets.AllLinear] }),
+        "lora-olora-dora" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 2, LoraAlpha = 3, LoraInit = "olora", LoraDora = true }),
         "ia3" => (PeftRegistry.Get("ia3"), new PeftSettings()),
         "bitfit" => (PeftRegistry.Get("bitfit"), new PeftSettings()),
         "ptuning-lstm" => (PeftRegistry.Get("ptuning"), new PeftSettings { VirtualTokens = 3, EncoderType = "lstm", EncoderHidden = 7 }),
@@ -36,9 +39,10 @@ public class CausalLmMethodTests
     };
 
     /// <summary>A tiny decoder with the method built in and every trainable tensor moved off its initial value.</summary>
-    internal static CausalLmModel Build(string family, string methodName, int seed = 3)
+    internal static CausalLmModel Build(string family, string methodName, int seed = 3, PeftSettings? read = null)
     {
         var (method, settings) = Method(methodName);
+        settings = read ?? settings;
         var config = TinyDecoders.Config(family);
         var shape = (IBackboneShape)DecoderFamilies.ForConfig(config).ParseConfig(config, "test");
         manual_seed(seed);
@@ -100,13 +104,16 @@ public class CausalLmMethodTests
         var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(folder, AdapterFiles.ConfigFile)))!;
         Assert.Equal("CAUSAL_LM", config["task_type"]!.GetValue<string>());
 
-        using var reloaded = Build(family, method, seed: 99); // other random adapter values, then the saved ones loaded
+        // Other random adapter values, then the saved ones loaded; PiSSA and OLoRA come back as plain LoRA of rank 2r.
+        var reread = peft.ReadSettings(config.AsObject(), folder);
+        using var reloaded = Build(family, method, seed: 99, reread);
         peft.LoadAdapter(folder, reloaded);
         // The frozen base differs between the two builds only through the seed: copy it so the adapter alone decides.
         var source = model.state_dict();
         foreach (var (name, parameter) in reloaded.named_parameters().Where(p => !p.parameter.requires_grad))
             parameter.copy_(source[name]);
-        Tolerances.AssertClose(adapted, reloaded.Forward(ids), Tolerances.Exact, "reloaded adapter");
+        bool converted = settings.LoraInit is "pissa" or "olora";
+        Tolerances.AssertClose(adapted, reloaded.Forward(ids), converted ? Tolerances.DifferentKernelsThroughNetwork : Tolerances.Exact, "reloaded adapter");
         Assert.Equal(adapted.shape, new long[] { 1, 5, TinyDecoders.Vocab });
         Assert.True(adapted.isfinite().all().item<bool>());
     }

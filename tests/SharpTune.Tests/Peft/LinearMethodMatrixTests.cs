@@ -9,14 +9,25 @@ namespace SharpTune.Tests.Peft;
 /// <summary>The matrix every Linear-wrapping method runs through: only adapter and head train, save/load round-trips, an untrained adapter is the identity.</summary>
 public class LinearMethodMatrixTests
 {
-    public static TheoryData<string> Cases => new() { "lora", "lora-bias-all", "lora-bias-lora_only", "ia3", "bitfit" };
+    public static TheoryData<string> Cases => new()
+    {
+        "lora", "lora-bias-all", "lora-bias-lora_only", "lora-dora", "lora-rslora-gaussian", "lora-pissa", "lora-olora-rslora", "lora-dora-pissa", "ia3", "bitfit",
+    };
+
+    /// <summary>The cases whose layers merge (LoRA and its variants, IA3).</summary>
+    public static TheoryData<string> Mergeable => new() { "lora", "lora-dora", "lora-rslora-gaussian", "lora-pissa", "lora-olora-rslora", "lora-dora-pissa", "ia3" };
+
+    /// <summary>PiSSA and OLoRA save their adapter converted to plain LoRA of rank 2r over the original weight (PEFT's conversion).</summary>
+    static bool Converts(PeftSettings settings) => settings.LoraInit is "pissa" or "olora";
 
     /// <summary>Which parameters each case should train, besides the head.</summary>
     static bool ShouldTrain(string name, string parameter) => name switch
     {
-        "lora" => parameter.Contains(".lora_A.") || parameter.Contains(".lora_B."),
-        "lora-bias-all" => parameter.Contains(".lora_") || parameter.StartsWith("bert.") && parameter.EndsWith(".bias"),
+        "lora" or "lora-pissa" or "lora-olora-rslora" => parameter.Contains(".lora_A.") || parameter.Contains(".lora_B."),
+        "lora-dora" => parameter.Contains(".lora_A.") || parameter.Contains(".lora_B.") || parameter.EndsWith(".lora_magnitude_vector"),
+        "lora-bias-all" or "lora-dora-pissa" => parameter.Contains(".lora_") || parameter.StartsWith("bert.") && parameter.EndsWith(".bias"),
         "lora-bias-lora_only" => parameter.Contains(".lora_") || parameter.EndsWith("self.key.bias") || parameter == "bert.pooler.dense.bias",
+        "lora-rslora-gaussian" => parameter.Contains(".lora_") || parameter.EndsWith("self.query.bias") || parameter.EndsWith("self.value.bias"),
         "ia3" => parameter.EndsWith(".ia3_l"),
         "bitfit" => parameter.StartsWith("bert.") && parameter.EndsWith(".bias"),
         _ => throw new ArgumentException(name),
@@ -83,11 +94,41 @@ public class LinearMethodMatrixTests
             var data = ToyData(kind);
             using var expected = Logits(trained, data);
             using var actual = Logits(fresh, data);
+            if (Converts(settings))
+            {
+                // Read back as plain LoRA of rank 2r over the unchanged base: B A x - B0 A0 x as one pair of products.
+                Assert.Equal(2 * settings.LoraR, reread.LoraR);
+                Assert.Equal(SharpTune.Peft.Lora.LoraOptions.Kaiming, reread.LoraInit);
+                Tolerances.AssertClose(expected, actual, Tolerances.DifferentKernelsThroughNetwork, $"{name} {kind}: logits of the converted adapter");
+                continue;
+            }
             Tolerances.AssertClose(expected, actual, Tolerances.Exact, $"{name} {kind}: logits");
             var trainedState = trained.state_dict();
             foreach (var (key, value) in fresh.state_dict())
                 Assert.True(value.eq(trainedState[key]).all().item<bool>(), $"{name} {kind}: {key} differs after loading");
         }
+    }
+
+    [Theory]
+    [MemberData(nameof(Mergeable))]
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
+    public void Merged_export_gives_the_unmerged_outputs(string name)
+    {
+        var (method, settings) = Case(name);
+        using var model = Build(method, settings, Head(TaskKind.SingleLabel));
+        Perturb(model);
+        model.eval();
+        using var plain = MergedExport.ToPlainModel(model.Encoder);
+        using var ids = tensor(new long[] { 2, 15, 40, 98, 7, 3, 2, 61, 5, 33, 3, 0 }, [2, 6]);
+        using var mask = tensor(new long[] { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0 }, [2, 6]);
+        using var expected = model.Encoder.forward(ids, mask);
+        using var actual = plain.forward(ids, mask);
+        using var baseModel = PlainModel();
+        using var untouched = baseModel.forward(ids, mask);
+        Tolerances.AssertDistinct(untouched.LastHiddenState, expected.LastHiddenState, $"{name}: the adapter changes the outputs");
+        // One product with the merged weight against the base product and the adapter's apart, through the network.
+        Tolerances.AssertClose(expected.LastHiddenState, actual.LastHiddenState, Tolerances.DifferentKernelsThroughNetwork, $"{name}: merged hidden states");
+        Tolerances.AssertClose(expected.PooledOutput!, actual.PooledOutput!, Tolerances.DifferentKernelsThroughNetwork, $"{name}: merged pooled output");
     }
 
     [Theory]

@@ -20,6 +20,12 @@ internal static class PeftTestModels
         "lora" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 3, LoraAlpha = 5, LoraTargets = ["query", "value", "intermediate.dense"] }),
         "lora-bias-all" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 2, LoraAlpha = 4, LoraBias = "all" }),
         "lora-bias-lora_only" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 3, LoraAlpha = 7, LoraBias = "lora_only", LoraTargets = ["key", "pooler.dense"] }),
+        // The LoRA variants (DoRA, rsLoRA, the starts that read the weight) through the same matrix as plain LoRA.
+        "lora-dora" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 3, LoraAlpha = 5, LoraDora = true, LoraTargets = ["query", "value", "intermediate.dense"] }),
+        "lora-rslora-gaussian" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 3, LoraAlpha = 5, LoraRsLora = true, LoraInit = "gaussian", LoraBias = "lora_only" }),
+        "lora-pissa" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 3, LoraAlpha = 5, LoraInit = "pissa", LoraTargets = ["query", "value", "intermediate.dense"] }),
+        "lora-olora-rslora" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 2, LoraAlpha = 3, LoraInit = "olora", LoraRsLora = true, LoraTargets = ["key", "output.dense"] }),
+        "lora-dora-pissa" => (PeftRegistry.Get("lora"), new PeftSettings { LoraR = 3, LoraAlpha = 7, LoraDora = true, LoraInit = "pissa", LoraBias = "all" }),
         "ia3" => (PeftRegistry.Get("ia3"), new PeftSettings()),
         "bitfit" => (PeftRegistry.Get("bitfit"), new PeftSettings()),
         _ => throw new ArgumentException(name),

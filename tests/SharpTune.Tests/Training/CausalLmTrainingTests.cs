@@ -79,6 +79,7 @@ public class CausalLmTrainingTests
     [Theory]
     [Trait(Tolerances.Category, Tolerances.NumericParity)]
     [InlineData("lora")]
+    [InlineData("lora-olora-dora")]
     [InlineData("prefix")]
     public void An_interrupted_and_resumed_language_model_run_gives_the_losses_of_one_left_alone(string method)
     {
@@ -87,7 +88,9 @@ public class CausalLmTrainingTests
             var ids = Enumerable.Range(0, 5 + k % 6).Select(i => (long)(1 + (i * 5 + k * 3) % 90)).ToArray();
             return new CausalLmExample(ids, ids, $"row {k}");
         }).ToList();
-        var options = new TrainingOptions { Epochs = 2, BatchSize = 4, LearningRate = 1e-2, Seed = 3, LogEverySteps = 1, EvalEverySteps = 2 };
+        // The variants with LoRA+'s second rate: the optimizer's groups and their state resume too.
+        var options = new TrainingOptions { Epochs = 2, BatchSize = 4, LearningRate = 1e-2, Seed = 3, LogEverySteps = 1, EvalEverySteps = 2,
+            LoraPlusLrRatio = method.StartsWith("lora-", StringComparison.Ordinal) ? 4 : null };
         CausalLmModel Fresh()
         {
             var model = CausalLmMethodTests.Build("qwen2", method);

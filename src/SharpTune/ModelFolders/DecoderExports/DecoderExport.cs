@@ -227,6 +227,10 @@ public static class DecoderExport
         var layers = wrapped.ToDictionary(m => m.name, m => (LoraLinear)m.module);
         if (layers.Count == 0)
             throw new ArgumentException("the model has no LoRA layers, so there is no adapter to write; export the merged model (gguf or hf) instead", nameof(model));
+        if (layers.FirstOrDefault(l => l.Value.IsDora) is { Value: not null } doraLayer)
+            throw new NotSupportedException(
+                $"{doraLayer.Key} is a DoRA layer (use_dora): llama.cpp's adapter GGUF holds plain LoRA pairs and has no magnitude vector; " +
+                "export the merged model instead (export --format gguf), which holds the DoRA update exactly");
         if (layers.FirstOrDefault(l => l.Value.IsMerged) is { Value: not null } mergedLayer)
             throw new InvalidOperationException($"{mergedLayer.Key}: the LoRA update is merged into its weight; unmerge the model before exporting its adapter");
         return layers;

@@ -24,7 +24,8 @@ static class LoraGgufWriter
     {
         // llama.cpp scales each pair by alpha / r with one alpha per file and r read from lora_b: a layer whose own
         // alpha differs has the ratio folded into its lora_b, so every layer keeps its own alpha / r.
-        double alpha = layers.Values.First().Scaling * layers.Values.First().Rank;
+        // Each pair as plain LoRA over the original weight (rank 2r after a PiSSA/OLoRA start: LoraLinear.PlainPair).
+        double alpha = layers.Values.First().Scaling * layers.Values.First().PlainRank;
         var w = new GgufWriter()
             .Set("general.architecture", layout.Architecture)
             .Set("general.type", "adapter")
@@ -41,9 +42,8 @@ static class LoraGgufWriter
         foreach (var (name, layer) in layers.OrderBy(l => order[l.Key + ".weight"])) // the base file's tensor order
         {
             var mapping = layout.ByHfKey[name + ".weight"];
-            var a = layer.LoraA.detach();                                                      // (r, in)
-            var b = layer.LoraB.detach();                                                      // (out, r)
-            double layerAlpha = layer.Scaling * layer.Rank;
+            var (a, b) = layer.PlainPair();                                                    // (r, in), (out, r)
+            double layerAlpha = layer.Scaling * layer.PlainRank;
             if (Math.Abs(layerAlpha - alpha) > 1e-9 * alpha)
             {
                 b = b * (layerAlpha / alpha);
@@ -55,7 +55,7 @@ static class LoraGgufWriter
             w.AddTensor(mapping.GgufName + ".lora_b", mapping.Transform == GgufTensorTransform.UnpermuteRows ? GgufDecoderLayout.ToGguf(mapping, b) : b, type);
         }
         w.Save(path);
-        notes.Add($"{layers.Count} LoRA pair(s), alpha {alpha:G6}, rank {string.Join("/", layers.Values.Select(l => l.Rank).Distinct())}");
+        notes.Add($"{layers.Count} LoRA pair(s), alpha {alpha:G6}, rank {string.Join("/", layers.Values.Select(l => l.PlainRank).Distinct())}");
         if (folded > 0) notes.Add($"{folded} layer(s) with another alpha: the ratio is folded into their lora_b");
         return notes;
     }

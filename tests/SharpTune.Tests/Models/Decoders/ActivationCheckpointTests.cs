@@ -51,13 +51,16 @@ public class ActivationCheckpointTests
     [InlineData("qwen2", true)]
     [InlineData("gpt2", true)]
     [InlineData("gpt2", false)]
+    [InlineData("llama", true, true)]
+    [InlineData("gpt2", true, true)]
     [Trait(Tolerances.Category, Tolerances.NumericParity)]
-    public void With_dropout_the_recomputation_draws_the_same_masks(string family, bool lora)
+    public void With_dropout_the_recomputation_draws_the_same_masks(string family, bool lora, bool dora = false)
     {
         // Attention dropout (and LoRA's dropout, and GPT-2's residual and embedding dropout) at 0.3: the masks come from
         // libtorch's generator, whose state each checkpointed layer saves and sets again for its recomputation. Were
         // the masks drawn anew, the gradients would differ by far more than rounding.
-        using var model = DecoderTraining.Create(family, dropout: 0.3, lora: lora);
+        // DoRA (from a PiSSA start) recomputes its row norms and, with dropout, its base product on the dropped-out input.
+        using var model = DecoderTraining.Create(family, dropout: 0.3, lora: lora, dora: dora);
         using var ids = TinyDecoders.Ids(2, 9);
         var plain = DecoderTraining.LossAndGrads(model, () => DecoderTraining.FullLogitsLoss(model, ids));
         var otherMasks = DecoderTraining.LossAndGrads(model, () => DecoderTraining.FullLogitsLoss(model, ids), seed: 6);

@@ -20,19 +20,21 @@ static class DecoderTraining
         return config;
     }
 
-    /// <summary>LoRA (r 3, alpha 5) on every Linear (GPT-2: Conv1D) layer of the blocks.</summary>
-    public static LinearFactory Lora(double dropout = 0) => site => new LoraLinear(site, new LoraOptions(3, 5, dropout, ["all"], "none"));
+    /// <summary>LoRA (r 3, alpha 5) on every Linear (GPT-2: Conv1D) layer of the blocks; with <paramref name="dora"/>, DoRA from a PiSSA start.</summary>
+    public static LinearFactory Lora(double dropout = 0, bool dora = false) =>
+        site => new LoraLinear(site, new LoraOptions(3, 5, dropout, ["all"], "none", UseDora: dora, Init: dora ? "pissa" : LoraOptions.Kaiming));
 
     /// <summary>
     /// A seeded model in training mode. With LoRA only lora_A/lora_B train, and lora_B is drawn at random (PEFT starts
     /// it at zero, which would make every lora_A gradient zero and the comparison empty).
     /// </summary>
-    public static ICausalLanguageModel Create(string family, double dropout = 0, bool lora = false, int seed = 7)
+    public static ICausalLanguageModel Create(string family, double dropout = 0, bool lora = false, int seed = 7, bool dora = false)
     {
         manual_seed(seed);
-        var model = PretrainedDecoder.Create(Config(family, dropout), linears: lora ? Lora(dropout) : null);
+        var model = PretrainedDecoder.Create(Config(family, dropout), linears: lora ? Lora(dropout, dora) : null);
         if (lora)
         {
+            foreach (var layer in model.Module.modules().OfType<LoraLinear>()) layer.InitializeFromBase();
             using var noGrad = no_grad();
             foreach (var (name, parameter) in model.Module.named_parameters())
             {

@@ -93,7 +93,9 @@ public class LoraAdapterLoadTests
         Assert.Null(minimal.LoraTargets); // PEFT then takes its table's targets for the model it is loaded into
         Assert.Equal(["query", "value"], SharpTune.Peft.Lora.LoraOptions.From(minimal, TestModels.TinyConfig).Targets);
 
-        foreach (var (key, value) in new[] { ("use_dora", "true"), ("use_rslora", "true"), ("layers_to_transform", "[0]"), ("target_modules", "\".*query\""), ("r", "\"eight\"") })
+        Assert.False(settings.LoraDora || settings.LoraRsLora);
+        Assert.Equal("kaiming", settings.LoraInit);
+        foreach (var (key, value) in new[] { ("use_dora", "\"yes\""), ("init_lora_weights", "\"loftq\""), ("layers_to_transform", "[0]"), ("target_modules", "\".*query\""), ("r", "\"eight\"") })
         {
             var config = JsonNode.Parse(PeftWritten)!.AsObject();
             config[key] = JsonNode.Parse(value);
