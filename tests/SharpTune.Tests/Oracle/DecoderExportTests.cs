@@ -80,6 +80,42 @@ public class DecoderExportTests
     }
 
     /// <summary>
+    /// The LoRA variants: DoRA (with rsLoRA) has no llama.cpp adapter, so its adapter export is refused and its merged GGUF
+    /// must give llama.cpp the adapted logits and perplexity; a PiSSA start exports as a plain pair of rank 2r over the
+    /// unchanged base, which llama.cpp applies as any LoRA adapter.
+    /// </summary>
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    public void Dora_runs_in_llama_cpp_merged_and_a_pissa_adapter_over_the_unchanged_base(string family)
+    {
+        using var temp = new TestModels.TempFolder();
+        string basePath = WriteBaseGguf(temp.File("base.gguf"), family);
+        var source = DecoderSource.Gguf(basePath);
+        using (var dora = Adapted(basePath, Lora(name => AllLinears.Contains(name) ? new LoraOptions(4, 16, 0, AllLinears, "none", UseDora: true, UseRsLora: true) : null)))
+        {
+            using var adapted = Logits(dora, Tokens);
+            var refused = Assert.Throws<NotSupportedException>(() => DecoderExport.LoraGguf(dora, source, temp.File("dora-adapter.gguf")));
+            Assert.Contains("DoRA", refused.Message);
+            Assert.Contains("--format gguf", refused.Message);
+            string merged = temp.File("dora-merged.gguf");
+            DecoderExport.MergedGguf(dora, source, merged, GgufTensorType.F32);
+            AssertLlamaCppLogits(adapted, merged, null, Tokens, $"{family} DoRA merged");
+            double ours = PerplexityScorer.Score(dora, [Tokens]).Perplexity;
+            using var reference = new LlamaCpp(merged);
+            double theirs = reference.Perplexity(Tokens);
+            Assert.True(Math.Abs(ours / theirs - 1) < 1e-4, $"DoRA perplexity {ours:F5} in SharpTune, {theirs:F5} in llama.cpp on the merged file");
+        }
+
+        using var pissa = Adapted(basePath, Lora(name => name is "q_proj" or "down_proj" ? new LoraOptions(3, 6, 0, ["q_proj", "down_proj"], "none", Init: "pissa") : null));
+        using var pissaLogits = Logits(pissa, Tokens);
+        string adapter = temp.File("pissa-adapter.gguf");
+        DecoderExport.LoraGguf(pissa, source, adapter, GgufTensorType.F32);   // the base is unchanged: the check passes
+        Assert.Equal([6L, 48], GgufFile.Open(adapter).GetTensor("blk.0.attn_q.weight.lora_a").Shape);
+        AssertLlamaCppLogits(pissaLogits, basePath, adapter, Tokens, $"{family} PiSSA as a plain adapter");
+    }
+
+    /// <summary>
     /// GPT-2: LoRA over its Conv1D layers (weights stored (in, out), PEFT's fan_in_fan_out), the fused attn_qkv included;
     /// merged, and as base + adapter, in llama.cpp. Within 1e-3 as the GPT-2 oracle test (ggml's CPU GELU reads an f16 table).
     /// </summary>

@@ -62,10 +62,13 @@ static class ExportTestModels
                 state[key].copy_(value);
                 filled.Add(key);
             }
+            // PiSSA/OLoRA starts and DoRA magnitudes come from the base, then move like the pairs.
+            foreach (var layer in model.Module.modules().OfType<LoraLinear>()) layer.InitializeFromBase();
             foreach (var (key, value) in state)
             {
                 if (key.EndsWith(".lora_A.weight", StringComparison.Ordinal)) value.normal_(0, 1 / Math.Sqrt(value.shape[1]));
                 else if (key.EndsWith(".lora_B.weight", StringComparison.Ordinal)) value.normal_(0, 0.15);
+                else if (key.EndsWith(".lora_magnitude_vector", StringComparison.Ordinal)) value.mul_(rand_like(value) * 0.4 + 0.8);
                 else if (key.EndsWith(".ia3_l", StringComparison.Ordinal)) value.uniform_(0.5, 1.5);
                 else Assert.True(filled.Contains(key), $"the base has no {key}");
             }
