@@ -85,12 +85,14 @@ public class StoredDecoderTests
     [Theory]
     [InlineData(LLamaFtype.MOSTLY_Q4_K_M, false)]
     [InlineData(LLamaFtype.MOSTLY_Q8_0, true)]
-    public void Lora_over_stored_blocks_trains_as_over_the_dequantized_weights(LLamaFtype type, bool checkpointing)
+    [InlineData(LLamaFtype.MOSTLY_Q4_K_M, true, true)]
+    public void Lora_over_stored_blocks_trains_as_over_the_dequantized_weights(LLamaFtype type, bool checkpointing, bool variants = false)
     {
         using var temp = new TestModels.TempFolder();
         string path = Quantized(temp, type);
         var lora = PeftRegistry.Get("lora");
-        var settings = new PeftSettings { LoraR = 3, LoraAlpha = 5, LoraTargets = [LinearTargets.AllLinear] };
+        // The variants: DoRA's row norms tile by tile from the blocks, a PiSSA start from the blocks dequantized once.
+        var settings = new PeftSettings { LoraR = 3, LoraAlpha = 5, LoraTargets = [LinearTargets.AllLinear], LoraDora = variants, LoraInit = variants ? "pissa" : "kaiming" };
         var tokens = Tokens(40, seed: 3);
         using var ids = tensor(tokens.Select(t => (long)t).ToArray(), [2, 20]);
         using var mask = ones_like(ids);
@@ -180,12 +182,15 @@ public class StoredDecoderTests
     [InlineData("ptuning")]
     [InlineData("prefix")]
     [InlineData("ptuning-v2")]
+    [InlineData("lora-variants")]
     public void Every_adapter_and_prompt_method_trains_over_a_q4_k_m_base_kept_in_its_blocks(string method)
     {
         using var temp = new TestModels.TempFolder();
         string path = Quantized(temp, LLamaFtype.MOSTLY_Q4_K_M), run = temp.File("run"), data = CausalLmCliTests.Data(temp);
-        var (code, output, error) = CliHarness.Run("train", "--model", path, "--task", "causal-lm", "--train", data, "--method", method,
-            "--virtual-tokens", "3", "--gradient-checkpointing", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40");
+        string[] methodArgs = method == "lora-variants"
+            ? ["--method", "lora", "--lora-dora", "--lora-init", "olora", "--lora-rslora", "--loraplus-lr-ratio", "8"] : ["--method", method];
+        var (code, output, error) = CliHarness.Run(["train", "--model", path, "--task", "causal-lm", "--train", data, .. methodArgs,
+            "--virtual-tokens", "3", "--gradient-checkpointing", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40"]);
         Assert.True(code == 0, error + output);
         Assert.Contains("base held as stored", output);
         var scored = CliHarness.Run("eval", "--model", run, "--data", data);
@@ -210,6 +215,33 @@ public class StoredDecoderTests
             "--max-steps", "1", "--batch-size", "4", "--out", temp.File("full"), "--max-length", "40");
         Assert.True(code == 0, error + output);
         Assert.Contains("base dequantized to fp32", output);
+    }
+
+    /// <summary>
+    /// DoRA from a PiSSA start trained over a Q4_K_M base kept in its blocks: llama.cpp has no DoRA adapter, so the adapter
+    /// export is refused with the way out; the merged GGUF (in the base's types) scores in llama.cpp as in SharpTune.
+    /// </summary>
+    [Fact]
+    public void A_dora_run_over_a_stored_base_exports_merged_and_llama_cpp_scores_it()
+    {
+        using var temp = new TestModels.TempFolder();
+        string path = Quantized(temp, LLamaFtype.MOSTLY_Q4_K_M), run = temp.File("run"), data = CausalLmCliTests.Data(temp);
+        var (code, output, error) = CliHarness.Run("train", "--model", path, "--task", "causal-lm", "--train", data, "--method", "lora", "--lora-dora",
+            "--lora-init", "pissa", "--lora-targets", "all-linear", "--max-steps", "4", "--batch-size", "4", "--lr", "2e-2", "--out", run, "--max-length", "40");
+        Assert.True(code == 0, error + output);
+        var refused = CliHarness.Run("export", "--model", run, "--format", "gguf-lora", "--out", temp.File("adapter.gguf"));
+        Assert.NotEqual(0, refused.Code);
+        Assert.Contains("DoRA", refused.Error);
+        Assert.Contains("--format gguf", refused.Error);
+        Assert.DoesNotContain("   at ", refused.Error);
+
+        string gguf = temp.File("merged.gguf");
+        var exported = CliHarness.Run("export", "--model", run, "--format", "gguf", "--out", gguf);
+        Assert.True(exported.Code == 0, exported.Error + exported.Out);
+        var tokens = Tokens(96, seed: 9);
+        using var ours = LanguageModel.Load(gguf, WeightStorage.AsStored);
+        double stored = PerplexityScorer.Score(ours.Model, [tokens]).Perplexity, theirs = LlamaCppPerplexity(gguf, tokens);
+        Assert.True(Math.Abs(stored / theirs - 1) < 0.005, $"SharpTune {stored:F4} vs llama.cpp {theirs:F4} on the merged DoRA export");
     }
 
     /// <summary>
