@@ -26,6 +26,7 @@ public static class Program
         var spam = new CompositeSuite("spam", "the ML.NET peer, SharpTune full fine-tuning (fp32 and bf16) and LoRA on the same SpamAssassin split", mlnet, full, fullBf16, lora);
         var registry = new SuiteRegistry();
         foreach (var suite in PeftComparisonSuite.MethodSuites()) registry.Register(suite);
+        foreach (var suite in LoraVariantsSuite.VariantSuites()) registry.Register(suite);
         foreach (var config in DecoderMemorySuite.Configs) registry.Register(new DecoderTrainingStepSuite(config));
         foreach (var config in DecoderStoredTrainingSuite.Configs.Append(Decoder7bSuite.Lora)) registry.Register(new DecoderTrainingStepSuite(config));
         foreach (var (key, _) in DecoderSpeedSuite.Files) registry.Register(new StoredResidentSuite(key));
@@ -33,6 +34,7 @@ public static class Program
         return registry
             .Register(mlnet).Register(full).Register(fullBf16).Register(lora).Register(fullBf16Long).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
+            .Register(new LoraVariantsSuite())
             .Register(new InteropExportSuite())
             .Register(new DecoderSpeedSuite())
             .Register(new DecoderMemorySuite())

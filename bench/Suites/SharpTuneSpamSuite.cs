@@ -18,7 +18,9 @@ namespace SharpTune.Bench.Suites;
 /// <param name="maxLength">Tokens per message: most messages are longer than 128 tokens.</param>
 /// <param name="meanPooling">Average the tokens' states (how minilm was trained as a sentence encoder) instead of the pooled [CLS].</param>
 /// <param name="precision">fp32, or bf16 mixed precision.</param>
-public sealed class SharpTuneSpamSuite(string method, int epochs, double? learningRate = null, int trainEvery = 1, string? name = null, int maxLength = 128, bool meanPooling = true, string precision = "fp32") : IBenchSuite
+/// <param name="configure">Further options (a LoRA variant's flags, say) applied last.</param>
+public sealed class SharpTuneSpamSuite(string method, int epochs, double? learningRate = null, int trainEvery = 1, string? name = null, int maxLength = 128, bool meanPooling = true, string precision = "fp32",
+    Func<FineTuneOptions, FineTuneOptions>? configure = null) : IBenchSuite
 {
     public string Name => name ?? $"spam-{method}";
 
@@ -64,6 +66,7 @@ public sealed class SharpTuneSpamSuite(string method, int epochs, double? learni
                 LogEverySteps = 20,
             },
         };
+        options = configure?.Invoke(options) ?? options;
         var clock = Stopwatch.StartNew();
         var summary = new FineTuneJob(options, Console.WriteLine).Run();
         double trainSeconds = clock.Elapsed.TotalSeconds;
