@@ -73,7 +73,8 @@ public sealed class OptionSpec
 
     public static double Number(JsonNode? node, string where)
     {
-        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number) return v.GetValue<double>();
+        // A whole number in a config file arrives as an integer (JsonValue<long>), which GetValue<double> refuses: read as text.
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out double d)) return d;
         string text = Text(node, where);
         return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double parsed) && double.IsFinite(parsed)
             ? parsed

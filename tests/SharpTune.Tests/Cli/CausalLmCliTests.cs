@@ -101,12 +101,14 @@ public class CausalLmCliTests
     [InlineData("ptuning")]
     [InlineData("prefix")]
     [InlineData("ptuning-v2")]
+    [InlineData("lora --lora-dora --lora-init pissa --lora-rslora")]
+    [InlineData("lora --lora-init olora --loraplus-lr-ratio 16")]
     public void Every_adapter_and_prompt_method_trains_over_a_base_read_in_bf16(string method)
     {
         using var temp = new TestModels.TempFolder();
         string run = temp.File("run");
-        var (code, output, error) = CliHarness.Run("train", "--model", TinyGguf(temp), "--task", "causal-lm", "--train", Data(temp),
-            "--method", method, "--virtual-tokens", "3", "--base-dtype", "bf16", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40");
+        var (code, output, error) = CliHarness.Run(["train", "--model", TinyGguf(temp), "--task", "causal-lm", "--train", Data(temp), "--method", .. method.Split(' '),
+            "--virtual-tokens", "3", "--base-dtype", "bf16", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40"]);
         Assert.True(code == 0, error + output);
         Assert.Contains("base held in bf16, read as bf16", output);
         var scored = CliHarness.Run("eval", "--model", run, "--data", Data(temp));

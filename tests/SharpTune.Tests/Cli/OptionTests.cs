@@ -68,6 +68,32 @@ public class OptionTests
     }
 
     [Fact]
+    public void LoRA_variant_options_are_refused_off_lora_and_read_from_PEFTs_names_in_a_config()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyModelFolder(temp), train = ToyCsv(temp, "train.csv", 16, 1);
+        AssertUserError(Run("train", "--model", model, "--train", train, "--method", "ia3", "--lora-dora"), "--lora-dora", "--method lora only", "ia3");
+        AssertUserError(Run("train", "--model", model, "--train", train, "--method", "lora", "--loraplus-lr-ratio", "0"), "--loraplus-lr-ratio", "positive");
+        AssertUserError(Run("train", "--model", model, "--train", train, "--method", "lora", "--lora-init", "svd"), "--lora-init", "pissa", "olora");
+
+        // PEFT's field names work in a config file; the run records them under the option names.
+        File.WriteAllText(temp.File("variants.yaml"),
+            $"model: {model}\ntrain: {train}\nmethod: lora\nepochs: 1\nbatch-size: 8\nuse_dora: true\nuse_rslora: true\ninit_lora_weights: olora\nloraplus_lr_ratio: 16\n");
+        var result = Run("train", "--config", temp.File("variants.yaml"), "--out", temp.File("run"));
+        Assert.True(result.Code == 0, result.Error + result.Out);
+        var used = RunConfigOf(temp.File("run"));
+        Assert.True(used["lora_dora"]!.GetValue<bool>());
+        Assert.True(used["lora_rslora"]!.GetValue<bool>());
+        Assert.Equal("olora", used["lora_init"]!.GetValue<string>());
+        Assert.Equal(16, used["loraplus_lr_ratio"]!.GetValue<double>());
+        var adapter = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(temp.File("run"), "best", "adapter", "adapter_config.json")))!;
+        Assert.True(adapter["use_dora"]!.GetValue<bool>());
+        Assert.Equal(16, adapter["r"]!.GetValue<int>()); // OLoRA saved converted: plain LoRA of rank 2 x 8
+        var predicted = Run("predict", "--model", temp.File("run"), "--data", train, "--output", temp.File("p.jsonl"));
+        Assert.True(predicted.Code == 0, predicted.Error);
+    }
+
+    [Fact]
     public void Lengths_the_model_cannot_read_are_refused_before_any_work()
     {
         using var temp = new TestModels.TempFolder();

@@ -126,9 +126,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
         }
         // DoRA as PEFT's DoraLinearVariant: m/||W + s B A|| rescales the base product and the update. The base term reuses
         // the base result (less its bias) unless dropout is active, when it is recomputed on the dropped-out input, as PEFT
-        // does; the sum is added out of place, since the base result is part of the graph.
+        // does (in the input's dtype: dropout's mask is fp32, a bf16 base takes bf16); the sum is added out of place, since
+        // the base result is part of the graph.
         var scale = lora_magnitude_vector / WeightNorm();                                  // (out)
-        var baseResult = training && dropout > 0 ? LinearSite.Apply(dropped, weight, stored, null, transposed, training)
+        var baseResult = training && dropout > 0 ? LinearSite.Apply(dropped.to(x.dtype), weight, stored, null, transposed, training)
             : bias is null ? result : result - bias;
         var dora = (scale - 1) * baseResult.to(scale.dtype) + scale * update;             // (..., out)
         return (result + dora.to(result.dtype)).MoveToOuterDisposeScope();
