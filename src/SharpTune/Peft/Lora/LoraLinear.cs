@@ -91,6 +91,14 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
 
     public bool IsMerged => merged;
 
+    public bool AdapterDisabled
+    {
+        get => disabled;
+        set => disabled = !value || !merged ? value : throw new InvalidOperationException("a merged LoRA layer cannot leave its adapter out; unmerge it first");
+    }
+
+    bool disabled;
+
     /// <summary>Whether the base weight is stored (in, out) (GPT-2's Conv1D).</summary>
     public bool IsTransposed => transposed;
 
@@ -113,7 +121,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
         if (!initialised) throw NotInitialised();
         using var scope = NewDisposeScope();
         var result = LinearSite.Apply(x, weight, stored, bias, transposed, training);
-        if (merged) return result.MoveToOuterDisposeScope();
+        if (merged || disabled) return result.MoveToOuterDisposeScope();
         // As PEFT: the adapter computes in lora_A's dtype (fp32 over a bf16 base), the sum is cast back to the
         // base result's dtype (added in place: in the promoted dtype, then stored in the result's). The scaling
         // multiplies the rank-r intermediate, not the (..., out) update: the same product, r/out of the work.

@@ -11,7 +11,7 @@ namespace SharpTune.Peft.PTuning;
 public sealed class PTuningMethod : PromptLearningMethod
 {
     /// <summary>The virtual tokens sit in front of the text and take input positions.</summary>
-    public override int PositionsTaken(PeftSettings settings) => settings.VirtualTokens;
+    protected override bool InputSide => true;
 
     public override string Name => "ptuning";
     public override string PeftType => "P_TUNING";

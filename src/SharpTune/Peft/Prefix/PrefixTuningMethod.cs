@@ -10,6 +10,9 @@ public abstract class PrefixMethodBase : PromptLearningMethod
     /// <summary>PEFT's <c>prefix_projection</c>.</summary>
     protected abstract bool Projection { get; }
 
+    /// <summary>Key/value prefixes, not input embeddings.</summary>
+    protected override bool InputSide => false;
+
     protected abstract PrefixOptions Options(PeftSettings settings, IBackboneShape config);
 
     public override string PeftType => "PREFIX_TUNING";
