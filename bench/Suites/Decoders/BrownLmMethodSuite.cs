@@ -18,7 +18,9 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <param name="method">What <c>--method</c> would say: full, freeze:K (K from the plan when null), or a PEFT method's name.</param>
 /// <param name="settings">The method's options; null: the library's defaults.</param>
 /// <param name="learningRate">Null: the method's default (<see cref="TrainingMethods.LearningRateFor"/>).</param>
-public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings? settings = null, string? detail = null, double? learningRate = null) : IBenchSuite
+/// <param name="training">Training options the method adds (LoRA+'s ratio); null: none.</param>
+public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings? settings = null, string? detail = null, double? learningRate = null,
+    Func<TrainingOptions, TrainingOptions>? training = null) : IBenchSuite
 {
     public string Key => key;
 
@@ -59,15 +61,35 @@ public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings?
         var (test, _, _) = BrownLmData.Rows(BrownLmData.Path(context, "test", informative: false), plan.BlockLength, plan.ImaginativeEvalRows);
         Console.WriteLine($"K–R training files: {texts:N0} texts, {tokens:N0} tokens, {train.Count:N0} rows; {plan.AdaptSteps} steps of {plan.AdaptBatch} rows");
         double rate = learningRate ?? TrainingMethods.LearningRateFor(name);
-        var training = new TrainingOptions
+        var trainingOptions = new TrainingOptions
         {
             MaxSteps = plan.AdaptSteps, BatchSize = plan.AdaptBatch, LearningRate = rate, Seed = BrownLmPlan.Seed,
-            LogEverySteps = context.Quick ? 2 : 10,
+            LogEverySteps = context.Quick ? 2 : plan.AdaptSteps <= 50 ? 5 : 10,
         };
-        var measure = BrownLmTraining.Train(model, train, training, name);
+        if (training is not null) trainingOptions = training(trainingOptions).Validate();
+        var measure = BrownLmTraining.Train(model, train, trainingOptions, name);
         var score = BrownLmTraining.Evaluate(model, test);
         Console.WriteLine($"held-out K–R after {name}: perplexity {score.Perplexity:F2} over {score.Tokens:N0} tokens");
 
+        var metrics = new OrderedDictionary<string, double>
+        {
+            ["perplexity"] = score.Perplexity,
+            ["loss"] = score.Loss,
+            ["trainable_parameters"] = parameters.Trainable,
+            ["total_parameters"] = parameters.Total,
+            ["trainable_fraction"] = parameters.Fraction,
+            ["learning_rate"] = rate,
+            ["steps"] = measure.Steps,
+            ["train_tokens"] = measure.Tokens,
+            ["seconds_per_step"] = measure.SecondsPerStep,
+            ["cpu_seconds_per_step"] = measure.CpuSecondsPerStep,
+            ["tokens_per_second"] = measure.TokensPerSecond,
+            ["load_average"] = measure.LoadAverage,
+            ["peak_memory_mib"] = measure.PeakMemoryBytes / (1024.0 * 1024.0),
+            ["first_logged_loss"] = measure.FirstLoss,
+            ["last_logged_loss"] = measure.LastLoss,
+        };
+        foreach (var (step, loss) in measure.Curve) metrics[$"loss_at_step_{step}"] = loss;
         return new BenchResult
         {
             Suite = Name,
@@ -78,24 +100,7 @@ public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings?
             TestExamples = test.Count,
             TrainSeconds = measure.Seconds,
             PredictSeconds = score.Seconds,
-            Metrics = new()
-            {
-                ["perplexity"] = score.Perplexity,
-                ["loss"] = score.Loss,
-                ["trainable_parameters"] = parameters.Trainable,
-                ["total_parameters"] = parameters.Total,
-                ["trainable_fraction"] = parameters.Fraction,
-                ["learning_rate"] = rate,
-                ["steps"] = measure.Steps,
-                ["train_tokens"] = measure.Tokens,
-                ["seconds_per_step"] = measure.SecondsPerStep,
-                ["cpu_seconds_per_step"] = measure.CpuSecondsPerStep,
-                ["tokens_per_second"] = measure.TokensPerSecond,
-                ["load_average"] = measure.LoadAverage,
-                ["peak_memory_mib"] = measure.PeakMemoryBytes / (1024.0 * 1024.0),
-                ["first_logged_loss"] = measure.FirstLoss,
-                ["last_logged_loss"] = measure.LastLoss,
-            },
+            Metrics = metrics,
         };
     }
 }

@@ -13,6 +13,9 @@ namespace SharpTune.Bench.Suites.Decoders;
 public sealed record LmTrainingMeasure(long Steps, long Tokens, double Seconds, double CpuSeconds, double FirstLoss, double LastLoss,
     long PeakMemoryBytes, double LoadAverage)
 {
+    /// <summary>The logged steps and the mean training loss since the log before each: how fast the run starts.</summary>
+    public IReadOnlyList<(long Step, double Loss)> Curve { get; init; } = [];
+
     public double SecondsPerStep => Seconds / Math.Max(1, Steps);
     public double TokensPerSecond => Tokens / Math.Max(Seconds, 1e-9);
     public double CpuSecondsPerStep => CpuSeconds / Math.Max(1, Steps);
@@ -43,7 +46,7 @@ public static class BrownLmTraining
         double cpuSeconds = (process.TotalProcessorTime - cpu).TotalSeconds;
         long tokens = state.GlobalStep * options.BatchSize * (long)rows[0].Length;
         return new LmTrainingMeasure(state.GlobalStep, tokens, seconds, cpuSeconds, progress.FirstLoss, progress.LastLoss,
-            FineTuneJob.PeakMemory(), progress.Loads.Count > 0 ? progress.Loads.Average() : LoadAverage());
+            FineTuneJob.PeakMemory(), progress.Loads.Count > 0 ? progress.Loads.Average() : LoadAverage()) { Curve = progress.Curve };
     }
 
     /// <summary>The one-minute load average (Linux), or NaN.</summary>
@@ -72,6 +75,7 @@ public static class BrownLmTraining
         public double FirstLoss { get; private set; } = double.NaN;
         public double LastLoss { get; private set; } = double.NaN;
         public List<double> Loads { get; } = [];
+        public List<(long Step, double Loss)> Curve { get; } = [];
 
         readonly Process process = Process.GetCurrentProcess();
         TimeSpan cpu = Process.GetCurrentProcess().TotalProcessorTime;
@@ -81,6 +85,7 @@ public static class BrownLmTraining
         {
             if (double.IsNaN(FirstLoss)) FirstLoss = step.Loss;
             LastLoss = step.Loss;
+            Curve.Add((step.Step, step.Loss));
             process.Refresh();
             double cpuPerStep = (process.TotalProcessorTime - cpu).TotalSeconds / Math.Max(1, step.Step - lastStep);
             (cpu, lastStep) = (process.TotalProcessorTime, step.Step);
