@@ -79,6 +79,12 @@ public interface IPeftMethod
     /// <summary>Whether the method trains weights of the pretrained model itself (BitFit's biases), so the base must be held dense and trainable.</summary>
     bool TrainsBaseWeights => false;
 
+    /// <summary>
+    /// What a run says about how the method meets its frozen base (<paramref name="storedBase"/>: a GGUF's blocks kept as
+    /// they are), or null when there is nothing to say: LoRA's PiSSA/OLoRA start, which PEFT subtracts from the weight.
+    /// </summary>
+    string? BaseNote(PeftSettings settings, bool storedBase) => null;
+
     /// <summary>Validates the settings this method reads against the backbone; throws ArgumentException naming the option.</summary>
     void Validate(PeftSettings settings, IBackboneShape backbone);
 

@@ -111,6 +111,7 @@ public class CausalLmCliTests
             "--virtual-tokens", "3", "--base-dtype", "bf16", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40"]);
         Assert.True(code == 0, error + output);
         Assert.Contains("base held in bf16, read as bf16", output);
+        if (method.Contains("--lora-init pissa")) Assert.Contains("--lora-init pissa: the start B0 A0 is subtracted in the update, not from the weight (as PEFT does), so the base stays as loaded", output);
         var scored = CliHarness.Run("eval", "--model", run, "--data", Data(temp));
         Assert.True(scored.Code == 0, scored.Error);
         Assert.Contains("perplexity", scored.Out);

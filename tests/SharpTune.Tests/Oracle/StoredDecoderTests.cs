@@ -193,6 +193,7 @@ public class StoredDecoderTests
             "--virtual-tokens", "3", "--gradient-checkpointing", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40"]);
         Assert.True(code == 0, error + output);
         Assert.Contains("base held as stored", output);
+        if (method == "lora-variants") Assert.Contains("--lora-init olora: the start B0 A0 is subtracted in the update, not from the weight (as PEFT does), so the base stays in its stored blocks and no residual is re-quantized", output);
         var scored = CliHarness.Run("eval", "--model", run, "--data", data);
         Assert.True(scored.Code == 0, scored.Error);
         Assert.Contains("perplexity", scored.Out);

@@ -16,6 +16,13 @@ public sealed class LoraMethod : IPeftMethod
     public const string Type = "LORA";
 
     public string Name => "lora";
+
+    /// <summary>PiSSA and OLoRA leave the base as it is, stored blocks included: nothing is re-quantized, nothing refused.</summary>
+    public string? BaseNote(PeftSettings settings, bool storedBase) => settings.LoraInit is "pissa" or "olora"
+        ? $"--lora-init {settings.LoraInit}: the start B0 A0 is subtracted in the update, not from the weight (as PEFT does), so the base " +
+          (storedBase ? "stays in its stored blocks and no residual is re-quantized" : "stays as loaded") +
+          $"; the adapter is saved converted to plain LoRA of rank {2 * settings.LoraR}"
+        : null;
     public string? PeftType => Type;
 
     /// <summary>METHODS.md: 3e-4 .. 5e-4 for LoRA; the few adapter weights start at zero and need a rate ten times full fine-tuning's.</summary>

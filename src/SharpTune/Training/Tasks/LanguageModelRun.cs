@@ -71,6 +71,7 @@ public sealed class LanguageModelRun : IDisposable
         var promptModule = method?.CreatePromptEncoder(settings, shape, lm.Model.WordEmbeddings);
         var model = new CausalLmModel(lm.Model, promptModule);
         if (method is not null) method.Freeze(model, settings); else freeze!.Apply(model);
+        if (method?.BaseNote(settings, storage.Stored) is { } baseNote) say(baseNote);
         if (!storage.Stored && storage.Dtype == ScalarType.BFloat16)
         {
             int trainable = MixedDtype.Convert(model, ScalarType.Float32, (_, p) => p.requires_grad);
