@@ -42,31 +42,17 @@ public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings?
         if (!File.Exists(System.IO.Path.Combine(baseFolder, BrownLmBase.RecordFile)))
             throw new MissingDataException($"{System.IO.Path.GetRelativePath(context.RepoRoot, baseFolder)} holds no pretrained base: run the lm suite first{(context.Quick ? " (with --quick)" : "")}.");
         string name = MethodName(plan);
-        var peft = PeftRegistry.TryGet(name, out var found) ? found : null;
-        var freeze = peft is null ? FreezePolicy.Parse(name) : null;
-        var options = settings ?? new PeftSettings();
-
-        // As CausalLmJob builds it: the method's Linear layers in the model, its prompt module, then what trains.
-        var shape = LanguageModel.ReadConfig(baseFolder);
-        peft?.Validate(options, shape);
-        using var decoder = PretrainedDecoder.Load(baseFolder, ScalarType.Float32, peft?.Linears(options, shape, DecoderLinears.Plain));
-        manual_seed(BrownLmPlan.Seed);
-        var prompt = peft?.CreatePromptEncoder(options, shape, decoder.WordEmbeddings);
-        using var model = new CausalLmModel(decoder, prompt);
-        if (peft is not null) peft.Freeze(model, options); else freeze!.Apply(model);
+        var built = Build(baseFolder, plan);
+        using var decoder = built.Decoder;
+        using var model = built.Model;
         var parameters = ParameterSummary.Of(model);
         Console.WriteLine($"{name}{(Detail.Length > 0 ? $" ({Detail})" : "")}: {parameters}");
 
         var (train, texts, tokens) = BrownLmData.Rows(BrownLmData.Path(context, "train", informative: false), plan.BlockLength);
         var (test, _, _) = BrownLmData.Rows(BrownLmData.Path(context, "test", informative: false), plan.BlockLength, plan.ImaginativeEvalRows);
         Console.WriteLine($"K–R training files: {texts:N0} texts, {tokens:N0} tokens, {train.Count:N0} rows; {plan.AdaptSteps} steps of {plan.AdaptBatch} rows");
-        double rate = learningRate ?? TrainingMethods.LearningRateFor(name);
-        var trainingOptions = new TrainingOptions
-        {
-            MaxSteps = plan.AdaptSteps, BatchSize = plan.AdaptBatch, LearningRate = rate, Seed = BrownLmPlan.Seed,
-            LogEverySteps = context.Quick ? 2 : plan.AdaptSteps <= 50 ? 5 : 10,
-        };
-        if (training is not null) trainingOptions = training(trainingOptions).Validate();
+        var trainingOptions = TrainingOptions(plan, context.Quick);
+        double rate = trainingOptions.LearningRate;
         var measure = BrownLmTraining.Train(model, train, trainingOptions, name);
         var score = BrownLmTraining.Evaluate(model, test);
         Console.WriteLine($"held-out K–R after {name}: perplexity {score.Perplexity:F2} over {score.Tokens:N0} tokens");
@@ -102,5 +88,36 @@ public sealed class BrownLmMethodSuite(string key, string? method, PeftSettings?
             PredictSeconds = score.Seconds,
             Metrics = metrics,
         };
+    }
+
+    /// <summary>
+    /// The base at <paramref name="baseFolder"/> with the method built in, as <c>sharptune train --task causal-lm</c> builds
+    /// it (the method's Linear layers in the model, its prompt module, then what trains); dispose both.
+    /// </summary>
+    public (IDisposable Decoder, CausalLmModel Model) Build(string baseFolder, BrownLmPlan plan)
+    {
+        string name = MethodName(plan);
+        var peft = PeftRegistry.TryGet(name, out var found) ? found : null;
+        var freeze = peft is null ? FreezePolicy.Parse(name) : null;
+        var options = settings ?? new PeftSettings();
+        var shape = LanguageModel.ReadConfig(baseFolder);
+        peft?.Validate(options, shape);
+        var decoder = PretrainedDecoder.Load(baseFolder, ScalarType.Float32, peft?.Linears(options, shape, DecoderLinears.Plain));
+        manual_seed(BrownLmPlan.Seed);
+        var prompt = peft?.CreatePromptEncoder(options, shape, decoder.WordEmbeddings);
+        var model = new CausalLmModel(decoder, prompt);
+        if (peft is not null) peft.Freeze(model, options); else freeze!.Apply(model);
+        return (decoder, model);
+    }
+
+    /// <summary>The training options of the run: the plan's steps and batch at the method's rate, with what the method adds.</summary>
+    public TrainingOptions TrainingOptions(BrownLmPlan plan, bool quick)
+    {
+        var options = new TrainingOptions
+        {
+            MaxSteps = plan.AdaptSteps, BatchSize = plan.AdaptBatch, LearningRate = learningRate ?? TrainingMethods.LearningRateFor(MethodName(plan)),
+            Seed = BrownLmPlan.Seed, LogEverySteps = quick ? 2 : plan.AdaptSteps <= 50 ? 5 : 10,
+        };
+        return training is null ? options : training(options).Validate();
     }
 }
