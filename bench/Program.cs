@@ -99,7 +99,7 @@ public static class Program
     {
         output.WriteLine("usage: dotnet run --project bench -c Release -- <suite> [--quick] [--reuse]");
         output.WriteLine("       dotnet run --project bench -c Release -- docs   (rewrites docs/benchmarks.md from bench/results/*.json)");
-        output.WriteLine("  --reuse: lm takes each method's result written after the pretrained base instead of running it again");
+        output.WriteLine("  --reuse: lm and lm-variants take each run's result written after the pretrained base, lora-variants each variant's last result, instead of running it again");
         output.WriteLine("suites:");
         foreach (IBenchSuite s in registry.All) output.WriteLine($"  {s.Name,-14} {s.Description}");
     }

@@ -45,7 +45,9 @@ public sealed class LoraVariantsSuite : IBenchSuite
         foreach (string variant in Variants.Select(v => v.Name).Append("full"))
         {
             string suite = $"lora-variant-{variant}";
-            var result = PeftComparisonSuite.RunChild(suite, context);
+            // --reuse: the result a run of that child alone wrote (one variant run again, the table rebuilt).
+            string previous = ResultWriter.PathOf(Path.Combine(context.RepoRoot, "bench", "results"), suite, context.Quick);
+            var result = context.Reuse && File.Exists(previous) ? ResultWriter.Read(previous) : PeftComparisonSuite.RunChild(suite, context);
             first ??= result;
             foreach (string key in new[] { "accuracy", "f1", "trainable_parameters", "seconds_per_step", "peak_memory_mib" })
                 metrics[$"{variant}_{key}"] = result.Metrics[key];
