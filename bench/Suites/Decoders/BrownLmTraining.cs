@@ -13,7 +13,9 @@ namespace SharpTune.Bench.Suites.Decoders;
 public sealed record LmTrainingMeasure(long Steps, long Tokens, double Seconds, double CpuSeconds, double FirstLoss, double LastLoss,
     long PeakMemoryBytes, double LoadAverage)
 {
-    /// <summary>The logged steps and the mean training loss since the log before each: how fast the run starts.</summary>
+    /// <summary>The logged steps and the mean training loss since the log before each: how fast the run starts (in a
+    /// suite's metrics, not in the base's record).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public IReadOnlyList<(long Step, double Loss)> Curve { get; init; } = [];
 
     public double SecondsPerStep => Seconds / Math.Max(1, Steps);
