@@ -119,7 +119,7 @@ public sealed class LanguageModel : IDisposable
         var data = map.Tokenizer ?? throw new InvalidDataException($"{path}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
         var tokenizer = DecoderTokenizers.FromData(new DecoderTokenizerData(
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
-            data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate), path);
+            data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate, data.AddSpacePrefix), path);
         var (config, ropeNote) = GgufConfig(map);
         var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
         var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
