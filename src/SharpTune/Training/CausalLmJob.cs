@@ -67,7 +67,7 @@ public sealed class CausalLmJob(FineTuneOptions options, Action<string> say, IRe
         // prompt modules can train over it), then whether the run fits in memory and on disk that way.
         var storage = BaseStorage(options, baseModel, method, say);
         RunResources.Check(options, shape, dtype => storage.Stored && dtype == ScalarType.Float32
-                ? MemoryEstimator.StoredWeightBytes(Checkpoints.Gguf.GgufModelMap.Open(baseModel)) : MemoryEstimator.WeightBytes(baseModel, shape, dtype),
+                ? MemoryEstimator.StoredWeightBytes(Models.Decoders.Gguf.GgufModelMap.Open(baseModel)) : MemoryEstimator.WeightBytes(baseModel, shape, dtype),
             storage.Dtype, method, freeze, maxLength, world.IsMain, say);
 
         // 2. Model with the method built in. A bf16 base is read straight into bf16 parameters (the fp32 copy would

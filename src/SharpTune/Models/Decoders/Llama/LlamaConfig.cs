@@ -88,17 +88,13 @@ public record LlamaConfig : IDecoderConfig
         PeftPrefix: "", ParameterPrefix: "", EmbeddingPrefixes: ["model.embed_tokens."], LayerPrefix: "model.layers.",
         LoraTargets: ["q_proj", "v_proj"], Ia3Targets: ["k_proj", "v_proj", "down_proj"], Ia3FeedForward: ["down_proj"]);
 
-    /// <summary>The family this record builds (Mistral's layout is Llama's, as in llama.cpp).</summary>
-    [JsonIgnore] protected virtual string Family => "llama";
-
-    /// <summary>The model types this record reads.</summary>
-    protected virtual IReadOnlyList<string> ModelTypes => ["llama", "mistral"];
+    /// <summary>The family this record builds, as the registry names it for <c>model_type</c> (Mistral's layout is Llama's, as in llama.cpp).</summary>
+    [JsonIgnore] string Family => DecoderFamilies.Of(this).Name;
 
     /// <summary>Throws <see cref="InvalidDataException"/> naming the first field that is out of range.</summary>
     public virtual void Validate(string source)
     {
-        if (!ModelTypes.Contains(ModelType))
-            throw new InvalidDataException($"{source}: model_type '{ModelType}' is not one {GetType().Name} reads ({string.Join(", ", ModelTypes)})");
+        DecoderFamilies.Of(this, source);
         Positive(source, "vocab_size", VocabSize);
         Positive(source, "hidden_size", HiddenSize);
         Positive(source, "intermediate_size", IntermediateSize);
