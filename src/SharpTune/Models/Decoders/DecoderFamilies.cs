@@ -1,6 +1,7 @@
 using SharpTune.Models.Quantized;
 using System.Text.Json.Nodes;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Decoders.Gemma;
 using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Models.Decoders.Gpt2;
 using SharpTune.Models.Decoders.Llama;
@@ -78,6 +79,7 @@ public static class DecoderFamilies
         Register(LlamaFamily.Descriptor);
         Register(Qwen2Family.Descriptor);
         Register(Gpt2Family.Descriptor);
+        Register(GemmaFamily.Descriptor);
     }
 
     public static IReadOnlyList<IDecoderFamily> All => Families;
