@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Models.Decoders.Common;
 using SharpTune.Models.Quantized;
 using SharpTune.Tokenization.ChatTemplates;
@@ -163,7 +164,7 @@ public sealed class LanguageModel : IDisposable
             return $"{tensor} ignored: the file also gives rope scaling settings ({config["rope_scaling"]!.ToJsonString()}), which are used";
         using var values = map.File.ReadTensor(tensor);
         var factors = values.data<float>().ToArray();
-        // The config as GgufArchitectures wrote it (numbers of whatever CLR type): read through their JSON text.
+        // The config as the family's GGUF table wrote it (numbers of whatever CLR type): read through their JSON text.
         double Number(string key) => double.Parse(config[key]!.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
         int headDim = (int)(config["head_dim"] is null ? Number("hidden_size") / Number("num_attention_heads") : Number("head_dim"));
         double theta = config["rope_theta"] is null ? 10000 : Number("rope_theta");
