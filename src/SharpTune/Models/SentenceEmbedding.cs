@@ -49,7 +49,7 @@ public sealed record SentenceEmbedding(Pooling Pooling, bool Normalize, string R
     public Tensor Embed(BertModel model, Tensor inputIds, Tensor attentionMask, Tensor tokenTypeIds)
     {
         using var scope = NewDisposeScope();
-        using var output = model.forward(inputIds, attentionMask, tokenTypeIds);
+        var output = model.forward(inputIds, attentionMask, tokenTypeIds); // its tensors belong to this scope; the result moves out
         var hidden = output.LastHiddenState; // (B, T, H)
         var pooled = Pooling switch
         {
