@@ -6,6 +6,7 @@ using SharpTune.Models;
 using SharpTune.Models.Bert;
 using SharpTune.Models.Bert.Onnx;
 using SharpTune.Peft;
+using static TorchSharp.torch;
 
 namespace SharpTune.ModelFolders;
 
@@ -19,7 +20,8 @@ public sealed record OnnxExportResult(IReadOnlyList<string> Files, IReadOnlyList
 /// <list type="bullet">
 /// <item>a fine-tuned task model (a run folder, its best/ or final/): <c>logits</c>, (batch, labels) per text with the
 /// pooling it was trained with, or (batch, sequence, labels) per sub-word token for tagging; LoRA and IA3 are merged
-/// into the weights; a CRF's Viterbi decoding stays outside the graph (its logits are the emissions);</item>
+/// into the weights, a prompt method's virtual tokens written into the graph as constants; a CRF's Viterbi decoding
+/// stays outside the graph (its logits are the emissions);</item>
 /// <item>a pretrained encoder (built-in name, Hugging Face or sentence-transformers folder, .onnx file):
 /// <c>last_hidden_state</c> and <c>sentence_embedding</c>, pooled and normalised as the model was trained.</item>
 /// </list>
@@ -54,13 +56,10 @@ public static class OnnxExport
     public static OnnxExportResult ExportTaskModel(LoadedTaskModel loaded, string source, string output)
     {
         var model = loaded.Model;
-        if (model.PromptEncoder is not null)
-            throw new ArgumentException(
-                $"{source}: trained with '{loaded.Spec.Method}', a prompt method whose virtual tokens the ONNX export does not write into the graph; " +
-                "ONNX export takes models trained with full, head, embeddings, freeze:K, bitfit, lora or ia3 (lora and ia3 are merged into the weights)");
         var head = model.Head;
         using var plain = MergedExport.ToPlainModel(model.Encoder); // LoRA and IA3 merged; a plain encoder copied as it is
-        var graph = BertOnnxGraph.Encode(plain, prefix: "bert.");
+        using var prompt = model.PromptEncoder is IEncoderInputAdapter adapter ? VirtualTokens(adapter, model.Encoder) : null;
+        var graph = BertOnnxGraph.Encode(plain, prefix: "bert.", prompt?.Value);
         bool tokens = head.Kind == TaskKind.Tokens;
         Pooling pooling = head.MeanPooling ? Pooling.Mean : head.UsePooler ? Pooling.Pooler : Pooling.Cls;
         string features = tokens ? graph.LastHiddenState : graph.Pool(pooling);
@@ -98,10 +97,42 @@ public static class OnnxExport
                       "then decode with the transitions in the file's metadata (sharptune.crf.*) or crf.* of the model's weights");
         }
         if (loaded.Spec.Method is "lora" or "ia3") notes.Add($"the {loaded.Spec.Method} adapter is merged into the exported weights");
+        if (prompt?.Value is { } written)
+        {
+            long count = written.Embeddings?.shape[0] ?? written.Prefixes![0].Key.shape[2];
+            metadata["sharptune.virtual_tokens"] = count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            notes.Add($"the {loaded.Spec.Method} prompt ({count} virtual tokens{(written.Prefixes is null ? "" : " as key/value prefixes in every layer")}) " +
+                      "is written into the graph as constants; the inputs are the real tokens only");
+        }
         string doc = $"SharpTune {head.Kind} model exported from {Path.GetFileName(Path.GetFullPath(source))}; {outputs}";
         var definition = graph.Build("sharptune_task_model", metadata, doc);
         var files = Write(definition, output, loaded.Vocab, loaded.LowerCase, plain.Config, loaded.Labels?.Id2Label, loaded.Spec.MaxLength);
         return new OnnxExportResult(files, [outputs], notes);
+    }
+
+    /// <summary>
+    /// A prompt method's virtual tokens, computed once: a trained prompt module's output does not depend on the input, so
+    /// preparing a one-token batch (in eval mode, no dropout) gives the prompt rows (P, H) or every layer's key/value prefix.
+    /// </summary>
+    static Disposable<OnnxPrompt> VirtualTokens(IEncoderInputAdapter adapter, BertModel encoder)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var inputs = adapter.Prepare(encoder, zeros(1, 1, ScalarType.Int64), ones(1, 1, ScalarType.Int64), zeros(1, 1, ScalarType.Int64));
+        var embeddings = inputs.VirtualTokens > 0 && inputs.InputsEmbeds is { } embeds ? embeds[0, ..inputs.VirtualTokens].clone() : null; // (P, H)
+        var prefixes = inputs.Prefixes?.Select(p => new KeyValuePrefix(p.Key.clone(), p.Value.clone())).ToList(); // (1, N, P, D) each
+        var owned = new List<Tensor>();
+        if (embeddings is not null) owned.Add(embeddings);
+        foreach (var p in prefixes ?? []) owned.AddRange([p.Key, p.Value]);
+        foreach (var tensor in owned) tensor.MoveToOuterDisposeScope();
+        return new Disposable<OnnxPrompt>(new OnnxPrompt(embeddings, prefixes), owned);
+    }
+
+    /// <summary>A value and the tensors it holds, disposed together.</summary>
+    sealed class Disposable<T>(T value, IReadOnlyList<Tensor> tensors) : IDisposable
+    {
+        public T Value { get; } = value;
+        public void Dispose() { foreach (var tensor in tensors) tensor.Dispose(); }
     }
 
     /// <summary>A pretrained encoder's token states and sentence embedding; <paramref name="source"/> names it in messages.</summary>
@@ -154,9 +185,9 @@ public static class OnnxExport
         return [file, vocabPath, tokenizerPath, configPath];
     }
 
-    static float[] Values(TorchSharp.torch.Tensor tensor) => tensor.detach().cpu().to(TorchSharp.torch.ScalarType.Float32).data<float>().ToArray();
+    static float[] Values(Tensor tensor) => tensor.detach().cpu().to(ScalarType.Float32).data<float>().ToArray();
 
-    static float[][] Rows(TorchSharp.torch.Tensor matrix)
+    static float[][] Rows(Tensor matrix)
     {
         var flat = Values(matrix);
         int columns = (int)matrix.shape[1];

@@ -12,7 +12,7 @@ namespace SharpTune.Tests.ModelFolders;
 
 /// <summary>
 /// Exported encoders run in ONNX Runtime and give what SharpTune computes in process, within 1e-4 (of the outputs' scale):
-/// every task kind, merged adapters, embedding models as they pool and normalise; each file run at two batch sizes and
+/// every task kind, merged adapters, prompt methods' virtual tokens, embedding models as they pool and normalise; each file run at two batch sizes and
 /// two lengths through one session, so the batch and sequence axes are dynamic.
 /// </summary>
 [Trait(Tolerances.Category, Tolerances.NumericParity)]
@@ -141,17 +141,39 @@ public class OnnxExportTests
         Tolerances.AssertDistinct(Logits(model, ids, mask, types), Logits(plain, ids, mask, types), $"{method} against the base");
     }
 
-    [Fact]
-    public void A_prompt_method_is_refused_with_the_methods_that_export()
+    public static TheoryData<string, string> PromptMethods()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (string method in new[] { "prompt", "ptuning", "prefix", "ptuning-v2" })
+            foreach (string kind in new[] { "single-pooler", "single-cls", "single-mean", "tokens" })
+                data.Add(method, kind);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(PromptMethods))]
+    public void A_prompt_method_exports_its_virtual_tokens_in_the_graph(string method, string kind)
     {
         using var temp = new TestModels.TempFolder();
         using var pretrained = PretrainedEncoder.Load(CliHarness.TinyModelFolder(temp));
-        var model = TaskModelBuilder.Build(pretrained, new HeadOptions(TaskKind.SingleLabel, 3), PeftRegistry.Get("prompt"), new PeftSettings { VirtualTokens = 3 });
-        using var loaded = Loaded(model, "prompt");
-        var error = Assert.Throws<ArgumentException>(() => OnnxExport.ExportTaskModel(loaded, "runs/prompt", temp.File("p.onnx")));
-        Assert.Contains("runs/prompt: trained with 'prompt', a prompt method", error.Message);
-        Assert.Contains("lora or ia3", error.Message);
-        Assert.False(File.Exists(temp.File("p.onnx")));
+        manual_seed(5);
+        var settings = new PeftSettings { VirtualTokens = 3, EncoderHidden = 8 };
+        var model = TaskModelBuilder.Build(pretrained, Head(kind), PeftRegistry.Get(method), settings);
+        using var loaded = Loaded(model, method);
+        var result = OnnxExport.ExportTaskModel(loaded, "tiny", temp.File("prompt.onnx"));
+        Assert.Contains(result.Notes, n => n.Contains($"the {method} prompt (3 virtual tokens") && n.Contains("written into the graph"));
+        AssertRuntimeMatches(model, temp.File("prompt.onnx"), $"{method}, {kind}");
+
+        // The prompt takes part: the base model with the same head scores otherwise.
+        using var plain = TaskModelBuilder.Build(pretrained, model.Head);
+        using (no_grad())
+        {
+            plain.Classifier.weight!.copy_(model.Classifier.weight!);
+            plain.Classifier.bias!.copy_(model.Classifier.bias!);
+        }
+        plain.eval();
+        var (ids, mask, types) = OnnxRuntimeRun.Batch(3, 9, seed: 4);
+        Tolerances.AssertDistinct(Logits(model, ids, mask, types), Logits(plain, ids, mask, types), $"{method} against the base");
     }
 
     /// <summary>A sentence-transformers folder: modules.json with a Pooling module (mean or cls) and, when asked, Normalize.</summary>
