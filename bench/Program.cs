@@ -34,6 +34,7 @@ public static class Program
             .Register(mlnet).Register(full).Register(fullBf16).Register(lora).Register(fullBf16Long).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
             .Register(new InteropExportSuite())
+            .Register(new OnnxEmbeddingSuite())
             .Register(new DecoderSpeedSuite())
             .Register(new DecoderMemorySuite())
             .Register(new DecoderLoadSuite())

@@ -23,7 +23,8 @@ public static class ExportCommand
     {
         var model = new Option<string>("--model")
         {
-            Description = "Run folder (its best/ model is used) or saved model folder: a task model trained with lora or ia3, or a fine-tuned language model; or a plain decoder (Hugging Face folder or .gguf file)",
+            Description = "Run folder (its best/ model is used) or saved model folder: a task model trained with lora or ia3, or a fine-tuned language model; or a plain decoder (Hugging Face folder or .gguf file). " +
+                "onnx: a task model trained with any method, or a pretrained encoder (built-in name, Hugging Face or sentence-transformers folder, .onnx file)",
             Required = true,
         };
         var output = new Option<string>("--out")
