@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using SharpTune.Heads;
 using SharpTune.ModelFolders;
@@ -41,6 +42,125 @@ public class ExportOnnxCliTests
         using var session = new InferenceSession(temp.File("onnx/model.onnx"));
         var outputs = OnnxRuntimeRun.Run(session, batch.InputIds, batch.AttentionMask, batch.TokenTypeIds);
         Tolerances.AssertClose(expected, outputs["logits"], Tolerances.DifferentKernelsThroughNetwork, "exported run");
+    }
+
+    /// <summary>The exported folder's own tokenizer and length limit: what a user of the folder alone has.</summary>
+    static (BertTextTokenizer Tokenizer, int MaxLength) FolderTokenizer(string folder)
+    {
+        using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "tokenizer_config.json")));
+        bool lower = config.RootElement.GetProperty("do_lower_case").GetBoolean();
+        using var vocab = File.OpenRead(Path.Combine(folder, "vocab.txt"));
+        return (BertTextTokenizer.FromVocabStream(vocab, lower, "vocab.txt"), config.RootElement.GetProperty("model_max_length").GetInt32());
+    }
+
+    [Fact]
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
+    public void A_mean_pooled_run_exported_scores_its_test_set_as_predict_does()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyModelFolder(temp);
+        string train = ToyCsv(temp, "train.csv", 24, 4), test = ToyCsv(temp, "test.csv", 19, 8);
+        string run = temp.File("run");
+        var (code, output, error) = Run("train", "--model", model, "--train", train, "--pooling", "mean", "--epochs", "2", "--batch-size", "8",
+            "--lr", "1e-3", "--max-length", "12", "--out", run);
+        Assert.True(code == 0, error + output);
+        (code, output, error) = Run("export", "--model", run, "--format", "onnx", "--out", temp.File("onnx"));
+        Assert.True(code == 0, error + output);
+        Assert.Contains("note: the classifier reads the mean of the real tokens", output);
+
+        // Every test row through ONNX Runtime in one padded batch, with the folder's vocabulary and length limit.
+        using var predictor = new SharpTune.Inference.Predictor(run);
+        var expected = predictor.PredictFile(test).Predictions;
+        Assert.Equal(19, expected.Count);
+        var (tokenizer, maxLength) = FolderTokenizer(temp.File("onnx"));
+        Assert.Equal(12, maxLength);
+        using var batch = TokenBatch.Collate(expected.Select(p => tokenizer.Encode(p.Input, maxLength: maxLength)).ToArray(), tokenizer.PadId);
+        using var session = new InferenceSession(temp.File("onnx/model.onnx"));
+        var labels = JsonSerializer.Deserialize<Dictionary<string, string>>(session.ModelMetadata.CustomMetadataMap["id2label"])!;
+        Assert.Equal("mean", session.ModelMetadata.CustomMetadataMap["sharptune.pooling"]);
+        using var probabilities = nn.functional.softmax(OnnxRuntimeRun.Run(session, batch.InputIds, batch.AttentionMask, batch.TokenTypeIds)["logits"], 1);
+        using var predicted = tensor(expected.SelectMany(p => new[] { p.Probabilities![labels["0"]], p.Probabilities[labels["1"]] }).ToArray(), [19, 2]);
+        Tolerances.AssertClose(predicted, probabilities, Tolerances.DifferentKernelsThroughNetwork, "test-set probabilities");
+        var argmax = probabilities.argmax(1).data<long>().ToArray();
+        Assert.Equal(expected.Select(p => p.Labels.Single()), argmax.Select(k => labels[k.ToString(System.Globalization.CultureInfo.InvariantCulture)]));
+    }
+
+    /// <summary>Viterbi over one sentence's emissions (L, K) with the CRF's parameters: the decoding a user of the file does.</summary>
+    static int[] Viterbi(float[][] emissions, float[][] transitions, float[] start, float[] end)
+    {
+        int length = emissions.Length, tags = start.Length;
+        var score = Enumerable.Range(0, tags).Select(k => start[k] + emissions[0][k]).ToArray();
+        var back = new int[length, tags];
+        for (int t = 1; t < length; t++)
+        {
+            var next = new float[tags];
+            for (int j = 0; j < tags; j++)
+            {
+                int best = Enumerable.Range(0, tags).MaxBy(i => score[i] + transitions[i][j]);
+                back[t, j] = best;
+                next[j] = score[best] + transitions[best][j] + emissions[t][j];
+            }
+            score = next;
+        }
+        var path = new int[length];
+        path[^1] = Enumerable.Range(0, tags).MaxBy(k => score[k] + end[k]);
+        for (int t = length - 1; t > 0; t--) path[t - 1] = back[t, path[t]];
+        return path;
+    }
+
+    [Fact]
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
+    public void A_crf_tagging_run_exported_tags_its_test_set_as_predict_does_with_viterbi_outside_the_graph()
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = TinyModelFolder(temp);
+        string Conll(string name, params string[][] sentences)
+        {
+            var tags = new Dictionary<string, string> { ["the"] = "det", ["movie"] = "noun", ["food"] = "noun", ["was"] = "verb", ["is"] = "verb" };
+            string path = temp.File(name);
+            File.WriteAllText(path, string.Concat(sentences.Select(words => string.Concat(words.Select(w => $"{w}\t{tags.GetValueOrDefault(w, "adj")}\n")) + "\n")));
+            return path;
+        }
+        string[][] training = [["the", "movie", "was", "good"], ["the", "food", "is", "awful"], ["good", "food"], ["the", "movie", "is", "fine", "fine"]];
+        string train = Conll("train.conll", [.. Enumerable.Repeat(training, 4).SelectMany(s => s)]);
+        string test = Conll("test.conll", ["the", "food", "was", "great"], ["awful", "movie"], ["the", "movie"], ["is", "the", "food", "poor", "bad", "the"]);
+        string run = temp.File("run");
+        var (code, output, error) = Run("train", "--model", model, "--task", "tokens", "--crf", "--train", train, "--epochs", "3", "--batch-size", "4",
+            "--lr", "5e-3", "--max-length", "16", "--out", run);
+        Assert.True(code == 0, error + output);
+        // Transitions as strong as the emissions, so decoding with them (and in the right direction) decides the tags.
+        string tuned = temp.File("tuned");
+        using (var loaded = TaskModelFolder.Load(run))
+        {
+            using (no_grad()) loaded.Model.Crf!.transitions.normal_(0, 2, generator: new TorchSharp.torch.Generator(7));
+            TaskModelFolder.Save(tuned, loaded.Model, loaded.Vocab, loaded.LowerCase, loaded.Labels, loaded.Spec);
+        }
+        (code, output, error) = Run("export", "--model", tuned, "--format", "onnx", "--out", temp.File("onnx"));
+        Assert.True(code == 0, error + output);
+        Assert.Contains("note: CRF: Viterbi decoding is not part of the ONNX graph", output);
+
+        using var predictor = new SharpTune.Inference.Predictor(tuned);
+        var expected = predictor.PredictFile(test).Predictions;
+        var (tokenizer, maxLength) = FolderTokenizer(temp.File("onnx"));
+        var encoded = expected.Select(p => tokenizer.EncodeWords(p.Input.Split(' '), maxLength)).ToArray();
+        using var batch = TokenBatch.Collate(encoded, tokenizer.PadId);
+        using var session = new InferenceSession(temp.File("onnx/model.onnx"));
+        var metadata = session.ModelMetadata.CustomMetadataMap;
+        var transitions = JsonSerializer.Deserialize<float[][]>(metadata["sharptune.crf.transitions"])!;
+        var start = JsonSerializer.Deserialize<float[]>(metadata["sharptune.crf.start_transitions"])!;
+        var end = JsonSerializer.Deserialize<float[]>(metadata["sharptune.crf.end_transitions"])!;
+        var labels = JsonSerializer.Deserialize<Dictionary<string, string>>(metadata["id2label"])!;
+        using var logits = OnnxRuntimeRun.Run(session, batch.InputIds, batch.AttentionMask, batch.TokenTypeIds)["logits"]; // (B, T, K)
+        for (int b = 0; b < encoded.Length; b++)
+        {
+            // Each word's first sub-word's row is its emission; the file's transitions decode them.
+            var emissions = encoded[b].IsFirstSubword.Select((first, t) => (first, t)).Where(x => x.first)
+                .Select(x => logits[b, x.t].data<float>().ToArray()).ToArray();
+            var tags = Viterbi(emissions, transitions, start, end).Select(k => labels[k.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            Assert.Equal(expected[b].Labels, tags);
+        }
+        // The decoding is not trivial: the model tells the test words apart.
+        Assert.True(expected.SelectMany(p => p.Labels).Distinct().Count() >= 2, string.Join(" | ", expected.Select(p => string.Join(" ", p.Labels))));
     }
 
     [Fact]
