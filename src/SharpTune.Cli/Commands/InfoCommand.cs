@@ -110,7 +110,7 @@ public static class InfoCommand
         var i = lm.Model.Info;
         // Counted from the file's header for a GGUF (its matrices are mapped blocks, not parameters), from the module otherwise.
         long parameters = gguf && found.Base is { } file
-            ? Checkpoints.Gguf.GgufModelMap.Open(file.Path).Tensors.Sum(m => m.Shape.Aggregate(1L, (a, d) => a * d))
+            ? Models.Decoders.Gguf.GgufModelMap.Open(file.Path).Tensors.Sum(m => m.Shape.Aggregate(1L, (a, d) => a * d))
             : lm.Model.Module.parameters().Sum(p => p.numel());
         Console.WriteLine($"model          {spec}");
         Console.WriteLine($"architecture   {i.Family}: {i.Layers} layers, hidden {i.HiddenSize}, {i.Heads} heads / {i.KeyValueHeads} key-value heads " +

@@ -1,5 +1,6 @@
 using SharpTune.Checkpoints;
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Memory;
 using static TorchSharp.torch;

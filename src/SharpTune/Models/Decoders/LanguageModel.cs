@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Models.Decoders.Common;
 using SharpTune.Models.Quantized;
 using SharpTune.Tokenization.ChatTemplates;
@@ -119,7 +120,7 @@ public sealed class LanguageModel : IDisposable
         var data = map.Tokenizer ?? throw new InvalidDataException($"{path}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
         var tokenizer = DecoderTokenizers.FromData(new DecoderTokenizerData(
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
-            data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate), path);
+            data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, data.ChatTemplate, data.AddSpacePrefix), path);
         var (config, ropeNote) = GgufConfig(map);
         var types = map.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x {g.Count()}");
         var notes = new List<string> { $"tensor types: {string.Join(", ", types)}" };
@@ -163,7 +164,7 @@ public sealed class LanguageModel : IDisposable
             return $"{tensor} ignored: the file also gives rope scaling settings ({config["rope_scaling"]!.ToJsonString()}), which are used";
         using var values = map.File.ReadTensor(tensor);
         var factors = values.data<float>().ToArray();
-        // The config as GgufArchitectures wrote it (numbers of whatever CLR type): read through their JSON text.
+        // The config as the family's GGUF table wrote it (numbers of whatever CLR type): read through their JSON text.
         double Number(string key) => double.Parse(config[key]!.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
         int headDim = (int)(config["head_dim"] is null ? Number("hidden_size") / Number("num_attention_heads") : Number("head_dim"));
         double theta = config["rope_theta"] is null ? 10000 : Number("rope_theta");

@@ -1,4 +1,5 @@
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Models.Decoders.Common;
 using static TorchSharp.torch;
 

@@ -1,6 +1,7 @@
 using System.IO.MemoryMappedFiles;
 using SharpTune.Checkpoints;
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Quantization;
 
 namespace SharpTune.Models.Quantized;
@@ -49,7 +50,7 @@ public sealed unsafe class StoredWeights : IDisposable
     public static StoredWeights Map(GgufModelMap map, IBackboneShape shape)
     {
         var linears = shape.LinearSites.Select(s => $"{s.Path}.weight").ToHashSet(StringComparer.Ordinal);
-        bool Kept(GgufTensorMapping m) => m.Shape.Length == 2 &&
+        bool Kept(GgufTensorMapping m) => m.Shape.Length == 2 && m.Transform != GgufTensorTransform.PlusOne &&
             (linears.Contains(m.HfKey) || m.HfKey == "lm_head.weight" || (shape.Names.IsEmbedding(m.HfKey) && m.Shape[0] == shape.Vocabulary));
         var kept = map.Tensors.Where(Kept).ToList();
         if (kept.Count == 0) return new StoredWeights(null, null, []);
@@ -71,7 +72,7 @@ public sealed unsafe class StoredWeights : IDisposable
                 long[] rowsColumns = info.Shape; // (out, in) as the file stores a Linear weight, whatever HF's layout
                 int rows = checked((int)rowsColumns[0]), columns = checked((int)rowsColumns[1]);
                 byte* data = start + map.File.DataStart + info.Offset;
-                matrices[m.HfKey] = m.Transform == GgufTensorTransform.UnpermuteRows
+                matrices[m.HfKey] = m.Transform == GgufTensorTransform.PermutedRows
                     ? Unpermuted(info.Type, rows, columns, data, m.Heads)
                     : QuantizedMatrix.View(info.Type, rows, columns, data, null);
             }

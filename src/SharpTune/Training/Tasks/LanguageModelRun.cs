@@ -59,7 +59,7 @@ public sealed class LanguageModelRun : IDisposable
         var storage = BaseStorage(options, baseModel, method, say);
         var load = options with { Training = options.Training with { BatchSize = options.Training.BatchSize * sequencesPerExample } };
         RunResources.Check(load, shape, dtype => storage.Stored && dtype == ScalarType.Float32
-                ? MemoryEstimator.StoredWeightBytes(Checkpoints.Gguf.GgufModelMap.Open(baseModel)) : MemoryEstimator.WeightBytes(baseModel, shape, dtype),
+                ? MemoryEstimator.StoredWeightBytes(Models.Decoders.Gguf.GgufModelMap.Open(baseModel)) : MemoryEstimator.WeightBytes(baseModel, shape, dtype),
             storage.Dtype, method, freeze, maxLength, run.World.IsMain, say);
 
         // 2. Model with the method built in. A bf16 base is read straight into bf16 parameters (the fp32 copy would
