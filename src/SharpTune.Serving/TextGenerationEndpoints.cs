@@ -1,7 +1,6 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Threading.Channels;
 using Microsoft.AspNetCore.Http;
 using SharpTune.Generation;
 using SharpTune.Inference;
@@ -120,40 +119,36 @@ public sealed class TextGenerationEndpoints(LanguageModelHost host, ContinuousBa
         var generation = Options(request, model, prompt.Count);
         bool stream = request.Bool("stream", false);
         bool usageInStream = request.Object("stream_options") is { } so && so.TryGetProperty("include_usage", out var u) && u.ValueKind == JsonValueKind.True;
-        var tokens = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var decode = new DecodeRequest
-        {
-            Model = model.Model.Model, Prompt = prompt, Options = generation, Tokenizer = model.Model.Tokenizer,
-            OnToken = t => tokens.Writer.TryWrite(t), Cancellation = context.RequestAborted, RunsAlone = model.RunsAlone,
-        };
-        Task<DecodeResult> running;
+        var abort = context.RequestAborted;
+        await using var updates = GenerationStream.Run(batcher, model.Model.Model, model.Model.Tokenizer, prompt, generation, model.RunsAlone, abort)
+            .GetAsyncEnumerator(abort);
         try
         {
-            running = batcher.Submit(decode);
+            await updates.MoveNextAsync();                                   // queues the request: a full queue throws here
         }
         catch (QueueFullException e)
         {
             throw new ApiError(429, e.Message, null, "rate_limit_exceeded", "rate_limit_error");
         }
+        catch (ArgumentException e)
+        {
+            throw ApiError.BadRequest(e.Message);
+        }
         catch (ObjectDisposedException)
         {
             throw new ApiError(503, "the server is shutting down", null, "unavailable", "server_error");
         }
-        _ = running.ContinueWith(_ => tokens.Writer.TryComplete(), TaskScheduler.Default);
 
         string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var text = new StopText(generation.StopStrings);
-        var decoder = model.Model.Tokenizer.CreateDecodeStream(skipSpecialTokens: true);
-        int generated = 0;
         if (!stream)
         {
-            await foreach (int token in tokens.Reader.ReadAllAsync(CancellationToken.None)) { text.Add(decoder.Next(token)); generated++; }
-            var result = await running;
-            text.Add(decoder.Flush());
+            var text = new StringBuilder(updates.Current.Text);
+            while (updates.Current.Finish is null && await updates.MoveNextAsync()) text.Append(updates.Current.Text);
+            var last = updates.Current;
             var body = Envelope(id, created, model.Name, chat ? "chat.completion" : "text_completion");
-            body["choices"] = new JsonArray(Choice(chat, text.Final(), Finish(result.Sequence.Finish), delta: false));
-            body["usage"] = Usage(prompt.Count, generated);
+            body["choices"] = new JsonArray(Choice(chat, text.ToString(), Finish(last.Finish!.Value)));
+            body["usage"] = Usage(last.PromptTokens, last.CompletionTokens);
             await ServerResponses.Json(context, 200, body);
             return;
         }
@@ -161,24 +156,24 @@ public sealed class TextGenerationEndpoints(LanguageModelHost host, ContinuousBa
         context.Response.StatusCode = 200;
         context.Response.ContentType = "text/event-stream";
         context.Response.Headers.CacheControl = "no-cache";
-        var abort = context.RequestAborted;
         if (chat) await Event(context, Chunk(id, created, model.Name, chat, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null), abort);
-        await foreach (int token in tokens.Reader.ReadAllAsync(abort))
+        while (true)
         {
-            text.Add(decoder.Next(token));
-            generated++;
-            if (text.Ready() is { Length: > 0 } piece) await Event(context, Chunk(id, created, model.Name, chat, Piece(chat, piece), null), abort);
-        }
-        var finished = await running;
-        text.Add(decoder.Flush());
-        if (text.Rest() is { Length: > 0 } rest) await Event(context, Chunk(id, created, model.Name, chat, Piece(chat, rest), null), abort);
-        await Event(context, Chunk(id, created, model.Name, chat, chat ? new JsonObject() : Piece(chat, ""), Finish(finished.Sequence.Finish)), abort);
-        if (usageInStream)
-        {
-            var usage = Envelope(id, created, model.Name, chat ? "chat.completion.chunk" : "text_completion");
-            usage["choices"] = new JsonArray();
-            usage["usage"] = Usage(prompt.Count, generated);
-            await Event(context, usage, abort);
+            var update = updates.Current;
+            if (update.Text.Length > 0) await Event(context, Chunk(id, created, model.Name, chat, Piece(chat, update.Text), null), abort);
+            if (update.Finish is { } finish)
+            {
+                await Event(context, Chunk(id, created, model.Name, chat, chat ? new JsonObject() : Piece(chat, ""), Finish(finish)), abort);
+                if (usageInStream)
+                {
+                    var usage = Envelope(id, created, model.Name, chat ? "chat.completion.chunk" : "text_completion");
+                    usage["choices"] = new JsonArray();
+                    usage["usage"] = Usage(update.PromptTokens, update.CompletionTokens);
+                    await Event(context, usage, abort);
+                }
+                break;
+            }
+            if (!await updates.MoveNextAsync()) break;
         }
         await context.Response.WriteAsync("data: [DONE]\n\n", abort);
         await context.Response.Body.FlushAsync(abort);
@@ -194,10 +189,10 @@ public sealed class TextGenerationEndpoints(LanguageModelHost host, ContinuousBa
     static JsonObject Usage(int prompt, int completion) =>
         new() { ["prompt_tokens"] = prompt, ["completion_tokens"] = completion, ["total_tokens"] = prompt + completion };
 
-    static JsonObject Choice(bool chat, string text, string? finish, bool delta)
+    static JsonObject Choice(bool chat, string text, string finish)
     {
         var choice = new JsonObject { ["index"] = 0 };
-        if (chat) choice[delta ? "delta" : "message"] = new JsonObject { ["role"] = "assistant", ["content"] = text };
+        if (chat) choice["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text };
         else { choice["text"] = text; choice["logprobs"] = null; }
         choice["finish_reason"] = finish;
         return choice;
@@ -218,46 +213,5 @@ public sealed class TextGenerationEndpoints(LanguageModelHost host, ContinuousBa
     {
         await context.Response.WriteAsync("data: " + data.ToJsonString() + "\n\n", abort);
         await context.Response.Body.FlushAsync(abort);
-    }
-
-    /// <summary>The answer's text as it grows, cut where the first stop string begins.</summary>
-    sealed class StopText(IReadOnlyList<string> stops)
-    {
-        readonly StringBuilder all = new();
-        readonly int holdBack = stops.Count == 0 ? 0 : stops.Max(s => s.Length) - 1;
-        int sent;
-        int? end;
-
-        public void Add(string piece)
-        {
-            if (end is not null || piece.Length == 0) return;
-            int from = Math.Max(0, all.Length - holdBack);
-            all.Append(piece);
-            if (stops.Count == 0) return;
-            string tail = all.ToString(from, all.Length - from);
-            int found = stops.Select(s => tail.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
-            if (found >= 0) end = from + found;
-        }
-
-        /// <summary>Text not sent yet that no stop string can still claim.</summary>
-        public string Ready()
-        {
-            int upTo = end ?? Math.Max(0, all.Length - holdBack);
-            if (upTo <= sent) return "";
-            string piece = all.ToString(sent, upTo - sent);
-            sent = upTo;
-            return piece;
-        }
-
-        /// <summary>What is left once the answer has ended.</summary>
-        public string Rest()
-        {
-            int upTo = end ?? all.Length;
-            string piece = upTo > sent ? all.ToString(sent, upTo - sent) : "";
-            sent = Math.Max(sent, upTo);
-            return piece;
-        }
-
-        public string Final() => all.ToString(0, end ?? all.Length);
     }
 }
