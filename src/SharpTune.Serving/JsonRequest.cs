@@ -16,6 +16,7 @@ public sealed class JsonRequest : IDisposable
     public static JsonRequest Parse(byte[] body)
     {
         if (body.Length == 0) throw ApiError.BadRequest("the request body is empty; send a JSON object");
+        if (!System.Text.Unicode.Utf8.IsValid(body)) throw ApiError.BadRequest("the request body is not valid UTF-8");
         JsonDocument document;
         try
         {
@@ -30,7 +31,36 @@ public sealed class JsonRequest : IDisposable
             document.Dispose();
             throw ApiError.BadRequest("the request body must be a JSON object");
         }
+        if (!TextIsWhole(document.RootElement))
+        {
+            document.Dispose();
+            throw ApiError.BadRequest("the request body holds a string that is not valid Unicode (a lone surrogate escape such as \\ud800)");
+        }
         return new JsonRequest(document);
+    }
+
+    /// <summary>Whether every string and property name reads as UTF-16 (JSON escapes can spell lone surrogates, which GetString refuses).</summary>
+    static bool TextIsWhole(JsonElement element)
+    {
+        try
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.String:
+                    _ = element.GetString();
+                    return true;
+                case JsonValueKind.Array:
+                    return element.EnumerateArray().All(TextIsWhole);
+                case JsonValueKind.Object:
+                    return element.EnumerateObject().All(p => p.Name.Length >= 0 && TextIsWhole(p.Value));
+                default:
+                    return true;
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
     }
 
     public JsonElement Root => document.RootElement;
