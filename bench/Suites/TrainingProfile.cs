@@ -1,3 +1,4 @@
+using SharpTune.Models.Common;
 using SharpTune.Models.Bert;
 using SharpTune.Training;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using SharpTune.Data;
 using SharpTune.ModelFolders;
 using System.CommandLine;
 using System.Diagnostics;
@@ -19,53 +20,31 @@ public static class GenerateCommand
     static readonly Option<string> Model = new("--model") { Description = "Hugging Face model folder or .gguf file", Required = true };
     static readonly Option<string[]> Prompt = new("--prompt") { Description = "A prompt (repeat for several; default: --data or stdin, one per line)" };
     static readonly Option<string> Data = new("--data") { Description = "A file of prompts, one per line (.txt), or JSONL with a prompt or text field" };
-    static readonly Option<int> MaxNewTokens = new("--max-new-tokens") { Description = "Tokens to generate at most (default 128)", DefaultValueFactory = _ => 128 };
-    static readonly Option<bool> Greedy = new("--greedy") { Description = "Always take the most likely token" };
-    static readonly Option<double> Temperature = new("--temperature") { Description = "Sampling temperature (default 0.7)", DefaultValueFactory = _ => 0.7 };
-    static readonly Option<int> TopK = new("--top-k") { Description = "Sample among the K most likely tokens; 0 for all (default 40)", DefaultValueFactory = _ => 40 };
-    static readonly Option<double> TopP = new("--top-p") { Description = "Sample among the most likely tokens whose probabilities reach P (default 0.9)", DefaultValueFactory = _ => 0.9 };
-    static readonly Option<double> RepetitionPenalty = new("--repetition-penalty") { Description = "Penalise tokens already present; 1 is off (default 1)", DefaultValueFactory = _ => 1.0 };
-    static readonly Option<string[]> Stop = new("--stop") { Description = "A text that ends the generation (repeatable)" };
-    static readonly Option<long> Seed = new("--seed") { Description = "Seed of the sampling (default 42)", DefaultValueFactory = _ => 42L };
+    static readonly GenerationFlags Flags = new(maxNewTokens: 128, "Tokens to generate");
     static readonly Option<bool> Json = new("--json") { Description = "One JSON object per prompt with text and token_ids (the generated part)" };
     static readonly Option<int> BatchSize = new("--batch-size") { Description = "Prompts generated together, left-padded (default 1)", DefaultValueFactory = _ => 1 };
-    static readonly Option<string> DType = new("--dtype") { Description = DTypeHelp, DefaultValueFactory = _ => "stored" };
-
-    /// <summary>What <c>--dtype</c> means for generate, chat and eval.</summary>
-    internal const string DTypeHelp =
-        "Weights: stored (default; a GGUF's matrices as the file keeps them, quantized or not, memory-mapped; a folder's in fp32), fp32, or bf16";
     static readonly Option<bool> NoBos = new("--no-special-tokens") { Description = "Do not add the model's BOS token to the prompt" };
-    static readonly Option<bool> Quiet = new("--quiet", "-q") { Description = "Nothing on stderr but errors: no model line, progress or speed (load time, prompt and generation tokens/s)" };
 
     public static Command Create()
     {
-        var command = new Command("generate", "Continue prompts with a decoder language model.")
-            { Model, Prompt, Data, MaxNewTokens, Greedy, Temperature, TopK, TopP, RepetitionPenalty, Stop, Seed, Json, BatchSize, DType, NoBos, Quiet };
+        var command = new Command("generate", "Continue prompts with a decoder language model.") { Model, Prompt, Data, Json, BatchSize, NoBos };
+        foreach (var flag in Flags.All) command.Options.Add(flag);
         command.SetAction(result => CommandRunner.Run(() => Run(result)));
         return command;
     }
-
-    internal static WeightStorage ParseDType(string text) => WeightStorage.Parse(text.Trim().ToLowerInvariant() is "f32" ? "fp32" : text.Trim().ToLowerInvariant());
-
-    internal static GenerationOptions Options(ParseResult result, LanguageModel lm) => new GenerationOptions
-    {
-        MaxNewTokens = result.GetValue(MaxNewTokens), Greedy = result.GetValue(Greedy), Temperature = result.GetValue(Temperature),
-        TopK = result.GetValue(TopK), TopP = result.GetValue(TopP), RepetitionPenalty = result.GetValue(RepetitionPenalty),
-        Seed = result.GetValue(Seed), StopStrings = result.GetValue(Stop) ?? [], StopTokens = lm.Tokenizer.StopIds,
-    }.Validate();
 
     static int Run(ParseResult result)
     {
         int batchSize = result.GetValue(BatchSize);
         if (batchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {batchSize}");
         var prompts = ReadPrompts(result.GetValue(Prompt), result.GetValue(Data));
-        var dtype = ParseDType(result.GetValue(DType)!);
-        ModelMemory.Check(result.GetValue(Model)!, dtype, "generate", batchSize, 512 + result.GetValue(MaxNewTokens));
+        var dtype = Flags.Weights(result);
+        ModelMemory.Check(result.GetValue(Model)!, dtype, "generate", batchSize, 512 + result.GetValue(Flags.MaxNewTokens));
         var loading = Stopwatch.StartNew();
         using var lm = LanguageModelFolder.Load(result.GetValue(Model)!, dtype);
         double loadSeconds = loading.Elapsed.TotalSeconds;
-        var options = Options(result, lm);
-        var diagnostics = result.GetValue(Quiet) ? TextWriter.Null : Console.Error;
+        var options = Flags.Options(result, lm);
+        var diagnostics = Flags.Diagnostics(result);
         diagnostics.WriteLine($"model: {lm.Source}");
         var timing = GenerationTiming.Zero;
         bool json = result.GetValue(Json), addSpecial = !result.GetValue(NoBos);
@@ -111,14 +90,8 @@ public static class GenerateCommand
     {
         if (given is { Length: > 0 }) return [.. given];
         if (file is not null && !File.Exists(file)) throw new FileNotFoundException($"--data: {file} does not exist", file);
-        var prompts = TextLines.Read(file is null ? ReadStdin() : TextLines.OfFile(file), file is not null && TextLines.IsJsonl(file),
+        var prompts = TextLines.Read(file is null ? TextLines.Of(Console.In, "stdin") : TextLines.OfFile(file), file is not null && TextLines.IsJsonl(file),
             ["prompt", "text"], unescapeNewlines: true);
         return prompts.Count > 0 ? prompts : throw new ArgumentException("no prompt: give --prompt, --data FILE or lines on standard input");
-    }
-
-    static IEnumerable<(string, string)> ReadStdin()
-    {
-        int number = 0;
-        while (Console.In.ReadLine() is { } line) yield return (line, $"stdin:{++number}");
     }
 }

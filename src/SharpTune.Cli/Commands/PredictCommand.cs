@@ -1,9 +1,5 @@
 using SharpTune.ModelFolders;
 using System.CommandLine;
-using System.Globalization;
-using System.Text;
-using System.Text.Json;
-using SharpTune.Checkpoints;
 using SharpTune.Data;
 using SharpTune.Heads;
 using SharpTune.Inference;
@@ -90,70 +86,20 @@ public static class PredictCommand
         return result;
     }
 
-    /// <summary>One text per line; a line "@name text" uses adapter <c>name</c> for that line only.</summary>
     static IReadOnlyList<LabeledPrediction> FromStdin(IReadOnlyDictionary<string, Predictor> predictors, string defaultName)
     {
-        var results = new List<LabeledPrediction>();
-        int number = 0;
-        while (Console.In.ReadLine() is { } line)
-        {
-            number++;
-            string text = line.Trim();
-            if (text.Length == 0) continue;
-            string name = defaultName;
-            if (text.StartsWith('@') && text.IndexOf(' ') is > 1 and var space)
-            {
-                name = text[1..space];
-                text = text[(space + 1)..].Trim();
-                if (!predictors.ContainsKey(name)) throw new ArgumentException($"stdin:{number}: no adapter named '{name}' ({string.Join(", ", predictors.Keys)})");
-            }
-            var predictor = predictors[name];
-            var prediction = predictor.Spec.Kind == TaskKind.Tokens
-                ? predictor.PredictWords([new TokenExample(text.Split(' ', StringSplitOptions.RemoveEmptyEntries), null, $"stdin:{number}")])[0]
-                : predictor.PredictTexts([new TextExample(text, null, null, $"stdin:{number}")])[0];
-            results.Add(predictors.Count > 1 ? prediction with { Source = $"{prediction.Source} ({name})" } : prediction);
-        }
-        if (results.Count == 0) throw new ArgumentException("no input: give --data FILE or pipe text into standard input");
-        return results;
+        var results = PredictionLines.Predict(TextLines.Of(Console.In, "stdin"), predictors, defaultName);
+        return results.Count > 0 ? results : throw new ArgumentException("no input: give --data FILE or pipe text into standard input");
     }
 
     static void Write(IReadOnlyList<LabeledPrediction> predictions, string? output)
     {
         if (output is null)
         {
-            foreach (var p in predictions) Console.WriteLine(JsonLine(p));
+            foreach (var p in predictions) Console.WriteLine(PredictionWriter.JsonLine(p));
             return;
         }
-        AtomicFile.Write(output, stream =>
-        {
-            using var writer = new StreamWriter(stream, new UTF8Encoding(false), leaveOpen: true);
-            if (output.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
-            {
-                writer.WriteLine("source,input,prediction,score");
-                foreach (var p in predictions)
-                    writer.WriteLine(string.Join(",", Csv(p.Source), Csv(p.Input), Csv(Label(p)), Score(p)));
-            }
-            else
-            {
-                foreach (var p in predictions) writer.WriteLine(JsonLine(p));
-            }
-        });
+        PredictionWriter.Write(output, predictions);
         Console.WriteLine($"{predictions.Count} predictions written to {Path.GetFullPath(output)}");
     }
-
-    static string Label(LabeledPrediction p) =>
-        p.Value is { } value ? value.ToString("R", CultureInfo.InvariantCulture) : string.Join(p.Labels.Count > 1 && p.Probabilities is null ? " " : "|", p.Labels);
-
-    static string Score(LabeledPrediction p) =>
-        p.Probabilities is { } probabilities && p.Labels.Count == 1 ? probabilities[p.Labels[0]].ToString("F6", CultureInfo.InvariantCulture) : "";
-
-    static string JsonLine(LabeledPrediction p) => JsonSerializer.Serialize(new Dictionary<string, object?>
-    {
-        ["source"] = p.Source,
-        ["input"] = p.Input,
-        ["prediction"] = p.Value is { } v ? v : p.Labels,
-        ["probabilities"] = p.Probabilities,
-    });
-
-    static string Csv(string field) => field.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? $"\"{field.Replace("\"", "\"\"")}\"" : field;
 }

@@ -15,6 +15,9 @@ public sealed record Turn(string Role, string Content);
 public sealed record LanguageModelExample(string? Text, string? Prompt, string? Completion, IReadOnlyList<Turn>? Messages, string Source)
 {
     public string Form => Text is not null ? "text" : Messages is not null ? "messages" : "prompt/completion";
+
+    /// <summary>Conversations: the turns before this one are context (a preference pair's shared prompt), not targets.</summary>
+    public int TargetsFrom { get; init; }
 }
 
 /// <summary>

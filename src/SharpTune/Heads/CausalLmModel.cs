@@ -38,6 +38,11 @@ public sealed class CausalLmModel : nn.Module, ICausalLanguageModel, ITunableMod
 
     public nn.Module? PromptEncoder { get; }
 
+    /// <summary>Whether the prompt module's virtual tokens go in front (PEFT's <c>disable_adapter()</c> clears it: the base alone).</summary>
+    public bool PromptEnabled { get; set; } = true;
+
+    IDecoderInputAdapter? ActivePrompt => PromptEnabled ? prompt : null;
+
     /// <summary>P: the prompt's virtual tokens (0 without a prompt method).</summary>
     public int VirtualTokens => prompt?.VirtualTokens ?? 0;
 
@@ -75,6 +80,7 @@ public sealed class CausalLmModel : nn.Module, ICausalLanguageModel, ITunableMod
     /// </summary>
     public Tensor ForwardEmbeddings(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
     {
+        var prompt = ActivePrompt;
         if (prompt is null) return decoder.ForwardEmbeddings(inputsEmbeds, attentionMask, positionIds, cache);
         if (attentionMask is { } m && m.dim() == 3)
             throw new ArgumentException("packed batches (a per-query attention mask) do not combine with prompt methods: their virtual tokens belong to one example");
@@ -121,7 +127,7 @@ public sealed class CausalLmModel : nn.Module, ICausalLanguageModel, ITunableMod
     public Tensor Loss(Tensor inputIds, Tensor attentionMask, Tensor labels, Tensor? positionIds = null)
     {
         using var scope = NewDisposeScope();
-        if (prompt is null && decoder is ILanguageModelHead head)
+        if (ActivePrompt is null && decoder is ILanguageModelHead head)
         {
             var hidden = head.ForwardHidden(decoder.EmbedTokens(inputIds), attentionMask, positionIds);       // (B, T, H)
             var loss = head.StoredHead is { } stored

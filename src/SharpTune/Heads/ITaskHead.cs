@@ -61,7 +61,20 @@ public interface ITaskHead
 
     /// <summary>The metrics <see cref="Score"/> reports for this label set, without the loss.</summary>
     IReadOnlyList<string> MetricNames(IReadOnlyList<string>? labelNames);
+
+    /// <summary>The task's headline metric, which chooses the best model unless <c>--metric</c> names another.</summary>
+    string PrimaryMetric(IReadOnlyList<string>? labelNames);
+
+    /// <summary>
+    /// The target a text's label gives this task (its class, its classes split at <paramref name="separator"/>, or its
+    /// value), class ids from <paramref name="labels"/>; errors name <paramref name="source"/> (file:line). Per-word heads
+    /// label words, not texts, and refuse.
+    /// </summary>
+    TextTarget ParseLabel(string label, LabelMap? labels, string separator, string source);
 }
+
+/// <summary>What a text's label became: a class id (single-label), class ids (multi-label) or a value (regression).</summary>
+public readonly record struct TextTarget(int ClassId = -1, int[]? ClassIds = null, float Value = 0);
 
 /// <summary>
 /// What a head reads of one encoded example. Exactly one target is set, by task: <see cref="ClassId"/> (single-label),

@@ -53,4 +53,10 @@ public sealed class MultiLabelClassificationHead(HeadOptions options) : Sequence
     }
 
     public override IReadOnlyList<string> MetricNames(IReadOnlyList<string>? labelNames) => ["micro_f1", "macro_f1", "exact_match"];
+
+    public override string PrimaryMetric(IReadOnlyList<string>? labelNames) => "macro_f1";
+
+    public override TextTarget ParseLabel(string label, LabelMap? labels, string separator, string source) =>
+        new(ClassIds: label.Split(separator, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(l => Required(labels).GetId(l, source)).Distinct().Order().ToArray());
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using SharpTune.Data;
 using SharpTune.Metrics;
 using static TorchSharp.torch;
@@ -36,4 +37,11 @@ public sealed class RegressionHead(HeadOptions options) : SequenceHead(options)
     }
 
     public override IReadOnlyList<string> MetricNames(IReadOnlyList<string>? labelNames) => ["mse", "mae", "pearson", "spearman"];
+
+    public override string PrimaryMetric(IReadOnlyList<string>? labelNames) => "pearson";
+
+    public override TextTarget ParseLabel(string label, LabelMap? labels, string separator, string source) =>
+        float.TryParse(label.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out float value) && float.IsFinite(value)
+            ? new(Value: value)
+            : throw new DataFormatException(source, $"regression label '{label}' is not a number");
 }

@@ -53,4 +53,9 @@ public sealed class SequenceClassificationHead(HeadOptions options) : SequenceHe
 
     public override IReadOnlyList<string> MetricNames(IReadOnlyList<string>? labelNames) =>
         ["accuracy", "macro_f1", "macro_precision", "macro_recall"];
+
+    public override string PrimaryMetric(IReadOnlyList<string>? labelNames) => "macro_f1";
+
+    public override TextTarget ParseLabel(string label, LabelMap? labels, string separator, string source) =>
+        new(ClassId: Required(labels).GetId(label.Trim(), source));
 }

@@ -54,4 +54,10 @@ public abstract class SequenceHead(HeadOptions options) : ITaskHead
         IReadOnlyList<ITaskTarget> data, Prediction[] predictions, IReadOnlyList<string>? labelNames);
 
     public abstract IReadOnlyList<string> MetricNames(IReadOnlyList<string>? labelNames);
+
+    public abstract string PrimaryMetric(IReadOnlyList<string>? labelNames);
+
+    public abstract TextTarget ParseLabel(string label, LabelMap? labels, string separator, string source);
+
+    protected static LabelMap Required(LabelMap? labels) => labels ?? throw new InvalidOperationException("A label map is needed to encode labels.");
 }

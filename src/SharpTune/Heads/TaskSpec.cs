@@ -28,6 +28,9 @@ public sealed record TaskSpec
 
     [JsonIgnore] public HeadOptions Head => new(Kind, NumLabels, UseCrf, UsePooler, MeanPooling: MeanPooling);
 
+    /// <summary>Whether the task labels words (read from CoNLL, a label per word) rather than whole texts.</summary>
+    [JsonIgnore] public bool LabelsWords => !Head.IsSequenceTask;
+
     static readonly JsonSerializerOptions Options = new()
     {
         WriteIndented = true,

@@ -75,6 +75,11 @@ public abstract class WordHead(HeadOptions options) : ITaskHead
         ? ["token_accuracy", "entity_f1", "entity_precision", "entity_recall"]
         : ["token_accuracy"];
 
+    public string PrimaryMetric(IReadOnlyList<string>? labelNames) => IsBio(labelNames) ? "entity_f1" : "token_accuracy";
+
+    public TextTarget ParseLabel(string label, LabelMap? labels, string separator, string source) =>
+        throw new ArgumentException("Token tasks read CoNLL data, a label per word, not labelled texts.");
+
     /// <summary>Token accuracy, and entity scores when the tag set is BIO-style (NER), where they mean something.</summary>
     public static Dictionary<string, double> TokenValues(TokenReport report, IReadOnlyList<string>? tagNames)
     {

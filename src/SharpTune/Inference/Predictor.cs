@@ -62,7 +62,7 @@ public sealed class Predictor : IDisposable
         var encoder = EncoderFor(options);
         EncodedData data;
         IReadOnlyList<string> skipped;
-        if (Spec.Kind == TaskKind.Tokens)
+        if (Spec.LabelsWords)
         {
             var set = DataReader.ReadTokens(path, options);
             if (UnseenTokenLabels(set.Examples) > 0) return EvaluateWithUnseenLabels(set);
@@ -107,7 +107,7 @@ public sealed class Predictor : IDisposable
     public (IReadOnlyList<LabeledPrediction> Predictions, IReadOnlyList<string> Skipped) PredictFile(string path, DataReading? reading = null)
     {
         var options = DataOptions(labelled: false, reading);
-        if (Spec.Kind == TaskKind.Tokens)
+        if (Spec.LabelsWords)
         {
             var set = DataReader.ReadTokens(path, options);
             return (PredictWords(set.Examples), set.SkippedRows);

@@ -32,6 +32,16 @@ public static class MetricCatalog
         ["entity_f1"] = MetricDirection.HigherIsBetter,
         ["entity_precision"] = MetricDirection.HigherIsBetter,
         ["entity_recall"] = MetricDirection.HigherIsBetter,
+        // Preference tuning (TRL's rewards/*, logps/*): the chosen answer's reward and log-probability should rise, the rejected one's fall.
+        ["reward_accuracy"] = MetricDirection.HigherIsBetter,
+        ["reward_margin"] = MetricDirection.HigherIsBetter,
+        ["rewards_chosen"] = MetricDirection.HigherIsBetter,
+        ["rewards_rejected"] = MetricDirection.LowerIsBetter,
+        ["logps_chosen"] = MetricDirection.HigherIsBetter,
+        ["logps_rejected"] = MetricDirection.LowerIsBetter,
+        ["log_odds_ratio"] = MetricDirection.HigherIsBetter,
+        ["log_odds_chosen"] = MetricDirection.HigherIsBetter,
+        ["nll"] = MetricDirection.LowerIsBetter,
     };
 
     public static IReadOnlyCollection<string> Names => Directions.Keys;

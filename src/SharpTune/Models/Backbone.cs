@@ -102,6 +102,21 @@ public interface IBackboneShape
     IReadOnlyList<LinearSite> LinearSites { get; }
 
     BackboneNames Names { get; }
+
+    /// <summary>
+    /// Whether a key/value prefix (prefix tuning, P-tuning v2) moves the real tokens' positions: a decoder's real tokens
+    /// follow the prefix (positions P..P+T-1), a BERT encoder's keep 0..T-1.
+    /// </summary>
+    bool PrefixTakesPositions => true;
+
+    /// <summary>Rows of a learned position-embedding table (BERT, GPT-2), 0 where positions are rotary.</summary>
+    int LearnedPositions => 0;
+
+    /// <summary>Whether the model's norms have a bias as well as a weight (LayerNorm), not a weight alone (RMSNorm).</summary>
+    bool NormsHaveBias => false;
+
+    /// <summary>Whether training keeps each layer's attention scores and probabilities (attention with dropout through the reference math, as BERT's), not a fused kernel's.</summary>
+    bool AttentionScoresHeld => false;
 }
 
 /// <summary>
@@ -132,6 +147,9 @@ public sealed record BackboneNames(
     public bool IsEmbedding(string parameterName) => EmbeddingPrefixes.Any(p => parameterName.StartsWith(p, StringComparison.Ordinal));
 
     public bool IsBackbone(string parameterName) => parameterName.StartsWith(ParameterPrefix, StringComparison.Ordinal);
+
+    /// <summary>What a user should know when naming this family's targets (a name that matches several layers), or null.</summary>
+    public string? TargetNote { get; init; }
 }
 
 /// <summary>

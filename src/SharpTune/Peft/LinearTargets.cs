@@ -1,5 +1,4 @@
 using SharpTune.Models;
-using SharpTune.Models.Bert;
 
 namespace SharpTune.Peft;
 
@@ -50,7 +49,7 @@ public static class LinearTargets
                 $"{option}: {string.Join(", ", unknown.Select(t => $"'{t}'"))} match(es) no Linear layer of this {backbone.Family} model; a target names " +
                 $"the layers whose path ends with it: {string.Join(", ", examples)}, {AllLinear}, or a longer part of a path " +
                 $"such as {sites[0].Path}" +
-                (backbone.Family == "bert" ? " (output.dense names both attention.output.dense and the feed-forward one, as in PEFT)" : ""),
+                (backbone.Names.TargetNote is { } note ? $" ({note})" : ""),
                 parameterName);
     }
 }

@@ -21,6 +21,12 @@ public interface IMergeableLinear
 
     /// <summary>New tensors holding the merged weight (in the layer's layout) and bias (out, null when it has none); the module is left as it is.</summary>
     (Tensor Weight, Tensor? Bias) MergedWeights();
+
+    /// <summary>
+    /// PEFT's <c>disable_adapter()</c>: while set, the layer computes its base alone (a preference run's reference model is
+    /// the base under the adapter). A merged layer cannot leave its adapter out.
+    /// </summary>
+    bool AdapterDisabled { get; set; }
 }
 
 /// <summary>Turns an encoder built with LoRA or IA3 layers into a plain <see cref="BertModel"/> for export.</summary>

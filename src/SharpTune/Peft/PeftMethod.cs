@@ -1,3 +1,4 @@
+using SharpTune.Models.Common;
 using SharpTune.Models.Decoders;
 using SharpTune.Models;
 using SharpTune.Heads;
@@ -60,8 +61,17 @@ public interface IPeftMethod
     /// <summary>A starting learning rate when the user gives none (METHODS.md).</summary>
     double DefaultLearningRate { get; }
 
-    /// <summary>Input positions the method's virtual tokens take in front of the text (prompt tuning, P-tuning); 0 for the others.</summary>
-    int PositionsTaken(PeftSettings settings) => 0;
+    /// <summary>
+    /// Input positions the method's virtual tokens take in front of the text: prompt tuning's and P-tuning's always; a
+    /// key/value prefix's where <paramref name="backbone"/>'s real tokens follow it (<see cref="IBackboneShape.PrefixTakesPositions"/>); 0 for the others.
+    /// </summary>
+    int PositionsTaken(PeftSettings settings, IBackboneShape backbone) => 0;
+
+    /// <summary>Whether the method puts virtual tokens (a prompt or a prefix) in front of each example: they belong to one example per row, so no packing.</summary>
+    bool AddsVirtualTokens => false;
+
+    /// <summary>Whether the method trains weights of the pretrained model itself (BitFit's biases), so the base must be held dense and trainable.</summary>
+    bool TrainsBaseWeights => false;
 
     /// <summary>Validates the settings this method reads against the backbone; throws ArgumentException naming the option.</summary>
     void Validate(PeftSettings settings, IBackboneShape backbone);

@@ -25,6 +25,9 @@ public static class PeftRegistry
 
     public static IReadOnlyCollection<string> Names => Methods.Keys;
 
+    /// <summary>Every method, in registration order.</summary>
+    public static IReadOnlyCollection<IPeftMethod> All => Methods.Values;
+
     public static IPeftMethod Get(string name) =>
         Methods.TryGetValue(name, out var method)
             ? method

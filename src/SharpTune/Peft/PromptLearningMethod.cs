@@ -2,7 +2,6 @@ using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Checkpoints;
 using SharpTune.Heads;
-using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
 namespace SharpTune.Peft;
@@ -163,8 +162,14 @@ public abstract class PromptLearningMethod : IPeftMethod
             ? module
             : throw new ArgumentException($"The model was not built with the {Name} prompt module (got {model.PromptEncoder?.GetType().Name ?? "none"}).");
 
-    /// <summary>Input positions the virtual tokens take: none for key/value prefixes; input-side prompts override.</summary>
-    public virtual int PositionsTaken(PeftSettings settings) => 0;
+    /// <summary>Whether the virtual tokens are input embeddings in front of the text (prompt tuning, P-tuning) rather than key/value prefixes.</summary>
+    protected abstract bool InputSide { get; }
+
+    /// <summary>Input-side prompts take positions everywhere; key/value prefixes where the backbone's real tokens follow them.</summary>
+    public int PositionsTaken(PeftSettings settings, IBackboneShape backbone) =>
+        InputSide || backbone.PrefixTakesPositions ? settings.VirtualTokens : 0;
+
+    public bool AddsVirtualTokens => true;
 
     /// <summary>Whether <paramref name="module"/> is the kind this method builds.</summary>
     protected abstract bool IsOwnModule(PromptModule module);
@@ -175,7 +180,7 @@ public abstract class PromptLearningMethod : IPeftMethod
         if (settings.VirtualTokens < 1)
             throw new ArgumentException($"--virtual-tokens (VirtualTokens) must be at least 1, got {settings.VirtualTokens}.");
         // Decoders' real tokens follow a prefix's positions too, so there it also takes positions.
-        if ((inputSide || backbone.Family != "bert") && settings.VirtualTokens >= backbone.MaxPositions)
+        if ((inputSide || backbone.PrefixTakesPositions) && settings.VirtualTokens >= backbone.MaxPositions)
             throw new ArgumentException(
                 $"--virtual-tokens (VirtualTokens) {settings.VirtualTokens} leaves no room for text: the model has {backbone.MaxPositions} positions.");
     }

@@ -30,6 +30,9 @@ public sealed record CausalLmEncoding(IReadOnlyList<CausalLmExample> Examples, i
 /// </summary>
 public sealed class CausalLmEncoder(IDecoderTokenizer tokenizer, ChatTemplate? template, int maxLength, bool trainOnPrompt)
 {
+    /// <summary>Whether a prompt/completion or text example ends with the end-of-sequence token (training: yes; scoring a continuation as lm-evaluation-harness does: no).</summary>
+    public bool EndWithEos { get; init; } = true;
+
     public CausalLmEncoding Encode(IReadOnlyList<LanguageModelExample> examples)
     {
         var encoded = new List<CausalLmExample>(examples.Count);
@@ -64,14 +67,15 @@ public sealed class CausalLmEncoder(IDecoderTokenizer tokenizer, ChatTemplate? t
             int promptLength = promptIds.Count;
             return (ids, ids.Select((_, i) => trainOnPrompt || i >= promptLength).ToList());
         }
-        return Conversation(example.Messages!, example.Source);
+        return Conversation(example.Messages!, example.TargetsFrom, example.Source);
     }
 
     /// <summary>
     /// The whole conversation rendered once; each assistant turn's tokens are found by rendering the conversation up to
     /// it (with the generation prompt) and up to its end, so the targets are exactly what the model would generate.
     /// </summary>
-    (List<long> Ids, List<bool> Targets) Conversation(IReadOnlyList<Turn> turns, string source)
+    /// <param name="targetsFrom">Assistant turns before this index are context, not targets.</param>
+    (List<long> Ids, List<bool> Targets) Conversation(IReadOnlyList<Turn> turns, int targetsFrom, string source)
     {
         var messages = turns.Select(t => new ChatMessage(t.Role, t.Content)).ToList();
         if (template is null)
@@ -80,12 +84,13 @@ public sealed class CausalLmEncoder(IDecoderTokenizer tokenizer, ChatTemplate? t
             var plainIds = new List<long>();
             var plainTargets = new List<bool>();
             bool first = true;
-            foreach (var turn in turns)
+            for (int k = 0; k < turns.Count; k++)
             {
+                var turn = turns[k];
                 var part = Ids($"{char.ToUpperInvariant(turn.Role[0])}{turn.Role[1..]}: {turn.Content}\n", bos: first).ToList();
                 if (turn.Role == "assistant") part.AddRange(Eos());
                 plainIds.AddRange(part);
-                plainTargets.AddRange(part.Select(_ => turn.Role == "assistant"));
+                plainTargets.AddRange(part.Select(_ => turn.Role == "assistant" && k >= targetsFrom));
                 first = false;
             }
             return (plainIds, plainTargets);
@@ -94,7 +99,7 @@ public sealed class CausalLmEncoder(IDecoderTokenizer tokenizer, ChatTemplate? t
         var targets = new bool[ids.Count];
         for (int k = 0; k < messages.Count; k++)
         {
-            if (messages[k].Role != "assistant") continue;
+            if (messages[k].Role != "assistant" || k < targetsFrom) continue;
             int start = CommonPrefix(ids, Rendered(messages.Take(k).ToList(), true, source));
             int end = CommonPrefix(ids, Rendered(messages.Take(k + 1).ToList(), false, source));
             for (int i = start; i < end; i++) targets[i] = true;
@@ -134,7 +139,7 @@ public sealed class CausalLmEncoder(IDecoderTokenizer tokenizer, ChatTemplate? t
         return bos && tokenizer.AddBos && tokenizer.BosId is { } b ? ids.Prepend(b) : ids;
     }
 
-    IEnumerable<long> Eos() => tokenizer.EosId is { } eos ? [eos] : [];
+    IEnumerable<long> Eos() => EndWithEos && tokenizer.EosId is { } eos ? [eos] : [];
 
     static (List<long>, List<bool>) Whole(List<long> ids, bool target) => (ids, ids.Select(_ => target).ToList());
 

@@ -1,4 +1,3 @@
-using System.Globalization;
 using SharpTune.Data;
 using SharpTune.Heads;
 using SharpTune.Tokenization;
@@ -13,6 +12,8 @@ public sealed record EncodedData(IReadOnlyList<EncodedExample> Examples, int Tru
 /// <summary>Tokenizes examples and maps their labels to ids for a head.</summary>
 public sealed class ExampleEncoder(IEncoderTokenizer tokenizer, HeadOptions head, LabelMap? labels, int maxLength, string labelSeparator = "|")
 {
+    readonly ITaskHead task = TaskHeads.Create(head);
+
     /// <summary>Encodes texts. With <paramref name="withLabels"/> false (prediction) labels are ignored.</summary>
     public EncodedData Encode(IReadOnlyList<TextExample> examples, bool withLabels = true)
     {
@@ -28,17 +29,8 @@ public sealed class ExampleEncoder(IEncoderTokenizer tokenizer, HeadOptions head
             if (withLabels)
             {
                 string label = example.Label ?? throw new DataFormatException(example.Source, "the example has no label");
-                item = head.Kind switch
-                {
-                    TaskKind.SingleLabel => item with { ClassId = Labels.GetId(label.Trim(), example.Source) },
-                    TaskKind.MultiLabel => item with
-                    {
-                        ClassIds = label.Split(labelSeparator, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                            .Select(l => Labels.GetId(l, example.Source)).Distinct().Order().ToArray(),
-                    },
-                    TaskKind.Regression => item with { Value = ParseValue(label, example.Source) },
-                    _ => throw new ArgumentException("Token tasks read CoNLL data, not texts."),
-                };
+                var target = task.ParseLabel(label, labels, labelSeparator, example.Source);
+                item = item with { ClassId = target.ClassId, ClassIds = target.ClassIds, Value = target.Value };
             }
             result.Add(item);
         }
@@ -72,9 +64,4 @@ public sealed class ExampleEncoder(IEncoderTokenizer tokenizer, HeadOptions head
     }
 
     LabelMap Labels => labels ?? throw new InvalidOperationException("A label map is needed to encode labels.");
-
-    static float ParseValue(string label, string source) =>
-        float.TryParse(label.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out float value) && float.IsFinite(value)
-            ? value
-            : throw new DataFormatException(source, $"regression label '{label}' is not a number");
 }

@@ -13,7 +13,7 @@ namespace SharpTune.Training;
 public sealed record FineTuneOptions
 {
     [JsonPropertyName("model")] public string Model { get; init; } = "minilm";
-    /// <summary>classify, regress, tokens or causal-lm.</summary>
+    /// <summary>A task of <see cref="Tasks.TaskRegistry"/>: classify, regress, tokens, causal-lm.</summary>
     [JsonPropertyName("task")] public string Task { get; init; } = "classify";
     /// <summary>causal-lm: prompt tokens count in the loss too.</summary>
     [JsonPropertyName("train_on_prompt")] public bool TrainOnPrompt { get; init; }
@@ -54,6 +54,8 @@ public sealed record FineTuneOptions
     [JsonPropertyName("threads")] public int? Threads { get; init; }
     [JsonPropertyName("training")] public TrainingOptions Training { get; init; } = new();
     [JsonPropertyName("peft")] public PeftSettings Peft { get; init; } = new();
+    /// <summary>preference: the objective (DPO, ORPO) and its settings.</summary>
+    [JsonPropertyName("preference")] public Tasks.PreferenceOptions Preference { get; init; } = new();
 
     /// <summary>Where each option's value came from, by option name (see <see cref="OptionResolver"/>); written to run_config.json.</summary>
     [JsonIgnore] public IReadOnlyDictionary<string, string> Sources { get; init; } = new Dictionary<string, string>();
@@ -61,25 +63,18 @@ public sealed record FineTuneOptions
     public FineTuneOptions Validate()
     {
         TrainingMethods.Parse(Method);
-        if (Task is not ("classify" or "regress" or "tokens" or "causal-lm"))
-            throw new ArgumentException($"--task '{Task}' is not known: use classify, regress, tokens or causal-lm");
-        if (Task != "causal-lm" && (TrainOnPrompt || Packing || ChatTemplate is not null || EvalGenerate != 0 || BaseDtype is not ("auto" or "fp32") || GradientCheckpointing))
-            throw new ArgumentException("--train-on-prompt, --packing, --eval-generate, --chat-template, --base-dtype and --gradient-checkpointing apply to --task causal-lm only");
+        Tasks.TaskRegistry.CheckOptions(this);   // the task is known, and no option of another task is given
         if (BaseDtype is not ("auto" or "stored" or "fp32" or "bf16"))
             throw new ArgumentException($"--base-dtype '{BaseDtype}' is not known: use auto, stored, fp32 or bf16");
         if (EvalGenerate < 0) throw new ArgumentException($"--eval-generate must be 0 or more, got {EvalGenerate}");
-        if (Task == "causal-lm" && (Crf || MultiLabel || Pooling is not null || ClassWeights is not null || TextPairColumn is not null))
-            throw new ArgumentException("--crf, --multi-label, --pooling, --class-weights and --text-pair-column do not apply to --task causal-lm");
         if (string.IsNullOrWhiteSpace(Train)) throw new ArgumentException("--train FILE is required");
         if (MaxLength < 4 || MaxLength > 8192) throw new ArgumentException($"--max-length must be between 4 and 8192, got {MaxLength}");
         if (ValidationFraction is <= 0 or >= 1) throw new ArgumentException($"--validation-fraction must be in (0, 1), got {ValidationFraction}");
         if (Precision is not ("fp32" or "bf16")) throw new ArgumentException($"--precision '{Precision}' is not known: use fp32 or bf16");
-        if (Crf && Task != "tokens") throw new ArgumentException("--crf applies to --task tokens only");
-        if (MultiLabel && Task != "classify") throw new ArgumentException("--multi-label applies to --task classify only");
-        if (Pooling is not null && Task == "tokens") throw new ArgumentException("--pooling applies to sequence tasks (classify, regress), not --task tokens");
         if (LabelSmoothing is < 0 or >= 1) throw new ArgumentException($"--label-smoothing must be in [0, 1), got {LabelSmoothing}");
         if (Threads is < 1) throw new ArgumentException($"--threads must be at least 1, got {Threads}");
         Training.Validate();
+        Preference.Validate();
         return this;
     }
 }

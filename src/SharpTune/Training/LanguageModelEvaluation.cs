@@ -2,6 +2,8 @@ using SharpTune.Data;
 using SharpTune.Generation;
 using SharpTune.Heads;
 using SharpTune.Models.Decoders;
+using SharpTune.Training.Tasks;
+using static TorchSharp.torch;
 
 namespace SharpTune.Training;
 
@@ -19,6 +21,19 @@ public sealed record LanguageModelScore(int Examples, long Tokens, double MeanNl
 {
     public double Perplexity => Math.Exp(MeanNll);
 }
+
+/// <summary>Each pair's summed log-probabilities of its chosen and rejected completions, and their token counts.</summary>
+public sealed record PairScores(double[] Chosen, double[] Rejected, int[] ChosenTokens, int[] RejectedTokens, IReadOnlyList<string> Dropped)
+{
+    /// <summary>Pairs whose chosen completion is more likely than the rejected one.</summary>
+    public double Accuracy => Chosen.Zip(Rejected).Average(p => p.First > p.Second ? 1.0 : 0.0);
+
+    /// <summary>The mean of log p(chosen) - log p(rejected).</summary>
+    public double Margin => Chosen.Zip(Rejected).Average(p => p.First - p.Second);
+}
+
+/// <summary>Multiple-choice accuracy as lm-evaluation-harness computes it: the most likely choice, and the most likely per character.</summary>
+public sealed record ChoiceScores(int Items, double Accuracy, double NormalizedAccuracy, int[] Picked);
 
 /// <summary>
 /// A language model's perplexity on a data file, counted as training counts it: raw <c>text</c> rows on every token
@@ -59,5 +74,86 @@ public static class LanguageModelEvaluation
         string forms = string.Join(", ", rows.GroupBy(r => r.Form).Select(g => $"{g.Count()} {g.Key}"));
         return new LanguageModelScore(encoded.Examples.Count, counted, loss, $"the text rows' tokens, the completions and the assistant turns ({forms})",
             encoded.Truncated, encoded.Dropped, 0, 0);
+    }
+
+    /// <summary>
+    /// The log-probabilities of each pair's completions, rendered and masked as preference training renders them (chat
+    /// template, the completion only); pairs either side of which leaves nothing to score within the context are listed.
+    /// </summary>
+    public static PairScores Preferences(LanguageModel lm, IReadOnlyList<PreferencePair> pairs, int batchSize = 8)
+    {
+        var encoder = new CausalLmEncoder(lm.Tokenizer, lm.Template, lm.Model.Info.ContextLength, trainOnPrompt: false);
+        var kept = new List<(CausalLmExample Chosen, CausalLmExample Rejected)>();
+        var dropped = new List<string>();
+        foreach (var pair in pairs)
+        {
+            var encoded = encoder.Encode([pair.Chosen, pair.Rejected]);
+            if (encoded.Examples.Count == 2) kept.Add((encoded.Examples[0], encoded.Examples[1]));
+            else dropped.Add($"{pair.Source}: a completion has no token within the model's context");
+        }
+        if (kept.Count == 0) throw new ArgumentException("no pair has both completions within the model's context");
+        var sums = Sums(lm, kept.Select(p => p.Chosen).Concat(kept.Select(p => p.Rejected)).ToList(), batchSize);
+        int n = kept.Count;
+        return new PairScores(sums[..n], sums[n..], kept.Select(p => p.Chosen.Targets).ToArray(), kept.Select(p => p.Rejected.Targets).ToArray(), dropped);
+    }
+
+    /// <summary>
+    /// lm-evaluation-harness's multiple choice: each choice's log-likelihood as the continuation of the context (after a
+    /// space), the most likely choice (acc) and the most likely per character of the choice (acc_norm).
+    /// </summary>
+    public static ChoiceScores MultipleChoice(LanguageModel lm, IReadOnlyList<MultipleChoiceItem> items, int batchSize = 8)
+    {
+        if (items.Count == 0) throw new ArgumentException("no question to score");
+        var encoder = new CausalLmEncoder(lm.Tokenizer, null, lm.Model.Info.ContextLength, trainOnPrompt: false) { EndWithEos = false };
+        var sequences = new List<CausalLmExample>();
+        foreach (var item in items)
+        {
+            var encoded = encoder.Encode(item.Choices.Select(c => new LanguageModelExample(null, item.Context, " " + c, null, item.Source)).ToList());
+            if (encoded.Examples.Count != item.Choices.Count) throw new ArgumentException($"{item.Source}: a choice has no token within the model's context");
+            sequences.AddRange(encoded.Examples);
+        }
+        var sums = Sums(lm, sequences, batchSize);
+        int at = 0, right = 0, rightNormalized = 0;
+        var picked = new int[items.Count];
+        for (int q = 0; q < items.Count; q++)
+        {
+            var choices = items[q].Choices;
+            var scores = sums.AsSpan(at, choices.Count).ToArray();
+            at += choices.Count;
+            int best = Array.IndexOf(scores, scores.Max());
+            var normalized = scores.Select((v, c) => v / Math.Max(1, (" " + choices[c]).Length)).ToArray();
+            int bestNormalized = Array.IndexOf(normalized, normalized.Max());
+            picked[q] = best;
+            right += best == items[q].Answer ? 1 : 0;
+            rightNormalized += bestNormalized == items[q].Answer ? 1 : 0;
+        }
+        return new ChoiceScores(items.Count, (double)right / items.Count, (double)rightNormalized / items.Count, picked);
+    }
+
+    /// <summary>Each sequence's summed log-probability of its labelled tokens, in eval mode, batched by length.</summary>
+    static double[] Sums(LanguageModel lm, IReadOnlyList<CausalLmExample> sequences, int batchSize)
+    {
+        var model = lm.Model as CausalLmModel ?? new CausalLmModel(lm.Model);
+        var result = new double[sequences.Count];
+        var order = Enumerable.Range(0, sequences.Count).OrderBy(i => sequences[i].Length).ToArray();
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            using var noGrad = no_grad();
+            for (int start = 0; start < order.Length; start += batchSize)
+            {
+                using var scope = NewDisposeScope();
+                var batch = order.Skip(start).Take(batchSize).ToList();
+                var (ids, mask, labels, _) = CausalLmCollator.Collate(batch.Select(i => sequences[i]).ToList(), lm.Tokenizer.PaddingId);
+                var sums = PreferenceObjective.SequenceLogProbs(model, ids, mask, labels).Sums.data<double>().ToArray();
+                for (int k = 0; k < batch.Count; k++) result[batch[k]] = sums[k];
+            }
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+        return result;
     }
 }

@@ -35,8 +35,8 @@ public static class OptionCatalog
         // Model, task, head.
         Add("model", OptionValueKind.Text, "Built-in model (minilm, arctic-xs), Hugging Face folder, ONNX file, or (--task causal-lm) a decoder's folder or .gguf file (default minilm)",
             o => o.Model, (o, v, w) => o with { Model = OptionSpec.Text(v, w) }, ["model_name_or_path", "base_model"]);
-        Add("task", OptionValueKind.Text, "classify, regress, tokens, or causal-lm (train the language model itself) (default classify)",
-            o => o.Task, (o, v, w) => o with { Task = OptionSpec.Choice(v, w, ["classify", "regress", "tokens", "causal-lm"]) });
+        Add("task", OptionValueKind.Text, string.Join("; ", Tasks.TaskRegistry.All.Select(t => $"{t.Name}: {t.Summary}")) + " (default classify)",
+            o => o.Task, (o, v, w) => o with { Task = OptionSpec.Choice(v, w, Tasks.TaskRegistry.Names) });
         Add("train-on-prompt", OptionValueKind.Flag, "causal-lm: prompt tokens count in the loss too (default: the completion or assistant turns only)",
             o => o.TrainOnPrompt, (o, v, w) => o with { TrainOnPrompt = OptionSpec.Switch(v, w) }, ["train_on_inputs"]);
         Add("packing", OptionValueKind.Flag, "causal-lm: several examples per row of --max-length, attention kept inside each",
@@ -50,6 +50,16 @@ public static class OptionCatalog
             o => o.EvalGenerate, (o, v, w) => o with { EvalGenerate = OptionSpec.Integer(v, w) });
         Add("chat-template", OptionValueKind.Text, "causal-lm: a Jinja chat template file for messages rows (default: the model's)",
             o => o.ChatTemplate, (o, v, w) => o with { ChatTemplate = OptionSpec.Text(v, w) });
+        Add("objective", OptionValueKind.Text, "preference: dpo (against a reference model: the base under the adapter) or orpo (odds ratio over the SFT loss, no reference) (default dpo)",
+            o => o.Preference.Objective, (o, v, w) => o with { Preference = o.Preference with { Objective = OptionSpec.Choice(v, w, Tasks.PreferenceOptions.Objectives) } });
+        Add("preference-loss", OptionValueKind.Text, "preference, DPO: sigmoid (the paper's) or ipo (default sigmoid)",
+            o => o.Preference.Loss, (o, v, w) => o with { Preference = o.Preference with { Loss = OptionSpec.Choice(v, w, Tasks.PreferenceOptions.Losses) } }, ["loss_type"]);
+        Add("beta", OptionValueKind.Number, "preference, DPO: beta, how far the model may move from the reference (default 0.1)",
+            o => o.Preference.Beta, (o, v, w) => o with { Preference = o.Preference with { Beta = OptionSpec.Number(v, w) } });
+        Add("orpo-lambda", OptionValueKind.Number, "preference, ORPO: weight of the odds-ratio term (TRL's beta; default 0.1)",
+            o => o.Preference.OrpoLambda, (o, v, w) => o with { Preference = o.Preference with { OrpoLambda = OptionSpec.Number(v, w) } });
+        Add("precompute-reference", OptionValueKind.Flag, "preference, DPO: compute the reference log-probabilities once before training and keep them in the run folder (always so for methods that train the base)",
+            o => o.Preference.PrecomputeReference, (o, v, w) => o with { Preference = o.Preference with { PrecomputeReference = OptionSpec.Switch(v, w) } });
         Add("multi-label", OptionValueKind.Flag, "Several labels per text, separated by --label-separator",
             o => o.MultiLabel, (o, v, w) => o with { MultiLabel = OptionSpec.Switch(v, w) });
         Add("crf", OptionValueKind.Flag, "Token tasks: a CRF layer over the per-word scores",
@@ -120,7 +130,7 @@ public static class OptionCatalog
         Add("patience", OptionValueKind.Integer, "Early stopping: evaluations without improvement",
             o => o.Training.EarlyStoppingPatience, (o, v, w) => o with { Training = o.Training with { EarlyStoppingPatience = OptionSpec.Integer(v, w) } },
             ["early_stopping_patience"]);
-        Add("metric", OptionValueKind.Text, "Validation metric for the best model (default: macro_f1, entity_f1, token_accuracy, pearson or loss)",
+        Add("metric", OptionValueKind.Text, "Validation metric for the best model (default: the task's own: macro_f1, entity_f1 for BIO tags else token_accuracy, pearson, loss)",
             o => o.Training.MetricForBest, (o, v, w) => o with { Training = o.Training with { MetricForBest = OptionSpec.Text(v, w).Trim().ToLowerInvariant() } },
             ["metric_for_best", "metric_for_best_model"]);
         Add("log-every", OptionValueKind.Integer, "Print the training loss every N steps (default 10)",

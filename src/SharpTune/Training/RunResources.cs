@@ -42,9 +42,9 @@ public static class RunResources
         IPeftMethod? method, FreezePolicy? freeze, int maxLength)
     {
         var load = new TrainingLoad(
-            TrainableParameters(shape, method, freeze, options.Peft), TrainableAreExtra: method is not null and not Peft.BitFit.BitFitMethod,
-            OptimizerStates(options.Training), options.Training.BatchSize, maxLength + (method?.PositionsTaken(options.Peft) ?? 0),
-            options.GradientCheckpointing, ChunkedLoss: method is not PromptLearningMethod, BaseTrains: method is null);
+            TrainableParameters(shape, method, freeze, options.Peft), TrainableAreExtra: method is { TrainsBaseWeights: false },
+            OptimizerStates(options.Training), options.Training.BatchSize, maxLength + (method?.PositionsTaken(options.Peft, shape) ?? 0),
+            options.GradientCheckpointing, ChunkedLoss: method is not { AddsVirtualTokens: true }, BaseTrains: method is null);
         return MemoryEstimator.Training(shape, weightBytes(baseDtype), baseDtype, load);
     }
 
@@ -102,7 +102,7 @@ public static class RunResources
                 return 0;
         }
         long all = MemoryEstimator.ParameterCount(shape);
-        long embeddings = (long)shape.Vocabulary * h + (shape.Family is "gpt2" or "bert" ? shape.MaxPositions * h : 0);
+        long embeddings = ((long)shape.Vocabulary + shape.LearnedPositions) * h;
         return freeze?.What switch
         {
             FreezePolicy.Mode.Encoder => h * 16,   // the task head alone

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using SharpTune.Checkpoints;
+using SharpTune.Data;
 using SharpTune.Distributed;
 using SharpTune.Heads;
 using SharpTune.Metrics;
@@ -27,6 +28,12 @@ public interface ITrainingObjective<TExample>
     /// a mean over tokens): several processes weight their shards' losses by it, so their sum is the global batch's mean.
     /// </summary>
     double LossWeight(TExample example) => 1;
+
+    /// <summary>
+    /// The validation metric that chooses the best model when <c>--metric</c> is auto (the task's headline figure:
+    /// macro F1, entity F1, Pearson's r; the loss for a language model).
+    /// </summary>
+    string Metric => "loss";
 
     /// <summary>
     /// Validation metrics, <c>loss</c> among them, computed in eval mode with no gradients. In a job of several
@@ -188,7 +195,7 @@ public class Trainer<TExample>
     (TrainerState, bool Stop) Evaluate(TrainerState state, IReadOnlyList<TExample> validation, string trigger,
         ICommunicator world, IReadOnlyList<ITrainerCallback> callbacks)
     {
-        var values = objective.Evaluate(validation, Math.Max(options.BatchSize, 32), world);
+        var values = objective.Evaluate(validation, EvaluationBatchSize(options), world);
         string key = MetricForBest(values);
         double current = values[key];
         bool improved = state.BestMetric is not { } best || MetricCatalog.Improves(key, current, best);
@@ -204,16 +211,14 @@ public class Trainer<TExample>
 
     string MetricForBest(IReadOnlyDictionary<string, double> values)
     {
-        if (options.MetricForBest != "auto")
-        {
-            if (!values.ContainsKey(options.MetricForBest))
-                throw new ArgumentException($"--metric '{options.MetricForBest}' is not computed for this task; available: {string.Join(", ", values.Keys)}");
-            return options.MetricForBest;
-        }
-        foreach (string preferred in new[] { "macro_f1", "entity_f1", "token_accuracy", "pearson", "loss" })
-            if (values.ContainsKey(preferred)) return preferred;
-        return "loss";
+        string chosen = options.MetricForBest == "auto" ? objective.Metric : options.MetricForBest;
+        if (values.ContainsKey(chosen)) return chosen;
+        if (options.MetricForBest == "auto") return "loss";
+        throw new ArgumentException($"--metric '{options.MetricForBest}' is not computed for this task; available: {string.Join(", ", values.Keys)}");
     }
+
+    /// <summary>Examples per forward pass in evaluation: no gradients are kept, so at least 32.</summary>
+    public static int EvaluationBatchSize(TrainingOptions options) => Math.Max(options.BatchSize, 32);
 }
 
 /// <summary>Fine-tunes a <see cref="TaskModel"/> on encoded examples (classification, regression, tagging).</summary>
@@ -226,33 +231,45 @@ public sealed class Trainer : Trainer<EncodedExample>
         : base(new TaskObjective(model, padId, metrics), options, callbacks) { }
 }
 
-/// <summary>A task head's objective: collate, forward, the head's loss; validation by the task's metrics.</summary>
-public sealed class TaskObjective(TaskModel model, long padId,
-    Func<IReadOnlyList<EncodedExample>, Prediction[], IReadOnlyDictionary<string, double>> metrics) : ITrainingObjective<EncodedExample>
+/// <summary>
+/// A task head's objective: collate, forward, the head's loss, weighted as the head averages it; validation scored by
+/// the head's metrics over the label set (the last full report kept for the run's eval_final.json), or by a given function.
+/// </summary>
+public sealed class TaskObjective : ITrainingObjective<EncodedExample>
 {
-    public double LossWeight(EncodedExample example) => Weight(model.Head, example);
+    readonly TaskModel model;
+    readonly long padId;
+    readonly LabelMap? labels;
+    readonly Func<IReadOnlyList<EncodedExample>, Prediction[], IReadOnlyDictionary<string, double>>? metrics;
 
-    /// <summary>The head's loss averages over examples, labelled words (token tasks without a CRF) or class weights.</summary>
-    public static double Weight(HeadOptions head, EncodedExample example) => head.Kind switch
-    {
-        TaskKind.SingleLabel when head.ClassWeights is { } weights => example.ClassId >= 0 && example.ClassId < weights.Count ? weights[example.ClassId] : 0,
-        TaskKind.Tokens when !head.UseCrf => example.WordLabels is { } labels ? labels.Take(example.WordStarts?.Length ?? 0).Count(l => l != -100) : 0,
-        _ => 1,
-    };
+    public TaskObjective(TaskModel model, long padId, LabelMap? labels) => (this.model, this.padId, this.labels) = (model, padId, labels);
+
+    public TaskObjective(TaskModel model, long padId, Func<IReadOnlyList<EncodedExample>, Prediction[], IReadOnlyDictionary<string, double>> metrics)
+        => (this.model, this.padId, this.metrics) = (model, padId, metrics);
+
+    /// <summary>The report (per class, confusion matrix) of the last evaluation scored by the head.</summary>
+    public IMetricReport? LastReport { get; private set; }
 
     public nn.Module Model => model;
+
+    public string Metric => model.TaskHead.PrimaryMetric(labels?.Labels);
+
+    public double LossWeight(EncodedExample example) => model.TaskHead.LossWeight(example);
 
     public int Length(EncodedExample example) => example.Length;
 
     public Tensor Loss(IReadOnlyList<EncodedExample> batch)
     {
-        var (inputs, labels) = Collator.Collate(batch, model.Head, padId);
-        return model.Loss(model.forward(inputs), labels, inputs);
+        var (inputs, targets) = Collator.Collate(batch, model.Head, padId);
+        return model.Loss(model.forward(inputs), targets, inputs);
     }
 
     public IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> validation, int batchSize, ICommunicator world)
     {
         var output = DataParallel.Evaluate(world, model, validation, batchSize, padId);
-        return new Dictionary<string, double>(metrics(validation, output.Predictions)) { ["loss"] = output.Loss };
+        IReadOnlyDictionary<string, double> values;
+        if (metrics is not null) values = metrics(validation, output.Predictions);
+        else (values, LastReport) = model.TaskHead.Score(validation, output.Predictions, labels?.Labels);
+        return new Dictionary<string, double>(values) { ["loss"] = output.Loss };
     }
 }

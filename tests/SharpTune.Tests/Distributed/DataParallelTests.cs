@@ -20,7 +20,7 @@ public class DataParallelTests
         {
             using var parallel = new DataParallel(world, []);
             var shard = parallel.Shard(global);
-            return (shard, parallel.LossShare(global, shard, i => TaskObjective.Weight(head, data[i])));
+            return (shard, parallel.LossShare(global, shard, i => TaskHeads.Create(head).LossWeight(data[i])));
         });
         Assert.Equal(global.Order(), results.SelectMany(r => r.shard).Order());
         // Labelled words decide the weights of a token task: rank 0 has examples 4, 3, 1 (6 + 0 + 1), rank 1 has 0, 2 (3 + 2).
@@ -38,7 +38,7 @@ public class DataParallelTests
         {
             using var parallel = new DataParallel(world, []);
             int[] global = [0, 1, 2, 3];
-            return parallel.LossShare(global, parallel.Shard(global), i => TaskObjective.Weight(head, data[i]));
+            return parallel.LossShare(global, parallel.Shard(global), i => TaskHeads.Create(head).LossWeight(data[i]));
         });
         Assert.Equal(new[] { 4.0 / 8, 4.0 / 8 }, shares);   // ranks get {0, 2} (1 + 3) and {1, 3} (3 + 1)
     }

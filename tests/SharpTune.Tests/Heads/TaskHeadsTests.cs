@@ -60,24 +60,27 @@ public class TaskHeadsTests
     }
 
     [Fact]
-    public void A_heads_loss_weight_equals_the_task_objectives()
+    public void A_heads_loss_weight_is_its_share_of_the_losss_average()
     {
-        HeadOptions[] heads =
-        [
-            new(TaskKind.SingleLabel, 3), new(TaskKind.SingleLabel, 3, ClassWeights: [0.5f, 2f, 1f]), new(TaskKind.MultiLabel, 3),
-            new(TaskKind.Regression, 1), new(TaskKind.Tokens, 3), new(TaskKind.Tokens, 3, UseCrf: true),
-        ];
-        EncodedExample[] examples =
+        EncodedExample[] texts =
         [
             new([2, 5, 3], [0, 0, 0], "a", ClassId: 1), new([2, 5, 3], [0, 0, 0], "b", ClassId: 7), new([2, 3], [0, 0], "c", ClassIds: [0, 2]),
-            new([2, 5, 3], [0, 0, 0], "d", Value: 0.5f), new([2, 5, 6, 3], [0, 0, 0, 0], "e", WordStarts: [1, 2], WordLabels: [2, -100]),
+            new([2, 5, 3], [0, 0, 0], "d", Value: 0.5f),
+        ];
+        EncodedExample[] sentences =
+        [
+            new([2, 5, 6, 3], [0, 0, 0, 0], "e", WordStarts: [1, 2], WordLabels: [2, -100]),
             new([2, 5, 6, 3], [0, 0, 0, 0], "f", WordStarts: [1], WordLabels: [0, 1]), new([2, 3], [0, 0], "g", WordStarts: [1]),
         ];
-        foreach (var options in heads)
-        {
-            var head = TaskHeads.Create(options);
-            foreach (var example in examples.Where(e => (e.WordStarts is null) == options.IsSequenceTask))
-                Assert.Equal(TaskObjective.Weight(options, example), head.LossWeight(example));
-        }
+        double[] Weights(HeadOptions options, EncodedExample[] data) => data.Select(TaskHeads.Create(options).LossWeight).ToArray();
+
+        Assert.Equal([1, 1, 1, 1], Weights(new(TaskKind.SingleLabel, 3), texts));
+        // cross_entropy with class weights averages over the batch's weights; no class, or one outside the weights, weighs nothing.
+        Assert.Equal([2, 0, 0, 0], Weights(new(TaskKind.SingleLabel, 3, ClassWeights: [0.5f, 2f, 1f]), texts));
+        Assert.Equal([1, 1, 1, 1], Weights(new(TaskKind.MultiLabel, 3), texts));
+        Assert.Equal([1, 1, 1, 1], Weights(new(TaskKind.Regression, 1), texts));
+        // Softmax over words averages over labelled words within the example's words; the CRF's likelihood over sentences.
+        Assert.Equal([1, 1, 0], Weights(new(TaskKind.Tokens, 3), sentences));
+        Assert.Equal([1, 1, 1], Weights(new(TaskKind.Tokens, 3, UseCrf: true), sentences));
     }
 }

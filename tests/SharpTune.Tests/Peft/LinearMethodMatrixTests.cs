@@ -139,7 +139,7 @@ public class LinearMethodMatrixTests
             built.Add(site.Path);
             return nn.Linear(site.InFeatures, site.OutFeatures);
         });
-        Assert.Equal(SharpTune.Models.Bert.LinearFactories.Paths(TestModels.TinyConfig), built);
+        Assert.Equal(SharpTune.Models.Bert.BertLinears.Paths(TestModels.TinyConfig), built);
         Assert.Equal(13, built.Count);
     }
 }

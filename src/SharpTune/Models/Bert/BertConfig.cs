@@ -1,3 +1,4 @@
+using SharpTune.Models.Common;
 using SharpTune.Models;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -52,8 +53,12 @@ public sealed record BertConfig : IBackboneShape
     int IBackboneShape.KeyValueHeadCount => NumAttentionHeads;
     int IBackboneShape.MaxPositions => MaxPositionEmbeddings;
     int IBackboneShape.Vocabulary => VocabSize;
-    IReadOnlyList<LinearSite> IBackboneShape.LinearSites => LinearFactories.Sites(this);
+    IReadOnlyList<LinearSite> IBackboneShape.LinearSites => BertLinears.Sites(this);
     BackboneNames IBackboneShape.Names => Names;
+    bool IBackboneShape.PrefixTakesPositions => false;
+    int IBackboneShape.LearnedPositions => MaxPositionEmbeddings;
+    bool IBackboneShape.NormsHaveBias => true;
+    bool IBackboneShape.AttentionScoresHeld => true;
 
     /// <summary>
     /// BERT inside a transformers task model (<c>bert.*</c>) and PEFT's defaults for it. Encoders of other
@@ -61,7 +66,10 @@ public sealed record BertConfig : IBackboneShape
     /// </summary>
     static readonly BackboneNames Names = new(
         PeftPrefix: "bert.", ParameterPrefix: "bert.", EmbeddingPrefixes: ["bert.embeddings."], LayerPrefix: "bert.encoder.layer.",
-        LoraTargets: ["query", "value"], Ia3Targets: ["key", "value", "output.dense"], Ia3FeedForward: ["output.dense"]);
+        LoraTargets: ["query", "value"], Ia3Targets: ["key", "value", "output.dense"], Ia3FeedForward: ["output.dense"])
+    {
+        TargetNote = "output.dense names both attention.output.dense and the feed-forward one, as in PEFT",
+    };
 
     static readonly JsonSerializerOptions WriteOptions = new() { WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 

@@ -1,3 +1,4 @@
+using SharpTune.Models.Common;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -1,3 +1,4 @@
+using SharpTune.Models.Common;
 using SharpTune.Distributed;
 using SharpTune.Models;
 using TorchSharp.Modules;

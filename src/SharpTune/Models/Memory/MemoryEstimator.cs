@@ -113,9 +113,9 @@ public static class MemoryEstimator
         long linears = shape.LinearSites.Sum(s => (long)s.InFeatures * s.OutFeatures + (s.Bias ? s.OutFeatures : 0));
         long embeddings = (long)shape.Vocabulary * h;
         bool tied = shape is not IDecoderConfig decoder || decoder.Info.TiedEmbeddings;
-        long positions = shape.Family is "gpt2" or "bert" ? shape.MaxPositions * h : 0;
+        long positions = (long)shape.LearnedPositions * h;
         // LayerNorm (GPT-2, BERT) has a weight and a bias, RMSNorm (Llama, Qwen2) a weight: two per layer and one more.
-        long norms = (shape.Family is "gpt2" or "bert" ? 2 : 1) * h * (2L * shape.LayerCount + 1);
+        long norms = (shape.NormsHaveBias ? 2 : 1) * h * (2L * shape.LayerCount + 1);
         return linears + embeddings * (tied ? 1 : 2) + positions + norms;
     }
 
@@ -146,7 +146,7 @@ public static class MemoryEstimator
         double share = baseDtype == ScalarType.Float32 ? 1 : Bf16ActivationShare;
         double perTokenLayer = 4 * share * (PerHidden * h + PerIntermediate * Intermediate(shape));
         // Encoders run attention with dropout through the reference math: scores, probabilities and dropped copies fp32, and the mask.
-        if (shape.Family == "bert") perTokenLayer += 13.0 * shape.AttentionHeads * load.Length;
+        if (shape.AttentionScoresHeld) perTokenLayer += 13.0 * shape.AttentionHeads * load.Length;
         double activations = load.Checkpointing
             ? tokens * layers * h * ElementBytes(baseDtype) + Math.Min(CheckpointedLayersHeld, layers) * tokens * perTokenLayer
             : tokens * layers * perTokenLayer * (load.BaseTrains ? BaseTrainingActivationShare : 1);

@@ -1,7 +1,6 @@
 using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Heads;
-using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
 namespace SharpTune.Peft.BitFit;
@@ -26,6 +25,8 @@ public sealed class BitFitMethod : IPeftMethod
 
     /// <summary>1e-3, the upper end of the BitFit paper's search (1e-4 .. 1e-3): biases are few and start pretrained.</summary>
     public double DefaultLearningRate => 1e-3;
+
+    public bool TrainsBaseWeights => true;
 
     public void Validate(PeftSettings settings, IBackboneShape backbone) { }
 

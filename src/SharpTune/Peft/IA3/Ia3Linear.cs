@@ -38,11 +38,19 @@ public sealed class Ia3Linear : nn.Module<Tensor, Tensor>, IMergeableLinear
     public bool IsFeedForward { get; }
     public bool IsMerged => merged;
 
+    public bool AdapterDisabled
+    {
+        get => disabled;
+        set => disabled = !value || !merged ? value : throw new InvalidOperationException("a merged IA3 layer cannot leave its scaling out; unmerge it first");
+    }
+
+    bool disabled;
+
     /// <param name="x">(..., in)</param>
     /// <returns>(..., out)</returns>
     public override Tensor forward(Tensor x)
     {
-        if (merged) return LinearSite.Apply(x, weight, stored, bias, transposed, training);
+        if (merged || disabled) return LinearSite.Apply(x, weight, stored, bias, transposed, training);
         using var scope = NewDisposeScope();
         var scale = ia3_l.flatten(); // (in) or (out)
         // As PEFT: the scaling computes in ia3_l's dtype (fp32 over a bf16 base) and is cast back to the dtype it

@@ -1,5 +1,5 @@
+using SharpTune.Models.Common;
 using SharpTune.Models;
-using SharpTune.Models.Bert;
 using SharpTune.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -56,6 +56,14 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
 
     public bool IsMerged => merged;
 
+    public bool AdapterDisabled
+    {
+        get => disabled;
+        set => disabled = !value || !merged ? value : throw new InvalidOperationException("a merged LoRA layer cannot leave its adapter out; unmerge it first");
+    }
+
+    bool disabled;
+
     /// <summary>Whether the base weight is stored (in, out) (GPT-2's Conv1D).</summary>
     public bool IsTransposed => transposed;
 
@@ -71,7 +79,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
     {
         using var scope = NewDisposeScope();
         var result = LinearSite.Apply(x, weight, stored, bias, transposed, training);
-        if (!merged)
+        if (!merged && !disabled)
         {
             // As PEFT: the adapter computes in lora_A's dtype (fp32 over a bf16 base), the sum is cast back to the
             // base result's dtype (added in place: in the promoted dtype, then stored in the result's). The scaling

@@ -1,7 +1,6 @@
 using SharpTune.Models;
 using System.Text.Json.Nodes;
 using SharpTune.Heads;
-using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
 namespace SharpTune.Peft.Lora;

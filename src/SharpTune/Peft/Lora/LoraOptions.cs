@@ -1,5 +1,4 @@
 using SharpTune.Models;
-using SharpTune.Models.Bert;
 
 namespace SharpTune.Peft.Lora;
 

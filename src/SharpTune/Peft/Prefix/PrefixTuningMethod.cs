@@ -1,6 +1,5 @@
 using SharpTune.Models;
 using System.Text.Json.Nodes;
-using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
 namespace SharpTune.Peft.Prefix;
@@ -10,6 +9,9 @@ public abstract class PrefixMethodBase : PromptLearningMethod
 {
     /// <summary>PEFT's <c>prefix_projection</c>.</summary>
     protected abstract bool Projection { get; }
+
+    /// <summary>Key/value prefixes, not input embeddings.</summary>
+    protected override bool InputSide => false;
 
     protected abstract PrefixOptions Options(PeftSettings settings, IBackboneShape config);
 

@@ -1,6 +1,5 @@
 using SharpTune.Models;
 using System.Text.Json.Nodes;
-using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
 namespace SharpTune.Peft.PromptTuning;
@@ -12,7 +11,7 @@ namespace SharpTune.Peft.PromptTuning;
 public sealed class PromptTuningMethod : PromptLearningMethod
 {
     /// <summary>The virtual tokens sit in front of the text and take input positions.</summary>
-    public override int PositionsTaken(PeftSettings settings) => settings.VirtualTokens;
+    protected override bool InputSide => true;
 
     public override string Name => "prompt";
     public override string PeftType => "PROMPT_TUNING";

@@ -1,5 +1,4 @@
 using SharpTune.Models;
-using SharpTune.Models.Bert;
 using SharpTune.Tokenization;
 
 namespace SharpTune.Peft.PromptTuning;

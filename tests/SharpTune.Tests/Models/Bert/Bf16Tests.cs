@@ -1,3 +1,4 @@
+using SharpTune.Models.Common;
 using SharpTune.Heads;
 using SharpTune.Models.Bert;
 using SharpTune.Tests.Training;

@@ -1,3 +1,4 @@
+using SharpTune.Models.Common;
 using System.Text.Json.Nodes;
 using SharpTune.Heads;
 using SharpTune.Models.Bert;

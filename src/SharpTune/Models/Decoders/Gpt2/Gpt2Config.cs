@@ -62,6 +62,8 @@ public sealed record Gpt2Config : IDecoderConfig
         new($"transformer.h.{i}.mlp.c_proj", InnerSize, NEmbd, Transposed: true),
     }).ToList();
     BackboneNames IBackboneShape.Names => Names;
+    int IBackboneShape.LearnedPositions => NPositions;
+    bool IBackboneShape.NormsHaveBias => true;
 
     /// <summary>GPT-2's names and PEFT's defaults for it (LoRA on the fused c_attn with fan_in_fan_out).</summary>
     static readonly BackboneNames Names = new(

@@ -1,7 +1,8 @@
+using SharpTune.Models.Common;
 using SharpTune.Models.Bert;
 using static TorchSharp.torch;
 
-namespace SharpTune.Tests.Models.Bert;
+namespace SharpTune.Tests.Models.Common;
 
 public class FastDropoutTests
 {

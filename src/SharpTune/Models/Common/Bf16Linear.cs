@@ -1,7 +1,7 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace SharpTune.Models.Bert;
+namespace SharpTune.Models.Common;
 
 /// <summary>
 /// A Linear layer for bf16 mixed precision on CPU. TorchSharp has no autocast, so this does what autocast

@@ -2,7 +2,7 @@ using System.Numerics;
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
-namespace SharpTune.Models.Bert;
+namespace SharpTune.Models.Common;
 
 /// <summary>
 /// Dropout with the keep-mask drawn in managed code. libtorch's CPU dropout draws one random number per

@@ -1,16 +1,23 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace SharpTune.Cli.Commands;
+namespace SharpTune.Data;
 
 /// <summary>
 /// Texts given one per line, as <c>generate</c> reads prompts and <c>eval</c> reads texts to score: a JSONL line gives
 /// the first of <c>fields</c> it has, any other line is the text itself. Blank lines are skipped; errors name file:line.
 /// </summary>
-static class TextLines
+public static class TextLines
 {
     public static IEnumerable<(string Line, string Where)> OfFile(string path) =>
         File.ReadLines(path).Select((line, i) => (line, $"{path}:{i + 1}"));
+
+    /// <summary>Lines as they come from <paramref name="reader"/> (standard input), named <c>name:N</c>.</summary>
+    public static IEnumerable<(string Line, string Where)> Of(TextReader reader, string name)
+    {
+        int number = 0;
+        while (reader.ReadLine() is { } line) yield return (line, $"{name}:{++number}");
+    }
 
     /// <param name="unescapeNewlines">Plain lines: <c>\n</c> written in the line becomes a line break (a prompt may span lines).</param>
     public static List<string> Read(IEnumerable<(string Line, string Where)> lines, bool jsonl, IReadOnlyList<string> fields, bool unescapeNewlines = false)
