@@ -23,7 +23,7 @@ public static class ServeCommand
     static readonly Option<int> MaxQueue = new("--max-queue") { Description = "Requests waiting for a place; more get 429 (default 64)", DefaultValueFactory = _ => 64 };
     static readonly Option<int> MaxTokens = new("--max-tokens") { Description = "Tokens generated when a request gives no max_tokens (default 512)", DefaultValueFactory = _ => 512 };
     static readonly Option<long> MaxBody = new("--max-body") { Description = "Largest request body in bytes (default 1048576)", DefaultValueFactory = _ => 1L << 20 };
-    static readonly Option<string> DType = new("--dtype") { Description = GenerateCommand.DTypeHelp, DefaultValueFactory = _ => "stored" };
+    static readonly Option<string> DType = GenerationFlags.WeightsOption("Language models only. ");
     static readonly Option<string> ChatTemplate = new("--chat-template") { Description = "A Jinja chat template for the base model (its own by default)" };
 
     public static Command Create()
@@ -47,7 +47,7 @@ public static class ServeCommand
         string model = result.GetValue(Model)!;
         if (LanguageModelFolder.IsLanguageModel(model))
         {
-            using var host = new LanguageModelHost(model, GenerateCommand.ParseDType(result.GetValue(DType)!), result.GetValue(Name), result.GetValue(ChatTemplate));
+            using var host = new LanguageModelHost(model, GenerationFlags.ParseWeights(result.GetValue(DType)!), result.GetValue(Name), result.GetValue(ChatTemplate));
             foreach (var (name, run) in adapters)
             {
                 var added = host.Add(name, run);

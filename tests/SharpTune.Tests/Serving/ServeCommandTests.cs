@@ -38,13 +38,17 @@ public class ServeCommandTests(ServingFixture serving)
             Assert.Equal(["tiny", "a"], models);
 
             // Streams in flight when the signal comes: each still ends with its last chunk and [DONE].
+            // The signal waits until every stream was admitted (200); a request arriving after it would rightly get 503.
+            var started = Enumerable.Range(0, 6).Select(_ => new TaskCompletionSource()).ToList();
             var streams = Enumerable.Range(0, 6).Select(i => Http.Events(client, "/v1/completions", new JsonObject
-                { ["model"] = i % 2 == 0 ? "tiny" : "a", ["prompt"] = "the river", ["max_tokens"] = 60, ["temperature"] = 0.8, ["seed"] = i, ["stream"] = true })).ToList();
-            await Task.Delay(50);
+                { ["model"] = i % 2 == 0 ? "tiny" : "a", ["prompt"] = "the river", ["max_tokens"] = 60, ["temperature"] = 0.8, ["seed"] = i, ["stream"] = true },
+                started[i])).ToList();
+            await Task.WhenAny(Task.WhenAll(started.Select(s => s.Task)), Task.WhenAll(streams));
             Assert.Equal(0, kill(process.Id, SIGTERM));
             var events = await Task.WhenAll(streams);
             Assert.All(events, e => Assert.Equal("[DONE]", e[^1]));
             Assert.True(process.WaitForExit(TimeSpan.FromMinutes(1)), "the server did not exit after SIGTERM");
+            process.WaitForExit();                                           // the timed wait does not wait for the last stderr lines
             Assert.True(process.ExitCode == 0, string.Join("\n", stderr));
             lock (stderr) Assert.Contains("stopped", stderr);
         }

@@ -67,13 +67,14 @@ static class Http
 
     public static Task<(int Status, JsonNode? Body)> Post(HttpClient client, string path, JsonObject body) => Post(client, path, body.ToJsonString());
 
-    /// <summary>The <c>data:</c> payloads of a server-sent event stream, <c>[DONE]</c> included.</summary>
-    public static async Task<List<string>> Events(HttpClient client, string path, JsonObject body)
+    /// <summary>The <c>data:</c> payloads of a server-sent event stream, <c>[DONE]</c> included; <paramref name="started"/> once the server answered 200.</summary>
+    public static async Task<List<string>> Events(HttpClient client, string path, JsonObject body, TaskCompletionSource? started = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json") };
         using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(200, (int)response.StatusCode);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        started?.TrySetResult();
         var events = new List<string>();
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
         while (await reader.ReadLineAsync() is { } line)
