@@ -8,11 +8,14 @@ namespace SharpTune.Serving;
 /// <summary>
 /// <c>POST /v1/embeddings</c> (the base encoder, pooled and normalised as it was trained) and <c>POST /v1/classify</c>
 /// (fine-tuned task models by name: labels and probabilities, a value, or a label per word). A request's texts run as
-/// batches; requests take turns on the model (one forward pass at a time, each using every core).
+/// batches; concurrent requests for the same model are joined into one call (<see cref="EncoderBatcher"/>), one call on the
+/// model at a time, each using every core.
 /// </summary>
 public sealed class EncoderEndpoints(EncoderHost host, ServeOptions options)
 {
-    readonly SemaphoreSlim turn = new(1, 1);
+    /// <summary>Embeddings' key in the batcher; a task model's is its name, which cannot be empty.</summary>
+    const string EmbeddingsKey = "";
+    readonly EncoderBatcher batcher = new(options.MaxInputs);
 
     public async Task Embeddings(HttpContext context, JsonRequest request)
     {
@@ -24,19 +27,24 @@ public sealed class EncoderEndpoints(EncoderHost host, ServeOptions options)
         if (format is not ("float" or "base64")) throw ApiError.BadRequest("'encoding_format' must be float or base64", "encoding_format", "invalid_value");
         if (request.Integer("dimensions", 1, int.MaxValue) is { } dimensions && dimensions != host.Embedder.Dimensions)
             throw ApiError.BadRequest($"'dimensions' must be the model's {host.Embedder.Dimensions}, got {dimensions}", "dimensions", "invalid_value");
-        var result = await OnModel(() => host.Embedder.Embed(texts), context.RequestAborted);
+        var result = await batcher.Run(EmbeddingsKey, texts, all =>
+        {
+            var embedded = host.Embedder.Embed(all);
+            return embedded.Vectors.Zip(embedded.TokensPerText).ToList();
+        }, context.RequestAborted);
         var data = new JsonArray();
-        for (int i = 0; i < result.Vectors.Count; i++)
+        for (int i = 0; i < result.Count; i++)
         {
             JsonNode embedding = format == "base64"
-                ? Convert.ToBase64String(MemoryMarshal.AsBytes(result.Vectors[i].AsSpan()))
-                : new JsonArray(result.Vectors[i].Select(v => (JsonNode)v).ToArray());
+                ? Convert.ToBase64String(MemoryMarshal.AsBytes(result[i].First.AsSpan()))
+                : new JsonArray(result[i].First.Select(v => (JsonNode)v).ToArray());
             data.Add(new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = embedding });
         }
+        int tokens = result.Sum(r => r.Second);
         await ServerResponses.Json(context, 200, new JsonObject
         {
             ["object"] = "list", ["data"] = data, ["model"] = name,
-            ["usage"] = new JsonObject { ["prompt_tokens"] = result.Tokens, ["total_tokens"] = result.Tokens },
+            ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens },
         });
     }
 
@@ -47,7 +55,7 @@ public sealed class EncoderEndpoints(EncoderHost host, ServeOptions options)
             throw new ApiError(404, $"The model '{name}' does not exist or is no fine-tuned task model; served: {string.Join(", ", host.TaskModels)}",
                 "model", "model_not_found");
         var texts = Inputs(request);
-        var results = await OnModel(() => host.Classify(name, texts), context.RequestAborted);
+        var results = await batcher.Run(name, texts, all => host.Classify(name, all), context.RequestAborted);
         var data = new JsonArray();
         for (int i = 0; i < results.Count; i++)
         {
@@ -76,18 +84,5 @@ public sealed class EncoderEndpoints(EncoderHost host, ServeOptions options)
             ?? throw ApiError.BadRequest("'input' is required", "input", "missing_required_parameter");
         if (texts.Count == 0) throw ApiError.BadRequest("'input' must not be empty", "input", "invalid_value");
         return [.. texts];
-    }
-
-    async Task<T> OnModel<T>(Func<T> work, CancellationToken abort)
-    {
-        await turn.WaitAsync(abort);
-        try
-        {
-            return await Task.Run(work, CancellationToken.None);
-        }
-        finally
-        {
-            turn.Release();
-        }
     }
 }

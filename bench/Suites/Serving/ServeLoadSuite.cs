@@ -17,7 +17,8 @@ namespace SharpTune.Bench.Suites.Serving;
 /// from each other); 16 clients each send 8 streamed chat requests of 64 tokens one after another, the two adapters taking
 /// turns. Reported: failed requests (goal 0), aggregate completion tokens/s against one client alone sending the same
 /// requests (goal &gt;= 3x), p50/p95 latency and time to first token. Encoder: the built-in minilm's
-/// <c>/v1/embeddings</c>, one text per request from 8 clients: requests/s and latency.
+/// <c>/v1/embeddings</c>, one text per request from 8 clients (joined into batches while the model is busy) against one
+/// client alone: requests/s and latency.
 /// </summary>
 public sealed class ServeLoadSuite : IBenchSuite
 {
@@ -121,12 +122,16 @@ public sealed class ServeLoadSuite : IBenchSuite
             Task<RequestTiming> Send(int client, int request) =>
                 LoadClients.Embed(http, host.BaseName, $"message {request} of client {client}: the meeting moved to thursday, bring the river survey");
             Require(Send(0, 0).GetAwaiter().GetResult(), "embeddings warm-up");
+            var (alone, aloneSeconds) = LoadClients.Run(1, plan.EmbedRequests, Send);
+            foreach (var timing in alone) Require(timing, "embeddings, one client");
             var (timings, seconds) = LoadClients.Run(plan.EmbedClients, plan.EmbedRequests, Send);
             var ok = timings.Where(t => t.Error is null).ToList();
-            Console.WriteLine($"  embeddings: {timings.Count} requests, {timings.Count - ok.Count} failed, in {seconds:F1} s = {ok.Count / seconds:F1} requests/s");
+            Console.WriteLine($"  embeddings: {timings.Count} requests, {timings.Count - ok.Count} failed, in {seconds:F1} s = {ok.Count / seconds:F1} requests/s " +
+                              $"(one client: {alone.Count / aloneSeconds:F1})");
             metrics["embeddings_requests"] = timings.Count;
             metrics["embeddings_failed_requests"] = timings.Count - ok.Count;
             metrics["embeddings_requests_per_s"] = ok.Count / seconds;
+            metrics["embeddings_one_client_requests_per_s"] = alone.Count / aloneSeconds;
             metrics["embeddings_latency_p50_s"] = LoadClients.Percentile(ok.Select(t => t.Seconds), 50);
             metrics["embeddings_latency_p95_s"] = LoadClients.Percentile(ok.Select(t => t.Seconds), 95);
         }

@@ -6,7 +6,11 @@ using static TorchSharp.torch;
 namespace SharpTune.Inference;
 
 /// <summary>Embeddings of a batch of texts, and the tokens they took.</summary>
-public sealed record TextEmbeddings(IReadOnlyList<float[]> Vectors, int Tokens);
+public sealed record TextEmbeddings(IReadOnlyList<float[]> Vectors, int Tokens)
+{
+    /// <summary>The tokens each text took (after truncation), in order; they sum to <see cref="Tokens"/>.</summary>
+    public IReadOnlyList<int> TokensPerText { get; init; } = [];
+}
 
 /// <summary>
 /// Sentence embeddings from an encoder as sentence-transformers computes them: the token states pooled as the model was
@@ -45,13 +49,13 @@ public sealed class TextEmbedder : IDisposable
     public TextEmbeddings Embed(IReadOnlyList<string> texts, int batchSize = 32)
     {
         var vectors = new List<float[]>(texts.Count);
-        int tokens = 0;
+        var tokensPerText = new List<int>(texts.Count);
         using var noGrad = no_grad();
         for (int start = 0; start < texts.Count; start += batchSize)
         {
             using var scope = NewDisposeScope();
             var encoded = texts.Skip(start).Take(batchSize).Select(t => tokenizer.Encode(t, maxLength: MaxLength)).ToList();
-            tokens += encoded.Sum(e => e.Length);
+            tokensPerText.AddRange(encoded.Select(e => e.Length));
             using var batch = TokenBatch.Collate(encoded, tokenizer.PadId);
             using var output = encoder.Model.forward(batch.InputIds, batch.AttentionMask, batch.TokenTypeIds);
             var hidden = output.LastHiddenState;                                              // (B, T, H)
@@ -66,7 +70,7 @@ public sealed class TextEmbedder : IDisposable
             int h = (int)pooled.shape[1];
             for (int b = 0; b < encoded.Count; b++) vectors.Add(values.AsSpan(b * h, h).ToArray());
         }
-        return new TextEmbeddings(vectors, tokens);
+        return new TextEmbeddings(vectors, tokensPerText.Sum()) { TokensPerText = tokensPerText };
     }
 
     static Tensor MeanOfRealTokens(Tensor hidden, Tensor mask)
