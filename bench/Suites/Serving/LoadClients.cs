@@ -8,7 +8,11 @@ namespace SharpTune.Bench.Suites.Serving;
 
 /// <summary>What one request saw from the client's side. <paramref name="Error"/> is null for a request that succeeded.</summary>
 /// <param name="FirstTokenSeconds">From sending to the first chunk carrying text (streamed chat); the whole request otherwise.</param>
-public sealed record RequestTiming(double Seconds, double FirstTokenSeconds, int CompletionTokens, string? Error);
+public sealed record RequestTiming(double Seconds, double FirstTokenSeconds, int CompletionTokens, string? Error)
+{
+    /// <summary>The prompt's tokens, as the server's usage counts them (0 when it gave none).</summary>
+    public int PromptTokens { get; init; }
+}
 
 /// <summary>
 /// The bench's HTTP clients, as an application would call the server: streamed chat completions (server-sent events, the
@@ -52,7 +56,7 @@ public static class LoadClients
             if (!response.IsSuccessStatusCode)
                 return new(clock.Elapsed.TotalSeconds, double.NaN, 0, $"HTTP {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-            int tokens = -1;
+            int tokens = -1, promptTokens = 0;
             bool done = false;
             while (await reader.ReadLineAsync() is { } line)
             {
@@ -60,14 +64,18 @@ public static class LoadClients
                 string data = line["data: ".Length..];
                 if (data == "[DONE]") { done = true; break; }
                 var chunk = JsonNode.Parse(data)!;
-                if (chunk["usage"] is JsonObject usage) tokens = usage["completion_tokens"]!.GetValue<int>();
+                if (chunk["usage"] is JsonObject usage)
+                {
+                    tokens = usage["completion_tokens"]!.GetValue<int>();
+                    promptTokens = usage["prompt_tokens"]!.GetValue<int>();
+                }
                 if (double.IsNaN(firstToken) && chunk["choices"] is JsonArray { Count: > 0 } choices
                     && choices[0]!["delta"]?["content"]?.GetValue<string>() is { Length: > 0 })
                     firstToken = clock.Elapsed.TotalSeconds;
             }
             double seconds = clock.Elapsed.TotalSeconds;
             string? error = !done ? "the stream ended without [DONE]" : tokens < 1 ? "no usage chunk with completion tokens" : null;
-            return new(seconds, double.IsNaN(firstToken) ? seconds : firstToken, Math.Max(tokens, 0), error);
+            return new(seconds, double.IsNaN(firstToken) ? seconds : firstToken, Math.Max(tokens, 0), error) { PromptTokens = promptTokens };
         }
         catch (Exception e) when (e is HttpRequestException or IOException or JsonException or TaskCanceledException)
         {
