@@ -26,7 +26,7 @@ public sealed class ServeLoadSuite : IBenchSuite
     const int Threads = 2;
     /// <summary>
     /// The random model's vocabulary spells text byte by byte, so a request's prompt is kept to what a real tokenizer makes
-    /// of a short question (about 16 tokens; each result reports the mean).
+    /// of a short question (about 22 tokens with the chat template; each result reports the mean).
     /// </summary>
     static string Question(int client, int request) => $"{client}.{request}: the river?";
 
