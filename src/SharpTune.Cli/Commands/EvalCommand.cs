@@ -55,7 +55,9 @@ public static class EvalCommand
         var (figures, source) = Measure(modelSpec, dtype, chatTemplate, rows, window, stride, generate);
         Console.WriteLine($"evaluated {rows.Kind} of {data} with {source}");
         foreach (string note in figures.Notes) Console.WriteLine($"  {note}");
-        var json = new Dictionary<string, object?> { ["model"] = source, ["data"] = Path.GetFullPath(data), ["kind"] = rows.Kind, ["metrics"] = Finite(figures.Values) };
+        var json = new Dictionary<string, object?> { ["model"] = source, ["data"] = Path.GetFullPath(data), ["kind"] = rows.Kind };
+        foreach (var (key, value) in figures.Counts) json[key] = value;
+        json["metrics"] = Finite(figures.Values);
         if (other is null)
             Console.WriteLine(string.Join(", ", figures.Values.Select(kv => $"{kv.Key} {kv.Value:F4}")));
         else

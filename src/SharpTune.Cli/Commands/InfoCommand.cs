@@ -99,6 +99,11 @@ public static class InfoCommand
             var stored = LanguageModelMemory.Inference(found, WeightStorage.AsStored, 1, tokens);
             Console.WriteLine($"               with --dtype stored (the default for a GGUF: its blocks memory-mapped): about {ByteSize.Format(stored.Total)} ({stored})");
         }
+        else
+        {
+            var q8 = LanguageModelMemory.Inference(found, WeightStorage.Quantized(Checkpoints.Gguf.GgufTensorType.Q8_0), 1, tokens);
+            Console.WriteLine($"               with --dtype q8_0 (the matrices quantized on load, as llama.cpp quantizes them): about {ByteSize.Format(q8.Total)} ({q8})");
+        }
         Console.WriteLine($"               {available}");
         // A GGUF is described as stored (mapped, nothing read); a folder in fp32, or bf16 when fp32 would not fit.
         WeightStorage dtype = gguf ? WeightStorage.AsStored : fp32.Total <= available.Bytes ? ScalarType.Float32 : ScalarType.BFloat16;
@@ -110,7 +115,7 @@ public static class InfoCommand
         var i = lm.Model.Info;
         // Counted from the file's header for a GGUF (its matrices are mapped blocks, not parameters), from the module otherwise.
         long parameters = gguf && found.Base is { } file
-            ? Checkpoints.Gguf.GgufModelMap.Open(file.Path).Tensors.Sum(m => m.Shape.Aggregate(1L, (a, d) => a * d))
+            ? Models.Decoders.Gguf.GgufModelMap.Open(file.Path).Tensors.Sum(m => m.Shape.Aggregate(1L, (a, d) => a * d))
             : lm.Model.Module.parameters().Sum(p => p.numel());
         Console.WriteLine($"model          {spec}");
         Console.WriteLine($"architecture   {i.Family}: {i.Layers} layers, hidden {i.HiddenSize}, {i.Heads} heads / {i.KeyValueHeads} key-value heads " +

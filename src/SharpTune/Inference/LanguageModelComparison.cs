@@ -54,7 +54,9 @@ public sealed record LanguageModelEvalData(string Path, IReadOnlyList<LanguageMo
 }
 
 /// <summary>One model's figures on an evaluation file, and what was counted.</summary>
-public sealed record LanguageModelFigures(IReadOnlyDictionary<string, double> Values, IReadOnlyList<string> Notes, PairScores? Pairs);
+/// <param name="Counts">What the figures were taken over (rows, tokens, truncated and unscored rows, windows), for the JSON report.</param>
+public sealed record LanguageModelFigures(IReadOnlyDictionary<string, double> Values, IReadOnlyList<string> Notes, PairScores? Pairs,
+    IReadOnlyDictionary<string, object?> Counts);
 
 /// <summary>
 /// A language model's figures on <see cref="LanguageModelEvalData"/>, and two models side by side (a fine-tuned model and
@@ -75,7 +77,7 @@ public static class LanguageModelComparison
             values["accuracy"] = choices.Accuracy;
             values["accuracy_per_character"] = choices.NormalizedAccuracy;
             notes.Add($"{choices.Items} questions, each choice scored as the continuation of its context (lm-evaluation-harness's acc and acc_norm)");
-            return new LanguageModelFigures(values, notes, null);
+            return new LanguageModelFigures(values, notes, null, new Dictionary<string, object?> { ["questions"] = choices.Items });
         }
         if (data.Pairs is { } pairs)
         {
@@ -86,7 +88,8 @@ public static class LanguageModelComparison
             values["logps_rejected"] = scores.Rejected.Average();
             notes.Add($"{scores.Chosen.Length} pairs: the chosen completion more likely than the rejected one, and the mean log-probability margin");
             notes.AddRange(scores.Dropped.Select(d => $"not scored: {d}"));
-            return new LanguageModelFigures(values, notes, scores);
+            return new LanguageModelFigures(values, notes, scores,
+                new Dictionary<string, object?> { ["pairs"] = scores.Chosen.Length, ["not_scored"] = scores.Dropped });
         }
         var rows = data.Rows!;
         var score = LanguageModelEvaluation.Score(lm, rows, window, stride);
@@ -102,7 +105,13 @@ public static class LanguageModelComparison
             foreach (var (key, value) in generated) values[key] = value;
             if (generated.Count == 0) notes.Add("--eval-generate: no row has a prompt to complete (text rows have none)");
         }
-        return new LanguageModelFigures(values, notes, null);
+        var counts = new Dictionary<string, object?>
+        {
+            ["rows"] = score.Examples, ["tokens"] = score.Tokens, ["counted"] = score.Counted, ["truncated"] = score.Truncated,
+            ["not_scored"] = score.Dropped, ["window"] = score.Windows > 0 ? window ?? lm.Model.Info.ContextLength : null,
+            ["stride"] = score.Windows > 0 ? score.Stride : null,
+        };
+        return new LanguageModelFigures(values, notes, null, counts);
     }
 
     /// <summary>

@@ -33,7 +33,8 @@ public sealed record PairScores(double[] Chosen, double[] Rejected, int[] Chosen
 }
 
 /// <summary>Multiple-choice accuracy as lm-evaluation-harness computes it: the most likely choice, and the most likely per character.</summary>
-public sealed record ChoiceScores(int Items, double Accuracy, double NormalizedAccuracy, int[] Picked);
+/// <param name="LogLikelihoods">Per question, each choice's summed log-probability as the continuation of the context.</param>
+public sealed record ChoiceScores(int Items, double Accuracy, double NormalizedAccuracy, int[] Picked, double[][] LogLikelihoods);
 
 /// <summary>
 /// A language model's perplexity on a data file, counted as training counts it: raw <c>text</c> rows on every token
@@ -115,10 +116,11 @@ public static class LanguageModelEvaluation
         var sums = Sums(lm, sequences, batchSize);
         int at = 0, right = 0, rightNormalized = 0;
         var picked = new int[items.Count];
+        var likelihoods = new double[items.Count][];
         for (int q = 0; q < items.Count; q++)
         {
             var choices = items[q].Choices;
-            var scores = sums.AsSpan(at, choices.Count).ToArray();
+            var scores = likelihoods[q] = sums.AsSpan(at, choices.Count).ToArray();
             at += choices.Count;
             int best = Array.IndexOf(scores, scores.Max());
             var normalized = scores.Select((v, c) => v / Math.Max(1, (" " + choices[c]).Length)).ToArray();
@@ -127,7 +129,7 @@ public static class LanguageModelEvaluation
             right += best == items[q].Answer ? 1 : 0;
             rightNormalized += bestNormalized == items[q].Answer ? 1 : 0;
         }
-        return new ChoiceScores(items.Count, (double)right / items.Count, (double)rightNormalized / items.Count, picked);
+        return new ChoiceScores(items.Count, (double)right / items.Count, (double)rightNormalized / items.Count, picked, likelihoods);
     }
 
     /// <summary>Each sequence's summed log-probability of its labelled tokens, in eval mode, batched by length.</summary>

@@ -106,8 +106,8 @@ public class Trainer<TExample>
         optimizer.zero_grad();
         var clock = Stopwatch.StartNew();
         long examplesSinceLog = 0, tokensSinceLog = 0;
-        double lossSinceLog = 0;
-        int microSinceStep = 0, microSinceLog = 0;
+        double lossSinceLog = state.LossSinceLog;
+        int microSinceStep = 0, microSinceLog = state.MicroStepsSinceLog;
         bool stop = false;
 
         for (int epoch = state.Epoch; epoch < int.MaxValue && !stop && state.GlobalStep < totalSteps; epoch++)
@@ -180,6 +180,7 @@ public class Trainer<TExample>
                 }
                 if (checkpoints is not null && parallel.World.IsMain)
                 {
+                    state = state with { LossSinceLog = lossSinceLog, MicroStepsSinceLog = microSinceLog };
                     checkpoints.Save(model, optimizer, state);
                     foreach (var c in callbacks) c.OnCheckpoint(state);
                 }

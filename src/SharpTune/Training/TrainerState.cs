@@ -18,6 +18,12 @@ public sealed record TrainerState
     [JsonPropertyName("total_steps")] public long TotalSteps { get; init; }
     /// <summary>Processes of the data-parallel job that wrote the state; a checkpoint resumes only with as many.</summary>
     [JsonPropertyName("world_size")] public int WorldSize { get; init; } = 1;
+    /// <summary>
+    /// Training loss summed over the micro-batches since the last logged step, and their count: a run resumed between two
+    /// log lines logs the same mean as the run that was not stopped.
+    /// </summary>
+    [JsonPropertyName("loss_since_log")] public double LossSinceLog { get; init; }
+    [JsonPropertyName("micro_steps_since_log")] public int MicroStepsSinceLog { get; init; }
 }
 
 /// <summary>What one optimizer step did.</summary>

@@ -130,7 +130,7 @@ public class CausalLmCliTests
         var scored = CliHarness.Run("eval", "--model", Path.Combine(run, "final"), "--data", validation, "--window", "40", "--output", report);
         Assert.True(scored.Code == 0, scored.Error);
         Assert.Contains("the completions and the assistant turns", scored.Out);
-        double actual = JsonNode.Parse(File.ReadAllText(report))!["perplexity"]!.GetValue<double>();
+        double actual = JsonNode.Parse(File.ReadAllText(report))!["metrics"]!["perplexity"]!.GetValue<double>();
         Tolerances.AssertClose([expected], [actual], Tolerances.DifferentKernels, "eval perplexity against the run's final validation perplexity");
     }
 
@@ -223,7 +223,7 @@ public class CausalLmCliTests
         var scored = CliHarness.Run("eval", "--model", final, "--data", validation, "--window", "96", "--output", report);
         Assert.True(scored.Code == 0, scored.Error + scored.Out);
         Assert.Contains($"chat template {Path.Combine(final, "chat_template.jinja")}", scored.Out);
-        double actual = JsonNode.Parse(File.ReadAllText(report))!["perplexity"]!.GetValue<double>();
+        double actual = JsonNode.Parse(File.ReadAllText(report))!["metrics"]!["perplexity"]!.GetValue<double>();
         Tolerances.AssertClose([expected], [actual], Tolerances.DifferentKernels, "eval perplexity against the run's final validation perplexity");
 
         var oldIn = Console.In;
@@ -280,7 +280,7 @@ public class CausalLmCliTests
         File.WriteAllText(template, ChatMl);
         var given = CliHarness.Run("eval", "--model", final, "--data", validation, "--window", "96", "--output", report, "--chat-template", template);
         Assert.True(given.Code == 0, given.Error);
-        Tolerances.AssertClose([expected], [JsonNode.Parse(File.ReadAllText(report))!["perplexity"]!.GetValue<double>()], Tolerances.DifferentKernels,
+        Tolerances.AssertClose([expected], [JsonNode.Parse(File.ReadAllText(report))!["metrics"]!["perplexity"]!.GetValue<double>()], Tolerances.DifferentKernels,
             "the same file given again");
     }
 }

@@ -49,7 +49,7 @@ public class DecoderCliTests
         File.WriteAllLines(temp.File("texts.txt"), texts);
         var (code, output, error) = CliHarness.Run("eval", "--model", model, "--data", temp.File("texts.txt"), "--output", temp.File("ppl.json"));
         Assert.True(code == 0, error + output);
-        double ours = JsonNode.Parse(File.ReadAllText(temp.File("ppl.json")))!["perplexity"]!.GetValue<double>();
+        double ours = JsonNode.Parse(File.ReadAllText(temp.File("ppl.json")))!["metrics"]!["perplexity"]!.GetValue<double>();
 
         using var reference = new LlamaCpp(model);
         double nll = 0;

@@ -4,6 +4,7 @@ using SharpTune.ModelFolders.DecoderExports;
 using SharpTune.Models.Decoders;
 using SharpTune.Peft.Lora;
 using SharpTune.Tests.Checkpoints.Gguf;
+using SharpTune.Tests.Models.Decoders.Gemma;
 using SharpTune.Tests.ModelFolders.DecoderExports;
 using SharpTune.Tests.Tokenization.Decoders;
 using static SharpTune.Tests.ModelFolders.DecoderExports.ExportTestModels;
@@ -118,19 +119,21 @@ public class DecoderExportTests
     /// <summary>
     /// A Hugging Face base: llama with a SentencePiece tokenizer.json (Llama 2's legacy layout, byte fallback), qwen2 with
     /// GPT-2's byte-level vocabulary, ChatML's tokens and Qwen2's pre-tokenizer, its embedding rows padded beyond the
-    /// tokenizer as Qwen2.5's are. The tokenizer is converted to GGUF metadata: llama.cpp must split the text into the
+    /// tokenizer as Qwen2.5's are; gemma with llama's tokenizer and its tied head and norm offsets. The tokenizer is converted to GGUF metadata: llama.cpp must split the text into the
     /// same ids as SharpTune's tokenizer.json reader; the merged GGUF, the written base GGUF with the adapter, and the
     /// merged Hugging Face folder must all give the adapted model's logits.
     /// </summary>
     [Theory]
     [InlineData("llama")]
     [InlineData("qwen2")]
+    [InlineData("gemma")]
     public void Hugging_Face_base_exports_tokenize_and_compute_in_llama_cpp_as_in_SharpTune(string family)
     {
         using var temp = new TestModels.TempFolder();
         string folder = temp.File("base");
         Directory.CreateDirectory(folder);
-        bool qwen = family == "qwen2";
+        bool qwen = family == "qwen2", gemma = family == "gemma";
+        double tolerance = gemma ? 1e-3 : 1e-4;                                             // ggml's GELU reads an f16 table
         int vocab = qwen ? 50272 : TinySentencePiece.Tokens.Length;
         string text;
         if (qwen)
@@ -153,9 +156,10 @@ public class DecoderExportTests
         {
             ["model_type"] = family, ["vocab_size"] = vocab, ["hidden_size"] = sizes.Hidden, ["intermediate_size"] = sizes.Intermediate,
             ["num_hidden_layers"] = sizes.Layers, ["num_attention_heads"] = sizes.Heads, ["num_key_value_heads"] = sizes.KvHeads,
-            ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 10000.0, ["max_position_embeddings"] = sizes.Positions, ["tie_word_embeddings"] = qwen,
+            ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 10000.0, ["max_position_embeddings"] = sizes.Positions, ["tie_word_embeddings"] = qwen || gemma,
         };
-        var weights = Scaled(GgufTestModels.HfLlama(sizes, bias: qwen, tied: qwen));
+        if (gemma) config["head_dim"] = sizes.HeadDim;                                      // Gemma's default is 256
+        var weights = Scaled(gemma ? GemmaTestModels.HfGemma(sizes) : GgufTestModels.HfLlama(sizes, bias: qwen, tied: qwen));
         using (var plain = PretrainedDecoder.FromStateDict(config, weights.Select(kv => (kv.Key, kv.Value)))) plain.Save(folder);
         using var model = Adapted(config, weights.Select(kv => (kv.Key, kv.Value)), Lora("q_proj", "v_proj", "down_proj"));
         var source = DecoderSource.HuggingFace(folder);
@@ -166,13 +170,13 @@ public class DecoderExportTests
         DecoderExport.MergedGguf(model, source, merged, GgufTensorType.F32);
         using (var reference = new LlamaCpp(merged))
             Assert.Equal(ids, reference.Tokenize(text, addBos: source.Tokenizer.AddBos, special: true));
-        AssertLlamaCppLogits(adapted, merged, null, ids, $"{family} merged from a Hugging Face base");
+        AssertLlamaCppLogits(adapted, merged, null, ids, $"{family} merged from a Hugging Face base", tolerance);
 
         string adapter = temp.File("ollama/adapter.gguf");
         var result = DecoderExport.LoraGguf(model, source, adapter, GgufTensorType.F32, baseType: GgufTensorType.F32);
         string basePath = temp.File("ollama/base.gguf");
         Assert.Equal([Path.GetFullPath(adapter), Path.GetFullPath(basePath), Path.GetFullPath(temp.File("ollama/adapter.Modelfile"))], result.Files);
-        AssertLlamaCppLogits(adapted, basePath, adapter, ids, $"{family} written base + adapter");
+        AssertLlamaCppLogits(adapted, basePath, adapter, ids, $"{family} written base + adapter", tolerance);
         var modelfile = File.ReadAllLines(temp.File("ollama/adapter.Modelfile"));
         Assert.Contains("FROM ./base.gguf", modelfile);
         Assert.Contains("ADAPTER ./adapter.gguf", modelfile);

@@ -19,7 +19,8 @@ public sealed record GgufTokenizerData(
     int? PaddingTokenId,
     bool? AddBosToken,
     bool? AddEosToken,
-    string? ChatTemplate)
+    string? ChatTemplate,
+    bool? AddSpacePrefix = null)
 {
     /// <summary>The tokenizer data of <paramref name="file"/>, or null when it has no <c>tokenizer.ggml.model</c>.</summary>
     public static GgufTokenizerData? From(GgufFile file)
@@ -43,7 +44,8 @@ public sealed record GgufTokenizerData(
             Id(file, "tokenizer.ggml.padding_token_id", tokens.Length),
             file.TryGetBool("tokenizer.ggml.add_bos_token", out bool addBos) ? addBos : null,
             file.TryGetBool("tokenizer.ggml.add_eos_token", out bool addEos) ? addEos : null,
-            file.TryGetString("tokenizer.chat_template", out string template) ? template : null);
+            file.TryGetString("tokenizer.chat_template", out string template) ? template : null,
+            file.TryGetBool("tokenizer.ggml.add_space_prefix", out bool prefix) ? prefix : null);
     }
 
     static void CheckLength(GgufFile file, string key, int? length, int tokens)

@@ -1,4 +1,5 @@
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Models.Decoders;
 using SharpTune.Peft;
 using SharpTune.Peft.Lora;

@@ -1,5 +1,6 @@
 using SharpTune.Checkpoints;
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Models.Decoders;
 using SharpTune.Tokenization.Decoders;
 using static TorchSharp.torch;
@@ -89,7 +90,7 @@ public sealed class DecoderSource
         return new DecoderTokenizerData(
             data.Model, data.Pre, data.Tokens, data.TokenTypes, data.Merges, data.Scores, data.BosTokenId, data.EosTokenId,
             data.UnknownTokenId, data.PaddingTokenId, data.AddBosToken, data.AddEosToken, chatTemplate.Given ? chatTemplate.Text : data.ChatTemplate,
-            file.TryGetBool("tokenizer.ggml.add_space_prefix", out bool prefix) ? prefix : null);
+            data.AddSpacePrefix);
     }
 
     /// <summary>The <c>tokenizer.*</c> metadata of a GGUF export: a GGUF base's own keys and types unchanged, a folder's converted.</summary>

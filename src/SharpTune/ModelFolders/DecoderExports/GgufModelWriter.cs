@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Quantization;
 using static TorchSharp.torch;
 
@@ -54,14 +55,14 @@ static class GgufModelWriter
         foreach (var mapping in layout.Tensors)
         {
             if (!weights.TryGetValue(mapping.HfKey, out var make)) throw new InvalidOperationException($"the model has no weight {mapping.HfKey}");
-            long[] shape = mapping.Transform == GgufTensorTransform.Transpose ? [mapping.Shape[1], mapping.Shape[0]] : mapping.Shape;
+            long[] shape = mapping.FileShape;
             var asked = mapping.Shape.Length == 1 ? GgufTensorType.F32 : typeOf(mapping); // vectors stay F32, as llama.cpp's converter keeps them
             var tensorType = Fitting(asked, shape[^1]);
             if (tensorType != asked) fallback.Add($"{mapping.GgufName} ({tensorType})");
             w.AddEncodedTensor(mapping.GgufName, shape, tensorType, () => Encode(mapping, make, tensorType));
         }
         foreach (var (name, values) in layout.Extras) w.AddTensor(name, tensor(values), GgufTensorType.F32);
-        if (layout.Architecture == "llama" && layout.Extras.Count == 0 && source.RopeFrequencyFactors() is { } factors)
+        if (layout.Extras.Count == 0 && source.RopeFrequencyFactors() is { } factors)
         {
             w.AddTensor("rope_freqs.weight", factors, GgufTensorType.F32); // kept, so llama.cpp scales positions as the base did
             notes.Add("rope_freqs.weight (long-context rope factors) copied from the base GGUF");
@@ -83,7 +84,7 @@ static class GgufModelWriter
         var hf = make();
         if (!hf.shape.SequenceEqual(mapping.Shape))
             throw new InvalidOperationException($"{mapping.HfKey} has shape [{string.Join(", ", hf.shape)}], the config asks for [{string.Join(", ", mapping.Shape)}]");
-        var tensor = GgufDecoderLayout.ToGguf(mapping, hf.detach()).to(ScalarType.Float32).contiguous();
+        var tensor = mapping.ToFile(hf.detach().to(ScalarType.Float32)).contiguous();
         switch (type)
         {
             case GgufTensorType.F32: return tensor.bytes.ToArray();

@@ -1,4 +1,5 @@
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Peft.Lora;
 using static TorchSharp.torch;
 
@@ -49,10 +50,8 @@ static class LoraGgufWriter
                 b = b * (layerAlpha / alpha);
                 folded++;
             }
-            // The pair is in Linear's convention whatever the base's layout (GPT-2's Conv1D stores (in, out), GGUF the
-            // Linear layout): B A is (out, in) as GGUF's weight, so only llama's q/k row permutation applies, to lora_B's rows.
             w.AddTensor(mapping.GgufName + ".lora_a", a, type);
-            w.AddTensor(mapping.GgufName + ".lora_b", mapping.Transform == GgufTensorTransform.UnpermuteRows ? GgufDecoderLayout.ToGguf(mapping, b) : b, type);
+            w.AddTensor(mapping.GgufName + ".lora_b", mapping.LoraBToFile(b), type);
         }
         w.Save(path);
         notes.Add($"{layers.Count} LoRA pair(s), alpha {alpha:G6}, rank {string.Join("/", layers.Values.Select(l => l.Rank).Distinct())}");

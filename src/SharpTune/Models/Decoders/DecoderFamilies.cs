@@ -1,13 +1,18 @@
 using SharpTune.Models.Quantized;
 using System.Text.Json.Nodes;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Decoders.Gemma;
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Models.Decoders.Gpt2;
 using SharpTune.Models.Decoders.Llama;
 using SharpTune.Models.Decoders.Qwen2;
 
 namespace SharpTune.Models.Decoders;
 
-/// <summary>A decoder family: how its config is read, its model built and its checkpoint keys named.</summary>
+/// <summary>
+/// A decoder family's descriptor: how its config is read, its model built, its checkpoint keys named and its GGUF form
+/// read and written. Each family's folder holds its descriptor (<c>&lt;Family&gt;Family.Descriptor</c>).
+/// </summary>
 public interface IDecoderFamily
 {
     /// <summary>The family's name (gpt2, llama, qwen2).</summary>
@@ -19,8 +24,15 @@ public interface IDecoderFamily
     /// <summary>The GGUF <c>general.architecture</c> values this family reads.</summary>
     IReadOnlyList<string> GgufArchitectures { get; }
 
+    /// <summary>The config record this family parses.</summary>
+    Type ConfigType { get; }
+
+    /// <summary>The family's GGUF form, one table for the reader and the writers.</summary>
+    IGgufTable Gguf { get; }
+
     /// <summary>Reads and validates the config (errors name <paramref name="source"/> and the field).</summary>
-    IDecoderConfig ParseConfig(JsonObject json, string source);
+    /// <param name="validate">False only to read a file's layout (its tensor table) before the model is built, which validates.</param>
+    IDecoderConfig ParseConfig(JsonObject json, string source, bool validate = true);
 
     /// <summary>A freshly initialised model for <paramref name="config"/> (one this family parsed).</summary>
     /// <param name="stored">The token embedding and head kept in their file's blocks, or null for dense parameters.</param>
@@ -30,17 +42,19 @@ public interface IDecoderFamily
     string? MapCheckpointKey(string key, IDecoderConfig config);
 }
 
-/// <summary>A family from its config record type and two functions: one builds the model, one maps checkpoint keys.</summary>
+/// <summary>A family from its config record type, its GGUF table and two functions: one builds the model, one maps checkpoint keys.</summary>
 public sealed class DecoderFamily<TConfig>(
-    string name, IReadOnlyList<string> modelTypes, IReadOnlyList<string> ggufArchitectures,
+    string name, IReadOnlyList<string> modelTypes, IGgufTable gguf,
     Func<TConfig, LinearFactory?, StoredEmbeddings?, ICausalLanguageModel> build, Func<string, TConfig, string?> mapKey) : IDecoderFamily
     where TConfig : class, IDecoderConfig
 {
     public string Name => name;
     public IReadOnlyList<string> ModelTypes => modelTypes;
-    public IReadOnlyList<string> GgufArchitectures => ggufArchitectures;
+    public IReadOnlyList<string> GgufArchitectures => [gguf.Architecture];
+    public Type ConfigType => typeof(TConfig);
+    public IGgufTable Gguf => gguf;
 
-    public IDecoderConfig ParseConfig(JsonObject json, string source) => DecoderConfigJson.Parse<TConfig>(json, source);
+    public IDecoderConfig ParseConfig(JsonObject json, string source, bool validate = true) => DecoderConfigJson.Parse<TConfig>(json, source, validate);
 
     public ICausalLanguageModel Build(IDecoderConfig config, LinearFactory? linears = null, StoredEmbeddings? stored = null) =>
         build(Typed(config), linears, stored);
@@ -54,7 +68,7 @@ public sealed class DecoderFamily<TConfig>(
 /// <summary>
 /// The registry of decoder families, keyed by Hugging Face <c>model_type</c> and GGUF <c>general.architecture</c>
 /// (as transformers' <c>AutoModelForCausalLM</c> and llama.cpp's architecture table). A new family is a folder with its
-/// config and modules plus one line here.
+/// config, modules, GGUF table and descriptor, plus one line here.
 /// </summary>
 public static class DecoderFamilies
 {
@@ -62,9 +76,10 @@ public static class DecoderFamilies
 
     static DecoderFamilies()
     {
-        Register(new DecoderFamily<LlamaConfig>("llama", ["llama", "mistral"], ["llama"], (c, l, s) => new LlamaForCausalLM(c, l, s), LlamaCheckpointKeys.Map));
-        Register(new DecoderFamily<Qwen2Config>("qwen2", ["qwen2"], ["qwen2"], (c, l, s) => new Qwen2ForCausalLM(c, l, s), LlamaCheckpointKeys.Map));
-        Register(new DecoderFamily<Gpt2Config>("gpt2", ["gpt2"], ["gpt2"], (c, l, s) => new GPT2LMHeadModel(c, l, s), Gpt2CheckpointKeys.Map));
+        Register(LlamaFamily.Descriptor);
+        Register(Qwen2Family.Descriptor);
+        Register(Gpt2Family.Descriptor);
+        Register(GemmaFamily.Descriptor);
     }
 
     public static IReadOnlyList<IDecoderFamily> All => Families;
@@ -96,6 +111,16 @@ public static class DecoderFamilies
         Families.FirstOrDefault(f => f.GgufArchitectures.Contains(architecture))
         ?? throw new InvalidDataException(
             $"{source}: general.architecture '{architecture}' is not a supported decoder (supported: {string.Join(", ", Families.SelectMany(f => f.GgufArchitectures))})");
+
+    /// <summary>The family of a config record: the one registered for its <c>model_type</c>, which must parse this record's type.</summary>
+    public static IDecoderFamily Of(IDecoderConfig config, string source = "config")
+    {
+        var family = ForModelType(config.ModelType, source);
+        if (family.ConfigType != config.GetType())
+            throw new InvalidDataException(
+                $"{source}: model_type '{config.ModelType}' is read by the {family.Name} family's {family.ConfigType.Name}, not by {config.GetType().Name}");
+        return family;
+    }
 
     /// <summary>The family named by the <c>model_type</c> of a Hugging Face <c>config.json</c>.</summary>
     public static IDecoderFamily ForConfig(JsonObject config, string source = "config")

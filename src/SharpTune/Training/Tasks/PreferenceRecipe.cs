@@ -151,17 +151,26 @@ public sealed class PreferenceRecipe(FineTuneOptions options) : RunRecipe<Prefer
     static ((double, double)[] Train, (double, double)[] Validation)? Read(string path, string fingerprint, int train, int validation)
     {
         if (!File.Exists(path)) return null;
+        InvalidDataException Bad(string why) =>
+            new($"{path}: not a reference file SharpTune wrote ({why}); delete it to compute the reference again");
+        JsonObject root;
         try
         {
-            var root = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
-            if (root["fingerprint"]?.GetValue<string>() != fingerprint) return null;
-            (double, double)[] Values(string key) => root[key]!.AsArray().Select(n => (n![0]!.GetValue<double>(), n[1]!.GetValue<double>())).ToArray();
-            var (t, v) = (Values("train"), Values("validation"));
-            return t.Length == train && v.Length == validation ? (t, v) : null;
+            root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw Bad("not a JSON object");
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
+        catch (JsonException e)
         {
-            throw new InvalidDataException($"{path}: not a reference file SharpTune wrote ({e.Message}); delete it to compute the reference again");
+            throw Bad(e.Message);
         }
+        if (root["fingerprint"] is not JsonValue print || !print.TryGetValue(out string? stored) || stored != fingerprint) return null;
+        (double, double)[] Values(string key)
+        {
+            if (root[key] is not JsonArray rows) throw Bad($"'{key}' is not a list");
+            return [.. rows.Select((row, i) => row is JsonArray { Count: 2 } two && two[0] is JsonValue a && a.TryGetValue(out double chosen)
+                && two[1] is JsonValue b && b.TryGetValue(out double rejected)
+                ? (chosen, rejected) : throw Bad($"'{key}' row {i + 1} is not two numbers"))];
+        }
+        var (t, v) = (Values("train"), Values("validation"));
+        return t.Length == train && v.Length == validation ? (t, v) : null;
     }
 }

@@ -1,3 +1,4 @@
+using SharpTune.Models.Decoders.Gguf;
 using System.Text;
 using SharpTune.Checkpoints.Gguf;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using SharpTune.Models.Decoders.Gguf;
 using System.Text;
 using LLama.Native;
 using SharpTune.Checkpoints.Gguf;

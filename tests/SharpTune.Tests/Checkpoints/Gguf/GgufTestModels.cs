@@ -1,10 +1,11 @@
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Checkpoints.Gguf;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Checkpoints.Gguf;
 
-/// <summary>Sizes of a tiny decoder written to GGUF by the tests.</summary>
-public sealed record TinyDecoderSizes(int Vocab, int Hidden, int Layers, int Heads, int KvHeads, int Intermediate, int Positions)
+/// <summary>Sizes of a tiny decoder written to GGUF by the tests; <paramref name="HeadDimension"/> null: hidden / heads.</summary>
+public sealed record TinyDecoderSizes(int Vocab, int Hidden, int Layers, int Heads, int KvHeads, int Intermediate, int Positions, int? HeadDimension = null)
 {
     /// <summary>Odd sizes, so shape bugs show.</summary>
     public static TinyDecoderSizes Odd { get; } = new(99, 32, 2, 4, 2, 37, 64);
@@ -12,7 +13,7 @@ public sealed record TinyDecoderSizes(int Vocab, int Hidden, int Layers, int Hea
     /// <summary>Every matrix row a multiple of 256, as llama.cpp's K-quants need.</summary>
     public static TinyDecoderSizes Quantizable { get; } = new(300, 256, 2, 4, 2, 512, 128);
 
-    public int HeadDim => Hidden / Heads;
+    public int HeadDim => HeadDimension ?? Hidden / Heads;
 }
 
 /// <summary>Tiny random llama/qwen2/gpt2 models: Hugging Face tensors, and GGUF files written from them as llama.cpp's converter would.</summary>

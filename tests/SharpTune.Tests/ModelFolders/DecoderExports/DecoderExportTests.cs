@@ -1,3 +1,4 @@
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Checkpoints.Gguf;
 using SharpTune.ModelFolders.DecoderExports;
 using SharpTune.Models.Decoders;

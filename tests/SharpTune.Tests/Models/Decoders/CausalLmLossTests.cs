@@ -97,6 +97,7 @@ public class CausalLmLossTests
     [InlineData("llama")]
     [InlineData("qwen2")]
     [InlineData("gpt2")]
+    [InlineData("gemma")]
     [Trait(Tolerances.Category, Tolerances.NumericParity)]
     public void Hidden_states_and_head_weight_give_the_models_loss(string family)
     {

@@ -80,8 +80,8 @@ public class DecoderGoldenKeysTests
         using var model = TinyDecoders.Create(family);
         var info = model.Info;
         Assert.Equal((family, 3, 48, 6, 97), (info.Family, info.Layers, info.HiddenSize, info.Heads, info.VocabSize));
-        Assert.Equal(family switch { "llama" => 2, "qwen2" => 3, _ => 6 }, info.KeyValueHeads);
-        Assert.Equal(family == "llama" ? 10 : 8, info.HeadDim);
+        Assert.Equal(family switch { "llama" => 2, "qwen2" => 3, "gemma" => 1, _ => 6 }, info.KeyValueHeads);
+        Assert.Equal(family is "llama" or "gemma" ? 10 : 8, info.HeadDim);
         Assert.Equal(83, info.IntermediateSize);
         Assert.Equal(family != "llama", info.TiedEmbeddings);
     }

@@ -206,7 +206,7 @@ public class PretrainedDecoderTests
         Assert.Equal("llama", DecoderFamilies.ForModelType("mistral").Name);
         Assert.Equal("qwen2", DecoderFamilies.ForGgufArchitecture("qwen2").Name);
         Assert.Equal("gpt2", DecoderFamilies.ForGgufArchitecture("gpt2").Name);
-        var duplicate = new DecoderFamily<LlamaConfig>("llama-again", ["llama"], [], (c, l, s) => new LlamaForCausalLM(c, l, s), LlamaCheckpointKeys.Map);
+        var duplicate = new DecoderFamily<LlamaConfig>("llama-again", ["llama"], LlamaFamily.Descriptor.Gguf, (c, l, s) => new LlamaForCausalLM(c, l, s), LlamaCheckpointKeys.Map);
         var error = Assert.Throws<InvalidOperationException>(() => DecoderFamilies.Register(duplicate));
         Assert.Contains("'llama'", error.Message);
     }

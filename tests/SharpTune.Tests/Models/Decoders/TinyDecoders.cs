@@ -10,11 +10,12 @@ static class TinyDecoders
     public const int Vocab = 97;
 
     /// <summary>The families every decoder test runs through.</summary>
-    public static TheoryData<string> Families => new() { "llama", "qwen2", "gpt2" };
+    public static TheoryData<string> Families => new() { "llama", "qwen2", "gpt2", "gemma" };
 
     /// <summary>
     /// llama: 6 heads over 2 key/value heads with head_dim 10 (not hidden / heads), llama3 rope scaling, untied head;
-    /// qwen2: 6 heads over 3 key/value heads, head_dim from hidden / heads, tied head, q/k/v biases; gpt2: 6 heads, n_inner 83.
+    /// qwen2: 6 heads over 3 key/value heads, head_dim from hidden / heads, tied head, q/k/v biases; gpt2: 6 heads, n_inner 83;
+    /// gemma: 6 heads over 1 key/value head with head_dim 10, GeGLU, tied head.
     /// </summary>
     public static JsonObject Config(string family) => family switch
     {
@@ -41,6 +42,14 @@ static class TinyDecoders
         {
             ["model_type"] = "gpt2", ["vocab_size"] = Vocab, ["n_embd"] = 48, ["n_layer"] = 3, ["n_head"] = 6, ["n_positions"] = 40,
             ["n_inner"] = 83, ["initializer_range"] = 0.1, ["bos_token_id"] = 0, ["eos_token_id"] = 0,
+        },
+        // gemma: multi-query attention (6 heads over 1), head_dim 10 (not hidden / heads), GeGLU, tied head.
+        "gemma" => new JsonObject
+        {
+            ["model_type"] = "gemma", ["vocab_size"] = Vocab, ["hidden_size"] = 48, ["intermediate_size"] = 83,
+            ["num_hidden_layers"] = 3, ["num_attention_heads"] = 6, ["num_key_value_heads"] = 1, ["head_dim"] = 10,
+            ["hidden_act"] = "gelu", ["hidden_activation"] = "gelu_pytorch_tanh", ["rms_norm_eps"] = 1e-6, ["rope_theta"] = 10000.0,
+            ["max_position_embeddings"] = 256, ["initializer_range"] = 0.1, ["tie_word_embeddings"] = true, ["bos_token_id"] = 2, ["eos_token_id"] = 1,
         },
         _ => throw new ArgumentException(family),
     };

@@ -1,3 +1,4 @@
+using SharpTune.Models.Decoders.Gguf;
 using System.Text.Json.Nodes;
 using SharpTune.Checkpoints.Gguf;
 using SharpTune.Models.Decoders;

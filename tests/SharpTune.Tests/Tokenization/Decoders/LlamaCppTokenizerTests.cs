@@ -1,6 +1,9 @@
 using System.Text;
 using LLama;
 using LLama.Common;
+using SharpTune.Models.Decoders;
+using SharpTune.Tests.Checkpoints.Gguf;
+using SharpTune.Tests.Models.Decoders;
 using SharpTune.Tokenization.Decoders;
 
 namespace SharpTune.Tests.Tokenization.Decoders;
@@ -101,5 +104,30 @@ public class LlamaCppTokenizerTests
         ], addSpacePrefix
             ? ("abc", [TinySentencePiece.Bos, TinySentencePiece.Id("▁a"), TinySentencePiece.Id("bc")])
             : ("abc", [TinySentencePiece.Bos, TinySentencePiece.Id("a"), TinySentencePiece.Id("bc")]));
+    }
+
+    /// <summary>
+    /// The path a model file takes (GGUF metadata read, then the tokenizer built): <c>tokenizer.ggml.add_space_prefix</c>
+    /// reaches the tokenizer a loaded model uses, so a completion encoded alone gets no ▁ that llama.cpp would not add.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_loaded_gguf_model_tokenizes_with_its_space_prefix_setting(bool addSpacePrefix)
+    {
+        using var folder = new TestModels.TempFolder();
+        string path = folder.File("tiny.gguf");
+        var sizes = new TinyDecoderSizes(300, 32, 1, 4, 2, 37, 48);
+        GgufTestModels.WriteLlama(path, "llama", sizes, GgufTestModels.HfLlama(sizes, bias: false, tied: false),
+            edit: w => w.Set("tokenizer.ggml.add_space_prefix", addSpacePrefix));
+        using var model = LanguageModel.Load(path);
+        using var weights = Load(path);
+        foreach (var text in new[] { "yes", " yes", "q12: no", "Café" })
+        {
+            var expected = LlamaCppIds(weights, text, addBos: false, special: false);
+            var actual = model.Tokenizer.Encode(text, addSpecialTokens: false).ToArray();
+            Assert.True(expected.SequenceEqual(actual), $"'{text}': llama.cpp [{string.Join(", ", expected)}], ours [{string.Join(", ", actual)}]");
+        }
+        Assert.Equal(addSpacePrefix, model.Tokenizer.Encode("yes", addSpecialTokens: false).Count == 6);   // ▁ is three byte tokens
     }
 }

@@ -34,8 +34,8 @@ public static class DecoderConfigJson
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    /// <summary>Deserializes and validates a config; JSON type errors name the source.</summary>
-    public static T Parse<T>(JsonObject json, string source) where T : class, IDecoderConfig
+    /// <summary>Deserializes and (unless <paramref name="validate"/> is false) validates a config; JSON type errors name the source.</summary>
+    public static T Parse<T>(JsonObject json, string source, bool validate = true) where T : class, IDecoderConfig
     {
         T? config;
         try
@@ -47,7 +47,7 @@ public static class DecoderConfigJson
             throw new InvalidDataException($"{source}: not a valid {typeof(T).Name} ({e.Message})", e);
         }
         if (config is null) throw new InvalidDataException($"{source}: the config is empty");
-        config.Validate(source);
+        if (validate) config.Validate(source);
         return config;
     }
 

@@ -17,34 +17,11 @@ public sealed class RotaryEmbedding
         inverseFrequencies = InverseFrequencies(headDim, theta, scaling).Select(f => (float)f).ToArray();
     }
 
-    /// <summary>
-    /// θ^(-2i/D) for i &lt; D/2, rescaled by <paramref name="scaling"/>: <c>linear</c> divides all by the factor;
-    /// <c>llama3</c> divides the low frequencies (wavelength above original_max / low_freq_factor) by the factor, keeps
-    /// the high ones (wavelength below original_max / high_freq_factor) and blends in between, as HF's
-    /// <c>_compute_llama3_parameters</c>. Both keep the attention scaling at 1.
-    /// </summary>
+    /// <summary>θ^(-2i/D) for i &lt; D/2, rescaled by <paramref name="scaling"/>'s kind (<see cref="RopeScalingKinds"/>).</summary>
     public static double[] InverseFrequencies(int headDim, double theta, RopeScaling? scaling)
     {
         var frequencies = Enumerable.Range(0, headDim / 2).Select(i => 1.0 / Math.Pow(theta, 2.0 * i / headDim)).ToArray();
-        switch (scaling?.Kind ?? "default")
-        {
-            case "linear":
-                return frequencies.Select(f => f / scaling!.Factor!.Value).ToArray();
-            case "llama3":
-                double factor = scaling!.Factor!.Value, low = scaling.LowFreqFactor!.Value, high = scaling.HighFreqFactor!.Value;
-                double original = scaling.OriginalMaxPositionEmbeddings!.Value;
-                double lowFrequencyWavelength = original / low, highFrequencyWavelength = original / high;
-                return frequencies.Select(f =>
-                {
-                    double wavelength = 2 * Math.PI / f;
-                    if (wavelength < highFrequencyWavelength) return f;
-                    if (wavelength > lowFrequencyWavelength) return f / factor;
-                    double smooth = (original / wavelength - low) / (high - low);
-                    return (1 - smooth) * f / factor + smooth * f;
-                }).ToArray();
-            default:
-                return frequencies;
-        }
+        return scaling is null ? frequencies : RopeScalingKinds.Get(scaling.Kind).Scale(frequencies, scaling);
     }
 
     /// <summary>Cosines and sines for <paramref name="positionIds"/> (B, T), each (B, T, D), computed in float32, returned in <paramref name="dtype"/>.</summary>

@@ -54,6 +54,15 @@ public record LlamaConfig : IDecoderConfig
     /// <summary>The rotary scaling: <c>rope_scaling</c>, else <c>rope_parameters</c>, null when neither scales.</summary>
     [JsonIgnore] public RopeScaling? Scaling => RopeScaling ?? (RopeParameters is { Kind: not "default" } p ? p : null);
 
+    /// <summary>The gated MLP's activation (a key of <see cref="GatedMlp.Activations"/>): <c>hidden_act</c> here.</summary>
+    [JsonIgnore] public virtual string MlpActivation => HiddenAct;
+
+    /// <summary>Whether norm weights are offsets from one (x·(1 + w), Gemma); false here (x·w).</summary>
+    [JsonIgnore] public virtual bool NormWeightsFromOne => false;
+
+    /// <summary>The factor token embeddings are multiplied by before the first block (Gemma: √hidden_size); none here.</summary>
+    [JsonIgnore] public virtual double? EmbeddingScale => null;
+
     /// <summary>Whether the q/k/v projections have biases: <c>attention_bias</c> here; always in Qwen2.</summary>
     [JsonIgnore] public virtual bool QkvBias => AttentionBias;
 
@@ -88,17 +97,13 @@ public record LlamaConfig : IDecoderConfig
         PeftPrefix: "", ParameterPrefix: "", EmbeddingPrefixes: ["model.embed_tokens."], LayerPrefix: "model.layers.",
         LoraTargets: ["q_proj", "v_proj"], Ia3Targets: ["k_proj", "v_proj", "down_proj"], Ia3FeedForward: ["down_proj"]);
 
-    /// <summary>The family this record builds (Mistral's layout is Llama's, as in llama.cpp).</summary>
-    [JsonIgnore] protected virtual string Family => "llama";
-
-    /// <summary>The model types this record reads.</summary>
-    protected virtual IReadOnlyList<string> ModelTypes => ["llama", "mistral"];
+    /// <summary>The family this record builds, as the registry names it for <c>model_type</c> (Mistral's layout is Llama's, as in llama.cpp).</summary>
+    [JsonIgnore] string Family => DecoderFamilies.Of(this).Name;
 
     /// <summary>Throws <see cref="InvalidDataException"/> naming the first field that is out of range.</summary>
     public virtual void Validate(string source)
     {
-        if (!ModelTypes.Contains(ModelType))
-            throw new InvalidDataException($"{source}: model_type '{ModelType}' is not one {GetType().Name} reads ({string.Join(", ", ModelTypes)})");
+        DecoderFamilies.Of(this, source);
         Positive(source, "vocab_size", VocabSize);
         Positive(source, "hidden_size", HiddenSize);
         Positive(source, "intermediate_size", IntermediateSize);
@@ -116,13 +121,19 @@ public record LlamaConfig : IDecoderConfig
         if (HeadDim % 2 != 0) throw new InvalidDataException($"{source}: head_dim ({HeadDim}) must be even for rotary embeddings");
         if (NumAttentionHeads % KeyValueHeads != 0)
             throw new InvalidDataException($"{source}: num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({KeyValueHeads})");
-        if (HiddenAct is not ("silu" or "swish"))
-            throw new InvalidDataException($"{source}: hidden_act '{HiddenAct}' is not supported (silu)");
+        ValidateActivation(source);
         RopeScaling?.Validate(source);
         RopeParameters?.Validate(source, "rope_parameters");
         foreach (var (field, node) in new[] { ("bos_token_id", BosTokenId), ("eos_token_id", EosTokenId) })
             foreach (int id in TokenIds(node, source, field))
                 if (id < 0 || id >= VocabSize)
                     throw new InvalidDataException($"{source}: {field} {id} is outside the vocabulary (vocab_size {VocabSize})");
+    }
+
+    /// <summary>Throws unless the MLP's activation is one this family computes (silu: llama.cpp's llama and qwen2 take no other).</summary>
+    protected virtual void ValidateActivation(string source)
+    {
+        if (HiddenAct is not ("silu" or "swish"))
+            throw new InvalidDataException($"{source}: hidden_act '{HiddenAct}' is not supported (silu)");
     }
 }

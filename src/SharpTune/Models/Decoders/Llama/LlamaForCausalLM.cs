@@ -21,9 +21,9 @@ public sealed class LlamaDecoderLayer : nn.Module
     {
         string path = $"model.layers.{index}";
         self_attn = new GroupedQueryAttention(config.Attention, linears, $"{path}.self_attn");
-        mlp = new GatedMlp(config.HiddenSize, config.IntermediateSize, config.MlpBias, linears, $"{path}.mlp");
-        input_layernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
-        post_attention_layernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+        mlp = new GatedMlp(config.HiddenSize, config.IntermediateSize, config.MlpBias, linears, $"{path}.mlp", config.MlpActivation);
+        input_layernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, config.NormWeightsFromOne);
+        post_attention_layernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, config.NormWeightsFromOne);
         this.index = index;
         RegisterComponents();
     }
@@ -56,13 +56,15 @@ public sealed class LlamaModel : nn.Module
     readonly ModuleList<LlamaDecoderLayer> layers;
     readonly RmsNorm norm;
     readonly RotaryEmbedding rotary;
+    readonly double? embeddingScale;
 
     public LlamaModel(LlamaConfig config, LinearFactory linears, QuantizedMatrix? storedEmbedding = null) : base(nameof(LlamaModel))
     {
         embed_tokens = storedEmbedding is null ? nn.Embedding(config.VocabSize, config.HiddenSize) : new StoredEmbedding(storedEmbedding);
         layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new LlamaDecoderLayer(config, linears, i)).ToArray());
-        norm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+        norm = new RmsNorm(config.HiddenSize, config.RmsNormEps, config.NormWeightsFromOne);
         rotary = new RotaryEmbedding(config.HeadDim, config.Theta, config.Scaling);
+        embeddingScale = config.EmbeddingScale;
         RegisterComponents();
     }
 
@@ -79,10 +81,12 @@ public sealed class LlamaModel : nn.Module
     /// <summary>The token embeddings (B, T, H) of ids (B, T).</summary>
     public Tensor EmbedTokens(Tensor inputIds) => embed_tokens.forward(inputIds);
 
-    /// <param name="hidden">(B, T, H): token embeddings, or a prompt method's virtual tokens in front of them.</param>
+    /// <param name="hidden">(B, T, H): token embeddings, or a prompt method's virtual tokens in front of them (scaled
+    /// alike where the config scales embeddings, as HF's GemmaModel scales whatever <c>inputs_embeds</c> it is given).</param>
     /// <returns>The final hidden states (B, T, H), after the last norm.</returns>
     public Tensor forward(Tensor hidden, Tensor? attentionMask, Tensor? positionIds, KeyValueCache? cache)
     {
+        if (embeddingScale is { } scale) hidden = hidden * tensor(scale, dtype: hidden.dtype, device: hidden.device); // the factor in the model's dtype, as HF
         var inputs = DecoderInputs.Prepare(hidden, attentionMask, positionIds, cache?.Length ?? 0, hidden.dtype);
         var (cos, sin) = rotary.CosSin(inputs.PositionIds, hidden.dtype);                      // (B, T, D)
         foreach (var layer in layers) hidden = layer.forward(LayerBoundary.Enter(hidden, layer), cos, sin, inputs, cache);   // backward's "layer done" signal

@@ -26,10 +26,6 @@ public sealed record Qwen2Config : LlamaConfig
     [JsonIgnore] public override bool QkvBias => true;
     [JsonIgnore] public override bool OutputBias => false;
 
-    protected override string Family => "qwen2";
-
-    protected override IReadOnlyList<string> ModelTypes => ["qwen2"];
-
     public override void Validate(string source)
     {
         base.Validate(source);

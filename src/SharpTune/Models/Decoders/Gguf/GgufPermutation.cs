@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace SharpTune.Checkpoints.Gguf;
+namespace SharpTune.Models.Decoders.Gguf;
 
 /// <summary>
 /// The row permutation llama.cpp's converter applies to Llama q_proj/k_proj weights and biases.

@@ -1,7 +1,9 @@
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Tests.Checkpoints.Gguf;
 using static TorchSharp.torch;
 
-namespace SharpTune.Tests.Checkpoints.Gguf;
+namespace SharpTune.Tests.Models.Decoders.Gguf;
 
 public class GgufModelMapTests
 {
@@ -64,7 +66,7 @@ public class GgufModelMapTests
         Assert.Equal("Qwen2ForCausalLM", (string)c["architectures"]![0]!);
         Assert.True((bool)c["attention_bias"]!);
         Assert.Equal(1e6, (double)c["rope_theta"]!);
-        Assert.All(map.Tensors, t => Assert.NotEqual(GgufTensorTransform.UnpermuteRows, t.Transform));
+        Assert.All(map.Tensors, t => Assert.NotEqual(GgufTensorTransform.PermutedRows, t.Transform));
         Assert.Contains(map.Tensors, t => t.HfKey == "model.layers.1.self_attn.k_proj.bias");
         AssertSameTensors(hf, map);
     }

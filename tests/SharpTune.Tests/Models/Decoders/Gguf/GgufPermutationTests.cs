@@ -1,7 +1,8 @@
+using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Checkpoints.Gguf;
 using static TorchSharp.torch;
 
-namespace SharpTune.Tests.Checkpoints.Gguf;
+namespace SharpTune.Tests.Models.Decoders.Gguf;
 
 public class GgufPermutationTests
 {

@@ -1,35 +1,20 @@
 using System.Text.Json.Nodes;
+using SharpTune.Checkpoints;
+using SharpTune.Checkpoints.Gguf;
 using static TorchSharp.torch;
 
-namespace SharpTune.Checkpoints.Gguf;
-
-/// <summary>How a GGUF tensor becomes its Hugging Face counterpart.</summary>
-public enum GgufTensorTransform
-{
-    /// <summary>Same layout.</summary>
-    None,
-    /// <summary>HF GPT-2 Conv1D stores [in, out]; GGUF stores the Linear layout [out, in].</summary>
-    Transpose,
-    /// <summary>Llama q/k rows: undo llama.cpp's pair permutation (<see cref="GgufPermutation.FromLlamaCpp"/>).</summary>
-    UnpermuteRows,
-}
-
-/// <summary>One Hugging Face key, the GGUF tensor it comes from, and its expected Hugging Face shape.</summary>
-public sealed record GgufTensorMapping(string HfKey, string GgufName, long[] Shape, GgufTensorTransform Transform = GgufTensorTransform.None, int Heads = 0)
-{
-    /// <summary>The shape the GGUF tensor must have (PyTorch order): <see cref="Shape"/> before the transform.</summary>
-    public long[] FileShape => Transform == GgufTensorTransform.Transpose ? [Shape[1], Shape[0]] : Shape;
-}
+namespace SharpTune.Models.Decoders.Gguf;
 
 /// <summary>
-/// The llama.cpp-style per-architecture table in one place (as llama-arch.cpp / llama-model-loader):
-/// from a GGUF file of a supported architecture, a Hugging Face <c>config.json</c> equivalent and the
-/// tensors under their Hugging Face keys and layout. Every tensor's presence, shape and type is
-/// checked against the config when the map is created, before any data is read.
+/// A GGUF model file read through its family's table (as llama-model-loader): the family registered for
+/// <c>general.architecture</c> gives a Hugging Face <c>config.json</c> equivalent of the metadata and, from that config
+/// parsed, the tensors under their Hugging Face keys and layout. Every tensor's presence, shape and type is checked
+/// against the config when the map is created, before any data is read.
 /// </summary>
 public sealed class GgufModelMap
 {
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "gpt2"];
+    /// <summary>The <c>general.architecture</c> values of the registered families.</summary>
+    public static IReadOnlyList<string> SupportedArchitectures => DecoderFamilies.All.SelectMany(f => f.GgufArchitectures).ToList();
 
     readonly JsonObject config;
 
@@ -64,13 +49,12 @@ public sealed class GgufModelMap
     public static GgufModelMap Create(GgufFile file)
     {
         string arch = file.GetString("general.architecture");
-        var (config, tensors) = arch switch
-        {
-            "llama" or "qwen2" => GgufArchitectures.Llama(file, arch),
-            "gpt2" => GgufArchitectures.Gpt2(file),
-            _ => throw new NotSupportedException(
-                $"{file.Path}: architecture '{arch}' is not supported; supported: {string.Join(", ", SupportedArchitectures)}"),
-        };
+        var family = DecoderFamilies.All.FirstOrDefault(f => f.GgufArchitectures.Contains(arch))
+            ?? throw new NotSupportedException(
+                $"{file.Path}: architecture '{arch}' is not supported; supported: {string.Join(", ", SupportedArchitectures)}");
+        var config = family.Gguf.ReadConfig(file);
+        // The sizes the table needs are checked as the keys are read; the rest of the config when the model is built.
+        var tensors = family.Gguf.Tensors(family.ParseConfig(config, file.Path, validate: false)).ToList();
         foreach (var m in tensors) Check(file, m);
         return new GgufModelMap(file, arch, config, tensors);
     }
@@ -91,20 +75,14 @@ public sealed class GgufModelMap
     public Tensor ReadTensor(GgufTensorMapping mapping, ScalarType dtype = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
-        var t = File.ReadTensor(mapping.GgufName, ScalarType.Float32);
-        t = mapping.Transform switch
-        {
-            GgufTensorTransform.Transpose => t.t(),
-            GgufTensorTransform.UnpermuteRows => GgufPermutation.FromLlamaCpp(t, mapping.Heads),
-            _ => t,
-        };
+        var t = mapping.FromFile(File.ReadTensor(mapping.GgufName, ScalarType.Float32));
         return t.to(dtype).contiguous().MoveToOuterDisposeScope();
     }
 
     /// <summary>
     /// Every mapped tensor under its Hugging Face key, read only when asked, straight into the caller's tensor. Tensors
-    /// whose layout changes (GPT-2's transposed matrices, llama's permuted q/k rows: one layer's matrix each) are read
-    /// whole in float32, rearranged and copied; the rest stream from the file chunk by chunk.
+    /// whose layout changes (GPT-2's transposed matrices, llama's permuted q/k rows, Gemma's norms: one layer's tensor
+    /// each) are read whole in float32, transformed and copied; the rest stream from the file chunk by chunk.
     /// </summary>
     public IEnumerable<ICheckpointTensor> CheckpointTensors() => Tensors.Select(m => (ICheckpointTensor)new MappedTensor(this, m));
 
