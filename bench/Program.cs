@@ -1,6 +1,7 @@
 using SharpTune.Bench.Reporting;
 using SharpTune.Bench.Suites;
 using SharpTune.Bench.Suites.Decoders;
+using SharpTune.Bench.Suites.Serving;
 
 namespace SharpTune.Bench;
 
@@ -44,7 +45,8 @@ public static class Program
             .Register(new DecoderStoredTrainingSuite())
             .Register(new Decoder7bSuite())
             .Register(new Decoder7bGenerateSuite())
-            .Register(new StoredPromptProfileSuite());
+            .Register(new StoredPromptProfileSuite())
+            .Register(new ServeLoadSuite());
     }
 
     public static int Main(string[] args)

@@ -48,7 +48,8 @@ sealed class GenerationFlags
     /// <summary><c>--dtype</c> of the commands that run a language model (generate, chat, eval).</summary>
     public static Option<string> WeightsOption(string? prefix = null) => new("--dtype")
     {
-        Description = prefix + "Weights: stored (default; a GGUF's matrices as the file keeps them, quantized or not, memory-mapped; a folder's in fp32), fp32, or bf16",
+        Description = prefix + "Weights: stored (default; a GGUF's matrices as the file keeps them, quantized or not, memory-mapped; a folder's in fp32), fp32, bf16, "
+                      + "or a Hugging Face folder's matrices quantized on load as llama.cpp quantizes them (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)",
         DefaultValueFactory = _ => "stored",
     };
 

@@ -99,6 +99,11 @@ public static class InfoCommand
             var stored = LanguageModelMemory.Inference(found, WeightStorage.AsStored, 1, tokens);
             Console.WriteLine($"               with --dtype stored (the default for a GGUF: its blocks memory-mapped): about {ByteSize.Format(stored.Total)} ({stored})");
         }
+        else
+        {
+            var q8 = LanguageModelMemory.Inference(found, WeightStorage.Quantized(Checkpoints.Gguf.GgufTensorType.Q8_0), 1, tokens);
+            Console.WriteLine($"               with --dtype q8_0 (the matrices quantized on load, as llama.cpp quantizes them): about {ByteSize.Format(q8.Total)} ({q8})");
+        }
         Console.WriteLine($"               {available}");
         // A GGUF is described as stored (mapped, nothing read); a folder in fp32, or bf16 when fp32 would not fit.
         WeightStorage dtype = gguf ? WeightStorage.AsStored : fp32.Total <= available.Bytes ? ScalarType.Float32 : ScalarType.BFloat16;

@@ -20,6 +20,7 @@ public static class LanguageModelMemory
         var shape = LanguageModel.ReadConfig(model);
         bool fullFineTune = found.FineTuned is { } folder && !Directory.Exists(Path.Combine(folder, LanguageModelFolder.AdapterFolder));
         if (fullFineTune) return (shape, MemoryEstimator.WeightBytes(shape, storage.Dtype), false); // the run's own dense weights; the base is only mapped
+        if (storage.CheckFor(model).QuantizeTo is { } type) return (shape, MemoryEstimator.QuantizedWeightBytes(shape, type), false);
         bool mapped = storage.Stored && model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
         return (shape, mapped ? MemoryEstimator.StoredWeightBytes(GgufModelMap.Open(model)) : MemoryEstimator.WeightBytes(model, shape, storage.Dtype), mapped);
     }
@@ -48,6 +49,7 @@ public static class LanguageModelMemory
         }
         if (!storage.Stored && gguf) Remedy("--dtype stored", WeightStorage.AsStored, "the file's blocks as they are, memory-mapped");
         if (!storage.Stored && storage.Dtype == ScalarType.Float32) Remedy("--dtype bf16", ScalarType.BFloat16, "the weights in half the memory");
+        if (!gguf && storage.QuantizeTo is null) Remedy("--dtype q8_0", WeightStorage.Quantized(GgufTensorType.Q8_0), "the matrices quantized on load, about a quarter of fp32");
         if (batch > 1) remedies.Add("a smaller --batch-size");
         estimate.EnsureFits(available, $"{what} with {found.Spec} ({storage})", remedies);
         return estimate;

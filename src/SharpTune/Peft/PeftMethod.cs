@@ -77,6 +77,12 @@ public interface IPeftMethod
     void Validate(PeftSettings settings, IBackboneShape backbone);
 
     /// <summary>
+    /// Parameters the method trains on a backbone of this shape, counted from the shape alone (what ParameterSummary
+    /// reports once the model is built): the memory and disk a run needs are estimated from it before a weight is read.
+    /// </summary>
+    long TrainableParameters(PeftSettings settings, IBackboneShape backbone);
+
+    /// <summary>
     /// The factory for the backbone's Linear layers, or null to keep plain ones. <paramref name="plain"/> builds the
     /// layers the method leaves alone (the family's own: nn.Linear, GPT-2's transposed layout, bf16 layers).
     /// </summary>

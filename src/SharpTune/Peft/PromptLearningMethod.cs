@@ -23,6 +23,7 @@ public abstract class PromptLearningMethod : IPeftMethod
     public abstract string PeftType { get; }
     public abstract double DefaultLearningRate { get; }
     public abstract void Validate(PeftSettings settings, IBackboneShape backbone);
+    public abstract long TrainableParameters(PeftSettings settings, IBackboneShape backbone);
     public abstract nn.Module? CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings);
 
     /// <summary>The method's own config fields (encoder_hidden_size, prompt_tuning_init, ...).</summary>

@@ -21,6 +21,9 @@ public sealed record FineTuneOptions
     [JsonPropertyName("packing")] public bool Packing { get; init; }
     /// <summary>causal-lm: the dtype the frozen base is held in (fp32, or bf16 with adapters and heads training in fp32).</summary>
     [JsonPropertyName("base_dtype")] public string BaseDtype { get; init; } = "auto";
+
+    /// <summary>What <c>--base-dtype</c> takes: auto, stored, fp32, bf16, and the block types a folder is quantized to on load.</summary>
+    public static IReadOnlyList<string> BaseDtypes { get; } = ["auto", "stored", "fp32", "bf16", .. Models.Decoders.WeightStorage.QuantizeTypes.Keys];
     /// <summary>causal-lm: recompute each layer in the backward pass instead of keeping its activations.</summary>
     [JsonPropertyName("gradient_checkpointing")] public bool GradientCheckpointing { get; init; }
     /// <summary>causal-lm: validation prompts generated and scored at each evaluation (0: none).</summary>
@@ -64,8 +67,8 @@ public sealed record FineTuneOptions
     {
         TrainingMethods.Parse(Method);
         Tasks.TaskRegistry.CheckOptions(this);   // the task is known, and no option of another task is given
-        if (BaseDtype is not ("auto" or "stored" or "fp32" or "bf16"))
-            throw new ArgumentException($"--base-dtype '{BaseDtype}' is not known: use auto, stored, fp32 or bf16");
+        if (!BaseDtypes.Contains(BaseDtype))
+            throw new ArgumentException($"--base-dtype '{BaseDtype}' is not known: use {string.Join(", ", BaseDtypes)}");
         if (EvalGenerate < 0) throw new ArgumentException($"--eval-generate must be 0 or more, got {EvalGenerate}");
         if (string.IsNullOrWhiteSpace(Train)) throw new ArgumentException("--train FILE is required");
         if (MaxLength < 4 || MaxLength > 8192) throw new ArgumentException($"--max-length must be between 4 and 8192, got {MaxLength}");

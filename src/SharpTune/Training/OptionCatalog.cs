@@ -41,9 +41,10 @@ public static class OptionCatalog
             o => o.TrainOnPrompt, (o, v, w) => o with { TrainOnPrompt = OptionSpec.Switch(v, w) }, ["train_on_inputs"]);
         Add("packing", OptionValueKind.Flag, "causal-lm: several examples per row of --max-length, attention kept inside each",
             o => o.Packing, (o, v, w) => o with { Packing = OptionSpec.Switch(v, w) });
-        Add("base-dtype", OptionValueKind.Text, "causal-lm: hold the frozen base as stored (a GGUF's blocks, quantized or not, memory-mapped), fp32 or bf16 (half the memory); "
+        Add("base-dtype", OptionValueKind.Text, "causal-lm: hold the frozen base as stored (a GGUF's blocks, quantized or not, memory-mapped), fp32, bf16 (half the memory), "
+            + "or a Hugging Face folder's matrices quantized on load (q8_0, q4_0, ...; adapter and prompt methods); "
             + "default auto: stored for a GGUF base under an adapter or prompt method, else fp32 (adapters always train in fp32)",
-            o => o.BaseDtype, (o, v, w) => o with { BaseDtype = OptionSpec.Choice(v, w, ["auto", "stored", "fp32", "bf16"]) });
+            o => o.BaseDtype, (o, v, w) => o with { BaseDtype = OptionSpec.Choice(v, w, FineTuneOptions.BaseDtypes) });
         Add("gradient-checkpointing", OptionValueKind.Flag, "causal-lm: recompute each layer in the backward pass instead of keeping its activations (less memory, about a third more compute)",
             o => o.GradientCheckpointing, (o, v, w) => o with { GradientCheckpointing = OptionSpec.Switch(v, w) });
         Add("eval-generate", OptionValueKind.Integer, "causal-lm: at each evaluation, complete N validation prompts greedily, score them (exact match, ROUGE-L) and write samples.jsonl",

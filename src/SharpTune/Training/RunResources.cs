@@ -74,33 +74,8 @@ public static class RunResources
     /// <summary>Parameters that train under the method, counted from the shape (what <c>ParameterSummary</c> reports once the model is built).</summary>
     public static long TrainableParameters(IBackboneShape shape, IPeftMethod? method, FreezePolicy? freeze, PeftSettings settings)
     {
+        if (method is not null) return method.TrainableParameters(settings, shape);
         long h = shape.HiddenSize, layers = shape.LayerCount;
-        var sites = shape.LinearSites;
-        switch (method?.Name)
-        {
-            case "lora":
-                var loraTargets = settings.LoraTargets ?? shape.Names.LoraTargets;
-                return sites.Where(s => LinearTargets.MatchesAny(shape, s.Path, loraTargets)).Sum(s => (long)settings.LoraR * (s.InFeatures + s.OutFeatures));
-            case "ia3":
-                var ia3Targets = settings.Ia3Targets ?? shape.Names.Ia3Targets;
-                var feedForward = settings.Ia3FeedForward ?? shape.Names.Ia3FeedForward;
-                return sites.Where(s => LinearTargets.MatchesAny(shape, s.Path, ia3Targets))
-                    .Sum(s => (long)(LinearTargets.MatchesFeedForward(shape, s.Path, feedForward) ? s.InFeatures : s.OutFeatures));
-            case "bitfit":
-                return sites.Where(s => s.Bias).Sum(s => (long)s.OutFeatures) + h * (2 * layers + 1);
-            case "prompt":
-                return settings.VirtualTokens * h;
-            case "ptuning":
-                long encoder = settings.EncoderHidden ?? 128;
-                return settings.VirtualTokens * h + 2 * h * encoder + encoder * encoder + h * h;
-            case "prefix":
-                long projection = settings.EncoderHidden ?? 32;
-                return settings.VirtualTokens * h + h * projection + projection * 2 * layers * h;
-            case "ptuning-v2":
-                return settings.VirtualTokens * 2 * layers * h;
-            case not null:
-                return 0;
-        }
         long all = MemoryEstimator.ParameterCount(shape);
         long embeddings = ((long)shape.Vocabulary + shape.LearnedPositions) * h;
         return freeze?.What switch

@@ -72,6 +72,49 @@ public class DataParallelTrainingTests
     }
 
     [MpiTheory]
+    [InlineData("lora", "dpo")]
+    [InlineData("full", "dpo")]
+    [InlineData("lora", "orpo")]
+    public void Preference_tuning_on_two_ranks_equals_one_process(string method, string objective)
+    {
+        using var temp = new TestModels.TempFolder();
+        string model = CausalLmCliTests.TinyGguf(temp), train = temp.File("pairs.jsonl");
+        // Completions of different lengths, so each rank's pairs have different token counts.
+        File.WriteAllLines(train, Enumerable.Range(0, 20).Select(i => new JsonObject
+        {
+            ["prompt"] = $"question {i}:", ["chosen"] = $" yes {new string('a', i % 5)}", ["rejected"] = $" no{new string('b', i % 3)}",
+        }.ToJsonString()));
+        // full fine-tuning precomputes the reference on every rank (rank 0 alone writes it); LoRA switches its adapter off.
+        string[] Args(string run, int batchSize) =>
+            ["train", "--model", model, "--task", "preference", "--objective", objective, "--train", train, "--method", method,
+             "--max-steps", "4", "--eval-every", "2", "--batch-size", batchSize.ToString(), "--seed", "7", "--log-every", "1", "--lr", "3e-3",
+             "--threads", "1", "--max-length", "32", "--out", run, .. method == "lora" ? ["--lora-dropout", "0"] : Array.Empty<string>()];
+        string single = temp.File("single"), parallel = temp.File("parallel");
+
+        var (code, output, error) = CliProcess.Run(Args(single, 6));
+        Assert.True(code == 0, error + output);
+        var mpi = MpiRun.Run(2, Args(parallel, 3));
+        Assert.True(mpi.Code == 0, mpi.Error + mpi.Out);
+        Assert.Contains("global batch 6", mpi.Out);
+
+        var (one, two) = (Lines(single, "train"), Lines(parallel, "train"));
+        Assert.Equal(4, one.Count);
+        Assert.Equal(one.Count, two.Count);
+        for (int i = 0; i < one.Count; i++)
+        {
+            double expected = one[i]["loss"]!.GetValue<double>(), actual = two[i]["loss"]!.GetValue<double>();
+            Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)), $"{method} {objective} step {i + 1}: loss {actual} under mpirun -np 2, {expected} in one process");
+        }
+        var (evalOne, evalTwo) = (Lines(single, "eval"), Lines(parallel, "eval"));
+        Assert.Equal(3, evalOne.Count);   // steps 2 and 4, and the end of the first epoch (18 training pairs, 6 a step)
+        Assert.Equal(evalOne.Count, evalTwo.Count);
+        for (int i = 0; i < evalOne.Count; i++)
+            foreach (string key in new[] { "eval_loss", "eval_reward_accuracy", "eval_logps_chosen", "eval_logps_rejected" })
+                Tolerances.AssertClose([evalOne[i][key]!.GetValue<double>()], [evalTwo[i][key]!.GetValue<double>()], Tolerances.DifferentKernels, $"evaluation {i + 1}, {key}");
+        Assert.Equal(Files(single), Files(parallel));   // rank 1 wrote nothing
+    }
+
+    [MpiTheory]
     [InlineData("lora")]
     [InlineData("full")]
     public void A_language_model_trains_on_two_ranks_as_in_one_process(string method)

@@ -193,6 +193,29 @@ public class StoredDecoderTests
         Assert.Contains("perplexity", scored.Out);
     }
 
+    /// <summary>
+    /// Preference tuning over a Q4_K_M file kept in its blocks, with gradient checkpointing: the reference is the same
+    /// quantized base with the adapter switched off, so the run holds one copy of the base.
+    /// </summary>
+    [Theory]
+    [InlineData("lora", "dpo")]
+    [InlineData("ptuning-v2", "dpo")]
+    [InlineData("ia3", "orpo")]
+    public void Preference_tuning_trains_over_a_q4_k_m_base_kept_in_its_blocks(string method, string objective)
+    {
+        using var temp = new TestModels.TempFolder();
+        string path = Quantized(temp, LLamaFtype.MOSTLY_Q4_K_M), run = temp.File("run"), pairs = temp.File("pairs.jsonl");
+        File.WriteAllLines(pairs, Enumerable.Range(0, 12).Select(i =>
+            $$"""{"prompt": "count {{i}}:", "chosen": " {{i + 1}} {{i + 2}}", "rejected": " {{i + 7}}"}"""));
+        var (code, output, error) = CliHarness.Run("train", "--model", path, "--task", "preference", "--objective", objective, "--train", pairs,
+            "--method", method, "--virtual-tokens", "3", "--gradient-checkpointing", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40");
+        Assert.True(code == 0, error + output);
+        Assert.Contains("base held as stored", output);
+        if (objective == "dpo") Assert.Contains("reference: the base with the adapter switched off", output);
+        Assert.Contains("reward accuracy", output);
+        Assert.False(File.Exists(Path.Combine(run, "reference_logps.json")));
+    }
+
     [Fact]
     public void Methods_that_train_base_weights_are_refused_over_stored_blocks_and_dequantize_by_default()
     {

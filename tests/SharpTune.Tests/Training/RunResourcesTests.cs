@@ -43,6 +43,38 @@ public class RunResourcesTests
         Assert.Equal(24L * 8 * (896 + 896 + 896 + 128), RunResources.TrainableParameters(shape, PeftRegistry.Get("lora"), null, new PeftSettings()));
     }
 
+    /// <summary>
+    /// Each method counts from the shape what it trains once built (the memory and disk checks run on the count before a
+    /// weight is read), exactly, for every method and its encoder.
+    /// </summary>
+    [Theory]
+    [InlineData("lora", "llama", 0.0)]
+    [InlineData("lora", "gpt2", 0.0)]
+    [InlineData("ia3", "qwen2", 0.0)]
+    [InlineData("bitfit", "qwen2", 0.0)]
+    [InlineData("prompt", "llama", 0.0)]
+    [InlineData("ptuning-v2", "llama", 0.0)]
+    [InlineData("ptuning", "llama", 0.0)]
+    [InlineData("ptuning", "qwen2", 0.0, "lstm")]
+    [InlineData("prefix", "gpt2", 0.0)]
+    [InlineData("prefix", "llama", 0.0)]
+    [InlineData("bitfit", "gpt2", 0.0)]
+    public void A_methods_count_from_the_shape_is_what_the_built_model_trains(string name, string family, double tolerance, string encoder = "mlp")
+    {
+        var config = SharpTune.Tests.Models.Decoders.TinyDecoders.Config(family);
+        var family_ = SharpTune.Models.Decoders.DecoderFamilies.ForConfig(config, "config");
+        var shape = family_.ParseConfig(config, "config");
+        var method = PeftRegistry.Get(name);
+        var settings = new PeftSettings { VirtualTokens = 5, EncoderType = encoder };
+        method.Validate(settings, shape);
+        using var decoder = SharpTune.Models.Decoders.PretrainedDecoder.Create(config, linears: method.Linears(settings, shape, SharpTune.Models.Decoders.Common.DecoderLinears.Plain));
+        using var model = new SharpTune.Heads.CausalLmModel(decoder, method.CreatePromptEncoder(settings, shape, decoder.WordEmbeddings));
+        method.Freeze(model, settings);
+        long built = model.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
+        long counted = RunResources.TrainableParameters(shape, method, null, settings);
+        Assert.True(Math.Abs(counted - built) <= tolerance * built, $"{name} on {family}: counted {counted:N0}, the built model trains {built:N0}");
+    }
+
     [Fact]
     public void A_run_that_would_not_fit_is_refused_naming_what_would_make_it_fit()
     {

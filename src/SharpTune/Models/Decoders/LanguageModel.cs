@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using SharpTune.Checkpoints;
 using SharpTune.Checkpoints.Gguf;
 using SharpTune.Models.Decoders.Gguf;
 using SharpTune.Models.Decoders.Common;
@@ -107,15 +108,37 @@ public sealed class LanguageModel : IDisposable
 
     static LanguageModel LoadFolder(string folder, JsonObject? config, WeightStorage storage, string? chatTemplateFile, LinearFactory? linears)
     {
-        var dtype = storage.Dtype; // a folder's weights are dense: "stored" reads them as they are, in float32
         var tokenizer = DecoderTokenizers.FromHuggingFace(folder);
-        var model = config is null ? PretrainedDecoder.Load(folder, dtype, linears) : PretrainedDecoder.Load(folder, config, dtype, linears);
         var template = LoadTemplate(tokenizer.ChatTemplate, Path.Combine(folder, "tokenizer_config.json: chat_template"), chatTemplateFile);
-        return new LanguageModel(model, tokenizer, template, $"Hugging Face folder {Path.GetFullPath(folder)}", []);
+        string source = $"Hugging Face folder {Path.GetFullPath(folder)}";
+        if (storage.QuantizeTo is not { } type)
+        {
+            // A folder's weights are dense: "stored" reads them as they are, in float32.
+            var model = config is null ? PretrainedDecoder.Load(folder, storage.Dtype, linears) : PretrainedDecoder.Load(folder, config, storage.Dtype, linears);
+            return new LanguageModel(model, tokenizer, template, source, []);
+        }
+        string configPath = Path.Combine(folder, "config.json");
+        config ??= PretrainedDecoder.ReadConfig(configPath);
+        var shape = DecoderFamilies.ForConfig(config, configPath).ParseConfig(config, configPath);
+        var (tensors, file) = HuggingFaceCheckpoint.OpenStateDict(folder);
+        var stored = StoredWeights.Quantize(tensors, shape, type, file);
+        try
+        {
+            var notes = new List<string> { stored.Summary };
+            var model = PretrainedDecoder.FromCheckpoint(config, stored.Remaining(tensors), ScalarType.Float32, file,
+                stored.Wrap(linears ?? DecoderLinears.Plain), stored.Embeddings(shape.Names, shape.Vocabulary));
+            return new LanguageModel(model, tokenizer, template, source, notes, stored);
+        }
+        catch
+        {
+            stored.Dispose();
+            throw;
+        }
     }
 
     static LanguageModel LoadGguf(string path, WeightStorage storage, string? chatTemplateFile, LinearFactory? linears)
     {
+        storage.CheckFor(path);
         var map = GgufModelMap.Open(path);
         var data = map.Tokenizer ?? throw new InvalidDataException($"{path}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
         var tokenizer = DecoderTokenizers.FromData(new DecoderTokenizerData(
@@ -134,7 +157,7 @@ public sealed class LanguageModel : IDisposable
         var stored = StoredWeights.Map(map, shape);
         try
         {
-            notes.Add($"weights kept as stored: {stored.Matrices.Count} matrices, {stored.ByteSize / 1e6:F0} MB, memory-mapped");
+            notes.Add(stored.Summary);
             var model = PretrainedDecoder.FromCheckpoint(config, stored.Remaining(map.CheckpointTensors()), ScalarType.Float32, path,
                 stored.Wrap(linears ?? DecoderLinears.Plain), stored.Embeddings(shape.Names, shape.Vocabulary));
             return new LanguageModel(model, tokenizer, template, source, notes, stored);
@@ -216,6 +239,22 @@ public readonly record struct WeightStorage
     /// <param name="stored">Keep a GGUF's matrices in their blocks.</param>
     public WeightStorage(ScalarType dtype, bool stored) => (this.dtype, Stored) = (dtype, stored);
 
+    /// <summary>
+    /// A Hugging Face folder's weight matrices quantized on load into blocks of <see cref="QuantizeTo"/> (as llama.cpp's
+    /// quantizer writes them) and computed on as a GGUF's stored blocks are.
+    /// </summary>
+    public static WeightStorage Quantized(GgufTensorType type) => new(ScalarType.Float32, true) { QuantizeTo = type };
+
+    /// <summary>The block type a Hugging Face folder's matrices are quantized to on load, or null.</summary>
+    public GgufTensorType? QuantizeTo { get; private init; }
+
+    /// <summary>The block types <c>--dtype</c> quantizes a folder to, by the names llama.cpp's quantize tool gives them.</summary>
+    public static IReadOnlyDictionary<string, GgufTensorType> QuantizeTypes { get; } = new Dictionary<string, GgufTensorType>
+    {
+        ["q8_0"] = GgufTensorType.Q8_0, ["q4_0"] = GgufTensorType.Q4_0, ["q4_1"] = GgufTensorType.Q4_1, ["q5_0"] = GgufTensorType.Q5_0,
+        ["q5_1"] = GgufTensorType.Q5_1, ["q4_k"] = GgufTensorType.Q4_K, ["q5_k"] = GgufTensorType.Q5_K, ["q6_k"] = GgufTensorType.Q6_K,
+    };
+
     /// <summary>The dtype of dense weights and of the computation; float32 for <c>default</c>, as for every load before this type.</summary>
     public ScalarType Dtype => dtype ?? ScalarType.Float32;
 
@@ -234,10 +273,22 @@ public readonly record struct WeightStorage
         "stored" => AsStored,
         "fp32" or "float32" => ScalarType.Float32,
         "bf16" or "bfloat16" => ScalarType.BFloat16,
-        _ => throw new ArgumentException($"{option} '{text}' is not known: use stored (a GGUF's blocks as they are), fp32 or bf16"),
+        _ when QuantizeTypes.TryGetValue(text, out var type) => Quantized(type),
+        _ => throw new ArgumentException($"{option} '{text}' is not known: use stored (a GGUF's blocks as they are), fp32, bf16, " +
+                                         $"or a block type a Hugging Face folder is quantized to on load ({string.Join(", ", QuantizeTypes.Keys)})"),
     };
 
-    public override string ToString() => Stored ? "stored" : Dtype == ScalarType.BFloat16 ? "bf16" : "fp32";
+    /// <summary>Refuses quantizing on load where the model is a GGUF file, whose blocks are already chosen.</summary>
+    public WeightStorage CheckFor(string model, string option = "--dtype")
+    {
+        if (QuantizeTo is not null && File.Exists(model) && model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"{option} {this} quantizes a Hugging Face folder on load; {model} is a GGUF file, whose blocks are " +
+                                        "used as they are (--dtype stored); to change its types, export it with --format gguf --dtype " + this);
+        return this;
+    }
+
+    public override string ToString() => QuantizeTo is { } type ? QuantizeTypes.First(kv => kv.Value == type).Key
+        : Stored ? "stored" : Dtype == ScalarType.BFloat16 ? "bf16" : "fp32";
 }
 
 /// <summary>A language model found on disk: a GGUF file (<see cref="Config"/> null) or a Hugging Face folder with its config.json as read.</summary>

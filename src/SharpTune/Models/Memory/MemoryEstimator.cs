@@ -105,6 +105,23 @@ public static class MemoryEstimator
     public static long WeightBytes(IBackboneShape shape, ScalarType dtype) => ParameterCount(shape) * ElementBytes(dtype);
 
     /// <summary>
+    /// The weights of a model of this shape quantized on load into blocks of <paramref name="type"/>: every matrix whose
+    /// rows are whole blocks at the block's size, the rest (and norms, biases, learned positions) in float32.
+    /// </summary>
+    public static long QuantizedWeightBytes(IBackboneShape shape, GgufTensorType type)
+    {
+        int block = GgufTensorTypes.BlockSize(type);
+        long Matrix(long rows, long columns) => columns % block == 0 ? rows * (columns / block) * GgufTensorTypes.BlockBytes(type) : rows * columns * 4;
+        long h = shape.HiddenSize;
+        long linears = shape.LinearSites.Sum(s => Matrix(s.OutFeatures, s.InFeatures) + (s.Bias ? 4L * s.OutFeatures : 0));
+        bool tied = shape is not IDecoderConfig decoder || decoder.Info.TiedEmbeddings;
+        long embeddings = Matrix(shape.Vocabulary, h) * (tied ? 1 : 2);
+        long rest = ParameterCount(shape) - shape.LinearSites.Sum(s => (long)s.InFeatures * s.OutFeatures + (s.Bias ? s.OutFeatures : 0))
+                    - (long)shape.Vocabulary * h * (tied ? 1 : 2);
+        return linears + embeddings + rest * 4;
+    }
+
+    /// <summary>
     /// Parameters of a model of this shape, from its config: every Linear layer, the token embeddings, an untied output
     /// head, learned positions (GPT-2, BERT) and the norms.
     /// </summary>

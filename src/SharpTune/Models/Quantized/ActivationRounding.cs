@@ -36,7 +36,7 @@ public static class ActivationRounding
         var blocks = rows.reshape(-1, 32);                                                     // (N·in/32, 32)
         var amax = blocks.abs().amax([1L], keepdim: true);                                     // (·, 1)
         var d = amax / 127f;
-        var inverse = where(amax.eq(0), zeros_like(amax), 127f / amax);
+        var inverse = where(amax.eq(0), zeros_like(amax), full_like(amax, 127f) / amax);   // a true division, as ggml's 127.f/amax
         var q = (blocks * inverse).round();
         return (q * d.to(ScalarType.Float16).to(ScalarType.Float32)).reshape(rows.shape);
     }
@@ -48,9 +48,9 @@ public static class ActivationRounding
         var blocks = rows.reshape(-1, 256);                                                    // (N·in/256, 256)
         var at = blocks.abs().argmax(1, keepdim: true);
         var max = blocks.gather(1, at);                                                        // signed, (·, 1)
-        var iscale = where(max.eq(0), zeros_like(max), -127f / max);
+        var iscale = where(max.eq(0), zeros_like(max), full_like(max, -127f) / max);   // a true division (scalar / tensor is a reciprocal, an ulp off)
         var q = (blocks * iscale).round().clamp_max(127);
-        var d = where(iscale.eq(0), zeros_like(iscale), iscale.reciprocal());
+        var d = where(iscale.eq(0), zeros_like(iscale), ones_like(iscale) / iscale);
         return (q * d).reshape(rows.shape);
     }
 }

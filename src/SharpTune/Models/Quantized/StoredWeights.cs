@@ -20,8 +20,11 @@ public sealed unsafe class StoredWeights : IDisposable
     readonly Dictionary<string, QuantizedMatrix> matrices;
     bool disposed;
 
-    StoredWeights(MemoryMappedFile? file, MemoryMappedViewAccessor? view, Dictionary<string, QuantizedMatrix> matrices) =>
-        (this.file, this.view, this.matrices) = (file, view, matrices);
+    StoredWeights(MemoryMappedFile? file, MemoryMappedViewAccessor? view, Dictionary<string, QuantizedMatrix> matrices, string summary) =>
+        (this.file, this.view, this.matrices, Summary) = (file, view, matrices, summary);
+
+    /// <summary>What was kept and how (for the model's notes).</summary>
+    public string Summary { get; }
 
     /// <summary>Hugging Face keys kept stored, with their matrices.</summary>
     public IReadOnlyDictionary<string, QuantizedMatrix> Matrices => matrices;
@@ -53,7 +56,7 @@ public sealed unsafe class StoredWeights : IDisposable
         bool Kept(GgufTensorMapping m) => m.Shape.Length == 2 && m.Transform != GgufTensorTransform.PlusOne &&
             (linears.Contains(m.HfKey) || m.HfKey == "lm_head.weight" || (shape.Names.IsEmbedding(m.HfKey) && m.Shape[0] == shape.Vocabulary));
         var kept = map.Tensors.Where(Kept).ToList();
-        if (kept.Count == 0) return new StoredWeights(null, null, []);
+        if (kept.Count == 0) return new StoredWeights(null, null, [], "no weight matrix kept as stored");
 
         var file = MemoryMappedFile.CreateFromFile(map.File.Path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
         MemoryMappedViewAccessor? view = null;
@@ -76,7 +79,8 @@ public sealed unsafe class StoredWeights : IDisposable
                     ? Unpermuted(info.Type, rows, columns, data, m.Heads)
                     : QuantizedMatrix.View(info.Type, rows, columns, data, null);
             }
-            return new StoredWeights(file, view, matrices);
+            return new StoredWeights(file, view, matrices,
+                $"weights kept as stored: {matrices.Count} matrices, {matrices.Values.Sum(m => m.ByteSize) / 1e6:F0} MB, memory-mapped");
         }
         catch
         {
@@ -85,6 +89,52 @@ public sealed unsafe class StoredWeights : IDisposable
             file.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// A Hugging Face checkpoint's weight matrices quantized into blocks of <paramref name="type"/>, one tensor at a time
+    /// (the float32 copy of one matrix is the most ever held beside the blocks): the Linear layers' weights (GPT-2's
+    /// Conv1D ones transposed to (out, in)), the token embedding and an untied head, with llama.cpp's reference
+    /// quantizers, so the bytes are those llama.cpp's quantize tool writes for the same tensor. A matrix whose rows are not
+    /// whole blocks stays dense (said in <see cref="Summary"/>), as llama.cpp falls back for such tensors.
+    /// </summary>
+    public static StoredWeights Quantize(IEnumerable<ICheckpointTensor> tensors, IBackboneShape shape, GgufTensorType type, string source)
+    {
+        var sites = shape.LinearSites.ToDictionary(s => $"{s.Path}.weight", StringComparer.Ordinal);
+        int block = GgufTensorTypes.BlockSize(type);
+        var matrices = new Dictionary<string, QuantizedMatrix>(StringComparer.Ordinal);
+        var dense = new List<string>();
+        try
+        {
+            foreach (var tensor in tensors)
+            {
+                if (tensor.Shape.Length != 2 || !tensor.IsFloatingPoint) continue;
+                bool transposed = sites.TryGetValue(tensor.Name, out var site) && site.Transposed;
+                bool kept = site is not null || tensor.Name == "lm_head.weight" || (shape.Names.IsEmbedding(tensor.Name) && tensor.Shape[0] == shape.Vocabulary);
+                if (!kept) continue;
+                int rows = checked((int)tensor.Shape[transposed ? 1 : 0]), columns = checked((int)tensor.Shape[transposed ? 0 : 1]);
+                if (columns % block != 0)
+                {
+                    dense.Add(tensor.Name);
+                    continue;
+                }
+                using var scope = TorchSharp.torch.NewDisposeScope();
+                var values = TorchSharp.torch.empty(tensor.Shape, TorchSharp.torch.ScalarType.Float32);
+                tensor.ReadInto(values);
+                if (transposed) values = values.t().contiguous();
+                matrices[tensor.Name] = QuantizedMatrix.Quantize(type, values.data<float>().ToArray(), rows, columns);
+            }
+        }
+        catch
+        {
+            foreach (var matrix in matrices.Values) matrix.Dispose();
+            throw;
+        }
+        if (matrices.Count == 0)
+            throw new InvalidDataException($"{source}: no weight matrix has rows of whole {type} blocks ({block} values); use --dtype fp32 or bf16");
+        string summary = $"weights quantized on load to {type}: {matrices.Count} matrices, {matrices.Values.Sum(m => m.ByteSize) / 1e6:F0} MB" +
+                         (dense.Count == 0 ? "" : $"; kept dense (rows not whole blocks of {block}): {string.Join(", ", dense)}");
+        return new StoredWeights(null, null, matrices, summary);
     }
 
     /// <summary>

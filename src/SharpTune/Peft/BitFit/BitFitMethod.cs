@@ -30,6 +30,11 @@ public sealed class BitFitMethod : IPeftMethod
 
     public void Validate(PeftSettings settings, IBackboneShape backbone) { }
 
+    /// <summary>Every Linear layer's bias and, where norms have them, the norms' biases (two norms a layer and one more).</summary>
+    public long TrainableParameters(PeftSettings settings, IBackboneShape backbone) =>
+        backbone.LinearSites.Where(s => s.Bias).Sum(s => (long)s.OutFeatures)
+        + (backbone.NormsHaveBias ? (long)backbone.HiddenSize * (2 * backbone.LayerCount + 1) : 0);
+
     public LinearFactory? Linears(PeftSettings settings, IBackboneShape backbone, LinearFactory plain) => null;
 
     public nn.Module? CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings) => null;

@@ -27,6 +27,15 @@ public sealed class Ia3Method : IPeftMethod
 
     public void Validate(PeftSettings settings, IBackboneShape backbone) => Ia3Options.From(settings, backbone);
 
+    /// <summary>One scaling vector per targeted layer: over its input for feed-forward layers, its output for the others.</summary>
+    public long TrainableParameters(PeftSettings settings, IBackboneShape backbone)
+    {
+        var targets = settings.Ia3Targets ?? backbone.Names.Ia3Targets;
+        var feedForward = settings.Ia3FeedForward ?? backbone.Names.Ia3FeedForward;
+        return backbone.LinearSites.Where(s => LinearTargets.MatchesAny(backbone, s.Path, targets))
+            .Sum(s => (long)(LinearTargets.MatchesFeedForward(backbone, s.Path, feedForward) ? s.InFeatures : s.OutFeatures));
+    }
+
     public LinearFactory? Linears(PeftSettings settings, IBackboneShape backbone, LinearFactory plain)
     {
         var options = Ia3Options.From(settings, backbone);

@@ -23,6 +23,11 @@ public sealed class LoraMethod : IPeftMethod
 
     public void Validate(PeftSettings settings, IBackboneShape backbone) => LoraOptions.From(settings, backbone);
 
+    /// <summary>A and B of rank r on every targeted Linear layer: r·(in + out) each.</summary>
+    public long TrainableParameters(PeftSettings settings, IBackboneShape backbone) => backbone.LinearSites
+        .Where(s => LinearTargets.MatchesAny(backbone, s.Path, settings.LoraTargets ?? backbone.Names.LoraTargets))
+        .Sum(s => (long)settings.LoraR * (s.InFeatures + s.OutFeatures));
+
     public LinearFactory? Linears(PeftSettings settings, IBackboneShape backbone, LinearFactory plain)
     {
         var options = LoraOptions.From(settings, backbone);

@@ -19,6 +19,21 @@ public sealed class PTuningMethod : PromptLearningMethod
 
     public override void Validate(PeftSettings settings, IBackboneShape backbone) => PTuningOptions.From(settings, backbone);
 
+    /// <summary>
+    /// The virtual tokens' embeddings and the prompt encoder: PEFT's MLP (H→E→E→H with biases), or its bidirectional LSTM
+    /// of <see cref="PTuningOptions.EncoderLayers"/> layers and the MLP (2E→2E→H) over it.
+    /// </summary>
+    public override long TrainableParameters(PeftSettings settings, IBackboneShape backbone)
+    {
+        var options = PTuningOptions.From(settings, backbone);
+        long h = backbone.HiddenSize, e = options.EncoderHidden, tokens = options.VirtualTokens * h;
+        if (options.EncoderType != PromptEncoderType.Lstm) return tokens + (h * e + e) + (e * e + e) + (e * h + h);
+        long lstm = 0;
+        for (int layer = 0; layer < PTuningOptions.EncoderLayers; layer++)
+            lstm += 2 * (4 * e * (layer == 0 ? h : 2 * e) + 4 * e * e + 8 * e);   // two directions: input and hidden weights, two biases
+        return tokens + lstm + (2 * e * 2 * e + 2 * e) + (2 * e * h + h);
+    }
+
     public override nn.Module CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings) =>
         new PromptEncoder(PTuningOptions.From(settings, backbone), backbone);
 

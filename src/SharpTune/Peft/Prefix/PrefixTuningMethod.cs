@@ -20,6 +20,19 @@ public abstract class PrefixMethodBase : PromptLearningMethod
 
     public override void Validate(PeftSettings settings, IBackboneShape backbone) => Options(settings, backbone);
 
+    /// <summary>
+    /// A key and a value per virtual token and layer (P-tuning v2's table), or, with the projection, the token embeddings
+    /// and the two-layer MLP that makes them (prefix tuning's).
+    /// </summary>
+    public override long TrainableParameters(PeftSettings settings, IBackboneShape backbone)
+    {
+        var options = Options(settings, backbone);
+        long width = (long)backbone.KeyValueHeadCount * backbone.HeadSize, output = 2 * backbone.LayerCount * width, e = options.EncoderHidden;
+        return options.Projection
+            ? options.VirtualTokens * width + (width * e + e) + (e * output + output)
+            : options.VirtualTokens * output;
+    }
+
     public override nn.Module CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings) =>
         new PrefixEncoder(Options(settings, backbone), backbone);
 

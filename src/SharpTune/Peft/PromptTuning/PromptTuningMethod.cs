@@ -19,6 +19,9 @@ public sealed class PromptTuningMethod : PromptLearningMethod
 
     public override void Validate(PeftSettings settings, IBackboneShape backbone) => PromptTuningOptions.From(settings, backbone);
 
+    /// <summary>One embedding per virtual token.</summary>
+    public override long TrainableParameters(PeftSettings settings, IBackboneShape backbone) => (long)settings.VirtualTokens * backbone.HiddenSize;
+
     public override nn.Module CreatePromptEncoder(PeftSettings settings, IBackboneShape backbone, Tensor wordEmbeddings) =>
         new PromptEmbedding(PromptTuningOptions.From(settings, backbone), backbone, wordEmbeddings);
 

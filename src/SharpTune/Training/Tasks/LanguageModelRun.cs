@@ -59,7 +59,8 @@ public sealed class LanguageModelRun : IDisposable
         var storage = BaseStorage(options, baseModel, method, say);
         var load = options with { Training = options.Training with { BatchSize = options.Training.BatchSize * sequencesPerExample } };
         RunResources.Check(load, shape, dtype => storage.Stored && dtype == ScalarType.Float32
-                ? MemoryEstimator.StoredWeightBytes(Models.Decoders.Gguf.GgufModelMap.Open(baseModel)) : MemoryEstimator.WeightBytes(baseModel, shape, dtype),
+                ? storage.QuantizeTo is { } blocks ? MemoryEstimator.QuantizedWeightBytes(shape, blocks) : MemoryEstimator.StoredWeightBytes(Models.Decoders.Gguf.GgufModelMap.Open(baseModel))
+                : MemoryEstimator.WeightBytes(baseModel, shape, dtype),
             storage.Dtype, method, freeze, maxLength, run.World.IsMain, say);
 
         // 2. Model with the method built in. A bf16 base is read straight into bf16 parameters (the fp32 copy would
@@ -103,15 +104,23 @@ public sealed class LanguageModelRun : IDisposable
     {
         bool trainsBase = method is null or { TrainsBaseWeights: true };
         bool gguf = baseModel.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+        bool quantize = WeightStorage.QuantizeTypes.TryGetValue(options.BaseDtype, out var blocks);
         switch (options.BaseDtype)
         {
             case "stored" or "bf16" when trainsBase:
+            case not null when quantize && trainsBase:
                 throw new ArgumentException($"--base-dtype {options.BaseDtype} needs an adapter or prompt method ({string.Join(", ", PeftRegistry.All.Where(m => !m.TrainsBaseWeights).Select(m => m.Name))}); " +
                     $"--method {options.Method} trains base weights themselves: use --base-dtype fp32 (a GGUF's blocks are then dequantized)");
             case "stored" when !gguf:
                 throw new ArgumentException($"--base-dtype stored keeps a GGUF file's blocks; {options.Model} is a Hugging Face folder: use fp32 or bf16");
             case "stored":
                 return WeightStorage.AsStored;
+            case not null when quantize && gguf:
+                throw new ArgumentException($"--base-dtype {options.BaseDtype} quantizes a Hugging Face folder on load; {options.Model} is a GGUF file: " +
+                                            "use --base-dtype stored (its own blocks, the default)");
+            case not null when quantize:
+                say($"base quantized on load to {options.BaseDtype}: its matrices held in blocks, as a GGUF's are (--base-dtype fp32 or bf16 to change)");
+                return WeightStorage.Quantized(blocks);
             case "bf16":
                 return ScalarType.BFloat16;
             case "auto" when gguf && !trainsBase:
