@@ -1,6 +1,7 @@
 using SharpTune.Bench.Reporting;
 using SharpTune.Bench.Suites;
 using SharpTune.Bench.Suites.Decoders;
+using SharpTune.Bench.Suites.Serving;
 
 namespace SharpTune.Bench;
 
@@ -37,6 +38,7 @@ public static class Program
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
             .Register(new LoraVariantsSuite())
             .Register(new InteropExportSuite())
+            .Register(new OnnxEmbeddingSuite())
             .Register(new DecoderSpeedSuite())
             .Register(new DecoderMemorySuite())
             .Register(new DecoderLoadSuite())
@@ -47,7 +49,8 @@ public static class Program
             .Register(new DecoderStoredTrainingSuite())
             .Register(new Decoder7bSuite())
             .Register(new Decoder7bGenerateSuite())
-            .Register(new StoredPromptProfileSuite());
+            .Register(new StoredPromptProfileSuite())
+            .Register(new ServeLoadSuite());
     }
 
     public static int Main(string[] args)

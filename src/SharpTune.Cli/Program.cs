@@ -30,6 +30,7 @@ public static class Program
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(ChatCommand.Create());
+        root.Subcommands.Add(ServeCommand.Create());
         return root;
     }
 }

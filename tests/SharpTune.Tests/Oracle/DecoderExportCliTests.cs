@@ -43,7 +43,8 @@ public class DecoderExportCliTests
             (["--format", "gguf", "--dtype", "q4", "--out", temp.File("m.gguf")], "--dtype 'q4'"),
             (["--format", "gguf", "--out", Directory.CreateDirectory(temp.File("dir.gguf")).FullName], "is a directory"),
             (["--format", "hf", "--out", temp.File("m.gguf")], "ends in .gguf"),
-            (["--format", "onnx", "--out", temp.File("x")], "--format 'onnx'"),
+            (["--format", "tflite", "--out", temp.File("x")], "--format 'tflite' is not one of hf, gguf, gguf-lora, onnx"),
+            (["--format", "onnx", "--out", temp.File("x.onnx")], "--format onnx exports encoders"),
             (["--format", "hf", "--dtype", "f16", "--out", temp.File("x")], "--dtype applies to GGUF exports only"),
         })
         {

@@ -93,6 +93,43 @@ public sealed class KeyValueCache(int layers) : IDisposable
         }
     }
 
+    /// <summary>
+    /// Appends the rows of <paramref name="other"/> after this cache's rows (continuous batching: a request joins a running
+    /// batch between steps). The shorter side is left-padded with zeros to the longer length; callers mask those positions.
+    /// <paramref name="other"/> is left as it was.
+    /// </summary>
+    public void Join(KeyValueCache other)
+    {
+        if (other.Layers != layers) throw new ArgumentException($"cannot join a cache of {other.Layers} layers to one of {layers}");
+        long length = Math.Max(Length, other.Length);
+        for (int i = 0; i < layers; i++)
+        {
+            keys[i] = JoinRows(keys[i], other.keys[i], length);
+            values[i] = JoinRows(values[i], other.values[i], length);
+        }
+    }
+
+    /// <summary>Drops the first <paramref name="positions"/> positions of every row (padding no row attends to any more).</summary>
+    public void DropLeft(long positions)
+    {
+        if (positions <= 0) return;
+        for (int i = 0; i < layers; i++)
+        {
+            if (keys[i] is { } k) { keys[i] = k.narrow(2, positions, k.shape[2] - positions).contiguous().DetachFromDisposeScope(); k.Dispose(); }
+            if (values[i] is { } v) { values[i] = v.narrow(2, positions, v.shape[2] - positions).contiguous().DetachFromDisposeScope(); v.Dispose(); }
+        }
+    }
+
+    static Tensor? JoinRows(Tensor? mine, Tensor? theirs, long length)
+    {
+        if (theirs is null) return mine;
+        using var scope = NewDisposeScope();
+        Tensor Padded(Tensor t) => t.shape[2] == length ? t : nn.functional.pad(t, [0, 0, length - t.shape[2], 0]); // (B, KV, L, D)
+        var joined = mine is null ? theirs.clone() : cat([Padded(mine), Padded(theirs)], 0);
+        mine?.Dispose();
+        return joined.DetachFromDisposeScope();
+    }
+
     public void Dispose()
     {
         foreach (var t in keys) t?.Dispose();
