@@ -19,7 +19,8 @@ namespace SharpTune.Bench.Suites.Serving;
 /// turns. Reported: failed requests (goal 0), aggregate completion tokens/s against one client alone sending the same
 /// requests, half before the load and half after (goal &gt;= 3x), p50/p95 latency and time to first token. Encoder: the built-in minilm's
 /// <c>/v1/embeddings</c>, one text per request from 8 clients (joined into batches while the model is busy) against one
-/// client alone: requests/s and latency.
+/// client alone, and the same clients against ONNX Runtime serving the file <c>export --format onnx</c> writes from a
+/// Kestrel endpoint in this process (<see cref="OnnxRuntimeEmbeddingServer"/>): requests/s and latency.
 /// </summary>
 public sealed class ServeLoadSuite : IBenchSuite
 {
@@ -32,7 +33,7 @@ public sealed class ServeLoadSuite : IBenchSuite
 
     public string Name => "serve-load";
 
-    public string Description => "sharptune serve over loopback: 16 clients x 8 streamed chat requests of 64 tokens, two LoRA adapters mixed, on the Qwen2.5-0.5B-shaped model; embeddings requests/s";
+    public string Description => "sharptune serve over loopback: 16 clients x 8 streamed chat requests of 64 tokens, two LoRA adapters mixed, on the Qwen2.5-0.5B-shaped model; embeddings requests/s against ONNX Runtime serving the exported file";
 
     /// <summary>The load's size: full as the issue asks; --quick 4 layers and a 32,000-token vocabulary, 2 requests of 16 tokens per client.</summary>
     sealed record Plan(Qwen2Shape Shape, int Clients, int Requests, int Tokens, int SingleRequests, int EmbedClients, int EmbedRequests);
@@ -154,6 +155,29 @@ public sealed class ServeLoadSuite : IBenchSuite
         finally
         {
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+
+        // The same clients and texts against ONNX Runtime serving the exported file from this process.
+        var runtime = OnnxRuntimeEmbeddingServer.StartAsync(Path.Combine(Path.GetTempPath(), "sharptune-serve-load-onnx"), Threads).GetAwaiter().GetResult();
+        try
+        {
+            using var http = LoadClients.Create(runtime.Address);
+            Task<RequestTiming> Send(int client, int request) =>
+                LoadClients.Embed(http, "minilm-onnx", $"message {request} of client {client}: the meeting moved to thursday, bring the river survey");
+            Require(Send(0, 0).GetAwaiter().GetResult(), "ONNX Runtime embeddings warm-up");
+            var (timings, seconds) = LoadClients.Run(plan.EmbedClients, plan.EmbedRequests, Send);
+            var ok = timings.Where(t => t.Error is null).ToList();
+            double rate = ok.Count / seconds;
+            Console.WriteLine($"  ONNX Runtime embeddings: {timings.Count} requests, {timings.Count - ok.Count} failed, in {seconds:F1} s = {rate:F1} requests/s; " +
+                              $"sharptune serve {metrics["embeddings_requests_per_s"] / rate:F2}x that");
+            metrics["onnxruntime_embeddings_requests_per_s"] = rate;
+            metrics["onnxruntime_embeddings_failed_requests"] = timings.Count - ok.Count;
+            metrics["onnxruntime_embeddings_latency_p50_s"] = LoadClients.Percentile(ok.Select(t => t.Seconds), 50);
+            metrics["embeddings_over_onnxruntime"] = metrics["embeddings_requests_per_s"] / rate;
+        }
+        finally
+        {
+            runtime.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
     }
 
