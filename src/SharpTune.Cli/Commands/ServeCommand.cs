@@ -20,6 +20,7 @@ public static class ServeCommand
     static readonly Option<int> Port = new("--port") { Description = "Port (default 8080; 0 picks a free one)", DefaultValueFactory = _ => 8080 };
     static readonly Option<string> ApiKey = new("--api-key") { Description = "Require Authorization: Bearer KEY (default: the SHARPTUNE_API_KEY variable, else none)" };
     static readonly Option<int> MaxBatch = new("--max-batch") { Description = "Sequences decoded together (default 16)", DefaultValueFactory = _ => 16 };
+    static readonly Option<int> MaxInputs = new("--max-inputs") { Description = "Texts one embeddings or classify request may send, and an encoder batch's largest size (default 2048)", DefaultValueFactory = _ => 2048 };
     static readonly Option<int> MaxQueue = new("--max-queue") { Description = "Requests waiting for a place; more get 429 (default 64)", DefaultValueFactory = _ => 64 };
     static readonly Option<int> MaxTokens = new("--max-tokens") { Description = "Tokens generated when a request gives no max_tokens (default 512)", DefaultValueFactory = _ => 512 };
     static readonly Option<long> MaxBody = new("--max-body") { Description = "Largest request body in bytes (default 1048576)", DefaultValueFactory = _ => 1L << 20 };
@@ -29,7 +30,7 @@ public static class ServeCommand
     public static Command Create()
     {
         var command = new Command("serve", "Serve a model and its fine-tuned runs over an OpenAI-compatible HTTP API.")
-            { Model, Adapter, Name, Host, Port, ApiKey, MaxBatch, MaxQueue, MaxTokens, MaxBody, DType, ChatTemplate };
+            { Model, Adapter, Name, Host, Port, ApiKey, MaxBatch, MaxQueue, MaxInputs, MaxTokens, MaxBody, DType, ChatTemplate };
         command.SetAction(result => CommandRunner.Run(() => Run(result)));
         return command;
     }
@@ -40,7 +41,7 @@ public static class ServeCommand
         {
             Host = result.GetValue(Host)!, Port = result.GetValue(Port),
             ApiKey = result.GetValue(ApiKey) ?? NonEmpty(Environment.GetEnvironmentVariable("SHARPTUNE_API_KEY")),
-            MaxBatch = result.GetValue(MaxBatch), MaxQueue = result.GetValue(MaxQueue), DefaultMaxTokens = result.GetValue(MaxTokens),
+            MaxBatch = result.GetValue(MaxBatch), MaxQueue = result.GetValue(MaxQueue), MaxInputs = result.GetValue(MaxInputs), DefaultMaxTokens = result.GetValue(MaxTokens),
             MaxBodyBytes = result.GetValue(MaxBody),
         }.Validate();
         var adapters = (result.GetValue(Adapter) ?? []).Select(ParseAdapter).ToList();
