@@ -23,7 +23,7 @@ public sealed record LmBaseRecord
 
 /// <summary>
 /// The suite's pretrained base: a Llama decoder trained from scratch on the A–J training files, saved as a Hugging Face
-/// folder (config.json, model.safetensors) under bench/results/lm-base (lm-base-quick for --quick) with
+/// folder (config.json, model.safetensors) under bench/results/lm-base (lm-base-quick for --quick, lm-base-small for the small plan) with
 /// <c>base.json</c>, what pretraining measured. A folder whose fingerprint (the plan's sizes and budgets and the data's
 /// bytes) matches is reused; otherwise the base is trained again.
 /// </summary>
@@ -32,7 +32,7 @@ public static class BrownLmBase
     public const string RecordFile = "base.json";
 
     public static string Folder(BenchContext context) =>
-        System.IO.Path.Combine(context.RepoRoot, "bench", "results", context.Quick ? "lm-base-quick" : "lm-base");
+        System.IO.Path.Combine(context.RepoRoot, "bench", "results", context.Quick ? "lm-base-quick" : BrownLmPlan.SmallChosen ? "lm-base-small" : "lm-base");
 
     /// <summary>The record of a saved base with this fingerprint, or null.</summary>
     public static LmBaseRecord? Saved(BenchContext context, string fingerprint)
