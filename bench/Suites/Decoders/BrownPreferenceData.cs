@@ -3,9 +3,6 @@ using SharpTune.Data;
 
 namespace SharpTune.Bench.Suites.Decoders;
 
-/// <summary>One window of a Brown text: P prompt tokens and the C tokens that follow them, decoded.</summary>
-public sealed record GenreWindow(string Prompt, string Continuation, bool Imaginative, string Source);
-
 /// <summary>
 /// The preference suite's data, cut from data/brown-text with GPT-2's tokenizer: each text is cut into windows of P + C
 /// tokens (within the text, never across two), and the windows a set needs are taken spread evenly over the file.
@@ -19,7 +16,7 @@ public sealed record GenreWindow(string Prompt, string Continuation, bool Imagin
 /// </summary>
 public static class BrownPreferenceData
 {
-    public const string Imaginative = "imaginative", Informative = "informative";
+    public const string Imaginative = GenrePairs.Imaginative, Informative = GenrePairs.Informative;
 
     /// <summary><paramref name="count"/> windows of one file, spread evenly over all the windows it holds.</summary>
     public static IReadOnlyList<GenreWindow> Windows(BenchContext context, BrownPreferencePlan plan, string split, bool imaginative, int count, int offset = 0)
@@ -46,18 +43,7 @@ public static class BrownPreferenceData
     /// <summary>The pairs of one split, written as TRL's prompt/chosen/rejected JSONL; returns them.</summary>
     public static IReadOnlyList<PreferencePair> WritePairs(BenchContext context, BrownPreferencePlan plan, string split, int count, string path)
     {
-        var fiction = Windows(context, plan, split, imaginative: true, count);
-        var informative = Windows(context, plan, split, imaginative: false, count);
-        var rows = new List<Dictionary<string, string>>();
-        for (int k = 0; k < count; k++)
-        {
-            var (f, i) = (fiction[k], informative[k]);
-            rows.Add(new()
-            {
-                ["prompt"] = k % 2 == 0 ? f.Prompt : i.Prompt, ["chosen"] = f.Continuation, ["rejected"] = i.Continuation,
-                ["prompt_genre"] = k % 2 == 0 ? Imaginative : Informative, ["chosen_source"] = f.Source, ["rejected_source"] = i.Source,
-            });
-        }
+        var rows = GenrePairs.Of(Windows(context, plan, split, imaginative: true, count), Windows(context, plan, split, imaginative: false, count));
         File.WriteAllLines(path, rows.Select(r => JsonSerializer.Serialize(r)));
         return PreferenceData.Read(path).Examples;
     }

@@ -31,7 +31,7 @@ public sealed record BrownPreferencePlan(
     public static readonly BrownPreferencePlan Full = new(
         PromptTokens: 24, ContinuationTokens: 24, TrainPairs: 1024, HeldOutPairs: 256,
         ClassifierChunks: 384, ClassifierTestChunks: 128, ClassifierEpochs: 1, ClassifierBatch: 16, ClassifierLearningRate: 1e-4,
-        TuneSteps: 128, TuneBatch: 8, TuneLearningRate: 2e-3, EvalEverySteps: 64, GeneratePrompts: 128);
+        TuneSteps: 128, TuneBatch: 8, TuneLearningRate: 2e-3, EvalEverySteps: 128, GeneratePrompts: 128);
 
     /// <summary>A smoke run of every part in a few minutes: the lm suite's tiny quick base, a few pairs and steps.</summary>
     public static readonly BrownPreferencePlan Quick = new(
