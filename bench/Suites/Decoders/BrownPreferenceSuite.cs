@@ -111,7 +111,7 @@ public sealed class BrownPreferenceSuite : IBenchSuite
         return new BenchResult
         {
             Suite = Name,
-            Model = $"the lm suite's Brown base ({record.Parameters:N0} parameters, GPT-2's tokenizer) tuned with DPO (β {BrownPreferencePlan.Beta}) and " +
+            Model = $"the lm suite's Brown base ({(context.Quick ? "quick" : BrownLmPlan.SmallChosen ? "small" : "full")} plan, {record.Parameters:N0} parameters, GPT-2's tokenizer) tuned with DPO (β {BrownPreferencePlan.Beta}) and " +
                     $"ORPO (λ {BrownPreferencePlan.OrpoLambda}), LoRA r {BrownPreferencePlan.LoraRank}, alpha {BrownPreferencePlan.LoraAlpha} on every Linear, " +
                     $"{plan.TuneSteps} steps of {plan.TuneBatch} pairs at lr {plan.TuneLearningRate:G3}; genre classifier: minilm, full fine-tuning, " +
                     $"{plan.ClassifierEpochs} epochs at lr {plan.ClassifierLearningRate:G3}; {plan.GeneratePrompts} held-out prompts continued by " +
