@@ -28,19 +28,19 @@ public static class Program
         foreach (var suite in PeftComparisonSuite.MethodSuites()) registry.Register(suite);
         foreach (var config in DecoderMemorySuite.Configs) registry.Register(new DecoderTrainingStepSuite(config));
         foreach (var config in DecoderStoredTrainingSuite.Configs.Append(Decoder7bSuite.Lora)) registry.Register(new DecoderTrainingStepSuite(config));
+        foreach (var suite in BrownPreferenceSuite.Objectives) registry.Register(suite);
         foreach (var (key, _) in DecoderSpeedSuite.Files) registry.Register(new StoredResidentSuite(key));
         foreach (var suite in BrownLmSuite.Methods) registry.Register(suite);
-        foreach (var suite in BrownPreferenceSuite.Objectives) registry.Register(suite);
         return registry
             .Register(mlnet).Register(full).Register(fullBf16).Register(lora).Register(fullBf16Long).Register(speed).Register(pos).Register(posCrf).Register(peft).Register(spam)
             .Register(new CompositeSuite("all", "speed, spam, pos (with and without CRF) and the method comparison", speed, spam, pos, posCrf, peft))
             .Register(new InteropExportSuite())
             .Register(new DecoderSpeedSuite())
             .Register(new DecoderMemorySuite())
+            .Register(new BrownPreferenceSuite())
             .Register(new DecoderLoadSuite())
             .Register(new ScalingSuite())
             .Register(new BrownLmSuite())
-            .Register(new BrownPreferenceSuite())
             .Register(new QuantKernelSuite())
             .Register(new DecoderStoredTrainingSuite())
             .Register(new Decoder7bSuite())
