@@ -30,6 +30,7 @@ public static class Program
         foreach (var suite in LoraVariantsSuite.VariantSuites()) registry.Register(suite);
         foreach (var config in DecoderMemorySuite.Configs) registry.Register(new DecoderTrainingStepSuite(config));
         foreach (var config in DecoderStoredTrainingSuite.Configs.Append(Decoder7bSuite.Lora)) registry.Register(new DecoderTrainingStepSuite(config));
+        foreach (var suite in BrownPreferenceSuite.Objectives) registry.Register(suite);
         foreach (var (key, _) in DecoderSpeedSuite.Files) registry.Register(new StoredResidentSuite(key));
         foreach (var suite in BrownLmSuite.Methods) registry.Register(suite);
         foreach (var suite in LmVariantsSuite.Runs) registry.Register(suite);
@@ -41,6 +42,7 @@ public static class Program
             .Register(new OnnxEmbeddingSuite())
             .Register(new DecoderSpeedSuite())
             .Register(new DecoderMemorySuite())
+            .Register(new BrownPreferenceSuite())
             .Register(new DecoderLoadSuite())
             .Register(new ScalingSuite())
             .Register(new BrownLmSuite())
