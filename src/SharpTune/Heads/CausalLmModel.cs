@@ -142,6 +142,35 @@ public sealed class CausalLmModel : nn.Module, ICausalLanguageModel, ITunableMod
         return nn.functional.cross_entropy(predicted, targets, ignore_index: -100).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Each sequence's summed log-probability of its labelled tokens (B, float64), position t scored on label t + 1 as
+    /// <see cref="Loss"/>: what preference objectives compare. Without a prompt method each sequence goes through the
+    /// chunked head (<see cref="CausalLmLoss"/>), so the (B, T, V) logits are never whole in memory; with one, they are.
+    /// </summary>
+    public Tensor LabelledLogProbs(Tensor inputIds, Tensor attentionMask, Tensor labels)
+    {
+        using var scope = NewDisposeScope();
+        if (ActivePrompt is null && decoder is ILanguageModelHead head)
+        {
+            var hidden = head.ForwardHidden(decoder.EmbedTokens(inputIds), attentionMask, null);              // (B, T, H)
+            var sums = new List<Tensor>();
+            for (long b = 0; b < hidden.shape[0]; b++)
+            {
+                var (rows, targets) = (hidden.narrow(0, b, 1), labels.narrow(0, b, 1));
+                var (negative, _) = head.StoredHead is { } stored
+                    ? CausalLmLoss.Sum(rows, stored, head.HeadBias, targets, roundActivations: !training)
+                    : CausalLmLoss.Sum(rows, head.HeadWeight, head.HeadBias, targets);
+                sums.Add(-negative.to(ScalarType.Float64));
+            }
+            return stack(sums).MoveToOuterDisposeScope();
+        }
+        var logits = Forward(inputIds, attentionMask);                                                     // (B, T, V)
+        long batch = logits.shape[0], length = logits.shape[1], vocabulary = logits.shape[2];
+        var picked = -nn.functional.cross_entropy(logits.narrow(1, 0, length - 1).reshape(-1, vocabulary).to(ScalarType.Float32),
+            labels.narrow(1, 1, length - 1).reshape(-1), ignore_index: -100, reduction: nn.Reduction.None).reshape(batch, length - 1);   // 0 where ignored
+        return picked.to(ScalarType.Float64).sum(1).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Positions counting real tokens only, as the decoders derive them (left padding starts real text at 0).</summary>
     static Tensor RealPositions(Tensor attentionMask, long past, long length) =>
         (attentionMask.to(ScalarType.Int64).cumsum(-1) - 1).clamp_min(0).narrow(1, past, length);

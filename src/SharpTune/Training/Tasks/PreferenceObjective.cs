@@ -123,13 +123,8 @@ public sealed class PreferenceObjective(CausalLmModel model, long padId, Prefere
     public static (Tensor Sums, Tensor Tokens) SequenceLogProbs(CausalLmModel model, Tensor ids, Tensor mask, Tensor labels)
     {
         using var scope = NewDisposeScope();
-        var logits = model.Forward(ids, mask);                                                   // (B, T, V)
-        long batch = logits.shape[0], length = logits.shape[1], vocabulary = logits.shape[2];
-        var targets = labels.narrow(1, 1, length - 1);                                           // (B, T-1)
-        var picked = -nn.functional.cross_entropy(logits.narrow(1, 0, length - 1).reshape(-1, vocabulary).to(ScalarType.Float32),
-            targets.reshape(-1), ignore_index: -100, reduction: nn.Reduction.None).reshape(batch, length - 1);   // 0 where ignored
-        var sums = picked.to(ScalarType.Float64).sum(1);
-        var tokens = targets.ne(-100).sum(1).to(ScalarType.Float64);
+        var sums = model.LabelledLogProbs(ids, mask, labels);                                   // the head in chunks: no (B, T, V) logits
+        var tokens = labels.narrow(1, 1, labels.shape[1] - 1).ne(-100).sum(1).to(ScalarType.Float64);
         return (sums.MoveToOuterDisposeScope(), tokens.MoveToOuterDisposeScope());
     }
 
