@@ -171,6 +171,31 @@ public class StoredDecoderTests
     }
 
     /// <summary>
+    /// Decoding over stored blocks: after the prompt, libtorch's own operations run on one thread (its OpenMP threads
+    /// spinning between a step's small operations took the cores from the block kernels), and the count is given back.
+    /// </summary>
+    [Fact]
+    public void Decoding_over_stored_blocks_runs_libtorchs_operations_on_one_thread_and_gives_the_count_back()
+    {
+        using var temp = new TestModels.TempFolder();
+        using var lm = LanguageModel.Load(Quantized(temp, LLamaFtype.MOSTLY_Q8_0), WeightStorage.AsStored);
+        int before = get_num_threads();
+        set_num_threads(2);
+        try
+        {
+            var during = new List<int>();
+            var generator = new TextGenerator(lm.Model, new GenerationOptions { Greedy = true, MaxNewTokens = 4 }) { OnToken = (_, _) => during.Add(get_num_threads()) };
+            generator.Generate([Tokens(8)]);
+            Assert.Equal([2, 1, 1, 1], during);          // the prompt's step on libtorch's threads, the decoding steps on one
+            Assert.Equal(2, get_num_threads());
+        }
+        finally
+        {
+            set_num_threads(before);
+        }
+    }
+
+    /// <summary>
     /// From the command line: every adapter and prompt method trains over a Q4_K_M file kept in its blocks (the default
     /// for a GGUF base), with gradient checkpointing, and its run folder scores; methods that train base weights are
     /// refused over a stored base and dequantize it by default, saying so.
