@@ -108,6 +108,19 @@ internal sealed class RowCollector<T>(string path, bool skipBadRows)
 
     public void Add(T example) => examples.Add(example);
 
+    /// <summary>Adds what <paramref name="read"/> gives, or, when bad rows are skipped, records the row it refused.</summary>
+    public void AddOrSkip(Func<T> read)
+    {
+        try
+        {
+            examples.Add(read());
+        }
+        catch (DataFormatException e) when (skipBadRows)
+        {
+            Skip(e);
+        }
+    }
+
     public void Skip(DataFormatException error) => skipped.Add(error.Message);
 
     /// <summary>A row another reader already skipped and described.</summary>

@@ -35,16 +35,16 @@ public static class LanguageModelData
     {
         var rows = new RowCollector<LanguageModelExample>(path, skipBadRows);
         string extension = Path.GetExtension(path).ToLowerInvariant();
-        if (format == DataFormat.Auto && extension == ".json") return ReadJsonArray(path, rows);
-        var lines = DataReader.ReadLines(path);
+        if (format == DataFormat.Auto && extension == ".json")
+        {
+            JsonRows.ReadArray(path, rows, FromElement, " (as Alpaca's alpaca_data.json)");
+            return rows.Finish();
+        }
+        if (!File.Exists(path)) throw new FileNotFoundException($"Data file not found: {path}", path);   // before the format is looked at
         switch (format == DataFormat.Auto ? DataOptions.DetectFormat(path) : format)
         {
             case DataFormat.Jsonl:
-                for (int i = 0; i < lines.Count; i++)
-                {
-                    if (DataReader.IsBlank(lines[i])) continue;
-                    Guard(rows, () => rows.Add(FromJson(lines[i], path, i + 1)));
-                }
+                JsonRows.ReadLines(path, rows, FromElement);
                 break;
             case DataFormat.Csv:
             case DataFormat.Tsv:
@@ -52,33 +52,6 @@ public static class LanguageModelData
                 break;
             default:
                 throw new ArgumentException($"{path}: language-model data is JSONL, a JSON array, CSV or TSV (a .txt file with one text per line is read by eval)");
-        }
-        return rows.Finish();
-    }
-
-    static DataSet<LanguageModelExample> ReadJsonArray(string path, RowCollector<LanguageModelExample> rows)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"Data file not found: {path}", path);
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(File.ReadAllText(path));
-        }
-        catch (JsonException e)
-        {
-            throw new DataFormatException(path, $"not valid JSON ({e.Message}); a .json file holds an array of objects, a .jsonl file one object per line");
-        }
-        using (document)
-        {
-            if (document.RootElement.ValueKind != JsonValueKind.Array)
-                throw new DataFormatException(path, "a .json file must hold an array of objects (as Alpaca's alpaca_data.json); use .jsonl for one object per line");
-            int index = 0;
-            foreach (var element in document.RootElement.EnumerateArray())
-            {
-                index++;
-                string where = $"element {index}";
-                Guard(rows, () => rows.Add(FromElement(element, path, where)));
-            }
         }
         return rows.Finish();
     }
@@ -99,39 +72,10 @@ public static class LanguageModelData
             rows.Add(pairs ? new LanguageModelExample(null, e.Text, e.TextPair, null, e.Source) : new LanguageModelExample(e.Text, null, null, null, e.Source));
     }
 
-    static void Guard(RowCollector<LanguageModelExample> rows, Action read)
+    static LanguageModelExample FromElement(JsonElement row, RowPlace place)
     {
-        try
-        {
-            read();
-        }
-        catch (DataFormatException e) when (rows.SkipBadRows)
-        {
-            rows.Skip(e);
-        }
-    }
-
-    static LanguageModelExample FromJson(string json, string path, int line)
-    {
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(json);
-        }
-        catch (JsonException e)
-        {
-            throw new DataFormatException(path, line, $"invalid JSON; expected one JSON object per line ({e.Message})");
-        }
-        using (document) return FromElement(document.RootElement, path, line.ToString());
-    }
-
-    /// <param name="where">The line number, or <c>element N</c>.</param>
-    static LanguageModelExample FromElement(JsonElement row, string path, string where)
-    {
-        DataFormatException Bad(string reason) => int.TryParse(where, out int line)
-            ? new DataFormatException(path, line, reason)
-            : new DataFormatException(path, $"{where}: {reason}");
-        string source = int.TryParse(where, out _) ? $"{path}:{where}" : $"{path}: {where}";
+        DataFormatException Bad(string reason) => place.Error(reason);
+        string source = place.Source;
         if (row.ValueKind != JsonValueKind.Object) throw Bad($"expected a JSON object, found {row.ValueKind.ToString().ToLowerInvariant()}");
 
         string? Text(string name, bool required = true)

@@ -14,57 +14,32 @@ public static class MultipleChoiceData
     public static DataSet<MultipleChoiceItem> Read(string path, bool skipBadRows = false)
     {
         var rows = new RowCollector<MultipleChoiceItem>(path, skipBadRows);
-        var lines = DataReader.ReadLines(path);
-        for (int i = 0; i < lines.Count; i++)
-        {
-            if (DataReader.IsBlank(lines[i])) continue;
-            try
-            {
-                rows.Add(FromJson(lines[i], path, i + 1));
-            }
-            catch (DataFormatException e) when (skipBadRows)
-            {
-                rows.Skip(e);
-            }
-        }
+        JsonRows.ReadLines(path, rows, FromElement);
         return rows.Finish();
     }
 
     /// <summary>Whether a JSON row is a multiple-choice item (has <c>choices</c>).</summary>
     public static bool IsItem(JsonElement row) => row.ValueKind == JsonValueKind.Object && row.TryGetProperty("choices", out _);
 
-    static MultipleChoiceItem FromJson(string json, string path, int line)
+    static MultipleChoiceItem FromElement(JsonElement row, RowPlace place)
     {
-        DataFormatException Bad(string reason) => new(path, line, reason);
-        JsonDocument document;
-        try
+        DataFormatException Bad(string reason) => place.Error(reason);
+        if (row.ValueKind != JsonValueKind.Object) throw Bad("expected a JSON object with context, choices and answer");
+        if (!row.TryGetProperty("context", out var context) || context.ValueKind != JsonValueKind.String) throw Bad("field 'context' must be a string");
+        if (!row.TryGetProperty("choices", out var choices) || choices.ValueKind != JsonValueKind.Array) throw Bad("field 'choices' must be a list of strings");
+        var options = new List<string>();
+        foreach (var choice in choices.EnumerateArray())
+            options.Add(choice.ValueKind == JsonValueKind.String ? choice.GetString()! : throw Bad("field 'choices' must be a list of strings"));
+        if (options.Count < 2) throw Bad($"field 'choices' has {options.Count} choice(s); a question needs at least two");
+        if (!row.TryGetProperty("answer", out var answer)) throw Bad("missing field 'answer' (the right choice's index from 0, or its text)");
+        int index = answer.ValueKind switch
         {
-            document = JsonDocument.Parse(json);
-        }
-        catch (JsonException e)
-        {
-            throw Bad($"invalid JSON; expected one JSON object per line ({e.Message})");
-        }
-        using (document)
-        {
-            var row = document.RootElement;
-            if (row.ValueKind != JsonValueKind.Object) throw Bad("expected a JSON object with context, choices and answer");
-            if (!row.TryGetProperty("context", out var context) || context.ValueKind != JsonValueKind.String) throw Bad("field 'context' must be a string");
-            if (!row.TryGetProperty("choices", out var choices) || choices.ValueKind != JsonValueKind.Array) throw Bad("field 'choices' must be a list of strings");
-            var options = new List<string>();
-            foreach (var choice in choices.EnumerateArray())
-                options.Add(choice.ValueKind == JsonValueKind.String ? choice.GetString()! : throw Bad("field 'choices' must be a list of strings"));
-            if (options.Count < 2) throw Bad($"field 'choices' has {options.Count} choice(s); a question needs at least two");
-            if (!row.TryGetProperty("answer", out var answer)) throw Bad("missing field 'answer' (the right choice's index from 0, or its text)");
-            int index = answer.ValueKind switch
-            {
-                JsonValueKind.Number when answer.TryGetInt32(out int i) => i,
-                JsonValueKind.String => options.IndexOf(answer.GetString()!),
-                _ => -1,
-            };
-            if (index < 0 || index >= options.Count)
-                throw Bad($"field 'answer' ({answer.GetRawText()}) names none of the {options.Count} choices: give an index from 0 to {options.Count - 1} or a choice's text");
-            return new MultipleChoiceItem(context.GetString()!, options, index, $"{path}:{line}");
-        }
+            JsonValueKind.Number when answer.TryGetInt32(out int i) => i,
+            JsonValueKind.String => options.IndexOf(answer.GetString()!),
+            _ => -1,
+        };
+        if (index < 0 || index >= options.Count)
+            throw Bad($"field 'answer' ({answer.GetRawText()}) names none of the {options.Count} choices: give an index from 0 to {options.Count - 1} or a choice's text");
+        return new MultipleChoiceItem(context.GetString()!, options, index, place.Source);
     }
 }

@@ -31,16 +31,10 @@ public static class PreferenceData
         switch (detected)
         {
             case null:
-                ReadJsonArray(path, rows);
+                JsonRows.ReadArray(path, rows, FromElement);
                 break;
             case DataFormat.Jsonl:
-                var lines = DataReader.ReadLines(path);
-                for (int i = 0; i < lines.Count; i++)
-                {
-                    if (DataReader.IsBlank(lines[i])) continue;
-                    int line = i + 1;
-                    Guard(rows, () => rows.Add(FromJson(lines[line - 1], path, line)));
-                }
+                JsonRows.ReadLines(path, rows, FromElement);
                 break;
             case DataFormat.Csv or DataFormat.Tsv:
                 ReadDelimited(path, detected.Value, rows);
@@ -49,30 +43,6 @@ public static class PreferenceData
                 throw new ArgumentException($"{path}: preference data is JSONL, a JSON array, CSV or TSV with prompt, chosen and rejected");
         }
         return rows.Finish();
-    }
-
-    static void ReadJsonArray(string path, RowCollector<PreferencePair> rows)
-    {
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(File.ReadAllText(path));
-        }
-        catch (JsonException e)
-        {
-            throw new DataFormatException(path, $"not valid JSON ({e.Message}); a .json file holds an array of objects, a .jsonl file one object per line");
-        }
-        using (document)
-        {
-            if (document.RootElement.ValueKind != JsonValueKind.Array)
-                throw new DataFormatException(path, "a .json file must hold an array of objects; use .jsonl for one object per line");
-            int index = 0;
-            foreach (var element in document.RootElement.EnumerateArray())
-            {
-                string where = $"element {++index}";
-                Guard(rows, () => rows.Add(FromElement(element, path, where)));
-            }
-        }
     }
 
     /// <summary>CSV/TSV through the text reader: prompt as the text, chosen as its pair, rejected as its label.</summary>
@@ -86,42 +56,13 @@ public static class PreferenceData
         var read = DataReader.ReadText(path, options);
         foreach (var skipped in read.SkippedRows) rows.Skip(skipped);
         foreach (var e in read.Examples)
-            Guard(rows, () => rows.Add(Texts(e.Text, e.TextPair ?? "", e.Label ?? "", e.Source, reason => new DataFormatException(e.Source, reason))));
+            rows.AddOrSkip(() => Texts(e.Text, e.TextPair ?? "", e.Label ?? "", e.Source, reason => new DataFormatException(e.Source, reason)));
     }
 
-    static void Guard(RowCollector<PreferencePair> rows, Action read)
+    static PreferencePair FromElement(JsonElement row, RowPlace place)
     {
-        try
-        {
-            read();
-        }
-        catch (DataFormatException e) when (rows.SkipBadRows)
-        {
-            rows.Skip(e);
-        }
-    }
-
-    static PreferencePair FromJson(string json, string path, int line)
-    {
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(json);
-        }
-        catch (JsonException e)
-        {
-            throw new DataFormatException(path, line, $"invalid JSON; expected one JSON object per line ({e.Message})");
-        }
-        using (document) return FromElement(document.RootElement, path, line.ToString());
-    }
-
-    /// <param name="where">The line number, or <c>element N</c>.</param>
-    static PreferencePair FromElement(JsonElement row, string path, string where)
-    {
-        DataFormatException Bad(string reason) => int.TryParse(where, out int line)
-            ? new DataFormatException(path, line, reason)
-            : new DataFormatException(path, $"{where}: {reason}");
-        string source = int.TryParse(where, out _) ? $"{path}:{where}" : $"{path}: {where}";
+        DataFormatException Bad(string reason) => place.Error(reason);
+        string source = place.Source;
         if (row.ValueKind != JsonValueKind.Object) throw Bad($"expected a JSON object, found {row.ValueKind.ToString().ToLowerInvariant()}");
         if (!row.TryGetProperty("chosen", out var chosen) || !row.TryGetProperty("rejected", out var rejected))
         {
