@@ -129,16 +129,7 @@ public class OnnxExportTests
         Assert.Contains(result.Notes, n => n.Contains($"the {method} adapter is merged"));
         AssertRuntimeMatches(model, temp.File("merged.onnx"), method);
 
-        // The adapter takes part: the base model with the same head scores otherwise.
-        using var plain = TaskModelBuilder.Build(pretrained, model.Head);
-        using (no_grad())
-        {
-            plain.Classifier.weight!.copy_(model.Classifier.weight!);
-            plain.Classifier.bias!.copy_(model.Classifier.bias!);
-        }
-        plain.eval();
-        var (ids, mask, types) = OnnxRuntimeRun.Batch(3, 9, seed: 4);
-        Tolerances.AssertDistinct(Logits(model, ids, mask, types), Logits(plain, ids, mask, types), $"{method} against the base");
+        AssertMethodTakesPart(pretrained, model, method);   // the adapter
     }
 
     public static TheoryData<string, string> PromptMethods()
@@ -164,7 +155,12 @@ public class OnnxExportTests
         Assert.Contains(result.Notes, n => n.Contains($"the {method} prompt (3 virtual tokens") && n.Contains("written into the graph"));
         AssertRuntimeMatches(model, temp.File("prompt.onnx"), $"{method}, {kind}");
 
-        // The prompt takes part: the base model with the same head scores otherwise.
+        AssertMethodTakesPart(pretrained, model, method);   // the prompt
+    }
+
+    /// <summary>The method takes part: the base model with the same head (its classifier copied) scores otherwise.</summary>
+    static void AssertMethodTakesPart(PretrainedEncoder pretrained, TaskModel model, string method)
+    {
         using var plain = TaskModelBuilder.Build(pretrained, model.Head);
         using (no_grad())
         {

@@ -20,18 +20,13 @@ namespace SharpTune.Tests.Oracle;
 [Collection(nameof(ConsoleCollection))]
 public class QuantizeOnLoadTests
 {
-    static readonly TinyDecoderSizes Sizes = TinyDecoderSizes.Quantizable;
+    static readonly TinyDecoderSizes Sizes = TinyDecoderSizes.Quantizable;   // the size StoredDecoderTests.Weights draws
 
     /// <summary>The same random llama as an F32 GGUF and as a Hugging Face folder (exported from it, tokenizer converted).</summary>
     static (string Gguf, string Folder) Model(TestModels.TempFolder temp)
     {
         string gguf = temp.File("f32.gguf"), folder = temp.File("hf");
-        var generator = new Generator(17);
-        var hf = GgufTestModels.HfLlama(Sizes, bias: false, tied: false).ToDictionary(kv => kv.Key,
-            kv => kv.Value.dim() == 2 ? kv.Value / MathF.Sqrt(kv.Value.shape[1])
-                : kv.Key.EndsWith("norm.weight", StringComparison.Ordinal) ? kv.Value * (1 + 0.1 * randn(kv.Value.shape, generator: generator))
-                : kv.Value);
-        GgufTestModels.WriteLlama(gguf, "llama", Sizes, hf);
+        GgufTestModels.WriteLlama(gguf, "llama", Sizes, StoredDecoderTests.Weights());   // the stored tests' random llama
         using var lm = LanguageModel.Load(gguf, ScalarType.Float32);
         DecoderExport.MergedHuggingFace(lm.Model, DecoderSource.Gguf(gguf), folder);
         return (gguf, folder);

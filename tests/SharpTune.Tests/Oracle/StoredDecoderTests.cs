@@ -32,14 +32,19 @@ public class StoredDecoderTests
     static string Quantized(TestModels.TempFolder temp, LLamaFtype type, string family = "llama", bool tied = false)
     {
         string source = temp.File($"{family}-f32.gguf"), quantized = temp.File($"{family}-{type}.gguf");
+        GgufTestModels.WriteLlama(source, family, Sizes, Weights(family, tied));
+        LlamaCpp.Quantize(source, quantized, type);
+        return quantized;
+    }
+
+    /// <summary>The random model's Hugging Face tensors: matrices at a trained model's scale, norm weights drawn around one.</summary>
+    internal static Dictionary<string, Tensor> Weights(string family = "llama", bool tied = false)
+    {
         var generator = new TorchSharp.torch.Generator(17);
-        var hf = GgufTestModels.HfLlama(Sizes, bias: family == "qwen2", tied: tied).ToDictionary(kv => kv.Key,
+        return GgufTestModels.HfLlama(Sizes, bias: family == "qwen2", tied: tied).ToDictionary(kv => kv.Key,
             kv => kv.Value.dim() == 2 ? kv.Value / MathF.Sqrt(kv.Value.shape[1])
                 : kv.Key.EndsWith("norm.weight", StringComparison.Ordinal) ? kv.Value * (1 + 0.1 * randn(kv.Value.shape, generator: generator))
                 : kv.Value);
-        GgufTestModels.WriteLlama(source, family, Sizes, hf);
-        LlamaCpp.Quantize(source, quantized, type);
-        return quantized;
     }
 
     static int[] Tokens(int count, int seed = 11)
