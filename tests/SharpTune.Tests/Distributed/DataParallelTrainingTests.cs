@@ -75,6 +75,19 @@ public class DataParallelTrainingTests
         Assert.Equal(2, report["processes"]!.GetValue<int>());
     }
 
+    /// <summary>Both runs logged <paramref name="steps"/> training lines with the same loss, relative to the loss's size, within 1e-5.</summary>
+    static void AssertSameTrainingLosses(string single, string parallel, int steps, string what)
+    {
+        var (one, two) = (Lines(single, "train"), Lines(parallel, "train"));
+        Assert.Equal(steps, one.Count);
+        Assert.Equal(one.Count, two.Count);
+        for (int i = 0; i < one.Count; i++)
+        {
+            double expected = one[i]["loss"]!.GetValue<double>(), actual = two[i]["loss"]!.GetValue<double>();
+            Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)), $"{what} step {i + 1}: loss {actual} under mpirun -np 2, {expected} in one process");
+        }
+    }
+
     [MpiTheory]
     [InlineData("lora", "dpo")]
     [InlineData("full", "dpo")]
@@ -101,14 +114,7 @@ public class DataParallelTrainingTests
         Assert.True(mpi.Code == 0, mpi.Error + mpi.Out);
         Assert.Contains("global batch 6", mpi.Out);
 
-        var (one, two) = (Lines(single, "train"), Lines(parallel, "train"));
-        Assert.Equal(4, one.Count);
-        Assert.Equal(one.Count, two.Count);
-        for (int i = 0; i < one.Count; i++)
-        {
-            double expected = one[i]["loss"]!.GetValue<double>(), actual = two[i]["loss"]!.GetValue<double>();
-            Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)), $"{method} {objective} step {i + 1}: loss {actual} under mpirun -np 2, {expected} in one process");
-        }
+        AssertSameTrainingLosses(single, parallel, 4, $"{method} {objective}");
         var (evalOne, evalTwo) = (Lines(single, "eval"), Lines(parallel, "eval"));
         Assert.Equal(3, evalOne.Count);   // steps 2 and 4, and the end of the first epoch (18 training pairs, 6 a step)
         Assert.Equal(evalOne.Count, evalTwo.Count);
@@ -139,14 +145,7 @@ public class DataParallelTrainingTests
         Assert.True(mpi.Code == 0, mpi.Error + mpi.Out);
         Assert.Contains("global batch 8", mpi.Out);
 
-        var (one, two) = (Lines(single, "train"), Lines(parallel, "train"));
-        Assert.Equal(6, one.Count);
-        Assert.Equal(one.Count, two.Count);
-        for (int i = 0; i < one.Count; i++)
-        {
-            double expected = one[i]["loss"]!.GetValue<double>(), actual = two[i]["loss"]!.GetValue<double>();
-            Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)), $"{method} step {i + 1}: loss {actual} under mpirun -np 2, {expected} in one process");
-        }
+        AssertSameTrainingLosses(single, parallel, 6, method);
         var (evalOne, evalTwo) = (Lines(single, "eval"), Lines(parallel, "eval"));
         Assert.Equal(2, evalOne.Count);
         Assert.Equal(evalOne.Count, evalTwo.Count);
