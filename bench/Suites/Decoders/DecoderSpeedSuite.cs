@@ -188,9 +188,9 @@ public sealed class DecoderSpeedSuite : IBenchSuite
             metrics[$"{k}_profile_generator_outside_forward_ms"] = Math.Max(0, perToken - profile.Forward);
             metrics[$"{k}_profile_matmul_weight_gb_per_s"] = profile.MatmulGigabytesPerSecond;
             metrics[$"{k}_profile_llamacpp_weight_gb_per_s"] = profile.WeightBytes / Median(gen[1]) * GeneratedTokens / 1e9;
-            Console.WriteLine($"  one generated token: {perToken:F1} ms (llama.cpp {1000 * Median(gen[1]) / GeneratedTokens:F1} ms); Forward {profile.Forward:F1} ms = " +
+            Console.WriteLine($"  one generated token: {perToken:F1} ms (llama.cpp {1000 * Median(gen[1]) / GeneratedTokens:F1} ms); step {profile.Forward:F1} ms = " +
                               $"products {profile.Matmul:F1} ms ({profile.MatmulGigabytesPerSecond:F1} GB/s of weights) + attention {profile.Attention:F1} ms + rest {profile.Rest:F1} ms; " +
-                              $"16 Forwards in a row {profile.ForwardInARow:F1} ms each; generator outside Forward {Math.Max(0, perToken - profile.Forward):F1} ms");
+                              $"16 steps in a row {profile.ForwardInARow:F1} ms each; generator outside the step {Math.Max(0, perToken - profile.Forward):F1} ms");
         }
     }
 

@@ -22,7 +22,8 @@ public sealed record TokenProfile(double Forward, double ForwardInARow, double M
 }
 
 /// <summary>
-/// Profiles one generated token of a SharpTune decoder: its Forward on one token after a prompt of
+/// Profiles one generated token of a SharpTune decoder: its step (the step decoder's, or Forward where the model has
+/// none) on one token after a prompt of
 /// <c>cached</c> tokens, against the same work done piece by piece (bare matrix products of the model's own
 /// weights, attention over a cache of the same length), each the best of several runs.
 /// </summary>
@@ -42,12 +43,18 @@ public static class GenerationProfile
         using (var scope = NewDisposeScope())
             model.Forward(randint(3, info.VocabSize, [1, cached], dtype: ScalarType.Int64), cache: cache);
         using var token = tensor(new long[] { 5 }, [1, 1]);
-        double forward = Best(() => { using var scope = NewDisposeScope(); model.Forward(token, cache: cache); }, repeats);
-        // 16 Forwards in a row, as generation runs them: the mean step, against the best single one above.
-        double forwardInARow = Best(() =>
+        // Generation decodes on the model's step decoder where it has one (TextGenerator.UseStepDecoder), else on Forward.
+        using var promptMask = ones(1, cached, ScalarType.Int64);
+        using var stepper = (model as IStepDecoding)?.StartDecoding(cache, promptMask, cached + 64);
+        void Step()
         {
-            for (int i = 0; i < 16; i++) { using var scope = NewDisposeScope(); model.Forward(token, cache: cache); }
-        }, 2) / 16;
+            using var scope = NewDisposeScope();
+            if (stepper is not null) stepper.Step([5L]);
+            else model.Forward(token, cache: cache);
+        }
+        double forward = Best(Step, repeats);
+        // 16 steps in a row, as generation runs them: the mean step, against the best single one above.
+        double forwardInARow = Best(() => { for (int i = 0; i < 16; i++) Step(); }, 2) / 16;
 
         // The same products bare: one activation row (the weights' dtype) times each weight matrix, the tied head included.
         var rows = stored.Count > 0 ? stored.Select(w => randn(1, w.Columns)).ToList() : weights.Select(w => randn(1, w.shape[1]).to(dtype)).ToList();

@@ -47,6 +47,15 @@ public sealed class TextGenerator
     /// <summary>The id that fills the left of shorter prompts (masked out; any valid id works).</summary>
     public int PadId { get; init; }
 
+    /// <summary>
+    /// Whether decode steps after the prompt run on the model's <see cref="IStepDecoding"/> step decoder when it offers
+    /// one (the default); false computes every step with <see cref="ICausalLanguageModel.Forward"/>.
+    /// </summary>
+    public bool UseStepDecoder { get; init; } = true;
+
+    /// <summary>Whether the last <see cref="Generate"/> decoded on a step decoder.</summary>
+    public bool LastUsedStepDecoder { get; private set; }
+
     /// <summary>How long the last <see cref="Generate"/> took, prompt and generation apart (what llama.cpp prints).</summary>
     public GenerationTiming LastTiming { get; private set; } = GenerationTiming.Zero;
 
@@ -99,11 +108,21 @@ public sealed class TextGenerator
         // Q4_K_M on 2 cores). So after the prompt, libtorch computes on one thread; its count is restored at the end.
         int torchThreads = get_num_threads();
         bool narrowed = false;
+        StepDecoder? stepper = null;
+        LastUsedStepDecoder = false;
         try
         {
         for (int step = 0; step < options.MaxNewTokens && active.Count > 0; step++)
         {
-            if (step == 1 && storedProducts && torchThreads > 1)
+            if (step == 1 && UseStepDecoder && model is IStepDecoding stepping)
+            {
+                // The prompt's keys and values move to the step decoder's rows; the libtorch cache is freed.
+                using (var promptMask = mask.narrow(1, 0, cache.Length))                  // the mask has grown by this step's token
+                    stepper = stepping.StartDecoding(cache, promptMask, Math.Min(context, longest + options.MaxNewTokens));
+                if (stepper is not null) cache.Dispose();
+                LastUsedStepDecoder = stepper is not null;
+            }
+            if (step == 1 && (storedProducts || stepper is not null) && torchThreads > 1)
             {
                 set_num_threads(1);
                 narrowed = true;
@@ -111,8 +130,13 @@ public sealed class TextGenerator
             Tensor next;
             using (var scope = NewDisposeScope())
             {
-                var logits = model.Forward(input, mask, positions, cache);          // (B, T, V)
-                var last = logits.select(1, logits.shape[1] - 1);                     // (B, V)
+                Tensor last;                                                             // (B, V)
+                if (stepper is not null) last = stepper.Step(input.data<long>().ToArray());
+                else
+                {
+                    var logits = model.Forward(input, mask, positions, cache);          // (B, T, V)
+                    last = logits.select(1, logits.shape[1] - 1);
+                }
                 next = sampler.Next(last, active.Select(i => (IReadOnlyCollection<int>)seen[i]).ToList()).MoveToOuterDisposeScope();
             }
             var tokens = next.data<long>().ToArray();
@@ -142,7 +166,8 @@ public sealed class TextGenerator
             if (keep.Count < active.Count)
             {
                 using var index = tensor(keep.ToArray());
-                cache.Select(index);
+                if (stepper is not null) stepper.Keep(keep.Select(r => (int)r).ToList());
+                else cache.Select(index);
                 var keptMask = mask.index_select(0, index);
                 var keptPositions = positions.index_select(0, index);
                 mask.Dispose(); positions.Dispose();
@@ -159,6 +184,7 @@ public sealed class TextGenerator
         }
         finally
         {
+            stepper?.Dispose();
             if (narrowed) set_num_threads(torchThreads);
         }
         input.Dispose(); mask.Dispose(); positions.Dispose();

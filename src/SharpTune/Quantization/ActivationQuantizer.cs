@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -35,6 +36,7 @@ static unsafe class ActivationQuantizer
     /// four, stay in order. With <paramref name="evenOdd"/> (F16 on AVX-512, block 1) the fp32 row is also kept with each 32
     /// values as the even ones, then the odd ones (<see cref="Q8Row.XPairs"/>).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Q8Row* Prepare(float* x, int n, int columns, int block, bool splitHalves = false, bool evenOdd = false)
     {
         int blocks = block > 1 ? columns / block : 0;
@@ -99,6 +101,7 @@ static unsafe class ActivationQuantizer
         return (1 / iscale, iscale);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Round(float* x, int columns, int block, Q8Row* row)
     {
         if (Avx2.IsSupported && QuantizedKernels.Path != KernelPath.Portable)
@@ -132,6 +135,7 @@ static unsafe class ActivationQuantizer
     }
 
     // The same rounding eight lanes at a time: vcvtps2dq rounds half to even as MathF.Round does, so the bytes are equal.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void RoundAvx2(float* x, int columns, int block, Q8Row* row)
     {
         var signless = Vector256.Create(0x7FFFFFFF).AsSingle();

@@ -134,6 +134,7 @@ static unsafe class Avx2Dots
     /// Σ over blocks of d_w·D·Σq·y (+ m·Sum, or − Offset·d_w·Sum). Eight blocks at a time: their integer sums reduced
     /// into one vector, their fp16 scales gathered and widened together, so the float work is per eight blocks.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float Blocks32<T>(byte* w, Q8Row* a, int columns) where T : struct, IBlock32
     {
         int blocks = columns / 32, b = 0;
@@ -189,6 +190,7 @@ static unsafe class Avx2Dots
 
     public static float Q5_K(byte* w, Q8Row* a, int columns) => KWithMins(w, a, columns, fifthBit: true);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float KWithMins(byte* w, Q8Row* a, int columns, bool fifthBit)
     {
         var acc = Vector256<float>.Zero;
@@ -226,6 +228,7 @@ static unsafe class Avx2Dots
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<short> PairScale(sbyte* sc) => Vector256.Create(Vector128.Create((short)sc[0]), Vector128.Create((short)sc[1]));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q6_K(byte* w, Q8Row* a, int columns)
     {
         var acc = Vector256<float>.Zero;

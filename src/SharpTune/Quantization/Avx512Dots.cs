@@ -96,6 +96,7 @@ static unsafe class Avx512Dots
         public static readonly Vector512<byte> QhHigh = T.Qh >= 0 ? Indices(T.Bytes, (k, j) => T.Qh + 2 + j / 8) : default;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float Nibbles<T>(byte* w, Q8Row* a, int columns) where T : struct, ILayout
     {
         int blocks = columns / 32, b = 0, second = 4 * T.Bytes - 64;

@@ -39,6 +39,7 @@ static unsafe class BlockDecoders
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Halves(byte* w, float* dst, int columns)
     {
         int c = 0;
@@ -46,6 +47,7 @@ static unsafe class BlockDecoders
         for (; c < columns; c++) dst[c] = Fp16.Table[((ushort*)w)[c]];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Bf16s(byte* w, float* dst, int columns)
     {
         int c = 0;
@@ -76,6 +78,7 @@ static unsafe class BlockDecoders
         Avx.Store(dst + 8, scale * Avx.ConvertToVector256Single(Widen(q, 1)) - sub);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q8_0(byte* w, float* dst, int columns)
     {
         for (int b = 0; b < columns / 32; b++, w += 34, dst += 32)
@@ -87,6 +90,7 @@ static unsafe class BlockDecoders
     }
 
     // Q4_0: (q − 8)·d; Q4_1: q·d + m. Low nibbles are elements 0..15, high ones 16..31.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q4(byte* w, float* dst, int columns, bool withMin)
     {
         int size = withMin ? 20 : 18, header = withMin ? 4 : 2, offset = withMin ? 0 : 8;
@@ -102,6 +106,7 @@ static unsafe class BlockDecoders
     }
 
     // Q5_0: (q − 16)·d + 0 (the reference adds its zero min too, which turns −0 into +0); Q5_1: q·d + m.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q5(byte* w, float* dst, int columns, bool withMin)
     {
         int size = withMin ? 24 : 22, header = withMin ? 4 : 2, offset = withMin ? 0 : 16;
@@ -118,6 +123,7 @@ static unsafe class BlockDecoders
     }
 
     // Q4_K/Q5_K: for each 64 outputs, d·scale·q − dmin·min with the low nibbles (sub-block 2k), then the high ones.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void KWithMins(byte* w, float* dst, int columns, bool fifthBit)
     {
         int size = fifthBit ? 176 : 144;
@@ -153,6 +159,7 @@ static unsafe class BlockDecoders
     }
 
     // Q6_K: (d·scale)·(q − 32), one scale per 16 outputs.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q6_K(byte* w, float* dst, int columns)
     {
         var low4 = Vector256.Create((byte)0x0F);

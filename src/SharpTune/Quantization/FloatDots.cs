@@ -26,6 +26,7 @@ static unsafe class FloatDots
     /// magnitude bits go (2^-112 times the value, normal or subnormal, rescaled exactly by one multiply) and copies the
     /// sign over bits 28..31, of which the mask keeps bit 31; infinities and NaN get the all-ones exponent back.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float F16Avx512(byte* w, Q8Row* a, int columns)
     {
         Vector512<float> a0 = default, a1 = default;
@@ -110,6 +111,7 @@ static unsafe class FloatDots
         return (value.AsInt32() | Avx2.ShiftLeftLogical(h & Vector256.Create(0x8000), 16)).AsSingle();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float Avx2Dot<T>(byte* w, float* x, int columns) where T : struct, IReader
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -127,6 +129,7 @@ static unsafe class FloatDots
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float Avx512Dot<T>(byte* w, float* x, int columns) where T : struct, IReader512
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;

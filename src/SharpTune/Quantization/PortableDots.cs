@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace SharpTune.Quantization;
 
 /// <summary>
@@ -6,6 +7,7 @@ namespace SharpTune.Quantization;
 /// </summary>
 static unsafe class PortableDots
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float F32(byte* w, Q8Row* a, int columns)
     {
         float* x = a->X, v = (float*)w;
@@ -14,6 +16,7 @@ static unsafe class PortableDots
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float F16(byte* w, Q8Row* a, int columns)
     {
         float* x = a->X;
@@ -23,6 +26,7 @@ static unsafe class PortableDots
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float BF16(byte* w, Q8Row* a, int columns)
     {
         float* x = a->X;
@@ -32,6 +36,7 @@ static unsafe class PortableDots
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q8_0(byte* w, Q8Row* a, int columns)
     {
         float sum = 0;
@@ -50,6 +55,7 @@ static unsafe class PortableDots
 
     public static float Q4_1(byte* w, Q8Row* a, int columns) => Q4(w, a, columns, withMin: true);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float Q4(byte* w, Q8Row* a, int columns, bool withMin)
     {
         int size = withMin ? 20 : 18, header = withMin ? 4 : 2;
@@ -70,6 +76,7 @@ static unsafe class PortableDots
 
     public static float Q5_1(byte* w, Q8Row* a, int columns) => Q5(w, a, columns, withMin: true);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float Q5(byte* w, Q8Row* a, int columns, bool withMin)
     {
         int size = withMin ? 24 : 22, header = withMin ? 4 : 2;
@@ -96,6 +103,7 @@ static unsafe class PortableDots
 
     public static float Q5_K(byte* w, Q8Row* a, int columns) => KWithMins(w, a, columns, fifthBit: true);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float KWithMins(byte* w, Q8Row* a, int columns, bool fifthBit)
     {
         int size = fifthBit ? 176 : 144;
@@ -128,6 +136,7 @@ static unsafe class PortableDots
     }
 
     // Q6_K: d·Σ scale_k·Σ(q − 32)·y over sixteen sub-blocks of 16, times D; the −32 taken through the sums of y.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q6_K(byte* w, Q8Row* a, int columns)
     {
         float sum = 0;

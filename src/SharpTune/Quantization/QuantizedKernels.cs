@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 using SharpTune.Checkpoints.Gguf;
 
@@ -84,6 +85,7 @@ public static unsafe class QuantizedKernels
         public delegate*<byte*, Q8Row*, int, float> Dot;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MatMulChunk(void* state, int chunk)
     {
         var job = (MatMulJob*)state;
@@ -167,6 +169,7 @@ public static unsafe class QuantizedKernels
         public bool Bf16;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void DequantizeRow(void* state, int row)
     {
         var job = (DequantizeJob*)state;

@@ -29,7 +29,7 @@ public class StoredDecoderTests
     /// around one rather than left at one: with unit norms a normalised row of a quantized embedding is a multiple of one
     /// scale, so its rounding to 8 bits meets exact ties, which two implementations may break differently.
     /// </summary>
-    static string Quantized(TestModels.TempFolder temp, LLamaFtype type, string family = "llama", bool tied = false)
+    internal static string Quantized(TestModels.TempFolder temp, LLamaFtype type, string family = "llama", bool tied = false)
     {
         string source = temp.File($"{family}-f32.gguf"), quantized = temp.File($"{family}-{type}.gguf");
         GgufTestModels.WriteLlama(source, family, Sizes, Weights(family, tied));

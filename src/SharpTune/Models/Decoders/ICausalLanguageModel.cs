@@ -72,6 +72,9 @@ public sealed class KeyValueCache(int layers) : IDisposable
     /// <summary>Positions held (the same in every layer once a forward pass has run).</summary>
     public long Length => keys[0]?.shape[2] ?? 0;
 
+    /// <summary>Layer <paramref name="layer"/>'s keys and values, (B, KV heads, P, D) each, or nulls before the first forward.</summary>
+    public (Tensor? Keys, Tensor? Values) Layer(int layer) => (keys[layer], values[layer]);
+
     /// <summary>Appends this step's (B, KV heads, T, D) keys and values to layer <paramref name="layer"/> and returns all of them.</summary>
     public (Tensor Keys, Tensor Values) Append(int layer, Tensor newKeys, Tensor newValues)
     {
@@ -130,9 +133,14 @@ public sealed class KeyValueCache(int layers) : IDisposable
         return joined.DetachFromDisposeScope();
     }
 
+    /// <summary>Frees every layer's tensors; the cache is then empty (disposing twice is harmless).</summary>
     public void Dispose()
     {
-        foreach (var t in keys) t?.Dispose();
-        foreach (var t in values) t?.Dispose();
+        for (int i = 0; i < layers; i++)
+        {
+            keys[i]?.Dispose();
+            values[i]?.Dispose();
+            keys[i] = values[i] = null;
+        }
     }
 }

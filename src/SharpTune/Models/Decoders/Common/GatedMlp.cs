@@ -26,6 +26,7 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
     /// <param name="activation">A key of <see cref="Activations"/>.</param>
     public GatedMlp(int hiddenSize, int intermediateSize, bool bias, LinearFactory linears, string path, string activation = "silu") : base(nameof(GatedMlp))
     {
+        ActivationName = activation;
         this.activation = Activations.TryGetValue(activation, out var f) ? f
             : throw new ArgumentException($"activation '{activation}' is not one a gated MLP takes ({string.Join(", ", Activations.Keys)})", nameof(activation));
         gate_proj = linears(new($"{path}.gate_proj", hiddenSize, intermediateSize, bias));
@@ -33,6 +34,11 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
         down_proj = linears(new($"{path}.down_proj", intermediateSize, hiddenSize, bias));
         RegisterComponents();
     }
+
+    /// <summary>The activation's Hugging Face name.</summary>
+    internal string ActivationName { get; }
+
+    internal (nn.Module<Tensor, Tensor> Gate, nn.Module<Tensor, Tensor> Up, nn.Module<Tensor, Tensor> Down) Projections => (gate_proj, up_proj, down_proj);
 
     /// <param name="hidden">(B, T, H)</param>
     /// <returns>(B, T, H)</returns>

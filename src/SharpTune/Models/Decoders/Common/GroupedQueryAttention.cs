@@ -31,6 +31,10 @@ public sealed class GroupedQueryAttention : nn.Module
         RegisterComponents();
     }
 
+    internal AttentionShape Shape => shape;
+
+    internal (nn.Module<Tensor, Tensor> Q, nn.Module<Tensor, Tensor> K, nn.Module<Tensor, Tensor> V, nn.Module<Tensor, Tensor> O) Projections => (q_proj, k_proj, v_proj, o_proj);
+
     /// <param name="hidden">(B, T, H)</param>
     /// <param name="cos">(B, T, D) from <see cref="RotaryEmbedding.CosSin"/>.</param>
     /// <param name="sin">(B, T, D)</param>

@@ -23,6 +23,17 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The weight as it multiplies the normalised values, float32 (1 + w where the weights are offsets from one).</summary>
+    internal float[] EffectiveWeight()
+    {
+        using var w = weight.detach().to(ScalarType.Float32);
+        var values = w.data<float>().ToArray();
+        if (fromOne) for (int i = 0; i < values.Length; i++) values[i] += 1f;
+        return values;
+    }
+
+    internal double Eps => eps;
+
     /// <param name="input">(..., H)</param>
     public override Tensor forward(Tensor input)
     {

@@ -17,6 +17,9 @@ public sealed class RotaryEmbedding
         inverseFrequencies = InverseFrequencies(headDim, theta, scaling).Select(f => (float)f).ToArray();
     }
 
+    /// <summary>The frequencies as float32, D/2 values (what <see cref="CosSin"/> multiplies positions by).</summary>
+    internal ReadOnlySpan<float> Frequencies => inverseFrequencies;
+
     /// <summary>θ^(-2i/D) for i &lt; D/2, rescaled by <paramref name="scaling"/>'s kind (<see cref="RopeScalingKinds"/>).</summary>
     public static double[] InverseFrequencies(int headDim, double theta, RopeScaling? scaling)
     {

@@ -28,6 +28,10 @@ public sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
+    internal GroupedQueryAttention Attention => self_attn;
+    internal GatedMlp Mlp => mlp;
+    internal (RmsNorm Input, RmsNorm PostAttention) Norms => (input_layernorm, post_attention_layernorm);
+
     /// <summary>Whether training forwards keep only this block's input and recompute the rest in the backward pass (<see cref="ActivationCheckpoint"/>).</summary>
     public bool GradientCheckpointing { get; set; }
 
@@ -75,6 +79,11 @@ public sealed class LlamaModel : nn.Module
     /// <summary>The token embedding's blocks when it is kept stored, else null.</summary>
     public QuantizedMatrix? StoredEmbeddingWeight => (embed_tokens as StoredEmbedding)?.Weight;
 
+    internal nn.Module<Tensor, Tensor> TokenEmbedding => embed_tokens;
+    internal RmsNorm FinalNorm => norm;
+    internal RotaryEmbedding Rotary => rotary;
+    internal double? EmbeddingScale => embeddingScale;
+
     /// <summary>The decoder layers, in order.</summary>
     public IEnumerable<LlamaDecoderLayer> Layers => layers;
 
@@ -101,7 +110,7 @@ public sealed class LlamaModel : nn.Module
 /// Qwen2 and Mistral use this module with their own configs. The constructor leaves TorchSharp's default initialisation;
 /// <see cref="PretrainedDecoder.Create"/> applies Hugging Face's (<see cref="DecoderInit"/>); loading, whose weights overwrite it, skips it.
 /// </summary>
-public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckpointing, ILanguageModelHead
+public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckpointing, ILanguageModelHead, IStepDecoding
 {
     readonly LlamaModel model;
     readonly nn.Module<Tensor, Tensor>? lm_head; // nn.Linear, or a StoredLinear over a file's blocks; null when tied
@@ -122,6 +131,11 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckp
     }
 
     public LlamaConfig Config { get; }
+
+    internal LlamaModel Model => model;
+
+    /// <summary>The untied head (a Linear or a StoredLinear), or null when the head is the token embedding.</summary>
+    internal nn.Module<Tensor, Tensor>? Head => lm_head;
 
     public DecoderInfo Info => Config.Info;
 
@@ -155,6 +169,9 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckp
             : nn.functional.linear(hidden, model.EmbeddingWeight);                                // (B, T, V)
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
+
+    public StepDecoder? StartDecoding(KeyValueCache cache, Tensor attentionMask, int capacity) =>
+        LlamaStepDecoder.TryStart(this, cache, attentionMask, capacity);
 
     public bool GradientCheckpointing
     {
