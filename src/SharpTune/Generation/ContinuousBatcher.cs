@@ -11,7 +11,8 @@ namespace SharpTune.Generation;
 /// to the batch's length and joined (<see cref="KeyValueCache.Join"/>); the mask hides the padding, positions count real
 /// tokens only, as <see cref="TextGenerator"/> does for left-padded prompts. Each request samples with its own
 /// <see cref="TokenSampler"/> (its temperature, top-p, seed). Requests over different models (adapters sharing one base)
-/// run as one batch per model, stepped in turn.
+/// run as one batch per model, stepped in turn. Where the model has a step decoder (<see cref="IStepDecoding"/>), a
+/// batch decodes on it instead: each row keeps its own keys and values, so joining and leaving copy no padding.
 /// </summary>
 public sealed class ContinuousBatcher : IDisposable
 {
@@ -37,6 +38,12 @@ public sealed class ContinuousBatcher : IDisposable
 
     public int MaxBatch { get; }
     public int MaxQueue { get; }
+
+    /// <summary>
+    /// Whether a batch decodes on its model's step decoder (<see cref="IStepDecoding"/>) where the model offers one (the
+    /// default), as <see cref="TextGenerator.UseStepDecoder"/>; false steps every batch with <see cref="ICausalLanguageModel.Forward"/>.
+    /// </summary>
+    public bool UseStepDecoder { get; init; } = true;
 
     /// <summary>Requests decoding now and waiting to join.</summary>
     public (int Running, int Waiting) Load
@@ -131,7 +138,7 @@ public sealed class ContinuousBatcher : IDisposable
                 return;
             }
             var batch = request.RunsAlone ? null : batches.FirstOrDefault(b => ReferenceEquals(b.Model, request.Model) && !b.Alone);
-            if (batch is null) batches.Add(batch = new Batch(request.Model, request.RunsAlone));
+            if (batch is null) batches.Add(batch = new Batch(request.Model, request.RunsAlone, UseStepDecoder));
             batch.Join(row, cache, mask, tensor(new long[] { length }, [1, 1]));
             cache = null;
         }
@@ -229,9 +236,13 @@ public sealed class ContinuousBatcher : IDisposable
         public void Dispose() => sampler.Dispose();
     }
 
-    /// <summary>The running rows of one model: a shared cache, the mask over its positions, each row's next position.</summary>
-    sealed class Batch(ICausalLanguageModel model, bool alone) : IDisposable
+    /// <summary>
+    /// The running rows of one model: on the model's step decoder (each row its own keys and values), or a shared cache,
+    /// the mask over its positions and each row's next position.
+    /// </summary>
+    sealed class Batch(ICausalLanguageModel model, bool alone, bool stepping) : IDisposable
     {
+        StepDecoder? stepper;
         KeyValueCache? cache;
         Tensor? mask;                      // (B, L) 1 where a row has a real cached token
         Tensor? positions;                 // (B, 1) the position of each row's next token
@@ -242,6 +253,17 @@ public sealed class ContinuousBatcher : IDisposable
 
         public void Join(Row row, KeyValueCache rowCache, Tensor rowMask, Tensor rowPosition)
         {
+            var request = row.Request;
+            int capacity = Math.Min(model.Info.ContextLength, request.Prompt.Count + request.Options.MaxNewTokens);
+            if (stepper is null && cache is null && stepping && model is IStepDecoding steps)
+                stepper = steps.StartDecoding(rowCache, rowMask, capacity);
+            else stepper?.Join(rowCache, rowMask, capacity);
+            if (stepper is not null)
+            {
+                rowCache.Dispose();
+                Rows.Add(row);
+                return;
+            }
             if (cache is null)
             {
                 (cache, mask, positions) = (rowCache, rowMask.DetachFromDisposeScope(), rowPosition.DetachFromDisposeScope());
@@ -263,6 +285,7 @@ public sealed class ContinuousBatcher : IDisposable
         /// <summary>Logits (B, 1, V) of every row's last token; the mask and positions move on by one.</summary>
         public Tensor Forward()
         {
+            if (stepper is not null) return stepper.Step(Rows.Select(r => (long)r.LastToken).ToArray()).unsqueeze(1);
             var input = tensor(Rows.Select(r => (long)r.LastToken).ToArray(), [Rows.Count, 1]);
             var grown = cat([mask!, ones(Rows.Count, 1, ScalarType.Int64)], 1);
             var logits = model.Forward(input, grown, positions, cache);
@@ -278,6 +301,13 @@ public sealed class ContinuousBatcher : IDisposable
         {
             if (rows.Count == Rows.Count) return;
             if (rows.Count == 0) { Rows.Clear(); return; }
+            if (stepper is not null)
+            {
+                stepper.Keep(rows.Select(r => Rows.IndexOf(r)).ToList());
+                Rows.Clear();
+                Rows.AddRange(rows);
+                return;
+            }
             using var scope = NewDisposeScope();
             var index = tensor(rows.Select(r => (long)Rows.IndexOf(r)).ToArray());
             cache!.Select(index);
@@ -305,6 +335,7 @@ public sealed class ContinuousBatcher : IDisposable
 
         public void Dispose()
         {
+            stepper?.Dispose();
             cache?.Dispose();
             mask?.Dispose();
             positions?.Dispose();

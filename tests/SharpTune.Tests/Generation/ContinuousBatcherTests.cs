@@ -19,18 +19,29 @@ public class ContinuousBatcherTests
 
     static GenerationOptions Greedy(int tokens) => new() { Greedy = true, MaxNewTokens = tokens };
 
+    public static TheoryData<string, bool> FamiliesAndPaths
+    {
+        get
+        {
+            var data = new TheoryData<string, bool>();
+            foreach (string family in TinyDecoders.Families) { data.Add(family, true); data.Add(family, false); }
+            return data;
+        }
+    }
+
+    /// <param name="stepDecoder">Both the batcher and the lone generator decode on the model's step decoder (where it has one), or both on its forward.</param>
     [Theory]
-    [MemberData(nameof(TinyDecoders.Families), MemberType = typeof(TinyDecoders))]
-    public async Task Rows_joining_and_leaving_get_the_tokens_they_get_alone(string family)
+    [MemberData(nameof(FamiliesAndPaths))]
+    public async Task Rows_joining_and_leaving_get_the_tokens_they_get_alone(string family, bool stepDecoder)
     {
         using var model = TinyDecoders.Create(family);
         // Prompts of different lengths and answers of different lengths, so rows join behind longer and shorter caches
         // and leave while others go on; a sampled request rides along with its own seed.
         var requests = Enumerable.Range(0, 7).Select(i => (Prompt: Prompt(2 + i * 3 % 11, i), Options: Greedy(3 + i * 2 % 9))).ToList();
         requests.Add((Prompt(5, 9), new GenerationOptions { Temperature = 0.9, TopK = 0, TopP = 0.95, Seed = 5, MaxNewTokens = 8 }));
-        var alone = requests.Select(r => new TextGenerator(model, r.Options).Generate([r.Prompt])[0].TokenIds).ToList();
+        var alone = requests.Select(r => new TextGenerator(model, r.Options) { UseStepDecoder = stepDecoder }.Generate([r.Prompt])[0].TokenIds).ToList();
 
-        using var batcher = new ContinuousBatcher(maxBatch: 4, maxQueue: 16);
+        using var batcher = new ContinuousBatcher(maxBatch: 4, maxQueue: 16) { UseStepDecoder = stepDecoder };
         var results = await Task.WhenAll(requests.Select(r => batcher.Submit(new DecodeRequest { Model = model, Prompt = r.Prompt, Options = r.Options })));
         for (int i = 0; i < requests.Count; i++) Assert.Equal(alone[i], results[i].Sequence.TokenIds);
         Assert.Equal((0, 0), batcher.Load);
