@@ -5,6 +5,7 @@ using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
 using SharpTune.Models.Decoders.Llama;
 using SharpTune.Peft;
+using SharpTune.Peft.Lora;
 using SharpTune.Tests.Cli;
 using SharpTune.Tests.Models.Decoders;
 using SharpTune.Tests.Oracle;
@@ -132,17 +133,37 @@ public class StepDecoderTests
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(forwardResult[i].TokenIds, stepResult[i].TokenIds);
     }
 
-    [Fact]
-    public void A_model_whose_layers_a_method_wraps_decodes_on_its_forward()
+    /// <summary>A tiny llama with LoRA on every Linear layer, its pairs drawn at random (B is not zero) and initialised.</summary>
+    static ICausalLanguageModel WithLora(string init = "kaiming", bool dora = false)
     {
         var lora = PeftRegistry.Get("lora");
-        var settings = new PeftSettings { LoraR = 2, LoraAlpha = 4, LoraTargets = [LinearTargets.AllLinear] };
+        var settings = new PeftSettings { LoraR = 2, LoraAlpha = 6, LoraTargets = [LinearTargets.AllLinear], LoraInit = init, LoraDora = dora };
         var config = TinyDecoders.Config("llama");
         IBackboneShape shape;
         using (var plain = TinyDecoders.Create("llama")) shape = plain.Shape;
         manual_seed(7);
-        using var model = PretrainedDecoder.Create(config, linears: lora.Linears(settings, shape, DecoderLinears.Plain));
+        var model = PretrainedDecoder.Create(config, linears: lora.Linears(settings, shape, DecoderLinears.Plain));
+        using (no_grad())
+            foreach (var (name, p) in model.Module.named_parameters())
+                if (name.Contains("lora_B", StringComparison.Ordinal)) p.copy_(randn_like(p) * 0.3);
+        foreach (var layer in model.Module.modules().OfType<LoraLinear>()) layer.InitializeFromBase();
         model.Module.eval();
+        return model;
+    }
+
+    [Theory]
+    [InlineData("kaiming")]
+    [InlineData("pissa")]      // a plain pair of rank 2r: the start subtracted
+    public void Steps_give_the_forward_pass_logits_with_lora_layers(string init)
+    {
+        using var model = WithLora(init);
+        Assert.InRange(LargestDifference(model, TinyDecoders.Vocab), 0, 1e-5);
+    }
+
+    [Fact]
+    public void A_model_with_layers_the_step_does_not_compute_decodes_on_its_forward()
+    {
+        using var model = WithLora(dora: true);
         var generator = new TextGenerator(model, new GenerationOptions { Greedy = true, MaxNewTokens = 3 });
         Assert.Equal(3, generator.Generate([[1, 2, 3]]).Single().TokenIds.Count);
         Assert.False(generator.LastUsedStepDecoder);

@@ -27,7 +27,7 @@ namespace SharpTune.Peft.Lora;
 /// Initialisations that read the pretrained weight (PiSSA, OLoRA, DoRA's magnitude) run in <see cref="InitializeFromBase"/>,
 /// once the weights are loaded (the layer is built before they are).
 /// </remarks>
-public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
+public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear, IStepLinear
 {
     readonly Parameter? weight; // null over stored blocks (a quantized base)
     readonly QuantizedMatrix? stored;
@@ -198,6 +198,18 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear
         var b = lora_B.weight!.detach();
         if (start is null) return (a.clone(), b.clone());
         return (cat([a, start.A.to(a.dtype)], 0), cat([b, -start.B.to(b.dtype)], 1));
+    }
+
+    /// <summary>
+    /// The base (dense weight or stored blocks, bias) and the plain pair (<see cref="PlainPair"/>; none when merged or left
+    /// out) with <see cref="Scaling"/>; null for DoRA, a transposed base, or an adapter not yet initialised.
+    /// </summary>
+    public StepLinearView? StepView()
+    {
+        if (!initialised || transposed || lora_magnitude_vector is not null) return null;
+        if (merged || disabled) return new StepLinearView(weight, stored, bias, null, null, 0);
+        var (a, b) = PlainPair();
+        return new StepLinearView(weight, stored, bias, a.to(ScalarType.Float32), b.to(ScalarType.Float32), Scaling);
     }
 
     /// <summary>s (B A - B₀ A₀): (out, r) @ (r, in) = (out, in), transposed to the base's layout.</summary>

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.InteropServices;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Common;
 using SharpTune.Models.Quantized;
 using SharpTune.Quantization;
 using TorchSharp.Modules;
@@ -18,8 +19,11 @@ namespace SharpTune.Models.Decoders.Llama;
 /// </summary>
 sealed unsafe class LlamaStepDecoder : StepDecoder
 {
-    /// <summary>A Linear layer as the step reads it: the weight's blocks (or a float32 weight's memory) and its bias.</summary>
-    sealed record Projection(QuantizedMatrix Weight, float[]? Bias);
+    /// <summary>
+    /// A Linear layer as the step reads it: the weight's blocks (or a float32 weight's memory) and its bias, and a LoRA
+    /// update's pair, A (r, in) and B (out, r) as float32 matrices, with its scaling.
+    /// </summary>
+    sealed record Projection(QuantizedMatrix Weight, float[]? Bias, QuantizedMatrix? LoraA = null, QuantizedMatrix? LoraB = null, float Scaling = 0);
 
     sealed record Block(float[] InputNorm, float[] PostNorm, Projection Q, Projection K, Projection V, Projection O,
         Projection Gate, Projection Up, Projection Down);
@@ -37,7 +41,8 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
     readonly List<Tensor> pinned = [];                    // float32 tensors whose memory the views read
     readonly List<RowKeyValues> rows = [];
     int maxRows;                                          // rows the scratch below holds
-    float* scratch;
+    int loraWidth;                                        // the widest LoRA pair's r + out: its scratch per row
+    float* scratch, lora;
     float* x, normed, query, key, value, context, gate, up, cos, sin;
     nint* keyPointers, valuePointers;
     int* lengths;
@@ -98,15 +103,17 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
         keyPointers = (nint*)NativeMemory.Alloc((nuint)(maxRows * keyValueHeads), (nuint)sizeof(nint));
         valuePointers = (nint*)NativeMemory.Alloc((nuint)(maxRows * keyValueHeads), (nuint)sizeof(nint));
         lengths = (int*)NativeMemory.Alloc((nuint)maxRows, sizeof(int));
+        lora = loraWidth == 0 ? null : (float*)NativeMemory.AlignedAlloc((nuint)((long)maxRows * loraWidth * sizeof(float)), 64);
     }
 
     void FreeScratch()
     {
         NativeMemory.AlignedFree(scratch);
+        NativeMemory.AlignedFree(lora);
         NativeMemory.Free(keyPointers);
         NativeMemory.Free(valuePointers);
         NativeMemory.Free(lengths);
-        scratch = null;
+        scratch = lora = null;
         keyPointers = valuePointers = null;
         lengths = null;
     }
@@ -127,7 +134,7 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
             var (g, u, d) = l.Mlp.Projections;
             return new[] { q, k, v, o, g, u, d };
         }).Append(model.Head).Where(m => m is not null);
-        if (!linears.All(m => m is StoredLinear || m is Linear)) return null;   // a method's wrapper: the module computes it
+        if (!linears.All(Steppable)) return null;   // another method's wrapper, DoRA: the module's forward computes it
 
         var decoder = new LlamaStepDecoder(model, activation);
         try
@@ -136,6 +143,14 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
             return decoder;
         }
         catch { decoder.Dispose(); throw; }
+    }
+
+    static bool Steppable(nn.Module<Tensor, Tensor>? linear)
+    {
+        if (linear is StoredLinear or Linear) return true;
+        if (linear is not IStepLinear wrapped) return false;
+        using var view = wrapped.StepView();
+        return view is not null && view.A?.dtype is null or ScalarType.Float32;
     }
 
     /// <summary>Whether a prompt cache is one the step takes: float32 keys and values, a mask of its batch and length.</summary>
@@ -221,11 +236,20 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
         for (int i = 0; i < n; i++) StepMath.RmsNorm(Row(x, i, hidden), weight, eps, Row(normed, i, hidden));
     }
 
-    static void Product(Projection p, float* input, int n, float* output)
+    void Product(Projection p, float* input, int n, float* output)
     {
         QuantizedKernels.MatMul(p.Weight, input, n, output);
         if (p.Bias is { } bias)
             for (int i = 0; i < n; i++) TensorPrimitives.Add(Row(output, i, p.Weight.Rows), bias, Row(output, i, p.Weight.Rows));
+        if (p.LoraA is not { } a || p.LoraB is not { } b) return;
+        // As LoraLinear: the scaling multiplies the rank-r intermediate, then B's product is added to the base's.
+        float* low = lora, update = lora + (long)n * a.Rows;
+        QuantizedKernels.MatMul(a, input, n, low);
+        var intermediate = new Span<float>(low, n * a.Rows);
+        TensorPrimitives.Multiply(intermediate, p.Scaling, intermediate);
+        QuantizedKernels.MatMul(b, low, n, update);
+        var sum = new Span<float>(output, n * b.Rows);
+        TensorPrimitives.Add(sum, new ReadOnlySpan<float>(update, n * b.Rows), sum);
     }
 
     struct AttentionJob
@@ -296,12 +320,22 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
         EnsureRows(rows.Count);
     }
 
-    Projection Project(nn.Module<Tensor, Tensor> linear) => linear switch
+    Projection Project(nn.Module<Tensor, Tensor> linear)
     {
-        StoredLinear stored => new Projection(stored.Weight, Floats(stored.Bias)),
-        Linear dense => new Projection(View(dense.weight!), Floats(dense.bias)),
-        _ => throw new InvalidOperationException($"no step over a {linear.GetType().Name}"),
-    };
+        switch (linear)
+        {
+            case StoredLinear stored: return new Projection(stored.Weight, Floats(stored.Bias));
+            case Linear dense: return new Projection(View(dense.weight!), Floats(dense.bias));
+            case IStepLinear wrapped when wrapped.StepView() is { } view:
+                var baseWeight = view.Stored ?? View(view.Weight!);
+                if (view.A is not { } a || view.B is not { } b) return new Projection(baseWeight, Floats(view.Bias));
+                loraWidth = Math.Max(loraWidth, (int)(a.shape[0] + b.shape[0]));
+                var projection = new Projection(baseWeight, Floats(view.Bias), View(a), View(b), (float)view.Scaling);
+                view.Dispose();                              // the views hold contiguous copies of A and B
+                return projection;
+            default: throw new InvalidOperationException($"no step over a {linear.GetType().Name}");
+        }
+    }
 
     static float[]? Floats(Tensor? t)
     {
