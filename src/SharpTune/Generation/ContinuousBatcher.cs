@@ -135,6 +135,7 @@ public sealed class ContinuousBatcher : IDisposable
             {
                 cache.Dispose();
                 Finished(1);
+                row.Complete();
                 return;
             }
             var batch = request.RunsAlone ? null : batches.FirstOrDefault(b => ReferenceEquals(b.Model, request.Model) && !b.Alone);
@@ -153,6 +154,7 @@ public sealed class ContinuousBatcher : IDisposable
     /// <summary>One decode step of a batch: a token for every row, then the finished and cancelled rows leave.</summary>
     void Step(Batch batch)
     {
+        var done = new List<Row>();
         try
         {
             var leaving = batch.Rows.Where(r => r.Request.Cancellation.IsCancellationRequested).ToList();
@@ -160,18 +162,23 @@ public sealed class ContinuousBatcher : IDisposable
             if (leaving.Count > 0) { batch.Keep(batch.Rows.Except(leaving).ToList()); Finished(leaving.Count); }
             if (batch.Rows.Count == 0) return;
 
-            var done = new List<Row>();
             using (var scope = NewDisposeScope())
             {
                 var logits = batch.Forward();                                             // (B, 1, V)
                 for (int b = 0; b < batch.Rows.Count; b++)
                     if (!batch.Rows[b].Take(logits[b, 0])) done.Add(batch.Rows[b]);
             }
-            if (done.Count > 0) { batch.Keep(batch.Rows.Except(done).ToList()); Finished(done.Count); }
+            if (done.Count > 0)
+            {
+                batch.Keep(batch.Rows.Except(done).ToList());
+                Finished(done.Count);
+                foreach (var row in done) row.Complete();    // after the count: a caller that sees its result sees the batcher's load without it
+            }
         }
         catch (Exception e)
         {
             Finished(batch.Rows.Count);
+            foreach (var row in done) row.Complete();
             batch.Fail(e);
         }
     }
@@ -203,7 +210,9 @@ public sealed class ContinuousBatcher : IDisposable
         public DecodeRequest Request => request;
         public int LastToken { get; private set; }
 
-        /// <summary>Samples from this row's logits (V); false when the request has finished (and its task is completed).</summary>
+        DecodeResult? result;
+
+        /// <summary>Samples from this row's logits (V); false when the request has finished (<see cref="Complete"/> then ends its task).</summary>
         public bool Take(Tensor logits)
         {
             using var scope = NewDisposeScope();
@@ -228,9 +237,15 @@ public sealed class ContinuousBatcher : IDisposable
             }
             if (finish is null) return true;
             var tokens = finish == FinishReason.StopString ? generated.Take(watch!.TokensBeforeStop).ToList() : generated;
-            request.Completion.TrySetResult(new DecodeResult(new GeneratedSequence(tokens, finish.Value), request.Prompt.Count));
+            result = new DecodeResult(new GeneratedSequence(tokens, finish.Value), request.Prompt.Count);
             Dispose();
             return false;
+        }
+
+        /// <summary>Ends the request's task with the sequence <see cref="Take"/> finished.</summary>
+        public void Complete()
+        {
+            if (result is not null) request.Completion.TrySetResult(result);
         }
 
         public void Dispose() => sampler.Dispose();

@@ -110,7 +110,7 @@ public class ServerErrorTests(ServingFixture serving)
     public async Task A_body_over_the_limit_gets_413()
     {
         string big = Chat($$""", "user": "{{new string('x', 2 << 20)}}" """);
-        var (status, error) = await Http.Post(serving.Client, "/v1/chat/completions", big);
+        var (status, error) = await Http.Post(serving.Client, "/v1/chat/completions", big, expectContinue: true);
         Assert.Equal(413, status);
         Assert.Equal("request_too_large", error!["error"]!["code"]!.GetValue<string>());
     }
