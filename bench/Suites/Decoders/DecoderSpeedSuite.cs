@@ -10,7 +10,7 @@ namespace SharpTune.Bench.Suites.Decoders;
 
 /// <summary>
 /// SharpTune's decoder inference against llama.cpp on the same GGUF files, same threads, in turns: prompt processing
-/// (one forward over 512 tokens, batch 1) and greedy generation of 32 tokens with the key/value cache, for a Qwen2
+/// (one forward over 512 tokens, batch 1, to the last position's logits as llama.cpp computes them) and greedy generation of 32 tokens with the key/value cache, for a Qwen2
 /// model with Qwen2.5-0.5B's shapes and random weights written as F32 and F16, and Q8_0, Q4_0 and Q4_K_M copies made by
 /// llama.cpp's quantizer. SharpTune keeps every file's matrices as stored (<c>--dtype stored</c>, the CLI's default);
 /// with SHARPTUNE_BENCH_DENSE=1 the former dense rows (F32 in fp32, F16 in bf16, Q4_K_M dequantized to fp32) are added.
@@ -144,13 +144,13 @@ public sealed class DecoderSpeedSuite : IBenchSuite
         {
             using var mode = inference_mode();
             using var scope = NewDisposeScope();
-            lm.Forward(ids);
+            lm.ForwardLast(ids);                     // the last position's logits, as llama.cpp's prompt decode (and generation) computes
         }
         Forward();
         metrics[$"{k}_sharptune_dense_parameters_mb"] = lm.Module.parameters().Sum(p => p.numel() * p.element_size()) / 1e6;
         metrics[$"{k}_sharptune_resident_growth_mb"] = (WorkingSet() - before) / 1e6;    // weights (mapped pages read), plus what one 512-token forward left allocated
 
-        // (a) Prompt processing: one forward over 512 tokens against one decode of them, in turns.
+        // (a) Prompt processing: one forward over 512 tokens to the last position's logits against one decode of them (llama.cpp outputs the last position only), in turns.
         var pp = InTurns(rounds, Forward, () => llama.Prompt(prompt));
         Record(metrics, $"{k}_prompt", pp, PromptTokens);
         metrics[$"{k}_prompt_cpu_ratio_vs_llamacpp"] = Median(pp[3]) / Median(pp[2]);

@@ -130,8 +130,8 @@ public sealed class ContinuousBatcher : IDisposable
             var ids = tensor(request.Prompt.Select(i => (long)i).ToArray(), [1, length]);
             var mask = ones(1, length, ScalarType.Int64);
             var positions = arange(length, dtype: ScalarType.Int64).unsqueeze(0);
-            var logits = request.Model.Forward(ids, mask, positions, cache);              // (1, T, V)
-            if (!row.Take(logits[0, length - 1]))
+            var logits = request.Model.ForwardLast(ids, mask, positions, cache);          // (1, V)
+            if (!row.Take(logits[0]))
             {
                 cache.Dispose();
                 Finished(1);

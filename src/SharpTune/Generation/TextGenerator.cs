@@ -132,11 +132,7 @@ public sealed class TextGenerator
             {
                 Tensor last;                                                             // (B, V)
                 if (stepper is not null) last = stepper.Step(input.data<long>().ToArray());
-                else
-                {
-                    var logits = model.Forward(input, mask, positions, cache);          // (B, T, V)
-                    last = logits.select(1, logits.shape[1] - 1);
-                }
+                else last = model.ForwardLast(input, mask, positions, cache);         // the prompt's head runs for its last position only
                 next = sampler.Next(last, active.Select(i => (IReadOnlyCollection<int>)seen[i]).ToList()).MoveToOuterDisposeScope();
             }
             var tokens = next.data<long>().ToArray();

@@ -28,4 +28,7 @@ public interface ILanguageModelHead
     /// which then throws; null for a dense head.
     /// </summary>
     QuantizedMatrix? StoredHead => null;
+
+    /// <summary>Float32 logits (..., V) of final hidden states (..., H): the head as <see cref="ICausalLanguageModel.ForwardEmbeddings"/> applies it.</summary>
+    Tensor Logits(Tensor hidden);
 }

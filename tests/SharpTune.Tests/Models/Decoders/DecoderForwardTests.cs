@@ -7,6 +7,20 @@ public class DecoderForwardTests
 {
     [Theory]
     [MemberData(nameof(TinyDecoders.Families), MemberType = typeof(TinyDecoders))]
+    public void The_last_positions_logits_equal_the_whole_forwards_last_row(string family)
+    {
+        using var model = TinyDecoders.Create(family);
+        using var noGrad = no_grad();
+        using var ids = TinyDecoders.Ids(2, 7);
+        using var mask = tensor(new long[] { 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }, [2, 7]);   // a left-padded row
+        using var whole = model.Forward(ids, mask);
+        using var last = model.ForwardLast(ids, mask);
+        Assert.Equal([2, TinyDecoders.Vocab], last.shape);
+        Assert.True(allclose(last, whole.select(1, 6), rtol: 1e-5, atol: 1e-6));
+    }
+
+    [Theory]
+    [MemberData(nameof(TinyDecoders.Families), MemberType = typeof(TinyDecoders))]
     public void Logits_are_float32_batch_by_length_by_vocabulary(string family)
     {
         using var model = TinyDecoders.Create(family);

@@ -109,10 +109,15 @@ public sealed class GPT2LMHeadModel : nn.Module, ICausalLanguageModel, IGradient
     public Tensor ForwardEmbeddings(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
     {
         using var scope = NewDisposeScope();
-        var hidden = transformer.forward(inputsEmbeds, attentionMask, positionIds, cache);    // (B, T, E)
+        return Logits(transformer.forward(inputsEmbeds, attentionMask, positionIds, cache)).MoveToOuterDisposeScope();   // (B, T, V)
+    }
+
+    public Tensor Logits(Tensor hidden)
+    {
+        using var scope = NewDisposeScope();
         var logits = lm_head is not null ? lm_head.forward(hidden)
             : transformer.StoredEmbeddingWeight is { } tied ? QuantizedOps.Linear(hidden, tied, null, roundActivations: !training)
-            : nn.functional.linear(hidden, transformer.EmbeddingWeight);                          // (B, T, V)
+            : nn.functional.linear(hidden, transformer.EmbeddingWeight);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 

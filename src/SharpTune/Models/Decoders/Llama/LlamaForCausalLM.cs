@@ -163,10 +163,15 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckp
     public Tensor ForwardEmbeddings(Tensor inputsEmbeds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
     {
         using var scope = NewDisposeScope();
-        var hidden = model.forward(inputsEmbeds, attentionMask, positionIds, cache);            // (B, T, H)
+        return Logits(model.forward(inputsEmbeds, attentionMask, positionIds, cache)).MoveToOuterDisposeScope();   // (B, T, V)
+    }
+
+    public Tensor Logits(Tensor hidden)
+    {
+        using var scope = NewDisposeScope();
         var logits = lm_head is not null ? lm_head.forward(hidden)
             : model.StoredEmbeddingWeight is { } tied ? QuantizedOps.Linear(hidden, tied, null, roundActivations: !training)
-            : nn.functional.linear(hidden, model.EmbeddingWeight);                                // (B, T, V)
+            : nn.functional.linear(hidden, model.EmbeddingWeight);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
