@@ -45,7 +45,7 @@ public static class GenerationProfile
         using var token = tensor(new long[] { 5 }, [1, 1]);
         // Generation decodes on the model's step decoder where it has one (TextGenerator.UseStepDecoder), else on Forward.
         using var promptMask = ones(1, cached, ScalarType.Int64);
-        using var stepper = (model as IStepDecoding)?.StartDecoding(cache, promptMask, cached + 64);
+        using var stepper = StepDecoder.Start(model, cache, promptMask, cached + 64);
         void Step()
         {
             using var scope = NewDisposeScope();

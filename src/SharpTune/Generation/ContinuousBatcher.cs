@@ -270,8 +270,7 @@ public sealed class ContinuousBatcher : IDisposable
         {
             var request = row.Request;
             int capacity = Math.Min(model.Info.ContextLength, request.Prompt.Count + request.Options.MaxNewTokens);
-            if (stepper is null && cache is null && stepping && model is IStepDecoding steps)
-                stepper = steps.StartDecoding(rowCache, rowMask, capacity);
+            if (stepper is null && cache is null && stepping) stepper = StepDecoder.Start(model, rowCache, rowMask, capacity);
             else stepper?.Join(rowCache, rowMask, capacity);
             if (stepper is not null)
             {

@@ -108,21 +108,24 @@ public sealed class TextGenerator
         // Q4_K_M on 2 cores). So after the prompt, libtorch computes on one thread; its count is restored at the end.
         int torchThreads = get_num_threads();
         bool narrowed = false;
-        StepDecoder? stepper = null;
-        LastUsedStepDecoder = false;
+        // A step decoder (where the model has one) takes the decoding over: from the prompt on when the prompts are short
+        // (computed on it a chunk of tokens at a time), else from the first generated token, with the prompts' keys and
+        // values moved over from the forward pass's cache.
+        var stepper = UseStepDecoder ? (model as IStepDecoding)?.CreateStepDecoder() : null;
+        bool prefillOnSteps = stepper is not null && longest <= stepper.PrefillLimit;
+        int capacity = Math.Min(context, longest + options.MaxNewTokens);
+        LastUsedStepDecoder = stepper is not null;
         try
         {
         for (int step = 0; step < options.MaxNewTokens && active.Count > 0; step++)
         {
-            if (step == 1 && UseStepDecoder && model is IStepDecoding stepping)
+            if (step == 1 && stepper is { Rows: 0 })
             {
-                // The prompt's keys and values move to the step decoder's rows; the libtorch cache is freed.
                 using (var promptMask = mask.narrow(1, 0, cache.Length))                  // the mask has grown by this step's token
-                    stepper = stepping.StartDecoding(cache, promptMask, Math.Min(context, longest + options.MaxNewTokens));
-                if (stepper is not null) cache.Dispose();
-                LastUsedStepDecoder = stepper is not null;
+                    stepper.Join(cache, promptMask, capacity);
+                cache.Dispose();
             }
-            if (step == 1 && (storedProducts || stepper is not null) && torchThreads > 1)
+            if (!narrowed && torchThreads > 1 && (step == 0 && prefillOnSteps || step == 1 && (storedProducts || stepper is not null)))
             {
                 set_num_threads(1);
                 narrowed = true;
@@ -131,7 +134,8 @@ public sealed class TextGenerator
             using (var scope = NewDisposeScope())
             {
                 Tensor last;                                                             // (B, V)
-                if (stepper is not null) last = stepper.Step(input.data<long>().ToArray());
+                if (step == 0 && prefillOnSteps) last = stepper!.Prefill(prompts, capacity);
+                else if (stepper is { Rows: > 0 }) last = stepper.Step(input.data<long>().ToArray());
                 else last = model.ForwardLast(input, mask, positions, cache);         // the prompt's head runs for its last position only
                 next = sampler.Next(last, active.Select(i => (IReadOnlyCollection<int>)seen[i]).ToList()).MoveToOuterDisposeScope();
             }
@@ -162,7 +166,7 @@ public sealed class TextGenerator
             if (keep.Count < active.Count)
             {
                 using var index = tensor(keep.ToArray());
-                if (stepper is not null) stepper.Keep(keep.Select(r => (int)r).ToList());
+                if (stepper is { Rows: > 0 }) stepper.Keep(keep.Select(r => (int)r).ToList());
                 else cache.Select(index);
                 var keptMask = mask.index_select(0, index);
                 var keptPositions = positions.index_select(0, index);

@@ -56,7 +56,7 @@ public class StepDecoderTests
         var positions = (mask.cumsum(1) - 1).clamp_min(0);
         using var cache = model.NewCache();
         model.Forward(tensor(ids, [batch, longest]), mask, positions, cache).Dispose();
-        using var stepper = ((IStepDecoding)model).StartDecoding(cache, mask, capacity: 4);   // grows past 4 positions
+        using var stepper = StepDecoder.Start(model, cache, mask, capacity: 4);   // grows past 4 positions
         Assert.NotNull(stepper);
         Assert.Equal([5, 9, 2], Enumerable.Range(0, batch).Select(stepper.Length));
 
@@ -118,12 +118,37 @@ public class StepDecoderTests
         Assert.InRange(LargestDifference(lm.Model, lm.Model.Info.VocabSize), 0, 1e-5);
     }
 
-    [Fact]
-    public void The_generator_decodes_on_the_step_decoder_and_gives_the_same_tokens()
+    [Theory]
+    [MemberData(nameof(LlamaShaped))]
+    public void A_prompt_computed_on_the_step_decoder_gives_the_forward_pass_logits(string family)
+    {
+        using var model = Model(family);
+        using var noGrad = no_grad();
+        // 9 and 17 tokens: chunks of 8 and a rest, each attending to the chunks before it and causally within itself
+        int[][] prompts = [[1, 4, 7, 2, 9, 3, 3, 8, 5], [6, 2], [.. Enumerable.Range(0, 17).Select(i => (i * 7 + 3) % TinyDecoders.Vocab)]];
+        using var stepper = ((IStepDecoding)model).CreateStepDecoder()!;
+        using var actual = stepper.Prefill(prompts.Select(p => (IReadOnlyList<int>)p).ToList(), capacity: 4);
+        using var next = tensor(new long[] { 5, 5, 5 }, [3, 1]);
+        using var actualNext = stepper.Step([5L, 5L, 5L]);                          // one more token on every row
+        for (int b = 0; b < prompts.Length; b++)
+        {
+            using var ids = tensor(prompts[b].Select(t => (long)t).ToArray(), [1, prompts[b].Length]);
+            using var cache = model.NewCache();
+            using var expected = model.ForwardLast(ids, cache: cache);
+            using var expectedNext = model.ForwardLast(next.narrow(0, b, 1), cache: cache);
+            Assert.True(allclose(actual[b], expected[0], rtol: 1e-4, atol: 1e-5), $"prompt {b}: {(actual[b] - expected[0]).abs().max().item<float>()}");
+            Assert.True(allclose(actualNext[b], expectedNext[0], rtol: 1e-4, atol: 1e-5), $"prompt {b}, next: {(actualNext[b] - expectedNext[0]).abs().max().item<float>()}");
+        }
+    }
+
+    [Theory]
+    [InlineData(8)]      // computed on the step decoder
+    [InlineData(40)]     // over its prefill limit: the forward pass computes it, its keys and values move over
+    public void The_generator_decodes_on_the_step_decoder_and_gives_the_same_tokens(int longest)
     {
         using var model = Model("qwen2");
         var options = new GenerationOptions { Greedy = true, MaxNewTokens = 12 };
-        List<int>[] prompts = [[1, 4, 7, 2, 9], [3, 8], [6, 2, 2, 5, 1, 1, 7, 3]];
+        List<int>[] prompts = [[1, 4, 7, 2, 9], [3, 8], [.. Enumerable.Range(0, longest).Select(i => (i * 5 + 1) % TinyDecoders.Vocab)]];
         var stepped = new TextGenerator(model, options);
         var stepResult = stepped.Generate(prompts);
         var forward = new TextGenerator(model, options) { UseStepDecoder = false };
@@ -178,7 +203,7 @@ public class StepDecoderTests
         using var mask = ones_like(ids);
         using (no_grad()) model.Forward(ids, mask, null, cache).Dispose();
         model.train();
-        Assert.Null(model.StartDecoding(cache, mask, 8));
+        Assert.Null(model.CreateStepDecoder());
     }
 
     [Theory]

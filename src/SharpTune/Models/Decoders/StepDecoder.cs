@@ -11,12 +11,12 @@ namespace SharpTune.Models.Decoders;
 public interface IStepDecoding
 {
     /// <summary>
-    /// A step decoder continuing the rows whose prompts <paramref name="cache"/> holds (from <see cref="ICausalLanguageModel.Forward"/>
-    /// with <paramref name="attentionMask"/> (B, P), 1 on real positions), or null when this model, as it is configured
-    /// now, has none (a method wrapping its layers, training mode, weights that are not float32 or stored blocks): the caller then goes on with <see cref="ICausalLanguageModel.Forward"/>.
+    /// An empty step decoder over this model's weights as they are now (rows come through <see cref="StepDecoder.Join"/>
+    /// or <see cref="StepDecoder.Prefill(IReadOnlyList{int}, int, float*)"/>), or null when this model, as it is configured
+    /// now, has none (a method wrapping its layers that the step does not compute, training mode, weights that are not
+    /// float32 or stored blocks): the caller then goes on with <see cref="ICausalLanguageModel.Forward"/>.
     /// </summary>
-    /// <param name="capacity">Positions each row will hold at most (prompt and generated tokens); more are made room for.</param>
-    StepDecoder? StartDecoding(KeyValueCache cache, Tensor attentionMask, int capacity);
+    StepDecoder? CreateStepDecoder();
 }
 
 /// <summary>
@@ -38,6 +38,24 @@ public abstract unsafe class StepDecoder : IDisposable
     /// <summary>Feeds one token per row (at the row's next position) and writes the next-token logits, (Rows, V) float32.</summary>
     public abstract void Step(ReadOnlySpan<long> tokens, float* logits);
 
+    /// <summary>Prompts longer than this are better computed by the model's forward (many rows a product) and <see cref="Join"/>ed.</summary>
+    public abstract int PrefillLimit { get; }
+
+    /// <summary>
+    /// Adds a row computed from its <paramref name="prompt"/> here (a short prompt: at one or a few rows a product the
+    /// modules' forward costs more in dispatch than in arithmetic) and writes its last position's logits (V).
+    /// </summary>
+    public abstract void Prefill(IReadOnlyList<int> prompt, int capacity, float* logits);
+
+    /// <summary>Adds a row per prompt (<see cref="Prefill(IReadOnlyList{int}, int, float*)"/>) and returns their last positions' logits, (B, V) float32.</summary>
+    public Tensor Prefill(IReadOnlyList<IReadOnlyList<int>> prompts, int capacity)
+    {
+        var logits = empty(prompts.Count, VocabSize, ScalarType.Float32);
+        fixed (byte* p = logits.bytes)
+            for (int b = 0; b < prompts.Count; b++) Prefill(prompts[b], capacity, (float*)p + (long)b * VocabSize);
+        return logits;
+    }
+
     /// <summary>Feeds one token per row and returns the logits as a (Rows, V) float32 tensor.</summary>
     public Tensor Step(ReadOnlySpan<long> tokens)
     {
@@ -50,10 +68,20 @@ public abstract unsafe class StepDecoder : IDisposable
     public abstract void Keep(IReadOnlyList<int> rows);
 
     /// <summary>
-    /// Adds the rows of another prompt cache after these (continuous batching: a request joins between steps), as
-    /// <see cref="IStepDecoding.StartDecoding"/> takes them; <paramref name="cache"/> is left as it was.
+    /// Adds the rows of a prompt cache after these, from <see cref="ICausalLanguageModel.Forward"/> with
+    /// <paramref name="attentionMask"/> (B, P), 1 on real positions; <paramref name="cache"/> is left as it was.
     /// </summary>
+    /// <param name="capacity">Positions each row will hold at most (prompt and generated tokens); more are made room for.</param>
     public abstract void Join(KeyValueCache cache, Tensor attentionMask, int capacity);
+
+    /// <summary>A step decoder of <paramref name="model"/> holding the rows of <paramref name="cache"/>, or null when the model has none.</summary>
+    public static StepDecoder? Start(ICausalLanguageModel model, KeyValueCache cache, Tensor attentionMask, int capacity)
+    {
+        if ((model as IStepDecoding)?.CreateStepDecoder() is not { } decoder) return null;
+        try { decoder.Join(cache, attentionMask, capacity); }
+        catch { decoder.Dispose(); throw; }
+        return decoder;
+    }
 
     protected abstract void Dispose(bool disposing);
 
@@ -94,18 +122,19 @@ public sealed unsafe class RowKeyValues : IDisposable
 
     public float* Values(int layer, int head) => values + ((long)layer * keyValueHeads + head) * Capacity * headDim;
 
-    /// <summary>Makes room for one more position (its keys and values written through <see cref="Keys"/> at index <see cref="Length"/>).</summary>
-    public void Reserve()
+    /// <summary>Makes room for <paramref name="more"/> positions after <see cref="Length"/> (written through <see cref="Keys"/>, then counted by <see cref="Advance"/>).</summary>
+    public void Reserve(int more = 1)
     {
-        if (Length < Capacity) return;
+        if (Length + more <= Capacity) return;
         int grown = Math.Max(Capacity * 2, 16);
+        while (grown < Length + more) grown *= 2;
         keys = Grown(keys, grown);
         values = Grown(values, grown);
         Capacity = grown;
     }
 
-    /// <summary>Counts the position written at <see cref="Length"/> in every layer.</summary>
-    public void Advance() => Length++;
+    /// <summary>Counts the <paramref name="count"/> positions written from <see cref="Length"/> on, in every layer.</summary>
+    public void Advance(int count = 1) => Length += count;
 
     /// <summary>Copies a prompt's real positions from a libtorch cache row: (KV, P, D) per layer at <paramref name="source"/>[layer], positions where <paramref name="real"/>.</summary>
     public void Fill(IReadOnlyList<nint> source, int promptPositions, ReadOnlySpan<bool> real)

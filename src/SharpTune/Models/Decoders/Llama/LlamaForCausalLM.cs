@@ -175,8 +175,7 @@ public class LlamaForCausalLM : nn.Module, ICausalLanguageModel, IGradientCheckp
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
-    public StepDecoder? StartDecoding(KeyValueCache cache, Tensor attentionMask, int capacity) =>
-        LlamaStepDecoder.TryStart(this, cache, attentionMask, capacity);
+    public StepDecoder? CreateStepDecoder() => LlamaStepDecoder.TryCreate(this);
 
     public bool GradientCheckpointing
     {

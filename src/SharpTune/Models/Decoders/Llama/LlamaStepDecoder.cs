@@ -119,12 +119,12 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
     }
 
     /// <summary>
-    /// A step decoder over <paramref name="model"/> continuing the rows of <paramref name="cache"/>, or null when the model
-    /// has a layer the step does not compute (see <see cref="IStepDecoding.StartDecoding"/>).
+    /// An empty step decoder over <paramref name="model"/>, or null when the model has a layer the step does not compute
+    /// (see <see cref="IStepDecoding.CreateStepDecoder"/>).
     /// </summary>
-    public static LlamaStepDecoder? TryStart(LlamaForCausalLM model, KeyValueCache cache, Tensor attentionMask, int capacity)
+    public static LlamaStepDecoder? TryCreate(LlamaForCausalLM model)
     {
-        if (model.training || !Fits(cache, attentionMask)) return null;
+        if (model.training) return null;
         if (StepMath.Activation(model.Config.MlpActivation) is not { } activation) return null;
         if (!model.Model.parameters().All(p => p.dtype == ScalarType.Float32 && p.device_type == TorchSharp.DeviceType.CPU)) return null;
         if (model.Model.TokenEmbedding is not (StoredEmbedding or Embedding)) return null;
@@ -136,13 +136,7 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
         }).Append(model.Head).Where(m => m is not null);
         if (!linears.All(Steppable)) return null;   // another method's wrapper, DoRA: the module's forward computes it
 
-        var decoder = new LlamaStepDecoder(model, activation);
-        try
-        {
-            decoder.Join(cache, attentionMask, capacity);
-            return decoder;
-        }
-        catch { decoder.Dispose(); throw; }
+        return new LlamaStepDecoder(model, activation);
     }
 
     static bool Steppable(nn.Module<Tensor, Tensor>? linear)
@@ -164,20 +158,57 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
 
     public override int Length(int row) => rows[row].Length;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Step(ReadOnlySpan<long> tokens, float* logits)
     {
-        int n = rows.Count;
-        if (tokens.Length != n) throw new ArgumentException($"{tokens.Length} tokens for {n} rows", nameof(tokens));
+        if (tokens.Length != rows.Count) throw new ArgumentException($"{tokens.Length} tokens for {rows.Count} rows", nameof(tokens));
+        var rowOf = new int[rows.Count];
+        for (int i = 0; i < rowOf.Length; i++) rowOf[i] = i;
+        Run(tokens, rowOf, logits, lastOnly: false);
+    }
+
+    /// <summary>Prompts of up to this many tokens are computed here a chunk of <see cref="QuantizedOps.KernelRows"/> at a time (<see cref="Prefill"/>).</summary>
+    public override int PrefillLimit => 4 * QuantizedOps.KernelRows;
+
+    public override void Prefill(IReadOnlyList<int> prompt, int capacity, float* logits)
+    {
+        if (prompt.Count == 0) throw new ArgumentException("the prompt is empty: give at least one token", nameof(prompt));
+        var row = new RowKeyValues(blocks.Length, keyValueHeads, headDim, Math.Max(capacity, prompt.Count + 1));
+        rows.Add(row);
+        int chunk = QuantizedOps.KernelRows;
+        EnsureRows(Math.Max(rows.Count, chunk));
+        var rowOf = Enumerable.Repeat(rows.Count - 1, chunk).ToArray();
+        var tokens = new long[chunk];
+        for (int start = 0; start < prompt.Count; start += chunk)
+        {
+            int count = Math.Min(chunk, prompt.Count - start);
+            for (int j = 0; j < count; j++) tokens[j] = prompt[start + j];
+            bool last = start + count == prompt.Count;
+            Run(tokens.AsSpan(0, count), rowOf.AsSpan(0, count), last ? logits : null, lastOnly: true);
+        }
+    }
+
+    /// <summary>
+    /// One pass over the layers for <paramref name="tokens"/>, token i at the next free position of row
+    /// <paramref name="rowOf"/>[i] (a row's tokens in order: a prompt's chunk attends to itself causally); the logits of
+    /// every token, or with <paramref name="lastOnly"/> of the last one (none when <paramref name="logits"/> is null).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void Run(ReadOnlySpan<long> tokens, ReadOnlySpan<int> rowOf, float* logits, bool lastOnly)
+    {
+        int n = tokens.Length;
+        EnsureRows(n);
         int half = headDim / 2;
+        var positions = new int[n];
+        var added = new int[rows.Count];
+        for (int i = 0; i < n; i++) positions[i] = rows[rowOf[i]].Length + added[rowOf[i]]++;
+        for (int r = 0; r < rows.Count; r++) if (added[r] > 0) rows[r].Reserve(added[r]);
         for (int i = 0; i < n; i++)
         {
             long id = tokens[i];
             if (id < 0 || id >= embedding.Rows) throw new ArgumentOutOfRangeException(nameof(tokens), id, $"token id {id} is outside the embedding's {embedding.Rows} rows");
             QuantizedKernels.DequantizeRows(embedding, (int)id, 1, x + (long)i * hidden);
             if (embeddingScale is { } scale) TensorPrimitives.Multiply(Row(x, i, hidden), scale, Row(x, i, hidden));
-            rows[i].Reserve();
-            StepMath.RotaryAngles(rows[i].Length, frequencies, Row(cos, i, half), Row(sin, i, half));
+            StepMath.RotaryAngles(positions[i], frequencies, Row(cos, i, half), Row(sin, i, half));
         }
 
         for (int layer = 0; layer < blocks.Length; layer++)
@@ -189,18 +220,18 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
             Product(block.V, normed, n, value);
             for (int i = 0; i < n; i++)
             {
-                var row = rows[i];
+                var row = rows[rowOf[i]];
                 StepMath.Rotate(Row(query, i, heads * headDim), headDim, Row(cos, i, half), Row(sin, i, half));
                 StepMath.Rotate(Row(key, i, keyValueHeads * headDim), headDim, Row(cos, i, half), Row(sin, i, half));
                 for (int h = 0; h < keyValueHeads; h++)
                 {
-                    long source = ((long)i * keyValueHeads + h) * headDim, target = (long)row.Length * headDim;
+                    long source = ((long)i * keyValueHeads + h) * headDim, target = (long)positions[i] * headDim;
                     Buffer.MemoryCopy(key + source, row.Keys(layer, h) + target, 4L * headDim, 4L * headDim);
                     Buffer.MemoryCopy(value + source, row.Values(layer, h) + target, 4L * headDim, 4L * headDim);
                     keyPointers[i * keyValueHeads + h] = (nint)row.Keys(layer, h);
                     valuePointers[i * keyValueHeads + h] = (nint)row.Values(layer, h);
                 }
-                lengths[i] = row.Length + 1;
+                lengths[i] = positions[i] + 1;
             }
             Attend(n);
             Product(block.O, context, n, normed);
@@ -215,10 +246,17 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
             Product(block.Down, gate, n, normed);
             TensorPrimitives.Add(new ReadOnlySpan<float>(x, n * hidden), new ReadOnlySpan<float>(normed, n * hidden), new Span<float>(x, n * hidden));
         }
-        foreach (var row in rows) row.Advance();
+        for (int r = 0; r < rows.Count; r++) rows[r].Advance(added[r]);
+        if (logits == null) return;
 
-        Norm(n, finalNorm);
-        Product(head, normed, n, logits);
+        if (!lastOnly)
+        {
+            Norm(n, finalNorm);
+            Product(head, normed, n, logits);
+            return;
+        }
+        StepMath.RmsNorm(Row(x, n - 1, hidden), finalNorm, eps, Row(normed, 0, hidden));
+        Product(head, normed, 1, logits);
     }
 
     public override void Keep(IReadOnlyList<int> keep)
