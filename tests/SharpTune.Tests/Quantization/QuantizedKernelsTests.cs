@@ -91,6 +91,30 @@ public unsafe class QuantizedKernelsTests
         Assert.True(failures.Count == 0, string.Join("\n", failures.Take(20)));
     }
 
+    /// <summary>
+    /// The default products run the path's kernels, except the nibble types on an AMD AVX-512 CPU, which take the 256-bit
+    /// ones (<see cref="QuantizedKernels.NarrowNibbles"/>): bit for bit what that explicit path gives.
+    /// </summary>
+    [Fact]
+    public void The_default_products_are_the_chosen_paths_bit_for_bit()
+    {
+        var random = new Random(37);
+        foreach (var type in KernelCases.Types)
+        {
+            int columns = KernelCases.Columns(type), rows = 11, n = 2;
+            using var w = QuantizedMatrix.Copy(type, rows, columns, KernelCases.RandomBlocks(type, rows, columns, random));
+            bool nibbles = type is GgufTensorType.Q4_0 or GgufTensorType.Q4_1 or GgufTensorType.Q5_0 or GgufTensorType.Q5_1;
+            var chosen = QuantizedKernels.Path == KernelPath.Avx512 && QuantizedKernels.NarrowNibbles && nibbles ? KernelPath.Avx2 : QuantizedKernels.Path;
+            float[] x = KernelCases.RandomActivations(n, columns, random), byDefault = new float[n * rows], explicitly = new float[n * rows];
+            fixed (float* px = x, d = byDefault, e = explicitly)
+            {
+                QuantizedKernels.MatMul(w, px, n, d);
+                QuantizedKernels.MatMul(w, px, n, e, chosen);
+            }
+            Assert.Equal(explicitly, byDefault);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Paths))]
     public void Every_path_agrees_with_the_portable_one_up_to_float_rounding(KernelPath path)
