@@ -60,7 +60,8 @@ public sealed class StoredResidentSuite(string key) : IBenchSuite
         using var self = System.Diagnostics.Process.GetCurrentProcess();
         var cpu = self.TotalProcessorTime;
         clock.Restart();
-        var tokens = new TextGenerator(lm.Model, new GenerationOptions { Greedy = true, MaxNewTokens = generated }).Generate([prompt])[0].TokenIds;
+        var generator = new TextGenerator(lm.Model, new GenerationOptions { Greedy = true, MaxNewTokens = generated });
+        var tokens = generator.Generate([prompt])[0].TokenIds;
         double generateSeconds = clock.Elapsed.TotalSeconds;
         self.Refresh();
         double generateCpu = (self.TotalProcessorTime - cpu).TotalSeconds;
@@ -78,6 +79,9 @@ public sealed class StoredResidentSuite(string key) : IBenchSuite
             ["after_load_over_file"] = (afterLoad - baseline) / fileMb,
             ["after_generate_over_file"] = (afterGenerate - baseline) / fileMb,
             ["peak_over_file"] = (peak - baseline) / fileMb,
+            // the same run split as llama.cpp prints it: the prompt's pass (which gives the first token), then the steps after it
+            ["generate_prompt_seconds"] = generator.LastTiming.PromptSeconds,
+            ["generate_after_prompt_tokens_per_s"] = generator.LastTiming.DecodeTokensPerSecond,
             ["load_seconds"] = loadSeconds,
             ["generate_seconds"] = generateSeconds,
             ["generate_tokens_per_s"] = tokens.Count / generateSeconds,

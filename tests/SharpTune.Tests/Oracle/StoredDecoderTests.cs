@@ -188,11 +188,20 @@ public class StoredDecoderTests
         set_num_threads(2);
         try
         {
-            var during = new List<int>();
-            var generator = new TextGenerator(lm.Model, new GenerationOptions { Greedy = true, MaxNewTokens = 4 }) { OnToken = (_, _) => during.Add(get_num_threads()) };
-            generator.Generate([Tokens(8)]);
-            Assert.Equal([2, 1, 1, 1], during);          // the prompt's step on libtorch's threads, the decoding steps on one
-            Assert.Equal(2, get_num_threads());
+            List<int> Threads(int promptTokens, bool stepDecoder)
+            {
+                var during = new List<int>();
+                var generator = new TextGenerator(lm.Model, new GenerationOptions { Greedy = true, MaxNewTokens = 4 })
+                    { OnToken = (_, _) => during.Add(get_num_threads()), UseStepDecoder = stepDecoder };
+                generator.Generate([Tokens(promptTokens)]);
+                Assert.Equal(2, get_num_threads());
+                return during;
+            }
+            // A long prompt through the modules on libtorch's threads, the steps after it on one; a short prompt on the
+            // step decoder, libtorch on one thread from the start; without the step decoder, the modules' steps on one.
+            Assert.Equal([2, 1, 1, 1], Threads(40, stepDecoder: true));
+            Assert.Equal([1, 1, 1, 1], Threads(8, stepDecoder: true));
+            Assert.Equal([2, 1, 1, 1], Threads(8, stepDecoder: false));
         }
         finally
         {

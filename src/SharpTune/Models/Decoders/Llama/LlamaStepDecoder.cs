@@ -1,12 +1,12 @@
 using System.Runtime.CompilerServices;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.InteropServices;
-using SharpTune.Models.Decoders.Common;
 using SharpTune.Models.Common;
+using SharpTune.Models.Decoders.Common;
 using SharpTune.Models.Quantized;
 using SharpTune.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace SharpTune.Models.Decoders.Llama;
 
@@ -14,8 +14,9 @@ namespace SharpTune.Models.Decoders.Llama;
 /// The decode step of <see cref="LlamaForCausalLM"/> (Llama, Qwen2, Mistral, Gemma) on fp32 rows: the products on the
 /// block kernels (<see cref="QuantizedKernels.MatMul(QuantizedMatrix, float*, int, float*)"/>) over the stored blocks, or
 /// over float32 Linear weights read in place; norms, rotary positions, attention and the gated MLP's activation in
-/// <see cref="StepMath"/>. It computes what the module computes in eval mode for one new position per row (the products
-/// round activations as the module's few-row path does), without a libtorch call.
+/// <see cref="StepMath"/>. It computes what the module computes in eval mode for one new position per row, or a short
+/// prompt's positions a chunk at a time (the products round activations as the module's few-row path does), without a
+/// libtorch call.
 /// </summary>
 sealed unsafe class LlamaStepDecoder : StepDecoder
 {
