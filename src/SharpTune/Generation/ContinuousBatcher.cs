@@ -85,22 +85,42 @@ public sealed class ContinuousBatcher : IDisposable
     void Run()
     {
         using var noGrad = no_grad();
+        // Prompts run through the modules on libtorch's threads; steps on a step decoder run on the block kernels' own
+        // threads, which libtorch's OpenMP threads, spinning after a parallel operation, would take the cores from (as
+        // TextGenerator, which narrows libtorch to one thread after the prompt). The count is set per phase.
+        int torchThreads = get_num_threads(), current = torchThreads;
+        void Threads(int count)
+        {
+            if (count == current) return;
+            set_num_threads(count);
+            current = count;
+        }
+        try
+        {
         while (true)
         {
             var admitted = new List<DecodeRequest>();
             lock (gate)
             {
+                if (!disposed && pending.Count == 0 && running == 0) Threads(torchThreads);   // idle: the process's count back
                 while (!disposed && pending.Count == 0 && running == 0) Monitor.Wait(gate);
                 if (disposed) break;
                 while (pending.Count > 0 && running + admitted.Count < MaxBatch) admitted.Add(pending.Dequeue());
                 running += admitted.Count;
             }
+            if (admitted.Count > 0) Threads(torchThreads);
             foreach (var request in admitted) Admit(request);
             foreach (var batch in batches.ToList())
             {
+                Threads(batch.Stepping ? 1 : torchThreads);
                 Step(batch);
                 if (batch.Rows.Count == 0) { batches.Remove(batch); batch.Dispose(); }
             }
+        }
+        }
+        finally
+        {
+            Threads(torchThreads);
         }
         foreach (var batch in batches) batch.Fail(new ObjectDisposedException(nameof(ContinuousBatcher)));
         lock (gate) foreach (var request in pending) request.Completion.TrySetCanceled();
@@ -264,6 +284,9 @@ public sealed class ContinuousBatcher : IDisposable
 
         public ICausalLanguageModel Model => model;
         public bool Alone => alone;
+
+        /// <summary>Whether the batch decodes on a step decoder (no libtorch operation in its steps but the sampling).</summary>
+        public bool Stepping => stepper is not null;
         public List<Row> Rows { get; } = [];
 
         public void Join(Row row, KeyValueCache rowCache, Tensor rowMask, Tensor rowPosition)

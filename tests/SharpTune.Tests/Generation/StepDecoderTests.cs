@@ -194,6 +194,30 @@ public class StepDecoderTests
         Assert.False(generator.LastUsedStepDecoder);
     }
 
+    /// <summary>In the server's batcher: the prompt on libtorch's threads, the step decoder's steps with libtorch on one, the count back when idle.</summary>
+    [Fact]
+    public async Task Steps_on_a_step_decoder_run_libtorch_on_one_thread_and_the_count_comes_back()
+    {
+        using var model = TinyDecoders.Create("qwen2");
+        int before = get_num_threads();
+        set_num_threads(2);
+        try
+        {
+            var during = new List<int>();
+            using (var batcher = new ContinuousBatcher())
+            {
+                await batcher.Submit(new DecodeRequest { Model = model, Prompt = [3, 9, 4, 1, 7, 2], Options = new GenerationOptions { Greedy = true, MaxNewTokens = 4 }, OnToken = _ => during.Add(get_num_threads()) });
+                Assert.Equal([2, 1, 1, 1], during);
+                for (int i = 0; i < 100 && get_num_threads() != 2; i++) await Task.Delay(10);   // the loop gives the count back when it idles
+                Assert.Equal(2, get_num_threads());
+            }
+        }
+        finally
+        {
+            set_num_threads(before);
+        }
+    }
+
     [Fact]
     public void Training_mode_has_no_step_decoder()
     {
