@@ -13,7 +13,7 @@ namespace SharpTune.Heads;
 /// <see cref="ICausalLanguageModel"/>: generation, scoring and export see the adapted model, and the prompt's virtual
 /// tokens stay inside (callers pass and get back only their own positions).
 /// </summary>
-public sealed class CausalLmModel : nn.Module, ICausalLanguageModel, ITunableModel
+public sealed class CausalLmModel : nn.Module, ICausalLanguageModel, ITunableModel, IStepDecoding
 {
     readonly ICausalLanguageModel decoder;
     readonly IDecoderInputAdapter? prompt;
@@ -72,6 +72,20 @@ public sealed class CausalLmModel : nn.Module, ICausalLanguageModel, ITunableMod
 
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null) =>
         ForwardEmbeddings(decoder.EmbedTokens(inputIds), attentionMask, positionIds, cache);
+
+    /// <summary>The decoder's, when no prompt's virtual tokens go in front; else the whole forward's last row.</summary>
+    public Tensor ForwardLast(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
+    {
+        if (ActivePrompt is null) return decoder.ForwardLast(inputIds, attentionMask, positionIds, cache);
+        using var scope = NewDisposeScope();
+        return Forward(inputIds, attentionMask, positionIds, cache).select(1, inputIds.shape[1] - 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The decoder's step decoder when no prompt module is active (an adapter's layers are the decoder's own, which the
+    /// step computes where it can); a prompt's virtual tokens or prefix go through the modules' forward.
+    /// </summary>
+    public StepDecoder? CreateStepDecoder() => ActivePrompt is null ? (decoder as IStepDecoding)?.CreateStepDecoder() : null;
 
     /// <summary>
     /// Logits (B, T, V) for the caller's T positions. With a prompt, the virtual tokens go in front when nothing is

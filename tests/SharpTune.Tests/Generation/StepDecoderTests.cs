@@ -1,5 +1,6 @@
 using LLama.Native;
 using SharpTune.Generation;
+using SharpTune.Heads;
 using SharpTune.Models;
 using SharpTune.Models.Decoders;
 using SharpTune.Models.Decoders.Common;
@@ -183,6 +184,57 @@ public class StepDecoderTests
     {
         using var model = WithLora(init);
         Assert.InRange(LargestDifference(model, TinyDecoders.Vocab), 0, 1e-5);
+    }
+
+    /// <summary>A fine-tuned run loads as a <see cref="CausalLmModel"/>: over LoRA layers it decodes on its decoder's step decoder.</summary>
+    [Fact]
+    public void A_runs_model_decodes_on_its_decoders_step_decoder_unless_a_prompt_goes_in_front()
+    {
+        using var lora = new CausalLmModel(WithLora());
+        lora.eval();
+        Assert.InRange(LargestDifference(lora, TinyDecoders.Vocab), 0, 1e-5);
+
+        var decoder = Model("llama");
+        var method = PeftRegistry.Get("prompt");
+        var settings = new PeftSettings { VirtualTokens = 3 };
+        using var prompted = new CausalLmModel(decoder, method.CreatePromptEncoder(settings, decoder.Shape, decoder.WordEmbeddings));
+        prompted.eval();
+        Assert.Null(prompted.CreateStepDecoder());
+        var generator = new TextGenerator(prompted, new GenerationOptions { Greedy = true, MaxNewTokens = 3 });
+        Assert.Equal(3, generator.Generate([[1, 2, 3]]).Single().TokenIds.Count);
+        Assert.False(generator.LastUsedStepDecoder);
+        prompted.PromptEnabled = false;                                   // the base alone: its step decoder again
+        using var bare = prompted.CreateStepDecoder();
+        Assert.NotNull(bare);
+    }
+
+    /// <summary>
+    /// The server's batcher makes a batch's step decoder inside the dispose scope of the request it admits: the tensors the
+    /// decoder reads in place (float32 weights, LoRA pairs) must outlive that scope.
+    /// </summary>
+    [Fact]
+    public void A_step_decoder_made_inside_a_dispose_scope_outlives_it()
+    {
+        using var model = WithLora();
+        using var noGrad = no_grad();
+        int[] prompt = [1, 4, 7, 2];
+        StepDecoder stepper;
+        using (var scope = NewDisposeScope())
+        {
+            stepper = ((IStepDecoding)model).CreateStepDecoder()!;
+            stepper.Prefill([prompt], 8).Dispose();
+        }
+        using (stepper)
+        {
+            GC.Collect();
+            using var cache = model.NewCache();
+            using var ids = tensor(prompt.Select(t => (long)t).ToArray(), [1, prompt.Length]);
+            model.ForwardLast(ids, cache: cache).Dispose();
+            using var next = tensor(new long[] { 5 }, [1, 1]);
+            using var expected = model.ForwardLast(next, cache: cache);
+            using var actual = stepper.Step([5L]);
+            Assert.True(allclose(actual, expected, rtol: 1e-4, atol: 1e-5), $"largest difference {(actual - expected).abs().max().item<float>()}");
+        }
     }
 
     [Fact]

@@ -385,7 +385,8 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
 
     QuantizedMatrix View(Tensor weight)
     {
-        var dense = weight.detach().contiguous();
+        // Out of the caller's dispose scope: the decoder outlives it (the server's batcher makes one while admitting a request).
+        var dense = weight.detach().contiguous().DetachFromDisposeScope();
         pinned.Add(dense);
         byte* data;
         fixed (byte* p = dense.bytes) data = p;
