@@ -54,6 +54,124 @@ static unsafe class FloatDots
 
     public static float BF16Avx512(byte* w, Q8Row* a, int columns) => Avx512Dot<Bf16Reader>(w, a->X, columns);
 
+    /// <summary>
+    /// n activation rows against one weight row, y[i·stride] = w · xᵢ, each weight vector read once for four rows; every row
+    /// summed exactly as <see cref="Avx512Dot{T}"/> sums it alone (the same four accumulators, blocks and tail), so a row's
+    /// result does not depend on the rows beside it.
+    /// </summary>
+    public static void F32RowsAvx512(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => Avx512Rows<F32Reader>(w, a, n, columns, y, stride);
+
+    public static void BF16RowsAvx512(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => Avx512Rows<Bf16Reader>(w, a, n, columns, y, stride);
+
+    /// <summary>As <see cref="F32RowsAvx512"/> on AVX2, two rows at a time (sixteen registers), summed as <see cref="Avx2Dot{T}"/>.</summary>
+    public static void F32RowsAvx2(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => Avx2Rows<F32Reader>(w, a, n, columns, y, stride);
+
+    public static void BF16RowsAvx2(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => Avx2Rows<Bf16Reader>(w, a, n, columns, y, stride);
+
+    public static void F16RowsAvx2(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => Avx2Rows<F16Reader>(w, a, n, columns, y, stride);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Avx512Rows<T>(byte* w, Q8Row* a, int n, int columns, float* y, long stride) where T : struct, IReader512
+    {
+        int i = 0;
+        for (; i + 4 <= n; i += 4)
+        {
+            float* x0 = a[i].X, x1 = a[i + 1].X, x2 = a[i + 2].X, x3 = a[i + 3].X;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+            int c = 0;
+            for (; c + 64 <= columns; c += 64)
+            {
+                var w0 = T.Read16(w + c * T.Bytes);
+                var w1 = T.Read16(w + (c + 16) * T.Bytes);
+                var w2 = T.Read16(w + (c + 32) * T.Bytes);
+                var w3 = T.Read16(w + (c + 48) * T.Bytes);
+                a0 = Avx512F.FusedMultiplyAdd(w0, Avx512F.LoadVector512(x0 + c), a0);
+                a1 = Avx512F.FusedMultiplyAdd(w1, Avx512F.LoadVector512(x0 + c + 16), a1);
+                a2 = Avx512F.FusedMultiplyAdd(w2, Avx512F.LoadVector512(x0 + c + 32), a2);
+                a3 = Avx512F.FusedMultiplyAdd(w3, Avx512F.LoadVector512(x0 + c + 48), a3);
+                b0 = Avx512F.FusedMultiplyAdd(w0, Avx512F.LoadVector512(x1 + c), b0);
+                b1 = Avx512F.FusedMultiplyAdd(w1, Avx512F.LoadVector512(x1 + c + 16), b1);
+                b2 = Avx512F.FusedMultiplyAdd(w2, Avx512F.LoadVector512(x1 + c + 32), b2);
+                b3 = Avx512F.FusedMultiplyAdd(w3, Avx512F.LoadVector512(x1 + c + 48), b3);
+                c0 = Avx512F.FusedMultiplyAdd(w0, Avx512F.LoadVector512(x2 + c), c0);
+                c1 = Avx512F.FusedMultiplyAdd(w1, Avx512F.LoadVector512(x2 + c + 16), c1);
+                c2 = Avx512F.FusedMultiplyAdd(w2, Avx512F.LoadVector512(x2 + c + 32), c2);
+                c3 = Avx512F.FusedMultiplyAdd(w3, Avx512F.LoadVector512(x2 + c + 48), c3);
+                d0 = Avx512F.FusedMultiplyAdd(w0, Avx512F.LoadVector512(x3 + c), d0);
+                d1 = Avx512F.FusedMultiplyAdd(w1, Avx512F.LoadVector512(x3 + c + 16), d1);
+                d2 = Avx512F.FusedMultiplyAdd(w2, Avx512F.LoadVector512(x3 + c + 32), d2);
+                d3 = Avx512F.FusedMultiplyAdd(w3, Avx512F.LoadVector512(x3 + c + 48), d3);
+            }
+            for (; c + 16 <= columns; c += 16)
+            {
+                var wv = T.Read16(w + c * T.Bytes);
+                a0 = Avx512F.FusedMultiplyAdd(wv, Avx512F.LoadVector512(x0 + c), a0);
+                b0 = Avx512F.FusedMultiplyAdd(wv, Avx512F.LoadVector512(x1 + c), b0);
+                c0 = Avx512F.FusedMultiplyAdd(wv, Avx512F.LoadVector512(x2 + c), c0);
+                d0 = Avx512F.FusedMultiplyAdd(wv, Avx512F.LoadVector512(x3 + c), d0);
+            }
+            float s0 = Vector512.Sum((a0 + a1) + (a2 + a3)), s1 = Vector512.Sum((b0 + b1) + (b2 + b3));
+            float s2 = Vector512.Sum((c0 + c1) + (c2 + c3)), s3 = Vector512.Sum((d0 + d1) + (d2 + d3));
+            for (; c < columns; c++)
+            {
+                float wc = T.Read(w + c * T.Bytes);
+                s0 += wc * x0[c];
+                s1 += wc * x1[c];
+                s2 += wc * x2[c];
+                s3 += wc * x3[c];
+            }
+            y[i * stride] = s0;
+            y[(i + 1) * stride] = s1;
+            y[(i + 2) * stride] = s2;
+            y[(i + 3) * stride] = s3;
+        }
+        for (; i < n; i++) y[i * stride] = Avx512Dot<T>(w, a[i].X, columns);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Avx2Rows<T>(byte* w, Q8Row* a, int n, int columns, float* y, long stride) where T : struct, IReader
+    {
+        int i = 0;
+        for (; i + 2 <= n; i += 2)
+        {
+            float* x0 = a[i].X, x1 = a[i + 1].X;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+            int c = 0;
+            for (; c + 32 <= columns; c += 32)
+            {
+                var w0 = T.Read8(w + c * T.Bytes);
+                var w1 = T.Read8(w + (c + 8) * T.Bytes);
+                var w2 = T.Read8(w + (c + 16) * T.Bytes);
+                var w3 = T.Read8(w + (c + 24) * T.Bytes);
+                a0 = Fma.MultiplyAdd(w0, Avx.LoadVector256(x0 + c), a0);
+                a1 = Fma.MultiplyAdd(w1, Avx.LoadVector256(x0 + c + 8), a1);
+                a2 = Fma.MultiplyAdd(w2, Avx.LoadVector256(x0 + c + 16), a2);
+                a3 = Fma.MultiplyAdd(w3, Avx.LoadVector256(x0 + c + 24), a3);
+                b0 = Fma.MultiplyAdd(w0, Avx.LoadVector256(x1 + c), b0);
+                b1 = Fma.MultiplyAdd(w1, Avx.LoadVector256(x1 + c + 8), b1);
+                b2 = Fma.MultiplyAdd(w2, Avx.LoadVector256(x1 + c + 16), b2);
+                b3 = Fma.MultiplyAdd(w3, Avx.LoadVector256(x1 + c + 24), b3);
+            }
+            for (; c + 8 <= columns; c += 8)
+            {
+                var wv = T.Read8(w + c * T.Bytes);
+                a0 = Fma.MultiplyAdd(wv, Avx.LoadVector256(x0 + c), a0);
+                b0 = Fma.MultiplyAdd(wv, Avx.LoadVector256(x1 + c), b0);
+            }
+            float s0 = Vector256.Sum((a0 + a1) + (a2 + a3)), s1 = Vector256.Sum((b0 + b1) + (b2 + b3));
+            for (; c < columns; c++)
+            {
+                float wc = T.Read(w + c * T.Bytes);
+                s0 += wc * x0[c];
+                s1 += wc * x1[c];
+            }
+            y[i * stride] = s0;
+            y[(i + 1) * stride] = s1;
+        }
+        for (; i < n; i++) y[i * stride] = Avx2Dot<T>(w, a[i].X, columns);
+    }
+
     interface IReader
     {
         static abstract int Bytes { get; }

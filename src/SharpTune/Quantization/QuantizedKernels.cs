@@ -82,6 +82,7 @@ public static unsafe class QuantizedKernels
             Acts = ActivationQuantizer.Prepare(x, n, w.Columns, block, splitHalves: wideNibbles && SplitsHalves(w.Type, path),
                 evenOdd: path == KernelPath.Avx512 && w.Type == GgufTensorType.F16),
             Dot = path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? Dot(w.Type, KernelPath.Avx2) : Dot(w.Type, path),
+            ManyRows = n > 1 ? ManyRows(w.Type, path) : null,
         };
         int threads = Math.Max(1, Threads);
         job.ChunkRows = Math.Max(4, (w.Rows + 8 * threads - 1) / (8 * threads));
@@ -102,6 +103,8 @@ public static unsafe class QuantizedKernels
         public Q8Row* Acts;
         public float* Y;
         public delegate*<byte*, Q8Row*, int, float> Dot;
+        /// <summary>All N activation rows against one weight row at once (weight vectors read once for several rows), or null.</summary>
+        public delegate*<byte*, Q8Row*, int, int, float*, long, void> ManyRows;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -112,9 +115,24 @@ public static unsafe class QuantizedKernels
         for (int r = start; r < end; r++)
         {
             byte* row = job->W + r * job->RowBytes;
-            for (int i = 0; i < job->N; i++) job->Y[(long)i * job->Rows + r] = job->Dot(row, job->Acts + i, job->Columns);
+            if (job->ManyRows != null) job->ManyRows(row, job->Acts, job->N, job->Columns, job->Y + r, job->Rows);
+            else for (int i = 0; i < job->N; i++) job->Y[(long)i * job->Rows + r] = job->Dot(row, job->Acts + i, job->Columns);
         }
     }
+
+    /// <summary>
+    /// The multi-row kernels (float weights on AVX2 and AVX-512; F16 on AVX-512 has its own one-row loop): each row of the
+    /// result equals its one-row product bit for bit, so a row's logits do not depend on the batch it decodes in.
+    /// </summary>
+    static delegate*<byte*, Q8Row*, int, int, float*, long, void> ManyRows(GgufTensorType type, KernelPath path) => (type, path) switch
+    {
+        (GgufTensorType.F32, KernelPath.Avx512) => &FloatDots.F32RowsAvx512,
+        (GgufTensorType.BF16, KernelPath.Avx512) => &FloatDots.BF16RowsAvx512,
+        (GgufTensorType.F32, KernelPath.Avx2) => &FloatDots.F32RowsAvx2,
+        (GgufTensorType.BF16, KernelPath.Avx2) => &FloatDots.BF16RowsAvx2,
+        (GgufTensorType.F16, KernelPath.Avx2) => &FloatDots.F16RowsAvx2,
+        _ => null,
+    };
 
     static delegate*<byte*, Q8Row*, int, float> Dot(GgufTensorType type, KernelPath path) => path switch
     {
