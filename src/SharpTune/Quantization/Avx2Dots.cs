@@ -225,6 +225,68 @@ static unsafe class Avx2Dots
         return Vector256.Sum(acc) - Vector256.Sum(accMins);
     }
 
+    public static void Q4_KRows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => KWithMinsRows(w, a, n, columns, y, stride, fifthBit: false);
+
+    public static void Q5_KRows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => KWithMinsRows(w, a, n, columns, y, stride, fifthBit: true);
+
+    /// <summary>
+    /// <see cref="KWithMins"/> for n activation rows, two at a time: each super-block's nibbles are unpacked once for both
+    /// rows, and each row's integer and float sums run in <see cref="KWithMins"/>'s order, so every row's result equals
+    /// its one-row product bit for bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void KWithMinsRows(byte* w0, Q8Row* a, int n, int columns, float* y, long stride, bool fifthBit)
+    {
+        int i = 0, size = fifthBit ? 176 : 144;
+        for (; i + 2 <= n; i += 2)
+        {
+            Q8Row* r0 = a + i, r1 = a + i + 1;
+            var acc0 = Vector256<float>.Zero;
+            var accMins0 = Vector256<float>.Zero;
+            var acc1 = Vector256<float>.Zero;
+            var accMins1 = Vector256<float>.Zero;
+            byte* w = w0;
+            for (int b = 0; b < columns / 256; b++, w += size)
+            {
+                var (scales, mins) = ScalesMins(w + 4);
+                sbyte* y0 = r0->Qs + 256 * b, y1 = r1->Qs + 256 * b;
+                byte* qs = w + (fifthBit ? 48 : 16);
+                var high = fifthBit ? Avx.LoadVector256(w + 16) : default;
+                var sum0 = Vector256<int>.Zero;
+                var sum1 = Vector256<int>.Zero;
+                for (int k = 0; k < 4; k++)
+                {
+                    var q = Avx.LoadVector256(qs + 32 * k);
+                    var low = q & Low4;
+                    var up = Avx2.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & Low4;
+                    if (fifthBit)
+                    {
+                        low |= Avx2.ShiftLeftLogical((high & Vector256.Create((byte)1)).AsUInt16(), 4).AsByte();
+                        up |= Avx2.ShiftLeftLogical((high & Vector256.Create((byte)2)).AsUInt16(), 3).AsByte();
+                        high = Avx2.ShiftRightLogical(high.AsUInt16(), 2).AsByte();
+                    }
+                    var scaleLow = Vector256.Create((short)(byte)(scales >> (16 * k)));
+                    var scaleUp = Vector256.Create((short)(byte)(scales >> (16 * k + 8)));
+                    sum0 += Dot(low, Avx.LoadVector256(y0 + 64 * k), scaleLow);
+                    sum0 += Dot(up, Avx.LoadVector256(y0 + 64 * k + 32), scaleUp);
+                    sum1 += Dot(low, Avx.LoadVector256(y1 + 64 * k), scaleLow);
+                    sum1 += Dot(up, Avx.LoadVector256(y1 + 64 * k + 32), scaleUp);
+                }
+                float d = Fp16.ToSingle(w), m = Fp16.ToSingle(w + 2);
+                var minTerms0 = Avx.ConvertToVector256Single(MinTerms(mins, r0->BSums + 16 * b));
+                var minTerms1 = Avx.ConvertToVector256Single(MinTerms(mins, r1->BSums + 16 * b));
+                float dy0 = r0->D[b], dy1 = r1->D[b];
+                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum0), Vector256.Create(dy0 * d), acc0);
+                accMins0 = Fma.MultiplyAdd(minTerms0, Vector256.Create(dy0 * m), accMins0);
+                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum1), Vector256.Create(dy1 * d), acc1);
+                accMins1 = Fma.MultiplyAdd(minTerms1, Vector256.Create(dy1 * m), accMins1);
+            }
+            y[i * stride] = Vector256.Sum(acc0) - Vector256.Sum(accMins0);
+            y[(i + 1) * stride] = Vector256.Sum(acc1) - Vector256.Sum(accMins1);
+        }
+        for (; i < n; i++) y[i * stride] = KWithMins(w0, a + i, columns, fifthBit);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<short> PairScale(sbyte* sc) => Vector256.Create(Vector128.Create((short)sc[0]), Vector128.Create((short)sc[1]));
 

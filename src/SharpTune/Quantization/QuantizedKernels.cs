@@ -121,8 +121,9 @@ public static unsafe class QuantizedKernels
     }
 
     /// <summary>
-    /// The multi-row kernels (float weights on AVX2 and AVX-512; F16 on AVX-512 has its own one-row loop): each row of the
-    /// result equals its one-row product bit for bit, so a row's logits do not depend on the batch it decodes in.
+    /// The multi-row kernels (float weights on AVX2 and AVX-512, F16 on AVX-512 having its own one-row loop; Q4_K and
+    /// Q5_K, whose blocks are unpacked once for two rows): each row of the result equals its one-row product bit for
+    /// bit, so a row's logits do not depend on the batch it decodes in.
     /// </summary>
     static delegate*<byte*, Q8Row*, int, int, float*, long, void> ManyRows(GgufTensorType type, KernelPath path) => (type, path) switch
     {
@@ -131,6 +132,9 @@ public static unsafe class QuantizedKernels
         (GgufTensorType.F32, KernelPath.Avx2) => &FloatDots.F32RowsAvx2,
         (GgufTensorType.BF16, KernelPath.Avx2) => &FloatDots.BF16RowsAvx2,
         (GgufTensorType.F16, KernelPath.Avx2) => &FloatDots.F16RowsAvx2,
+        // The K-quants with mins run their 256-bit kernels on both paths (Dot(type, Avx512) falls back to Avx2Dots).
+        (GgufTensorType.Q4_K, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q4_KRows,
+        (GgufTensorType.Q5_K, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q5_KRows,
         _ => null,
     };
 
