@@ -82,7 +82,7 @@ public static unsafe class QuantizedKernels
             Acts = ActivationQuantizer.Prepare(x, n, w.Columns, block, splitHalves: wideNibbles && SplitsHalves(w.Type, path),
                 evenOdd: path == KernelPath.Avx512 && w.Type == GgufTensorType.F16),
             Dot = path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? Dot(w.Type, KernelPath.Avx2) : Dot(w.Type, path),
-            ManyRows = n > 1 ? ManyRows(w.Type, path) : null,
+            ManyRows = n <= 1 ? null : ManyRows(w.Type, path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? KernelPath.Avx2 : path),
         };
         int threads = Math.Max(1, Threads);
         job.ChunkRows = Math.Max(4, (w.Rows + 8 * threads - 1) / (8 * threads));
@@ -135,6 +135,13 @@ public static unsafe class QuantizedKernels
         // The K-quants with mins run their 256-bit kernels on both paths (Dot(type, Avx512) falls back to Avx2Dots).
         (GgufTensorType.Q4_K, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q4_KRows,
         (GgufTensorType.Q5_K, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q5_KRows,
+        // The 32-blocks where the path computes them with the 256-bit kernels (Q8_0 always; the nibble types on AVX2, and
+        // on AVX-512 where NarrowNibbles chose them, which the caller says by asking for Avx2).
+        (GgufTensorType.Q8_0, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q8_0Rows,
+        (GgufTensorType.Q4_0, KernelPath.Avx2) => &Avx2Dots.Q4_0Rows,
+        (GgufTensorType.Q4_1, KernelPath.Avx2) => &Avx2Dots.Q4_1Rows,
+        (GgufTensorType.Q5_0, KernelPath.Avx2) => &Avx2Dots.Q5_0Rows,
+        (GgufTensorType.Q5_1, KernelPath.Avx2) => &Avx2Dots.Q5_1Rows,
         _ => null,
     };
 
