@@ -11,7 +11,10 @@ namespace SharpTune.Models.Common;
 /// </summary>
 public interface IStepLinear
 {
-    /// <summary>The layer's parts, or null when a step cannot compute it. The caller disposes what it gets.</summary>
+    /// <summary>Whether a step can compute the layer as it is now (what <see cref="StepView"/> answers, without making its tensors).</summary>
+    bool CanStep { get; }
+
+    /// <summary>The layer's parts, or null when a step cannot compute it (<see cref="CanStep"/>). The caller disposes what it gets.</summary>
     StepLinearView? StepView();
 }
 

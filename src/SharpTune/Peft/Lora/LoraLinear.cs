@@ -204,9 +204,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear, IS
     /// The base (dense weight or stored blocks, bias) and the plain pair (<see cref="PlainPair"/>; none when merged or left
     /// out) with <see cref="Scaling"/>; null for DoRA, a transposed base, or an adapter not yet initialised.
     /// </summary>
+    public bool CanStep => initialised && !transposed && lora_magnitude_vector is null;
+
     public StepLinearView? StepView()
     {
-        if (!initialised || transposed || lora_magnitude_vector is not null) return null;
+        if (!CanStep) return null;
         if (merged || disabled) return new StepLinearView(weight, stored, bias, null, null, 0);
         var (a, b) = PlainPair();
         return new StepLinearView(weight, stored, bias, a.to(ScalarType.Float32), b.to(ScalarType.Float32), Scaling);

@@ -140,13 +140,7 @@ sealed unsafe class LlamaStepDecoder : StepDecoder
         return new LlamaStepDecoder(model, activation);
     }
 
-    static bool Steppable(nn.Module<Tensor, Tensor>? linear)
-    {
-        if (linear is StoredLinear or Linear) return true;
-        if (linear is not IStepLinear wrapped) return false;
-        using var view = wrapped.StepView();
-        return view is not null && view.A?.dtype is null or ScalarType.Float32;
-    }
+    static bool Steppable(nn.Module<Tensor, Tensor>? linear) => linear is StoredLinear or Linear or IStepLinear { CanStep: true };
 
     /// <summary>Whether a prompt cache is one the step takes: float32 keys and values, a mask of its batch and length.</summary>
     static bool Fits(KeyValueCache cache, Tensor attentionMask) =>
