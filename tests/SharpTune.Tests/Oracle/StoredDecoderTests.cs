@@ -67,8 +67,15 @@ public class StoredDecoderTests
     [InlineData(LLamaFtype.MOSTLY_Q5_K_M, "qwen2", false)]
     [InlineData(LLamaFtype.MOSTLY_Q5_1, "qwen2", true)]
     [InlineData(LLamaFtype.MOSTLY_F16, "llama", false)]
-    public void Stored_weights_score_within_half_a_percent_of_llama_cpp(LLamaFtype type, string family, bool tied)
+    [InlineData(LLamaFtype.MOSTLY_Q8_0, "llama", false, true)]
+    [InlineData(LLamaFtype.MOSTLY_Q4_0, "qwen2", false, true)]
+    [InlineData(LLamaFtype.MOSTLY_Q4_K_M, "llama", true, true)]
+    [InlineData(LLamaFtype.MOSTLY_Q6_K, "qwen2", false, true)]
+    public void Stored_weights_score_within_half_a_percent_of_llama_cpp(LLamaFtype type, string family, bool tied, bool bf16Tiles = false)
     {
+        // The prompt's products on tiles: fp32 (the product over the dequantized weight) and bf16 (where the CPU multiplies
+        // bf16 natively, the default there), each within half a percent.
+        using var tiles = QuantizedOps.UseTileDtype(bf16Tiles ? ScalarType.BFloat16 : ScalarType.Float32);
         using var temp = new TestModels.TempFolder();
         string path = Quantized(temp, type, family, tied);
         using var ours = LanguageModel.Load(path, WeightStorage.AsStored);
@@ -80,7 +87,7 @@ public class StoredDecoderTests
         var tokens = Tokens(128);
         double theirs = LlamaCppPerplexity(path, tokens);
         double stored = PerplexityScorer.Score(ours.Model, [tokens]).Perplexity;
-        Assert.True(Math.Abs(stored / theirs - 1) < 0.005, $"{type}: stored perplexity {stored:F4} vs llama.cpp {theirs:F4}");
+        Assert.True(Math.Abs(stored / theirs - 1) < 0.005, $"{type}, {QuantizedOps.TileDtype} tiles: stored perplexity {stored:F4} vs llama.cpp {theirs:F4}");
     }
 
     /// <summary>
@@ -92,6 +99,38 @@ public class StoredDecoderTests
     [InlineData(LLamaFtype.MOSTLY_Q8_0, true)]
     [InlineData(LLamaFtype.MOSTLY_Q4_K_M, true, true)]
     public void Lora_over_stored_blocks_trains_as_over_the_dequantized_weights(LLamaFtype type, bool checkpointing, bool variants = false)
+    {
+        using var tiles = QuantizedOps.UseTileDtype(ScalarType.Float32);       // the exact product; bf16 tiles below
+        var (dense, stored) = DenseAndStoredSteps(type, checkpointing, variants);
+        Assert.Equal(dense.Loss, stored.Loss, 4);
+        Assert.Equal(dense.Gradients.Keys.Order(), stored.Gradients.Keys.Order());
+        foreach (var (name, expected) in dense.Gradients)
+            Tolerances.AssertClose(expected, stored.Gradients[name], 1e-4, name);
+    }
+
+    /// <summary>
+    /// With bf16 tiles (the default where the CPU multiplies bf16 natively) each stored product rounds its input, the
+    /// dequantized weight and its result to bf16 (2⁻⁸ of a value each): the loss moves by about that fraction, and each
+    /// adapter gradient, through two layers of such products forward and back, stays within a few of those steps.
+    /// </summary>
+    [Theory]
+    [InlineData(LLamaFtype.MOSTLY_Q4_K_M, true)]
+    [InlineData(LLamaFtype.MOSTLY_Q8_0, false)]
+    public void Lora_over_stored_blocks_with_bf16_tiles_trains_as_over_the_dequantized_weights_within_bf16s_rounding(LLamaFtype type, bool checkpointing)
+    {
+        using var tiles = QuantizedOps.UseTileDtype(ScalarType.BFloat16);      // the dense model has no tiles: fp32 throughout
+        var (dense, stored) = DenseAndStoredSteps(type, checkpointing, variants: false);
+        Assert.True(Math.Abs(stored.Loss / dense.Loss - 1) < 1.0 / 256, $"loss {stored.Loss} against fp32's {dense.Loss}");
+        foreach (var (name, expected) in dense.Gradients)
+        {
+            double error = Math.Sqrt(expected.Zip(stored.Gradients[name], (e, a) => (double)(e - a) * (e - a)).Sum());
+            double norm = Math.Sqrt(expected.Sum(e => (double)e * e));
+            Assert.True(error <= norm / 32, $"{name}: gradient off by {error / norm:P2} of its norm (allowed 1/32)");
+        }
+    }
+
+    static ((float Loss, Dictionary<string, float[]> Gradients) Dense, (float Loss, Dictionary<string, float[]> Gradients) Stored)
+        DenseAndStoredSteps(LLamaFtype type, bool checkpointing, bool variants)
     {
         using var temp = new TestModels.TempFolder();
         string path = Quantized(temp, type);
@@ -121,11 +160,7 @@ public class StoredDecoderTests
         }
 
         var dense = Step(ScalarType.Float32);
-        var stored = Step(WeightStorage.AsStored);
-        Assert.Equal(dense.Loss, stored.Loss, 4);
-        Assert.Equal(dense.Gradients.Keys.Order(), stored.Gradients.Keys.Order());
-        foreach (var (name, expected) in dense.Gradients)
-            Tolerances.AssertClose(expected, stored.Gradients[name], 1e-4, name);
+        return (dense, Step(WeightStorage.AsStored));
     }
 
     /// <summary>
@@ -143,6 +178,8 @@ public class StoredDecoderTests
     [InlineData(LLamaFtype.MOSTLY_F16, 2e-3)]
     public void Cached_decoding_on_the_block_kernels_gives_llama_cpps_logits(LLamaFtype type, double equal)
     {
+        // The prompt's products in fp32 (exactly the dequantized weight's); bf16 tiles are held to perplexity above.
+        using var tiles = QuantizedOps.UseTileDtype(ScalarType.Float32);
         using var temp = new TestModels.TempFolder();
         string path = Quantized(temp, type);
         using var ours = LanguageModel.Load(path, WeightStorage.AsStored);

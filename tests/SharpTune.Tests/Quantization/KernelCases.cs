@@ -125,6 +125,44 @@ static unsafe class KernelCases
         return rounding + 2 * roundings * Math.Pow(2, -24) * magnitude + 1e-30;
     }
 
+    /// <summary>
+    /// Activation rows rounded to values (<see cref="ActivationQuantizer.RoundValues"/>, what the dequantized-tile path
+    /// multiplies) on this process's path against the blocks the kernels round the same rows to (D·Qs), in fp32 and bf16
+    /// (those values rounded as torch rounds them); failures as lines.
+    /// </summary>
+    public static List<string> CheckActivationValues(int seed)
+    {
+        var failures = new List<string>();
+        var random = new Random(seed);
+        foreach (int block in new[] { 32, 256 })
+        {
+            const int rows = 3, columns = 768;
+            float[] x = RandomActivations(rows, columns, random), values = new float[rows * columns];
+            for (int j = 0; j < 32; j++) x[32 + j] = 0;                                // a zero block
+            var halves = new ushort[rows * columns];
+            fixed (float* px = x, pv = values)
+            fixed (ushort* ph = halves)
+            {
+                ActivationQuantizer.RoundValues(px, rows, columns, block, pv, bf16: false);
+                ActivationQuantizer.RoundValues(px, rows, columns, block, ph, bf16: true);
+                for (int i = 0; i < rows; i++)
+                {
+                    var row = ActivationQuantizer.Prepare(px + i * columns, 1, columns, block)[0];
+                    for (int c = 0; c < columns; c++)
+                    {
+                        float expected = row.D[c / block] * row.Qs[c];
+                        int at = i * columns + c;
+                        if (BitConverter.SingleToInt32Bits(values[at]) != BitConverter.SingleToInt32Bits(expected) && values[at] != expected)
+                            failures.Add($"{QuantizedKernels.Path} block {block} value [{i},{c}] = {values[at]}, the kernels' {expected}");
+                        if (halves[at] != Bf16.FromSingle(expected))
+                            failures.Add($"{QuantizedKernels.Path} block {block} bf16 [{i},{c}] = {halves[at]:X4}, expected {Bf16.FromSingle(expected):X4}");
+                    }
+                }
+            }
+        }
+        return failures;
+    }
+
     /// <summary>Products of every type on every path this process supports, checked against dequantize-then-fp64; failures as lines.</summary>
     public static List<string> CheckAllTypes(KernelPath path, int seed)
     {

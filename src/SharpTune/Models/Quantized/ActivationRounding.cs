@@ -1,4 +1,5 @@
 using SharpTune.Checkpoints.Gguf;
+using SharpTune.Quantization;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models.Quantized;
@@ -8,49 +9,37 @@ namespace SharpTune.Models.Quantized;
 /// the quantized types (its <c>vec_dot_type</c>): Q8_0 blocks of 32 (scale max|x|/127 stored in fp16) for Q4_0, Q4_1,
 /// Q5_0, Q5_1 and Q8_0 weights; Q8_K blocks of 256 (scale max/-127 in fp32) for the K-quants. Float weights (F32, F16,
 /// BF16) meet fp32 activations in the kernels, so nothing is rounded for them (ggml rounds to fp16/bf16 there: a
-/// difference of half an fp16 ulp). The dequantized-tile path applies the same rounding (values, not integers), so a
-/// prompt and the tokens generated after it see one model.
+/// difference of half an fp16 ulp). The dequantized-tile path applies the same rounding (the block kernels' own code,
+/// <see cref="ActivationQuantizer"/>, written back as values), so a prompt and the tokens generated after it see one model.
 /// </summary>
 public static class ActivationRounding
 {
-    /// <summary>The rounded rows (..., in) in float32; <paramref name="x"/> is left as it is.</summary>
-    public static Tensor Apply(Tensor x, GgufTensorType weightType)
+    /// <summary>
+    /// The rounded rows (..., in) in <paramref name="dtype"/> (float32, or bfloat16: the float32 values rounded as torch
+    /// rounds them); <paramref name="x"/> is left as it is.
+    /// </summary>
+    public static unsafe Tensor Apply(Tensor x, GgufTensorType weightType, ScalarType dtype = ScalarType.Float32)
     {
-        using var scope = NewDisposeScope();
-        var rows = x.to(ScalarType.Float32);
-        var rounded = weightType switch
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"rounded activations are float32 or bfloat16, not {dtype}", nameof(dtype));
+        int block = weightType switch
         {
             // The block kernels multiply float weights by fp32 activations (FMA), so the tile path does too.
-            GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16 => rows.clone(),
-            GgufTensorType.Q4_0 or GgufTensorType.Q4_1 or GgufTensorType.Q5_0 or GgufTensorType.Q5_1 or GgufTensorType.Q8_0 => Q8_0(rows),
-            GgufTensorType.Q4_K or GgufTensorType.Q5_K or GgufTensorType.Q6_K => Q8_K(rows),
+            GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16 => 1,
+            GgufTensorType.Q4_0 or GgufTensorType.Q4_1 or GgufTensorType.Q5_0 or GgufTensorType.Q5_1 or GgufTensorType.Q8_0 => 32,
+            GgufTensorType.Q4_K or GgufTensorType.Q5_K or GgufTensorType.Q6_K => 256,
             _ => throw new NotSupportedException($"no activation rounding is known for {weightType} weights"),
         };
-        return rounded.MoveToOuterDisposeScope();
-    }
-
-    // ggml's x86 quantize_row_q8_0: q = round-to-even(x · 127/max|x|), d = max|x|/127 kept in fp16, so the product
-    // sees q·fp16(d). (127/max, not 1/d: the two differ in the last bit, enough to flip a tie now and then.)
-    static Tensor Q8_0(Tensor rows)
-    {
-        var blocks = rows.reshape(-1, 32);                                                     // (N·in/32, 32)
-        var amax = blocks.abs().amax([1L], keepdim: true);                                     // (·, 1)
-        var d = amax / 127f;
-        var inverse = where(amax.eq(0), zeros_like(amax), full_like(amax, 127f) / amax);   // a true division, as ggml's 127.f/amax
-        var q = (blocks * inverse).round();
-        return (q * d.to(ScalarType.Float16).to(ScalarType.Float32)).reshape(rows.shape);
-    }
-
-    // quantize_row_q8_K: the element of largest magnitude (with its sign) gives iscale = -127/max, q = round(iscale·x)
-    // clamped to 127, d = 1/iscale in fp32; the product sees q·d.
-    static Tensor Q8_K(Tensor rows)
-    {
-        var blocks = rows.reshape(-1, 256);                                                    // (N·in/256, 256)
-        var at = blocks.abs().argmax(1, keepdim: true);
-        var max = blocks.gather(1, at);                                                        // signed, (·, 1)
-        var iscale = where(max.eq(0), zeros_like(max), full_like(max, -127f) / max);   // a true division (scalar / tensor is a reciprocal, an ulp off)
-        var q = (blocks * iscale).round().clamp_max(127);
-        var d = where(iscale.eq(0), zeros_like(iscale), ones_like(iscale) / iscale);
-        return (q * d).reshape(rows.shape);
+        if (block == 1) return x.to(dtype, copy: true);
+        int columns = (int)x.shape[^1];
+        if (columns % block != 0)
+            throw new ArgumentException($"{weightType} weights take rows in whole blocks of {block}; these rows have {columns} values");
+        using var values = x.to(ScalarType.Float32);
+        using var rows = values.contiguous();
+        var rounded = empty(x.shape, dtype);
+        fixed (byte* source = rows.bytes)
+        fixed (byte* target = rounded.bytes)
+            ActivationQuantizer.RoundValues((float*)source, (int)(rows.numel() / columns), columns, block, target, dtype == ScalarType.BFloat16);
+        return rounded;
     }
 }

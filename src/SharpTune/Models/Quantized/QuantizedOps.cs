@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics.X86;
+using SharpTune.Checkpoints.Gguf;
 using SharpTune.Quantization;
 using static TorchSharp.torch;
 
@@ -7,7 +9,9 @@ namespace SharpTune.Models.Quantized;
 /// Products with a weight kept in its file's blocks (<see cref="QuantizedMatrix"/>, (out, in)), never expanded whole.
 /// Few rows (generation, a decode step over a batch of prompts) go through the block kernels, which read each block
 /// once per product; many rows (prompt processing, training) dequantize a tile of output rows at a time into a scratch
-/// in the activations' dtype and use libtorch's GEMM, so the tile's dequantization is paid once for all rows.
+/// and use libtorch's GEMM, so the tile's dequantization is paid once for all rows. The GEMM computes in
+/// <see cref="TileDtype"/> for the block types: bf16 where the CPU multiplies bf16 natively (AVX512-BF16, AMX), twice
+/// fp32's rate there, as QLoRA computes over its 4-bit base in bf16.
 /// </summary>
 /// <remarks>
 /// The product is differentiable in its input only: the weight is frozen, so the backward pass gives
@@ -19,19 +23,89 @@ public static class QuantizedOps
     public static int KernelRows { get; set; } = 8;
 
     /// <summary>
-    /// Bytes of one dequantized fp32 tile: large enough that most of a model's matrices are one tile (a product is then
-    /// one GEMM written straight into the result), small beside the weights. The scratch is kept per thread and reused,
-    /// so a forward pass does not fault in fresh pages for every product.
+    /// Bytes of one dequantized tile: large enough that most of a model's matrices are one tile (a product is then one
+    /// GEMM written straight into the result), small beside the weights. The scratch is kept per thread and reused, so a
+    /// forward pass does not fault in fresh pages for every product.
     /// </summary>
-    public const long TileBytes = 32L << 20;
+    public static long TileBytes => scopedTileBytes.Value ?? (32L << 20);
+
+    static readonly AsyncLocal<long?> scopedTileBytes = new();
+
+    /// <summary>Tiles of <paramref name="bytes"/> in this execution context until disposed: for tests of products over many tiles.</summary>
+    internal static IDisposable UseTileBytes(long bytes)
+    {
+        var previous = scopedTileBytes.Value;
+        scopedTileBytes.Value = bytes;
+        return new Restore(() => scopedTileBytes.Value = previous);
+    }
 
     [ThreadStatic] static Tensor? scratch;
+    [ThreadStatic] static Tensor? scratchBf16;
+    static readonly AsyncLocal<ScalarType?> scopedTileDtype = new();
+
+    /// <summary>
+    /// Whether this CPU multiplies bf16 in hardware (AVX512-BF16's <c>vdpbf16ps</c> or AMX-BF16), where libtorch's bf16
+    /// GEMM (oneDNN) runs at about twice its fp32 rate; elsewhere a bf16 GEMM is emulated and slower than fp32.
+    /// </summary>
+    public static bool NativeBf16 { get; } = HasNativeBf16();
+
+    static bool HasNativeBf16()
+    {
+        if (!X86Base.IsSupported || !Avx512F.IsSupported || X86Base.CpuId(0, 0).Eax < 7) return false;
+        bool avx512Bf16 = (X86Base.CpuId(7, 1).Eax & (1 << 5)) != 0;
+        bool amxBf16 = (X86Base.CpuId(7, 0).Edx & (1 << 22)) != 0;
+        return avx512Bf16 || amxBf16;
+    }
+
+    /// <summary>
+    /// The dtype of the many-row GEMMs over a block type's tiles when the activations are float32, for this process:
+    /// bfloat16 where <see cref="NativeBf16"/>, float32 elsewhere; SHARPTUNE_TILE_DTYPE=fp32|bf16 chooses. Activations,
+    /// weights and the GEMM's result are then rounded to bf16 (relative steps of 2⁻⁸: finer than the 8-bit activation
+    /// rounding ggml uses, far finer than the weights' own 4-6 bit steps), the sums accumulated in fp32. Float weights
+    /// (F32, F16, BF16 files) are always multiplied at the activations' dtype.
+    /// </summary>
+    public static ScalarType DefaultTileDtype { get; } = ChooseTileDtype(Environment.GetEnvironmentVariable("SHARPTUNE_TILE_DTYPE"));
+
+    static ScalarType ChooseTileDtype(string? asked) => asked?.Trim().ToLowerInvariant() switch
+    {
+        null or "" => NativeBf16 ? ScalarType.BFloat16 : ScalarType.Float32,
+        "fp32" or "float32" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        _ => throw new InvalidOperationException($"SHARPTUNE_TILE_DTYPE={asked}: expected fp32 or bf16"),
+    };
+
+    /// <summary>The tile dtype in effect here: <see cref="DefaultTileDtype"/>, or the one a <see cref="UseTileDtype"/> scope set.</summary>
+    public static ScalarType TileDtype => scopedTileDtype.Value ?? DefaultTileDtype;
+
+    /// <summary>
+    /// Many-row products over block types compute in <paramref name="dtype"/> (float32 or bfloat16) in this execution
+    /// context until the result is disposed: for comparisons that need one precision whatever the CPU (tests, benches).
+    /// </summary>
+    public static IDisposable UseTileDtype(ScalarType dtype)
+    {
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"tiles are float32 or bfloat16, not {dtype}", nameof(dtype));
+        var previous = scopedTileDtype.Value;
+        scopedTileDtype.Value = dtype;
+        return new Restore(() => scopedTileDtype.Value = previous);
+    }
+
+    sealed class Restore(Action restore) : IDisposable
+    {
+        public void Dispose() => restore();
+    }
+
+    /// <summary>The dtype a many-row product with <paramref name="w"/> computes in, for activations of <paramref name="activations"/>.</summary>
+    internal static ScalarType GemmDtype(QuantizedMatrix w, ScalarType activations) =>
+        activations == ScalarType.Float32 && w.Type is not (GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16)
+            ? TileDtype
+            : activations;
 
     /// <summary>
     /// <c>x Wᵀ + b</c>: (..., in) to (..., out) in x's dtype; differentiable in x (and the bias, when it trains). Under
     /// <paramref name="roundActivations"/> (inference, scoring: modules in eval mode) x is first rounded as ggml rounds
     /// activations for the weight's type (<see cref="ActivationRounding"/>), on both paths, so results agree with llama.cpp's
-    /// and with each other; in training the product is the exact one over the dequantized weight, as QLoRA computes. The
+    /// and with each other; in training the product is the one over the dequantized weight, as QLoRA computes. The
     /// choice follows the module's mode, not the grad mode, so a recomputed (checkpointed) layer computes what it computed.
     /// </summary>
     /// <param name="roundActivations">Round x as ggml does (a module passes <c>!training</c>).</param>
@@ -57,8 +131,9 @@ public static class QuantizedOps
     }
 
     /// <summary>
-    /// y = x Wᵀ without autograd. (..., in) -> (..., out). With <paramref name="roundActivations"/> the rows are rounded as
-    /// ggml rounds them (the block kernels always compute on such rounded rows; the tile path rounds them first).
+    /// y = x Wᵀ without autograd. (..., in) -> (..., out), in x's dtype. With <paramref name="roundActivations"/> the rows
+    /// are rounded as ggml rounds them (the block kernels always compute on such rounded rows; the tile path rounds them
+    /// first).
     /// </summary>
     internal static unsafe Tensor Product(Tensor x, QuantizedMatrix w, bool roundActivations)
     {
@@ -82,11 +157,13 @@ public static class QuantizedOps
         }
         else
         {
-            if (roundActivations) rows = ActivationRounding.Apply(rows, w.Type).to(x.dtype);
-            ForEachTile(w, x.dtype, (first, tile) =>
+            var gemm = GemmDtype(w, x.dtype);
+            var input = roundActivations ? ActivationRounding.Apply(rows, w.Type, gemm) : rows.to(gemm);
+            ForEachTile(w, gemm, (first, tile) =>
             {
-                if (tile.shape[0] == w.Rows) flat.addmm_(rows, tile.t(), beta: 0);   // one tile: the GEMM writes the result itself
-                else flat.narrow(1, first, tile.shape[0]).copy_(rows.matmul(tile.t()));
+                // One tile in the result's dtype: the GEMM writes the result itself.
+                if (tile.shape[0] == w.Rows && gemm == dtype) flat.addmm_(input, tile.t(), beta: 0);
+                else flat.narrow(1, first, tile.shape[0]).copy_(input.matmul(tile.t()));
             });
         }
         return y.MoveToOuterDisposeScope();
@@ -99,28 +176,45 @@ public static class QuantizedOps
         using var noGrad = no_grad();
         long[] inShape = [.. gradOutput.shape[..^1], w.Columns];
         long n = gradOutput.numel() / w.Rows;
-        var rows = gradOutput.reshape(n, w.Rows);
-        var dx = zeros(n, w.Columns, gradOutput.dtype);
-        ForEachTile(w, gradOutput.dtype, (first, tile) => dx.addmm_(rows.narrow(1, first, tile.shape[0]), tile));
-        return dx.reshape(inShape).MoveToOuterDisposeScope();
+        var gemm = GemmDtype(w, gradOutput.dtype);
+        var rows = gradOutput.reshape(n, w.Rows).to(gemm);
+        Tensor? dx = null;
+        ForEachTile(w, gemm, (first, tile) =>
+        {
+            var part = rows.narrow(1, first, tile.shape[0]);
+            if (dx is null) dx = part.mm(tile).to(gradOutput.dtype);    // the first tile's product, kept (a fresh tensor)
+            else if (gemm == gradOutput.dtype) dx.addmm_(part, tile);
+            else dx.add_(part.mm(tile));                                 // tiles summed at dY's precision
+        });
+        return dx!.reshape(inShape).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Dequantizes the weight a tile of output rows at a time into one reused scratch and hands each tile (rows, in) on.</summary>
+    /// <summary>
+    /// Dequantizes the weight a tile of output rows at a time into one reused scratch of <paramref name="dtype"/> (bf16
+    /// straight from the blocks; float32, or another dtype through a float32 tile) and hands each tile (rows, in) on.
+    /// </summary>
     static unsafe void ForEachTile(QuantizedMatrix w, ScalarType dtype, Action<long, Tensor> use)
     {
-        int tileRows = (int)Math.Clamp(TileBytes / (4L * w.Columns), 16, w.Rows);
+        bool bf16 = dtype == ScalarType.BFloat16;
+        int elementBytes = bf16 ? 2 : 4;
+        int tileRows = (int)Math.Clamp(TileBytes / ((long)elementBytes * w.Columns), 16, w.Rows);
         long needed = (long)tileRows * w.Columns;
-        if (scratch is null || scratch.numel() < needed)
+        ref var kept = ref bf16 ? ref scratchBf16 : ref scratch;
+        if (kept is null || kept.numel() < needed)
         {
-            scratch?.Dispose();
-            scratch = empty(Math.Max(needed, TileBytes / 4), ScalarType.Float32).DetachFromDisposeScope();
+            kept?.Dispose();
+            kept = empty(Math.Max(needed, TileBytes / elementBytes), bf16 ? ScalarType.BFloat16 : ScalarType.Float32).DetachFromDisposeScope();
         }
-        using var buffer = scratch.narrow(0, 0, needed).view(tileRows, w.Columns);
-        using var converted = dtype == ScalarType.Float32 ? null : empty(tileRows, w.Columns, dtype);
+        using var buffer = kept.narrow(0, 0, needed).view(tileRows, w.Columns);
+        using var converted = dtype is ScalarType.Float32 or ScalarType.BFloat16 ? null : empty(tileRows, w.Columns, dtype);
         for (int first = 0; first < w.Rows; first += tileRows)
         {
             int count = Math.Min(tileRows, w.Rows - first);
-            fixed (byte* p = buffer.bytes) QuantizedKernels.DequantizeRows(w, first, count, (float*)p);
+            fixed (byte* p = buffer.bytes)
+            {
+                if (bf16) QuantizedKernels.DequantizeRows(w, first, count, (ushort*)p);
+                else QuantizedKernels.DequantizeRows(w, first, count, (float*)p);
+            }
             using var tile = (converted ?? buffer).narrow(0, 0, count);
             if (converted is not null)
                 using (var source = buffer.narrow(0, 0, count)) tile.copy_(source);

@@ -142,7 +142,9 @@ public class LoraVariantTests
     public void Dora_and_pissa_over_quantized_blocks_equal_the_same_layer_over_their_dequantized_weight()
     {
         // 40 rows of 64 in Q8_0 blocks: DoRA's norms go tile by tile over the blocks (10 rows a tile here), the dense layer's
-        // at once; PiSSA's start comes from the blocks dequantized, and the blocks stay as they are.
+        // at once; PiSSA's start comes from the blocks dequantized, and the blocks stay as they are. The products in fp32
+        // tiles, so the two layers compute the same sums.
+        using var tiles = SharpTune.Models.Quantized.QuantizedOps.UseTileDtype(ScalarType.Float32);
         manual_seed(4);
         var values = randn(40, 64).data<float>().ToArray();
         using var blocks = QuantizedMatrix.Quantize(GgufTensorType.Q8_0, values, 40, 64);
