@@ -8,6 +8,7 @@ using SharpTune.Peft;
 using SharpTune.Peft.Lora;
 using SharpTune.Heads;
 using SharpTune.Models.Decoders.Common;
+using SharpTune.Models.Quantized;
 using static TorchSharp.torch;
 
 namespace SharpTune.Bench.Suites.Decoders;
@@ -131,7 +132,8 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
         return new BenchResult
         {
             Suite = Name,
-            Model = $"qwen2 with {shape.Name} ({shape.Parameters:N0} parameters, random weights{(file is null ? "" : ", " + file)}), {config.Label}; {Threads} threads; CPU {mkl.Cpu}; load {DecoderSpeedSuite.Load()}",
+            Model = $"qwen2 with {shape.Name} ({shape.Parameters:N0} parameters, random weights{(file is null ? "" : ", " + file)}), {config.Label}" +
+                    $"{(config.Gguf?.Stored == true ? $" (tiles and activations {QuantizedOps.TileDtype})" : "")}; {Threads} threads; CPU {mkl.Cpu}; load {DecoderSpeedSuite.Load()}",
             Dataset = $"random token ids, batch {batch} x {length}, labels = inputs; {steps} step(s){(steps > 1 ? ", the first a warm-up" : "")}",
             Quick = context.Quick,
             TrainExamples = steps * batch,
@@ -183,6 +185,7 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
         var wrapper = new CausalLmModel(lm.Model, null);
         lora.Freeze(wrapper, settings);
         if (!stored && config.Bf16Base) MixedDtype.Convert(wrapper, ScalarType.Float32, (_, p) => p.requires_grad);
+        if (stored) QuantizedOps.ComputeInTileDtype(wrapper);                  // bf16 activations where the tiles are bf16, as the CLI runs it
         wrapper.train();
         ((IGradientCheckpointing)lm.Model).GradientCheckpointing = config.Checkpointing;
         return new Built(lm.Model, wrapper, lm);

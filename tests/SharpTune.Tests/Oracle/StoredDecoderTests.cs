@@ -276,6 +276,54 @@ public class StoredDecoderTests
     }
 
     /// <summary>
+    /// Where the tiles are bf16 (the default on CPUs that multiply bf16 natively) a run over a stored base computes in bf16
+    /// as over a bf16 base: the frozen dense parameters and the embedding's rows bf16, what trains fp32; with fp32
+    /// tiles nothing changes. Both forced here, so both hold on any CPU; the adapter trains and scores either way.
+    /// </summary>
+    [Theory]
+    [InlineData("lora", true)]
+    [InlineData("prefix", true)]
+    [InlineData("prompt", true)]
+    [InlineData("lora", false)]
+    public void Training_over_a_stored_base_computes_in_the_tiles_dtype(string method, bool bf16)
+    {
+        using var tiles = QuantizedOps.UseTileDtype(bf16 ? ScalarType.BFloat16 : ScalarType.Float32);
+        using var temp = new TestModels.TempFolder();
+        string path = Quantized(temp, LLamaFtype.MOSTLY_Q4_K_M, "qwen2"), run = temp.File("run"), data = CausalLmCliTests.Data(temp);
+        var (code, output, error) = CliHarness.Run(["train", "--model", path, "--task", "causal-lm", "--train", data, "--method", method,
+            "--virtual-tokens", "3", "--gradient-checkpointing", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40"]);
+        Assert.True(code == 0, error + output);
+        Assert.Equal(bf16, output.Contains("stored base computed in bf16"));
+        var scored = CliHarness.Run("eval", "--model", run, "--data", data);
+        Assert.True(scored.Code == 0, scored.Error);
+        Assert.Matches(@"perplexity\s+[0-9]", scored.Out);
+
+        // The model as the run builds it: bf16 activations over bf16 frozen parameters, fp32 where it trains.
+        var lora = PeftRegistry.Get("lora");
+        var settings = new PeftSettings { LoraR = 2, LoraAlpha = 4, LoraTargets = [LinearTargets.AllLinear] };
+        var shape = (IBackboneShape)LanguageModel.ReadConfig(path);
+        using var lm = LanguageModel.Load(path, WeightStorage.AsStored, linears: lora.Linears(settings, shape, DecoderLinears.Plain));
+        using var model = new CausalLmModel(lm.Model, null);
+        lora.Freeze(model, settings);
+        var dtype = QuantizedOps.ComputeInTileDtype(model);
+        Assert.Equal(bf16 ? ScalarType.BFloat16 : ScalarType.Float32, dtype);
+        Assert.All(model.parameters().Where(p => p.requires_grad), p => Assert.Equal(ScalarType.Float32, p.dtype));
+        Assert.All(model.parameters().Where(p => !p.requires_grad), p => Assert.Equal(dtype, p.dtype));
+        using var ids = tensor(Tokens(20, seed: 4).Select(t => (long)t).ToArray(), [2, 10]);
+        using var hidden = ((ILanguageModelHead)lm.Model).ForwardHidden(lm.Model.EmbedTokens(ids));
+        Assert.Equal(dtype, hidden.dtype);
+        model.train();
+        using var loss = model.Loss(ids, ones_like(ids), ids);
+        loss.backward();
+        Assert.True(float.IsFinite(loss.item<float>()));
+        // B starts at zero, so only the B matrices get a gradient on the first step (A's is B-weighted).
+        var trained = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        Assert.All(trained, p => Assert.NotNull(p.parameter.grad));
+        Assert.Contains(trained, p => p.name.Contains("lora_B"));
+        Assert.All(trained.Where(p => p.name.Contains("lora_B")), p => Assert.True(p.parameter.grad!.abs().sum().item<float>() > 0, p.name));
+    }
+
+    /// <summary>
     /// Preference tuning over a Q4_K_M file kept in its blocks, with gradient checkpointing: the reference is the same
     /// quantized base with the adapter switched off, so the run holds one copy of the base.
     /// </summary>

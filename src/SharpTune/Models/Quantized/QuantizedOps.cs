@@ -95,6 +95,20 @@ public static class QuantizedOps
         public void Dispose() => restore();
     }
 
+    /// <summary>
+    /// A model over stored blocks made to compute in <see cref="TileDtype"/> when that is bfloat16, for training (QLoRA's
+    /// bf16 compute dtype): the frozen dense parameters (norms, frozen biases) are held in bf16 and the stored embeddings
+    /// give bf16 rows, so activations, their saved copies and the products' inputs are bf16, as over a bf16 base; what
+    /// trains stays float32. Returns the dtype the model now computes in (float32 where tiles are float32: nothing changes).
+    /// </summary>
+    public static ScalarType ComputeInTileDtype(nn.Module model)
+    {
+        if (TileDtype != ScalarType.BFloat16) return ScalarType.Float32;
+        Models.MixedDtype.HoldFrozenIn(model, ScalarType.BFloat16);
+        foreach (var embedding in model.modules().OfType<StoredEmbedding>()) embedding.OutputDtype = ScalarType.BFloat16;
+        return ScalarType.BFloat16;
+    }
+
     /// <summary>The dtype a many-row product with <paramref name="w"/> computes in, for activations of <paramref name="activations"/>.</summary>
     internal static ScalarType GemmDtype(QuantizedMatrix w, ScalarType activations) =>
         activations == ScalarType.Float32 && w.Type is not (GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16)
@@ -193,11 +207,12 @@ public static class QuantizedOps
     /// Dequantizes the weight a tile of output rows at a time into one reused scratch of <paramref name="dtype"/> (bf16
     /// straight from the blocks; float32, or another dtype through a float32 tile) and hands each tile (rows, in) on.
     /// </summary>
-    static unsafe void ForEachTile(QuantizedMatrix w, ScalarType dtype, Action<long, Tensor> use)
+    /// <param name="maxRows">At most this many rows a tile (a caller whose per-tile results grow with the tile's rows).</param>
+    internal static unsafe void ForEachTile(QuantizedMatrix w, ScalarType dtype, Action<long, Tensor> use, int maxRows = int.MaxValue)
     {
         bool bf16 = dtype == ScalarType.BFloat16;
         int elementBytes = bf16 ? 2 : 4;
-        int tileRows = (int)Math.Clamp(TileBytes / ((long)elementBytes * w.Columns), 16, w.Rows);
+        int tileRows = (int)Math.Clamp(Math.Min(TileBytes / ((long)elementBytes * w.Columns), maxRows), Math.Min(16, w.Rows), w.Rows);
         long needed = (long)tileRows * w.Columns;
         ref var kept = ref bf16 ? ref scratchBf16 : ref scratch;
         if (kept is null || kept.numel() < needed)

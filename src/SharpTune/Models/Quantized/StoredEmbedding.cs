@@ -16,22 +16,36 @@ public sealed class StoredEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>The matrix's blocks, (V, H).</summary>
     public QuantizedMatrix Weight => stored;
 
+    /// <summary>
+    /// The rows' dtype: float32, or bfloat16 (each row rounded as torch rounds fp32 to bf16) where the model computes in
+    /// bf16 over its stored base (training over a stored base with bf16 tiles: <see cref="QuantizedOps.ComputeInTileDtype"/>), as a bf16 embedding would give them.
+    /// </summary>
+    public ScalarType OutputDtype
+    {
+        get => outputDtype;
+        set => outputDtype = value is ScalarType.Float32 or ScalarType.BFloat16 ? value
+            : throw new ArgumentException($"a stored embedding gives float32 or bfloat16 rows, not {value}", nameof(value));
+    }
+
+    ScalarType outputDtype = ScalarType.Float32;
+
     /// <param name="ids">(...) token ids</param>
-    /// <returns>(..., H) float32 rows</returns>
+    /// <returns>(..., H) rows in <see cref="OutputDtype"/></returns>
     public override unsafe Tensor forward(Tensor ids)
     {
         using var flat = ids.reshape(-1).to(ScalarType.Int64).contiguous();
         var tokens = flat.data<long>().ToArray();
-        var rows = empty(tokens.Length, stored.Columns, ScalarType.Float32);
+        bool bf16 = outputDtype == ScalarType.BFloat16;
+        var rows = empty(tokens.Length, stored.Columns, outputDtype);
         fixed (byte* p = rows.bytes)
         {
-            float* output = (float*)p;
             for (int i = 0; i < tokens.Length; i++)
             {
                 long id = tokens[i];
                 if (id < 0 || id >= stored.Rows)
                     throw new ArgumentOutOfRangeException(nameof(ids), id, $"token id {id} is outside the embedding's {stored.Rows} rows");
-                QuantizedKernels.DequantizeRows(stored, (int)id, 1, output + (long)i * stored.Columns);
+                if (bf16) QuantizedKernels.DequantizeRows(stored, (int)id, 1, (ushort*)p + (long)i * stored.Columns);
+                else QuantizedKernels.DequantizeRows(stored, (int)id, 1, (float*)p + (long)i * stored.Columns);
             }
         }
         using (rows) return rows.reshape([.. ids.shape, stored.Columns]);

@@ -78,6 +78,9 @@ public sealed class LanguageModelRun : IDisposable
             int trainable = MixedDtype.Convert(model, ScalarType.Float32, (_, p) => p.requires_grad);
             say($"base held in bf16, read as bf16; the {trainable} tensors that train are fp32");
         }
+        if (storage.Stored && Models.Quantized.QuantizedOps.ComputeInTileDtype(model) == ScalarType.BFloat16)
+            say("stored base computed in bf16 (this CPU multiplies bf16 natively: its products' tiles are bf16); what trains is fp32 " +
+                "(SHARPTUNE_TILE_DTYPE=fp32 for fp32 throughout)");
         if (options.GradientCheckpointing)
         {
             if (lm.Model is not IGradientCheckpointing checkpointed)

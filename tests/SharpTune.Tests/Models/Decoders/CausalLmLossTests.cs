@@ -41,6 +41,49 @@ public class CausalLmLossTests
             Tolerances.AssertClose(expectedGrads[i], actualGrads[i], Tolerances.DifferentKernels, names[i] + " gradient");
     }
 
+    /// <summary>
+    /// A head kept in blocks: the loss runs over vocabulary tiles (a running log-sum-exp, then softmax - onehot per tile),
+    /// each tile dequantized once per pass. With fp32 tiles it equals the plain cross-entropy over the dequantized head,
+    /// value, hidden-state and bias gradients, over many tiles (16 vocabulary rows each here) and one; with bf16 tiles
+    /// the logits carry bf16's rounding (2⁻⁸ of |h|·|w| summed, see QuantizedOpsTests), which moves the loss by about that
+    /// fraction of a logit's size and each gradient element by about that fraction of its scale.
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.Float32, 256L, true)]
+    [InlineData(ScalarType.Float32, 32L << 20, false)]
+    [InlineData(ScalarType.BFloat16, 256L, true)]
+    [Trait(Tolerances.Category, Tolerances.NumericParity)]
+    public void A_stored_head_gives_the_loss_and_gradients_of_its_dequantized_weight(ScalarType tiles, long tileBytes, bool withBias)
+    {
+        using var precision = SharpTune.Models.Quantized.QuantizedOps.UseTileDtype(tiles);
+        using var size = SharpTune.Models.Quantized.QuantizedOps.UseTileBytes(tileBytes);
+        manual_seed(5);
+        const int vocab = 101, width = 64;
+        var values = (randn(vocab, width) * 0.3f).data<float>().ToArray();
+        using var blocks = SharpTune.Quantization.QuantizedMatrix.Quantize(SharpTune.Checkpoints.Gguf.GgufTensorType.Q8_0, values, vocab, width);
+        using var dense = SharpTune.Models.Quantized.QuantizedOps.Dequantize(blocks);
+        using var hidden0 = randn(3, 9, width);
+        using var bias = withBias ? randn(vocab).mul_(0.1).requires_grad_() : null;
+        using var labels = randint(0, vocab, [3, 9], dtype: ScalarType.Int64);
+        labels[1, TensorIndex.Slice(0, 3)] = tensor(-100L);
+        labels[0, 0] = tensor((long)vocab - 1);                                          // targets in the first and last tiles
+        labels[2, 4] = tensor(0L);
+
+        using var frozen = dense.detach();
+        var (expected, expectedGrads) = LossAndGrads(h => PlainLoss(h, frozen, bias, labels, shift: true), hidden0, frozen, bias);
+        var (actual, actualGrads) = LossAndGrads(h => CausalLmLoss.Compute(h, blocks, bias, labels, roundActivations: false), hidden0, frozen, bias);
+        double tolerance = tiles == ScalarType.Float32 ? Tolerances.DifferentKernels : 1.0 / 64;
+        Tolerances.AssertClose([expected], [actual], tolerance, "loss");
+        string[] names = ["hidden", "head bias"];
+        for (int i = 0; i < expectedGrads.Length; i++)
+            Tolerances.AssertClose(expectedGrads[i], actualGrads[i], tolerance, names[i] + " gradient");
+
+        // Scoring (no gradients) takes the first pass alone and gives the same loss.
+        using (no_grad())
+        using (var scored = CausalLmLoss.Compute(hidden0, blocks, bias, labels, roundActivations: false))
+            Tolerances.AssertClose([actual], [scored.item<float>()], 1e-6, "scored loss");
+    }
+
     [Theory]
     [InlineData(ScalarType.Float32)]
     [InlineData(ScalarType.BFloat16)]
