@@ -26,8 +26,10 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <param name="Batch">Rows of a step.</param>
 /// <param name="Length">Tokens of a row.</param>
 /// <param name="Steps">Steps run, the first a warm-up (one: that step is the figure).</param>
+/// <param name="Bf16Compute">Over a stored base: activations in bf16 (<c>--precision bf16</c>, <see cref="QuantizedOps.ComputeInBf16"/>).</param>
 public sealed record DecoderStepConfig(string Key, string Label, bool Lora, bool Bf16Base, bool Checkpointing, bool ChunkedLoss, double NeedsGigabytes,
-    bool ReturnFreedMemory = false, GgufBase? Gguf = null, int Batch = DecoderTrainingStepSuite.Batch, int Length = DecoderTrainingStepSuite.Length, int Steps = 2);
+    bool ReturnFreedMemory = false, GgufBase? Gguf = null, int Batch = DecoderTrainingStepSuite.Batch, int Length = DecoderTrainingStepSuite.Length, int Steps = 2,
+    bool Bf16Compute = false);
 
 /// <summary>
 /// A base read from a GGUF file: <paramref name="File"/> makes (or finds) it and gives its path, <paramref name="Shape"/>
@@ -133,7 +135,7 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
         {
             Suite = Name,
             Model = $"qwen2 with {shape.Name} ({shape.Parameters:N0} parameters, random weights{(file is null ? "" : ", " + file)}), {config.Label}" +
-                    $"{(config.Gguf?.Stored == true ? $" (tiles and activations {QuantizedOps.TileDtype})" : "")}; {Threads} threads; CPU {mkl.Cpu}; load {DecoderSpeedSuite.Load()}",
+                    $"{(config.Gguf?.Stored == true ? $" (tiles {QuantizedOps.TileDtype}, activations {(config.Bf16Compute ? "bf16" : "fp32")})" : "")}; {Threads} threads; CPU {mkl.Cpu}; load {DecoderSpeedSuite.Load()}",
             Dataset = $"random token ids, batch {batch} x {length}, labels = inputs; {steps} step(s){(steps > 1 ? ", the first a warm-up" : "")}",
             Quick = context.Quick,
             TrainExamples = steps * batch,
@@ -185,7 +187,7 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
         var wrapper = new CausalLmModel(lm.Model, null);
         lora.Freeze(wrapper, settings);
         if (!stored && config.Bf16Base) MixedDtype.Convert(wrapper, ScalarType.Float32, (_, p) => p.requires_grad);
-        if (stored) QuantizedOps.ComputeInTileDtype(wrapper);                  // bf16 activations where the tiles are bf16, as the CLI runs it
+        if (stored && config.Bf16Compute) QuantizedOps.ComputeInBf16(wrapper);  // --precision bf16: bf16 activations, as over a bf16 base
         wrapper.train();
         ((IGradientCheckpointing)lm.Model).GradientCheckpointing = config.Checkpointing;
         return new Built(lm.Model, wrapper, lm);

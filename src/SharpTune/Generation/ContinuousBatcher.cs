@@ -141,31 +141,52 @@ public sealed class ContinuousBatcher : IDisposable
         if (request.Cancellation.IsCancellationRequested) { request.Completion.TrySetCanceled(request.Cancellation); Finished(1); return; }
         Row? row = null;
         KeyValueCache? cache = null;
+        Batch? batch = null;
+        bool fresh = false;
         try
         {
             row = new Row(request);
-            cache = request.Model.NewCache();
             int length = request.Prompt.Count;
             using var scope = NewDisposeScope();
+            batch = request.RunsAlone ? null : batches.FirstOrDefault(b => ReferenceEquals(b.Model, request.Model) && !b.Alone);
+            fresh = batch is null;
+            batch ??= new Batch(request.Model, request.RunsAlone, UseStepDecoder);
+            // A short prompt is computed on the batch's step decoder, as TextGenerator computes it, so a request gives the
+            // tokens `sharptune generate` gives for the same prompt; longer ones by the model's forward, then joined.
+            if (batch.Prefill(row) is { } prefilled)
+            {
+                if (fresh) batches.Add(batch);
+                if (!row.Take(prefilled[0]))
+                {
+                    batch.Keep([.. batch.Rows.Where(r => !ReferenceEquals(r, row))]);
+                    if (batch.Rows.Count == 0) { batches.Remove(batch); batch.Dispose(); }
+                    Finished(1);
+                    row.Complete();
+                }
+                return;
+            }
+            cache = request.Model.NewCache();
             var ids = tensor(request.Prompt.Select(i => (long)i).ToArray(), [1, length]);
             var mask = ones(1, length, ScalarType.Int64);
             var positions = arange(length, dtype: ScalarType.Int64).unsqueeze(0);
             var logits = request.Model.ForwardLast(ids, mask, positions, cache);          // (1, V)
             if (!row.Take(logits[0]))
             {
+                if (fresh) batch.Dispose();
                 cache.Dispose();
                 Finished(1);
                 row.Complete();
                 return;
             }
-            var batch = request.RunsAlone ? null : batches.FirstOrDefault(b => ReferenceEquals(b.Model, request.Model) && !b.Alone);
-            if (batch is null) batches.Add(batch = new Batch(request.Model, request.RunsAlone, UseStepDecoder));
+            if (fresh) batches.Add(batch);
             batch.Join(row, cache, mask, tensor(new long[] { length }, [1, 1]));
             cache = null;
         }
         catch (Exception e)
         {
             cache?.Dispose();
+            if (batch is not null && row is not null && batch.Rows.Contains(row)) batch.Keep([.. batch.Rows.Where(r => !ReferenceEquals(r, row))]);
+            if (batch is not null && batch.Rows.Count == 0 && (fresh || batches.Contains(batch))) { batches.Remove(batch); batch.Dispose(); }
             request.Completion.TrySetException(e);
             Finished(1);
         }
@@ -289,12 +310,29 @@ public sealed class ContinuousBatcher : IDisposable
         public bool Stepping => stepper is not null;
         public List<Row> Rows { get; } = [];
 
+        /// <summary>
+        /// Adds <paramref name="row"/> computed from its prompt on the step decoder and returns its last position's logits
+        /// (1, V), where the batch decodes on one and the prompt is short enough (<see cref="StepDecoder.PrefillLimit"/>);
+        /// else null, and nothing changes but that an empty stepping batch now holds its (empty) step decoder.
+        /// </summary>
+        public Tensor? Prefill(Row row)
+        {
+            if (!stepping || cache is not null) return null;
+            stepper ??= (model as IStepDecoding)?.CreateStepDecoder();
+            var request = row.Request;
+            if (stepper is null || request.Prompt.Count > stepper.PrefillLimit) return null;
+            int capacity = Math.Min(model.Info.ContextLength, request.Prompt.Count + request.Options.MaxNewTokens);
+            var logits = stepper.Prefill([request.Prompt], capacity);
+            Rows.Add(row);
+            return logits;
+        }
+
         public void Join(Row row, KeyValueCache rowCache, Tensor rowMask, Tensor rowPosition)
         {
             var request = row.Request;
             int capacity = Math.Min(model.Info.ContextLength, request.Prompt.Count + request.Options.MaxNewTokens);
             if (stepper is null && cache is null && stepping) stepper = StepDecoder.Start(model, rowCache, rowMask, capacity);
-            else stepper?.Join(rowCache, rowMask, capacity);
+            else stepper?.Join(rowCache, rowMask, capacity);                  // a step decoder made by Prefill joins the cache too
             if (stepper is not null)
             {
                 rowCache.Dispose();

@@ -75,14 +75,15 @@ static unsafe class ActivationQuantizer
     /// <summary>
     /// Rows [0, n) of <paramref name="columns"/> values at x, rounded to blocks of <paramref name="block"/> (32 or 256)
     /// exactly as <see cref="Prepare"/> rounds them, written back as values (D·q) to <paramref name="dst"/>: fp32, or bf16
-    /// bits (torch's rounding of those fp32 values) when <paramref name="bf16"/>. Rows are split over the kernel threads.
+    /// bits (torch's rounding of those fp32 values) when <paramref name="bf16"/>. Rows are split over the kernel threads,
+    /// or all computed on the calling thread with <paramref name="callerOnly"/>.
     /// </summary>
-    public static void RoundValues(float* x, int n, int columns, int block, void* dst, bool bf16)
+    public static void RoundValues(float* x, int n, int columns, int block, void* dst, bool bf16, bool callerOnly = false)
     {
         if (block is not (32 or 256) || columns % block != 0)
             throw new ArgumentException($"rows of {columns} values do not split into blocks of {block}");
         var job = new ValuesJob { X = x, Columns = columns, Block = block, Dst = dst, Bf16 = bf16 };
-        KernelThreadPool.Shared.Run(n, &RoundValuesRow, &job);
+        KernelThreadPool.Shared.Run(n, &RoundValuesRow, &job, callerOnly);
     }
 
     struct ValuesJob

@@ -36,9 +36,11 @@ sealed unsafe class KernelThreadPool
     }
 
     /// <summary>Runs body(state, c) for every chunk c in [0, chunks); returns when all are done.</summary>
-    public void Run(int chunks, delegate*<void*, int, void> body, void* state)
+    /// <param name="callerOnly">Every chunk on the calling thread: for work between libtorch's parallel regions, whose
+    /// OpenMP workers are still spinning on the other cores (waking ours there makes both fight for them).</param>
+    public void Run(int chunks, delegate*<void*, int, void> body, void* state, bool callerOnly = false)
     {
-        int helpers = Math.Min(threads, chunks) - 1;
+        int helpers = callerOnly ? 0 : Math.Min(threads, chunks) - 1;
         if (helpers <= 0 || !Monitor.TryEnter(gate))
         {
             for (int c = 0; c < chunks; c++) body(state, c);

@@ -192,19 +192,20 @@ public static unsafe class QuantizedKernels
     };
 
     /// <summary>Rows [first, first + count) dequantized to fp32, (count, Columns) at dst, exactly as ggml's dequantize_row_*.</summary>
-    public static void DequantizeRows(QuantizedMatrix w, int first, int count, float* dst) =>
-        Dequantize(w, first, count, dst, bf16: false);
+    /// <param name="callerOnly">On the calling thread alone (see <see cref="KernelThreadPool.Run"/>); else over the kernel threads.</param>
+    public static void DequantizeRows(QuantizedMatrix w, int first, int count, float* dst, bool callerOnly = false) =>
+        Dequantize(w, first, count, dst, bf16: false, callerOnly);
 
     /// <summary>The same to bf16 bits (fp32 rounded to nearest even, as torch's fp32 → bf16).</summary>
-    public static void DequantizeRows(QuantizedMatrix w, int first, int count, ushort* dstBf16) =>
-        Dequantize(w, first, count, dstBf16, bf16: true);
+    public static void DequantizeRows(QuantizedMatrix w, int first, int count, ushort* dstBf16, bool callerOnly = false) =>
+        Dequantize(w, first, count, dstBf16, bf16: true, callerOnly);
 
-    static void Dequantize(QuantizedMatrix w, int first, int count, void* dst, bool bf16)
+    static void Dequantize(QuantizedMatrix w, int first, int count, void* dst, bool bf16, bool callerOnly)
     {
         if (first < 0 || count < 0 || first > w.Rows - count)
             throw new ArgumentOutOfRangeException(nameof(count), $"rows [{first}, {first}+{count}) of a matrix with {w.Rows} rows");
         var job = new DequantizeJob { Matrix = w.Data + first * w.RowBytes, RowBytes = w.RowBytes, Columns = w.Columns, Type = w.Type, Dst = dst, Bf16 = bf16 };
-        KernelThreadPool.Shared.Run(count, &DequantizeRow, &job);
+        KernelThreadPool.Shared.Run(count, &DequantizeRow, &job, callerOnly);
     }
 
     struct DequantizeJob

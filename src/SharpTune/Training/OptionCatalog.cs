@@ -69,7 +69,7 @@ public static class OptionCatalog
             o => o.Pooling, (o, v, w) => o with { Pooling = PoolingDefault.Parse(OptionSpec.Choice(v, w, ["cls", "mean", "pooler"])) });
         Add("method", OptionValueKind.Text, $"What trains: {string.Join(", ", TrainingMethods.Names)} (default full)",
             o => o.Method, (o, v, w) => o with { Method = TrainingMethods.Parse(OptionSpec.Text(v, w)) }, ["freeze"], ["--freeze"]);
-        Add("precision", OptionValueKind.Text, "fp32 (default) or bf16 mixed precision",
+        Add("precision", OptionValueKind.Text, "fp32 (default) or bf16 mixed precision (language models: over a stored or bf16 base)",
             o => o.Precision, (o, v, w) => o with { Precision = OptionSpec.Choice(v, w, ["fp32", "bf16"]) });
         Add("class-weights", OptionValueKind.NumberList, "Comma-separated cross-entropy weights, one per class in label order",
             o => o.ClassWeights, (o, v, w) => o with { ClassWeights = OptionSpec.NumberList(v, w) });

@@ -276,27 +276,29 @@ public class StoredDecoderTests
     }
 
     /// <summary>
-    /// Where the tiles are bf16 (the default on CPUs that multiply bf16 natively) a run over a stored base computes in bf16
-    /// as over a bf16 base: the frozen dense parameters and the embedding's rows bf16, what trains fp32; with fp32
-    /// tiles nothing changes. Both forced here, so both hold on any CPU; the adapter trains and scores either way.
+    /// <c>--precision bf16</c> over a stored base computes in bf16 as over a bf16 base: the frozen dense parameters and the
+    /// embedding's rows bf16, what trains fp32 (the run says so); the default (fp32) leaves activations fp32. The adapter
+    /// trains and scores either way, on either tile dtype (forced here, so both hold on any CPU).
     /// </summary>
     [Theory]
-    [InlineData("lora", true)]
-    [InlineData("prefix", true)]
-    [InlineData("prompt", true)]
-    [InlineData("lora", false)]
-    public void Training_over_a_stored_base_computes_in_the_tiles_dtype(string method, bool bf16)
+    [InlineData("lora", true, ScalarType.BFloat16)]
+    [InlineData("prefix", true, ScalarType.BFloat16)]
+    [InlineData("prompt", true, ScalarType.Float32)]
+    [InlineData("lora", false, ScalarType.BFloat16)]
+    public void Training_over_a_stored_base_computes_in_bf16_under_precision_bf16(string method, bool bf16, ScalarType tileDtype)
     {
-        using var tiles = QuantizedOps.UseTileDtype(bf16 ? ScalarType.BFloat16 : ScalarType.Float32);
+        using var tiles = QuantizedOps.UseTileDtype(tileDtype);
         using var temp = new TestModels.TempFolder();
         string path = Quantized(temp, LLamaFtype.MOSTLY_Q4_K_M, "qwen2"), run = temp.File("run"), data = CausalLmCliTests.Data(temp);
         var (code, output, error) = CliHarness.Run(["train", "--model", path, "--task", "causal-lm", "--train", data, "--method", method,
-            "--virtual-tokens", "3", "--gradient-checkpointing", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40"]);
+            "--virtual-tokens", "3", "--gradient-checkpointing", "--max-steps", "2", "--batch-size", "4", "--out", run, "--max-length", "40",
+            "--precision", bf16 ? "bf16" : "fp32"]);
         Assert.True(code == 0, error + output);
         Assert.Equal(bf16, output.Contains("stored base computed in bf16"));
         var scored = CliHarness.Run("eval", "--model", run, "--data", data);
         Assert.True(scored.Code == 0, scored.Error);
         Assert.Matches(@"perplexity\s+[0-9]", scored.Out);
+        if (!bf16) return;
 
         // The model as the run builds it: bf16 activations over bf16 frozen parameters, fp32 where it trains.
         var lora = PeftRegistry.Get("lora");
@@ -305,8 +307,8 @@ public class StoredDecoderTests
         using var lm = LanguageModel.Load(path, WeightStorage.AsStored, linears: lora.Linears(settings, shape, DecoderLinears.Plain));
         using var model = new CausalLmModel(lm.Model, null);
         lora.Freeze(model, settings);
-        var dtype = QuantizedOps.ComputeInTileDtype(model);
-        Assert.Equal(bf16 ? ScalarType.BFloat16 : ScalarType.Float32, dtype);
+        QuantizedOps.ComputeInBf16(model);
+        var dtype = ScalarType.BFloat16;
         Assert.All(model.parameters().Where(p => p.requires_grad), p => Assert.Equal(ScalarType.Float32, p.dtype));
         Assert.All(model.parameters().Where(p => !p.requires_grad), p => Assert.Equal(dtype, p.dtype));
         using var ids = tensor(Tokens(20, seed: 4).Select(t => (long)t).ToArray(), [2, 10]);
@@ -321,6 +323,19 @@ public class StoredDecoderTests
         Assert.All(trained, p => Assert.NotNull(p.parameter.grad));
         Assert.Contains(trained, p => p.name.Contains("lora_B"));
         Assert.All(trained.Where(p => p.name.Contains("lora_B")), p => Assert.True(p.parameter.grad!.abs().sum().item<float>() > 0, p.name));
+    }
+
+    [Fact]
+    public void Precision_bf16_over_an_fp32_base_is_refused_naming_the_flags()
+    {
+        using var temp = new TestModels.TempFolder();
+        string path = Quantized(temp, LLamaFtype.MOSTLY_Q8_0), data = CausalLmCliTests.Data(temp);
+        var (code, output, error) = CliHarness.Run(["train", "--model", path, "--task", "causal-lm", "--train", data, "--method", "lora",
+            "--base-dtype", "fp32", "--precision", "bf16", "--max-steps", "1", "--out", temp.File("run")]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("--precision bf16", error + output);
+        Assert.Contains("--base-dtype stored", error + output);
+        Assert.DoesNotContain("   at ", error + output);
     }
 
     /// <summary>

@@ -16,7 +16,8 @@ public static class ActivationRounding
 {
     /// <summary>
     /// The rounded rows (..., in) in <paramref name="dtype"/> (float32, or bfloat16: the float32 values rounded as torch
-    /// rounds them); <paramref name="x"/> is left as it is.
+    /// rounds them); <paramref name="x"/> is left as it is. On the calling thread alone where libtorch runs on two threads
+    /// or fewer (<see cref="QuantizedOps.FewCores"/>), else over the kernel threads.
     /// </summary>
     public static unsafe Tensor Apply(Tensor x, GgufTensorType weightType, ScalarType dtype = ScalarType.Float32)
     {
@@ -39,7 +40,7 @@ public static class ActivationRounding
         var rounded = empty(x.shape, dtype);
         fixed (byte* source = rows.bytes)
         fixed (byte* target = rounded.bytes)
-            ActivationQuantizer.RoundValues((float*)source, (int)(rows.numel() / columns), columns, block, target, dtype == ScalarType.BFloat16);
+            ActivationQuantizer.RoundValues((float*)source, (int)(rows.numel() / columns), columns, block, target, dtype == ScalarType.BFloat16, QuantizedOps.FewCores);
         return rounded;
     }
 }

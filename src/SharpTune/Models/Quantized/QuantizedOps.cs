@@ -96,17 +96,15 @@ public static class QuantizedOps
     }
 
     /// <summary>
-    /// A model over stored blocks made to compute in <see cref="TileDtype"/> when that is bfloat16, for training (QLoRA's
-    /// bf16 compute dtype): the frozen dense parameters (norms, frozen biases) are held in bf16 and the stored embeddings
-    /// give bf16 rows, so activations, their saved copies and the products' inputs are bf16, as over a bf16 base; what
-    /// trains stays float32. Returns the dtype the model now computes in (float32 where tiles are float32: nothing changes).
+    /// A model over stored blocks made to compute in bf16 (<c>--precision bf16</c>; QLoRA's bf16 compute dtype): the frozen
+    /// dense parameters (norms, frozen biases) are held in bf16 and the stored embeddings give bf16 rows, so activations,
+    /// their saved copies and the products' inputs and results are bf16, as over a bf16 base; what trains stays float32.
+    /// Call after the method has frozen the base (what does not require grad is converted).
     /// </summary>
-    public static ScalarType ComputeInTileDtype(nn.Module model)
+    public static void ComputeInBf16(nn.Module model)
     {
-        if (TileDtype != ScalarType.BFloat16) return ScalarType.Float32;
         Models.MixedDtype.HoldFrozenIn(model, ScalarType.BFloat16);
         foreach (var embedding in model.modules().OfType<StoredEmbedding>()) embedding.OutputDtype = ScalarType.BFloat16;
-        return ScalarType.BFloat16;
     }
 
     /// <summary>The dtype a many-row product with <paramref name="w"/> computes in, for activations of <paramref name="activations"/>.</summary>
@@ -207,6 +205,15 @@ public static class QuantizedOps
     /// Dequantizes the weight a tile of output rows at a time into one reused scratch of <paramref name="dtype"/> (bf16
     /// straight from the blocks; float32, or another dtype through a float32 tile) and hands each tile (rows, in) on.
     /// </summary>
+    /// <summary>
+    /// Whether the tile path's own work (dequantizing, rounding) runs on the calling thread alone: with libtorch on two
+    /// threads or fewer. Between libtorch's GEMMs its OpenMP workers spin on the other cores for a while, and waking the
+    /// kernel threads there made both fight for them: a 512-token prompt over Q4_0 took 1.54-1.70 s this way against
+    /// 1.84 s threaded, in turns on the project's 2-core AMD EPYC (`decoder-prompt-profile`). With more cores the
+    /// dequantization is a larger share of a product beside a faster GEMM, and it is split over the kernel threads.
+    /// </summary>
+    internal static bool FewCores => get_num_threads() <= 2;
+
     /// <param name="maxRows">At most this many rows a tile (a caller whose per-tile results grow with the tile's rows).</param>
     internal static unsafe void ForEachTile(QuantizedMatrix w, ScalarType dtype, Action<long, Tensor> use, int maxRows = int.MaxValue)
     {
@@ -227,8 +234,8 @@ public static class QuantizedOps
             int count = Math.Min(tileRows, w.Rows - first);
             fixed (byte* p = buffer.bytes)
             {
-                if (bf16) QuantizedKernels.DequantizeRows(w, first, count, (ushort*)p);
-                else QuantizedKernels.DequantizeRows(w, first, count, (float*)p);
+                if (bf16) QuantizedKernels.DequantizeRows(w, first, count, (ushort*)p, FewCores);
+                else QuantizedKernels.DequantizeRows(w, first, count, (float*)p, FewCores);
             }
             using var tile = (converted ?? buffer).narrow(0, 0, count);
             if (converted is not null)

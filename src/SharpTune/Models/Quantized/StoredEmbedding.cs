@@ -18,7 +18,7 @@ public sealed class StoredEmbedding : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// The rows' dtype: float32, or bfloat16 (each row rounded as torch rounds fp32 to bf16) where the model computes in
-    /// bf16 over its stored base (training over a stored base with bf16 tiles: <see cref="QuantizedOps.ComputeInTileDtype"/>), as a bf16 embedding would give them.
+    /// bf16 over its stored base (training over a stored base with --precision bf16: <see cref="QuantizedOps.ComputeInBf16"/>), as a bf16 embedding would give them.
     /// </summary>
     public ScalarType OutputDtype
     {

@@ -36,8 +36,7 @@ public sealed class LanguageModelRun : IDisposable
     public static LanguageModelRun Build(RunContext run, FineTuneOptions options, int sequencesPerExample = 1)
     {
         var say = run.Say;
-        if (options.Precision != "fp32")
-            throw new ArgumentException($"--precision bf16 is not available for --task {options.Task} yet; use fp32");
+
         var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
         var freeze = method is null ? FreezePolicy.Parse(options.Method) : null;
         if (freeze is { What: FreezePolicy.Mode.Encoder })
@@ -57,6 +56,10 @@ public sealed class LanguageModelRun : IDisposable
         // How the base is held (a stored base keeps a GGUF's matrices in their blocks, QLoRA-style: only adapters and
         // prompt modules can train over it), then whether the run fits in memory and on disk that way.
         var storage = BaseStorage(options, baseModel, method, say);
+        if (options.Precision == "bf16" && !storage.Stored && storage.Dtype != ScalarType.BFloat16)
+            throw new ArgumentException($"--precision bf16 for --task {options.Task} computes in bf16 over a frozen base held stored (--base-dtype stored, " +
+                                        "the default for a GGUF file under an adapter) or in bf16 (--base-dtype bf16, which computes in bf16 already); " +
+                                        $"this run's base is {storage}: use --precision fp32 or one of those");
         var load = options with { Training = options.Training with { BatchSize = options.Training.BatchSize * sequencesPerExample } };
         RunResources.Check(load, shape, dtype => storage.Stored && dtype == ScalarType.Float32
                 ? storage.QuantizeTo is { } blocks ? MemoryEstimator.QuantizedWeightBytes(shape, blocks) : MemoryEstimator.StoredWeightBytes(Models.Decoders.Gguf.GgufModelMap.Open(baseModel))
@@ -78,9 +81,12 @@ public sealed class LanguageModelRun : IDisposable
             int trainable = MixedDtype.Convert(model, ScalarType.Float32, (_, p) => p.requires_grad);
             say($"base held in bf16, read as bf16; the {trainable} tensors that train are fp32");
         }
-        if (storage.Stored && Models.Quantized.QuantizedOps.ComputeInTileDtype(model) == ScalarType.BFloat16)
-            say("stored base computed in bf16 (this CPU multiplies bf16 natively: its products' tiles are bf16); what trains is fp32 " +
-                "(SHARPTUNE_TILE_DTYPE=fp32 for fp32 throughout)");
+        if (storage.Stored && options.Precision == "bf16")
+        {
+            Models.Quantized.QuantizedOps.ComputeInBf16(model);
+            say("stored base computed in bf16 (--precision bf16): its activations and frozen norms bf16, what trains fp32" +
+                (Models.Quantized.QuantizedOps.NativeBf16 ? "" : "; this CPU has no native bf16 products, so this is slower than fp32 here"));
+        }
         if (options.GradientCheckpointing)
         {
             if (lm.Model is not IGradientCheckpointing checkpointed)
