@@ -129,6 +129,7 @@ public static unsafe class QuantizedKernels
     {
         (GgufTensorType.F32, KernelPath.Avx512) => &FloatDots.F32RowsAvx512,
         (GgufTensorType.BF16, KernelPath.Avx512) => &FloatDots.BF16RowsAvx512,
+        (GgufTensorType.F16, KernelPath.Avx512) => &FloatDots.F16RowsAvx512,
         (GgufTensorType.F32, KernelPath.Avx2) => &FloatDots.F32RowsAvx2,
         (GgufTensorType.BF16, KernelPath.Avx2) => &FloatDots.BF16RowsAvx2,
         (GgufTensorType.F16, KernelPath.Avx2) => &FloatDots.F16RowsAvx2,

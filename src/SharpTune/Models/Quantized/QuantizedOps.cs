@@ -209,7 +209,8 @@ public static class QuantizedOps
     /// Whether the tile path's own work (dequantizing, rounding) runs on the calling thread alone: with libtorch on two
     /// threads or fewer. Between libtorch's GEMMs its OpenMP workers spin on the other cores for a while, and waking the
     /// kernel threads there made both fight for them: a 512-token prompt over Q4_0 took 1.54-1.70 s this way against
-    /// 1.84 s threaded, in turns on the project's 2-core AMD EPYC (`decoder-prompt-profile`). With more cores the
+    /// 1.84 s threaded, in turns on the project's 2-core AMD EPYC (`decoder-prompt-profile`); the 7B's LoRA step at
+    /// 1 x 256 tokens, where the dequantization is a larger share, took 38.0 s against 39.7 s. With more cores the
     /// dequantization is a larger share of a product beside a faster GEMM, and it is split over the kernel threads.
     /// </summary>
     internal static bool FewCores => get_num_threads() <= 2;
