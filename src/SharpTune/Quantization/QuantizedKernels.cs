@@ -84,6 +84,11 @@ public static unsafe class QuantizedKernels
             Dot = path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? Dot(w.Type, KernelPath.Avx2) : Dot(w.Type, path),
             ManyRows = n <= 1 ? null : ManyRows(w.Type, path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? KernelPath.Avx2 : path),
         };
+        if (path == KernelPath.Avx512 && w.Type == GgufTensorType.F16 && w.FiniteHalves)
+        {
+            job.Dot = &FloatDots.F16FiniteAvx512;
+            job.ManyRows = n <= 1 ? null : &FloatDots.F16FiniteRowsAvx512;
+        }
         int threads = Math.Max(1, Threads);
         job.ChunkRows = Math.Max(4, (w.Rows + 8 * threads - 1) / (8 * threads));
         KernelThreadPool.Shared.Run((w.Rows + job.ChunkRows - 1) / job.ChunkRows, &MatMulChunk, &job);

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using SharpTune.Checkpoints.Gguf;
 
 namespace SharpTune.Quantization;
@@ -95,6 +96,35 @@ public sealed unsafe class QuantizedMatrix : IDisposable
     }
 
     /// <summary>The blocks of one row.</summary>
+    int finiteHalves;                  // 0 not yet checked, 1 every half finite, 2 some infinity or NaN
+
+    /// <summary>
+    /// For F16: whether no value is an infinity or NaN (exponent all ones), checked over the whole matrix on first use
+    /// (a pass at memory speed, once). The AVX-512 F16 kernels then skip mapping those back; for finite values they give
+    /// the same bits either way. False for other types.
+    /// </summary>
+    public bool FiniteHalves
+    {
+        get
+        {
+            if (Type != GgufTensorType.F16) return false;
+            if (finiteHalves == 0) finiteHalves = AllHalvesFinite(Data, ByteSize / 2) ? 1 : 2;  // a benign race: both answers agree
+            return finiteHalves == 1;
+        }
+    }
+
+    static bool AllHalvesFinite(byte* data, long count)
+    {
+        var halves = (ushort*)data;
+        long i = 0;
+        var exponent = Vector256.Create((ushort)0x7C00);
+        for (; i + 16 <= count; i += 16)
+            if (Vector256.EqualsAny(Vector256.Load(halves + i) & exponent, exponent)) return false;
+        for (; i < count; i++)
+            if ((halves[i] & 0x7C00) == 0x7C00) return false;
+        return true;
+    }
+
     public ReadOnlySpan<byte> RowBlocks(int row)
     {
         if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row), $"row {row} of a matrix with {Rows} rows");

@@ -191,6 +191,42 @@ public unsafe class QuantizedKernelsTests
         Assert.True(float.IsNaN(y[2]), $"{path}: a NaN weight gave {y[2]}");
     }
 
+    /// <summary>
+    /// An F16 matrix with no infinity or NaN runs the AVX-512 kernels that skip mapping those back; they give the bits the
+    /// exact kernels give (here: the same rows inside a matrix that holds an infinity, which takes the exact kernels), for
+    /// one activation row and for many.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void F16_kernels_for_finite_matrices_give_the_exact_kernels_bits(KernelPath path)
+    {
+        var random = new Random(53);
+        int rows = 13, columns = 32 * 7 + 5, n = 6;
+        var finite = KernelCases.RandomBlocks(GgufTensorType.F16, rows, columns, random);
+        var extra = new byte[2 * columns];
+        BitConverter.TryWriteBytes(extra.AsSpan(2 * 40), (ushort)0x7C00);            // +inf in the extra row
+        using var plain = QuantizedMatrix.Copy(GgufTensorType.F16, rows, columns, finite);
+        using var withInfinity = QuantizedMatrix.Copy(GgufTensorType.F16, rows + 1, columns, [.. finite, .. extra]);
+        Assert.True(plain.FiniteHalves);
+        Assert.False(withInfinity.FiniteHalves);
+        using (var q8 = QuantizedMatrix.Copy(GgufTensorType.Q8_0, 2, 32, KernelCases.RandomBlocks(GgufTensorType.Q8_0, 2, 32, random)))
+            Assert.False(q8.FiniteHalves);
+        float[] x = KernelCases.RandomActivations(n, columns, random);
+        foreach (int count in new[] { 1, n })
+        {
+            float[] fast = new float[count * rows], exact = new float[count * (rows + 1)];
+            fixed (float* px = x, f = fast, e = exact)
+            {
+                QuantizedKernels.MatMul(plain, px, count, f, path);
+                QuantizedKernels.MatMul(withInfinity, px, count, e, path);
+            }
+            for (int i = 0; i < count; i++)
+                for (int r = 0; r < rows; r++)
+                    Assert.True(BitConverter.SingleToInt32Bits(fast[i * rows + r]) == BitConverter.SingleToInt32Bits(exact[i * (rows + 1) + r]),
+                        $"{path}, {count} rows: y[{i},{r}] {fast[i * rows + r]} against the exact kernels' {exact[i * (rows + 1) + r]}");
+        }
+    }
+
     [Fact]
     public void MatMul_of_a_quantized_matrix_is_close_to_the_fp32_product()
     {
