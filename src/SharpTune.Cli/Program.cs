@@ -9,10 +9,33 @@ public static class Program
     public static int Main(string[] args)
     {
         MklDispatch.Ensure();   // before anything loads libtorch
+        if (EnvironmentChoiceError() is { } error)
+        {
+            Console.Error.WriteLine($"error: {error}");
+            return CommandRunner.UserError;
+        }
         int code = CreateRoot().Parse(args).Invoke();
         // Under mpirun: MPI_Finalize, or MPI_Abort with a failed rank's code. A run stopped by a signal stopped on every
         // rank after the same step, so its ranks leave the job normally.
         return SharpTune.Distributed.World.Exit(code, together: code is CommandRunner.Interrupted or CommandRunner.Terminated);
+    }
+
+    /// <summary>
+    /// The process-wide choices read from the environment (SHARPTUNE_KERNELS, SHARPTUNE_TILE_DTYPE), resolved before any
+    /// command runs, so a mistyped value stops the tool at once with its name rather than deep inside a product.
+    /// </summary>
+    static string? EnvironmentChoiceError()
+    {
+        try
+        {
+            _ = SharpTune.Quantization.QuantizedKernels.Path;
+            _ = SharpTune.Models.Quantized.QuantizedOps.DefaultTileDtype;
+            return null;
+        }
+        catch (TypeInitializationException e) when (e.InnerException is InvalidOperationException inner)
+        {
+            return inner.Message;
+        }
     }
 
     /// <summary>The command tree. The root is named as the installed tool: RootCommand would take the assembly's name, SharpTune.Cli.</summary>

@@ -32,6 +32,17 @@ public class KernelPathProcessTests
         Assert.Contains("ok", text);
     }
 
+    [Theory]
+    [InlineData("SHARPTUNE_TILE_DTYPE", "fp64")]
+    [InlineData("SHARPTUNE_KERNELS", "sse9")]
+    public void The_tool_refuses_an_unknown_environment_choice_by_name_before_any_command(string variable, string value)
+    {
+        var (code, output, error) = CliProcess.Run(["info"], new Dictionary<string, string> { [variable] = value });
+        Assert.Equal(1, code);
+        Assert.Contains($"error: {variable}={value}: expected", error);
+        Assert.DoesNotContain("internal error", error + output);
+    }
+
     [Fact]
     public void An_unknown_kernel_path_is_refused_by_name()
     {
