@@ -8,12 +8,6 @@ namespace SharpTune.Tests.Cli;
 /// Preference tuning as a user runs it: pairs that prefer one answer, DPO and ORPO with the methods users pick, the
 /// run folder generating afterwards, and the refusals a bad command line gets before anything loads.
 /// </summary>
-/// <remarks>
-/// In the console collection, which runs alone: the resume test compares a killed run with a whole one to 1e-5, and a
-/// test running beside it that draws from libtorch's global generator (dropout) or sets its thread count shifts one of
-/// the two (seen once in a full run: 5.8e-4 on the second step's loss; alone it passes every time).
-/// </remarks>
-[Collection(nameof(ConsoleCollection))]
 public class PreferenceCliTests
 {
     /// <summary>
