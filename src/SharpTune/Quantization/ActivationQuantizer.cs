@@ -98,11 +98,6 @@ static unsafe class ActivationQuantizer
     static void RoundValuesRow(void* state, int r)
     {
         var job = (ValuesJob*)state;
-        if (Avx2.IsSupported && QuantizedKernels.Path != KernelPath.Portable)
-        {
-            RoundValuesAvx2(job, r);
-            return;
-        }
         int columns = job->Columns, block = job->Block;
         var row = Prepare(job->X + (long)r * columns, 1, columns, block);
         float* values = job->Bf16 ? Bf16.RowScratch(columns) : (float*)job->Dst + (long)r * columns;
@@ -123,43 +118,6 @@ static unsafe class ActivationQuantizer
             }
         }
         if (job->Bf16) Bf16.FromSingle(values, (ushort*)job->Dst + (long)r * columns, columns);
-    }
-
-    // RoundAvx2's rounding in one pass to values: q = min(127, round-to-even(x·inverse)) as an int, then d·q in fp32 (the
-    // same multiply as d·Qs[i]), stored as fp32 or rounded to bf16 as Bf16.FromSingle rounds (a finite value: d·q is).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void RoundValuesAvx2(ValuesJob* job, int r)
-    {
-        int columns = job->Columns, block = job->Block;
-        float* x = job->X + (long)r * columns;
-        var signless = Vector256.Create(0x7FFFFFFF).AsSingle();
-        var top = Vector256.Create(127);
-        var lsb = Vector256.Create(1u);
-        var bias = Vector256.Create(0x7FFFu);
-        for (int b = 0; b < columns / block; b++)
-        {
-            float* xb = x + (long)b * block;
-            var amax = Vector256<float>.Zero;
-            for (int j = 0; j < block; j += 8) amax = Avx.Max(amax, Avx.LoadVector256(xb + j) & signless);
-            var halves = Vector128.Max(amax.GetLower(), amax.GetUpper());
-            var (d, inverse) = Scales(xb, block, MathF.Max(MathF.Max(halves[0], halves[1]), MathF.Max(halves[2], halves[3])));
-            var id = Vector256.Create(inverse);
-            var scale = Vector256.Create(d);
-            long at = (long)r * columns + (long)b * block;
-            for (int j = 0; j < block; j += 8)
-            {
-                var q = Avx2.Min(Avx.ConvertToVector256Int32(Avx.LoadVector256(xb + j) * id), top);
-                var value = Avx.ConvertToVector256Single(q) * scale;
-                if (!job->Bf16)
-                {
-                    value.Store((float*)job->Dst + at + j);
-                    continue;
-                }
-                var bits = value.AsUInt32();
-                var rounded = (bits + bias + ((bits >> 16) & lsb)) >> 16;
-                Vector256.Narrow(rounded, rounded).GetLower().Store((ushort*)job->Dst + at + j);
-            }
-        }
     }
 
     static void SplitHalves(sbyte* qs, int groups)

@@ -116,20 +116,7 @@ static unsafe class FloatDots
                 d0 = Avx512F.FusedMultiplyAdd(even, Avx512F.LoadVector512(p3 + c), d0);
                 d1 = Avx512F.FusedMultiplyAdd(odd, Avx512F.LoadVector512(p3 + c + 16), d1);
             }
-            float s0 = Vector512.Sum(a0 + a1), s1 = Vector512.Sum(b0 + b1), s2 = Vector512.Sum(c0 + c1), s3 = Vector512.Sum(d0 + d1);
-            float* x0 = a[i].X, x1 = a[i + 1].X, x2 = a[i + 2].X, x3 = a[i + 3].X;
-            for (; c < columns; c++)
-            {
-                float wc = Fp16.Table[((ushort*)w)[c]];
-                s0 += wc * x0[c];
-                s1 += wc * x1[c];
-                s2 += wc * x2[c];
-                s3 += wc * x3[c];
-            }
-            y[i * stride] = s0;
-            y[(i + 1) * stride] = s1;
-            y[(i + 2) * stride] = s2;
-            y[(i + 3) * stride] = s3;
+            FinishFour<F16Reader>(w, a + i, c, columns, Vector512.Sum(a0 + a1), Vector512.Sum(b0 + b1), Vector512.Sum(c0 + c1), Vector512.Sum(d0 + d1), y + i * stride, stride);
         }
         for (; i < n; i++) y[i * stride] = F16Avx512<T>(w, a + i, columns);
     }
@@ -191,22 +178,32 @@ static unsafe class FloatDots
                 c0 = Avx512F.FusedMultiplyAdd(wv, Avx512F.LoadVector512(x2 + c), c0);
                 d0 = Avx512F.FusedMultiplyAdd(wv, Avx512F.LoadVector512(x3 + c), d0);
             }
-            float s0 = Vector512.Sum((a0 + a1) + (a2 + a3)), s1 = Vector512.Sum((b0 + b1) + (b2 + b3));
-            float s2 = Vector512.Sum((c0 + c1) + (c2 + c3)), s3 = Vector512.Sum((d0 + d1) + (d2 + d3));
-            for (; c < columns; c++)
-            {
-                float wc = T.Read(w + c * T.Bytes);
-                s0 += wc * x0[c];
-                s1 += wc * x1[c];
-                s2 += wc * x2[c];
-                s3 += wc * x3[c];
-            }
-            y[i * stride] = s0;
-            y[(i + 1) * stride] = s1;
-            y[(i + 2) * stride] = s2;
-            y[(i + 3) * stride] = s3;
+            FinishFour<T>(w, a + i, c, columns, Vector512.Sum((a0 + a1) + (a2 + a3)), Vector512.Sum((b0 + b1) + (b2 + b3)),
+                Vector512.Sum((c0 + c1) + (c2 + c3)), Vector512.Sum((d0 + d1) + (d2 + d3)), y + i * stride, stride);
         }
         for (; i < n; i++) y[i * stride] = Avx512Dot<T>(w, a[i].X, columns);
+    }
+
+    /// <summary>
+    /// The end of a four-row product: columns [c, columns) of rows a[0..3] added to their sums one at a time, in the
+    /// one-row kernels' order (so each row stays bit-equal to its product alone), then the sums stored at y, y + stride, ...
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void FinishFour<T>(byte* w, Q8Row* a, int c, int columns, float s0, float s1, float s2, float s3, float* y, long stride) where T : struct, IReader
+    {
+        float* x0 = a[0].X, x1 = a[1].X, x2 = a[2].X, x3 = a[3].X;
+        for (; c < columns; c++)
+        {
+            float wc = T.Read(w + c * T.Bytes);
+            s0 += wc * x0[c];
+            s1 += wc * x1[c];
+            s2 += wc * x2[c];
+            s3 += wc * x3[c];
+        }
+        y[0] = s0;
+        y[stride] = s1;
+        y[2 * stride] = s2;
+        y[3 * stride] = s3;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
