@@ -30,6 +30,13 @@ public sealed unsafe class QuantKernelSuite : IBenchSuite
         ("down 896x4864", 896, 4864, 24), ("head 151936x896", 151936, 896, 1),
     ];
 
+    // The same at Qwen2.5-7B's shapes (SHARPTUNE_BENCH_SHAPES=7b): 28 layers, hidden 3584, MLP 18944, 4 key/value heads.
+    static readonly (string Name, int Rows, int Columns, int PerToken)[] Shapes7b =
+    [
+        ("q,o 3584x3584", 3584, 3584, 56), ("k,v 512x3584", 512, 3584, 56), ("gate,up 18944x3584", 18944, 3584, 56),
+        ("down 3584x18944", 3584, 18944, 28), ("head 152064x3584", 152064, 3584, 1),
+    ];
+
     /// <summary>Twice this machine's 32 MiB L3 and more.</summary>
     const long CacheBytes = 96L << 20;
 
@@ -42,11 +49,17 @@ public sealed unsafe class QuantKernelSuite : IBenchSuite
     public BenchResult Run(BenchContext context)
     {
         var clock = Stopwatch.StartNew();
-        var paths = Enum.GetValues<KernelPath>().Where(p => p <= QuantizedKernels.Supported).Reverse().ToArray();
-        var shapes = context.Quick ? Shapes[..4] : Shapes;
+        // SHARPTUNE_BENCH_PATHS=avx512,avx2 narrows the instruction paths timed.
+        var onlyPaths = Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_PATHS")?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var paths = Enum.GetValues<KernelPath>().Where(p => p <= QuantizedKernels.Supported)
+            .Where(p => onlyPaths is null || onlyPaths.Contains(p.ToString(), StringComparer.OrdinalIgnoreCase)).Reverse().ToArray();
+        var all = Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_SHAPES") == "7b" ? Shapes7b : Shapes;
+        var shapes = context.Quick ? all[..4] : all;
+        // SHARPTUNE_BENCH_ACT_ROWS=8: products of that many activation rows (a short prompt's), each timed as one call.
+        int n = int.TryParse(Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_ACT_ROWS"), out var asked) && asked > 0 ? asked : 1;
         var metrics = new OrderedDictionary<string, double>();
         var random = new Random(7);
-        Console.WriteLine($"threads {QuantizedKernels.Threads}, paths {string.Join(", ", paths)} (default {QuantizedKernels.Path}); best of repeated calls");
+        Console.WriteLine($"{n} activation row(s); threads {QuantizedKernels.Threads}, paths {string.Join(", ", paths)} (default {QuantizedKernels.Path}); best of repeated calls");
         // SHARPTUNE_BENCH_TYPES=Q4_0,Q4_K narrows the run to those types.
         var only = Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_TYPES")?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         foreach (var type in Types.Where(t => only is null || only.Contains(t.ToString(), StringComparer.OrdinalIgnoreCase)))
@@ -64,9 +77,9 @@ public sealed unsafe class QuantKernelSuite : IBenchSuite
                     .Select(_ => QuantizedMatrix.Copy(used, rows, columns, blocks)).ToArray();
                 var w = copies[0];
                 int next = 0;
-                var x = new float[columns];
-                for (int c = 0; c < columns; c++) x[c] = (float)(random.NextDouble() * 2 - 1);
-                var y = new float[rows];
+                var x = new float[n * columns];
+                for (int c = 0; c < x.Length; c++) x[c] = (float)(random.NextDouble() * 2 - 1);
+                var y = new float[(long)n * rows];
                 var line = new List<string>();
                 for (int p = 0; p < paths.Length; p++)
                 {
@@ -74,7 +87,7 @@ public sealed unsafe class QuantKernelSuite : IBenchSuite
                     if (path == KernelPath.Portable && rows > 10000) { line.Add($"{path}: skipped"); continue; }
                     void Product()
                     {
-                        fixed (float* px = x, py = y) QuantizedKernels.MatMul(copies[next++ % copies.Length], px, 1, py, path);
+                        fixed (float* px = x, py = y) QuantizedKernels.MatMul(copies[next++ % copies.Length], px, n, py, path);
                     }
                     double seconds = Best(Product, ThreadSeconds: false);
                     int threads = QuantizedKernels.Threads;

@@ -47,10 +47,6 @@ static unsafe class Avx2Dots
 
     public static float Q8_0(byte* w, Q8Row* a, int columns) => Blocks32<Q8_0Block>(w, a, columns);
 
-    public static float Q4_0(byte* w, Q8Row* a, int columns) => Blocks32<Q4_0Block>(w, a, columns);
-
-    public static float Q4_1(byte* w, Q8Row* a, int columns) => Blocks32<Q4_1Block>(w, a, columns);
-
     public static float Q5_0(byte* w, Q8Row* a, int columns) => Blocks32<Q5_0Block>(w, a, columns);
 
     public static float Q5_1(byte* w, Q8Row* a, int columns) => Blocks32<Q5_1Block>(w, a, columns);
@@ -100,32 +96,6 @@ static unsafe class Avx2Dots
         }
     }
 
-    struct Q4_0Block : IBlock32
-    {
-        public static int Bytes => 18;
-        public static int Offset => 8;
-        public static bool HasMin => false;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<byte> Unpack(byte* w) => Nibbles(w + 2);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Dot(Vector256<byte> unpacked, sbyte* y) => Avx2Dots.Dot(unpacked, Avx.LoadVector256(y));
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Dot(byte* w, sbyte* y) => Avx2Dots.Dot(Nibbles(w + 2), Avx.LoadVector256(y));
-    }
-
-    struct Q4_1Block : IBlock32
-    {
-        public static int Bytes => 20;
-        public static int Offset => 0;
-        public static bool HasMin => true;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<byte> Unpack(byte* w) => Nibbles(w + 4);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Dot(Vector256<byte> unpacked, sbyte* y) => Avx2Dots.Dot(unpacked, Avx.LoadVector256(y));
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Dot(byte* w, sbyte* y) => Avx2Dots.Dot(Nibbles(w + 4), Avx.LoadVector256(y));
-    }
-
     struct Q5_0Block : IBlock32
     {
         public static int Bytes => 22;
@@ -164,10 +134,6 @@ static unsafe class Avx2Dots
     }
 
     public static void Q8_0Rows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => Blocks32Rows<Q8_0Block>(w, a, n, columns, y, stride);
-
-    public static void Q4_0Rows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => Blocks32Rows<Q4_0Block>(w, a, n, columns, y, stride);
-
-    public static void Q4_1Rows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => Blocks32Rows<Q4_1Block>(w, a, n, columns, y, stride);
 
     public static void Q5_0Rows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => Blocks32Rows<Q5_0Block>(w, a, n, columns, y, stride);
 

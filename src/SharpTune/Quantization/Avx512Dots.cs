@@ -23,52 +23,6 @@ static unsafe class Avx512Dots
 
     public static float Q5_1(byte* w, Q8Row* a, int columns) => Nibbles<Q5_1Layout>(w, a, columns);
 
-    interface ILayout
-    {
-        static abstract int Bytes { get; }
-        static abstract int Qs { get; }
-        /// <summary>Where the 32 fifth bits are, or −1.</summary>
-        static abstract int Qh { get; }
-        static abstract int Offset { get; }
-        static abstract bool HasMin { get; }
-    }
-
-    struct Q4_0Layout : ILayout
-    {
-        public static int Bytes => 18;
-        public static int Qs => 2;
-        public static int Qh => -1;
-        public static int Offset => 8;
-        public static bool HasMin => false;
-    }
-
-    struct Q4_1Layout : ILayout
-    {
-        public static int Bytes => 20;
-        public static int Qs => 4;
-        public static int Qh => -1;
-        public static int Offset => 0;
-        public static bool HasMin => true;
-    }
-
-    struct Q5_0Layout : ILayout
-    {
-        public static int Bytes => 22;
-        public static int Qs => 6;
-        public static int Qh => 2;
-        public static int Offset => 16;
-        public static bool HasMin => false;
-    }
-
-    struct Q5_1Layout : ILayout
-    {
-        public static int Bytes => 24;
-        public static int Qs => 8;
-        public static int Qh => 4;
-        public static int Offset => 0;
-        public static bool HasMin => true;
-    }
-
     /// <summary>
     /// vpermt2b indices picking, for four blocks at w, byte <c>pick(k, j)</c> of block k into byte 16k + j. The two
     /// tables are the 64 bytes at w and the 64 ending at the fourth block's end (w + 4·size − 64), so nothing past the
@@ -88,7 +42,7 @@ static unsafe class Avx512Dots
     }
 
     // The permutations of a layout, built once.
-    static class Tables<T> where T : struct, ILayout
+    static class Tables<T> where T : struct, INibbleLayout
     {
         public static readonly Vector512<byte> Qs = Indices(T.Bytes, (k, j) => T.Qs + j);
         // For the fifth bits: byte j of lane k is qh byte j/8 (elements 0..15), or 2 + j/8 (elements 16..31).
@@ -97,7 +51,7 @@ static unsafe class Avx512Dots
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static float Nibbles<T>(byte* w, Q8Row* a, int columns) where T : struct, ILayout
+    static float Nibbles<T>(byte* w, Q8Row* a, int columns) where T : struct, INibbleLayout
     {
         int blocks = columns / 32, b = 0, second = 4 * T.Bytes - 64;
         var qsIndex = Tables<T>.Qs;
@@ -160,25 +114,7 @@ static unsafe class Avx512Dots
             w += 4 * T.Bytes;
         }
         float total = Vector512.Sum(acc);
-        for (; b < blocks; b++, w += T.Bytes) // the last blocks, fewer than four, keep the natural layout
-        {
-            sbyte* yb = y + 32 * b;
-            float d = Fp16.ToSingle(w);
-            int s = 0;
-            for (int j = 0; j < 16; j++)
-            {
-                int low = w[T.Qs + j] & 0xF, high = w[T.Qs + j] >> 4;
-                if (T.Qh >= 0)
-                {
-                    uint qh = *(uint*)(w + T.Qh);
-                    low |= (int)((qh >> j) & 1) << 4;
-                    high |= (int)((qh >> (j + 16)) & 1) << 4;
-                }
-                s += low * yb[j] + high * yb[j + 16];
-            }
-            total += d * dy[b] * s;
-            tailCarried += (T.HasMin ? Fp16.ToSingle(w + 2) : d) * sums[b];
-        }
+        NibbleBlocks.Tail<T>(w, a, b, blocks, ref total, ref tailCarried); // the last blocks, fewer than four, keep the natural layout
         float carriedTotal = Vector256.Sum(carried) + tailCarried;
         return T.HasMin ? total + carriedTotal : total - T.Offset * carriedTotal;
     }

@@ -79,7 +79,7 @@ public static unsafe class QuantizedKernels
         var job = new MatMulJob
         {
             W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, Columns = w.Columns, N = n, Y = y,
-            Acts = ActivationQuantizer.Prepare(x, n, w.Columns, block, splitHalves: wideNibbles && SplitsHalves(w.Type, path),
+            Acts = ActivationQuantizer.Prepare(x, n, w.Columns, block, splitHalves: SplitsHalves(w.Type, path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? KernelPath.Avx2 : path),
                 evenOdd: path == KernelPath.Avx512 && w.Type == GgufTensorType.F16),
             Dot = path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? Dot(w.Type, KernelPath.Avx2) : Dot(w.Type, path),
             ManyRows = n <= 1 ? null : ManyRows(w.Type, path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? KernelPath.Avx2 : path),
@@ -96,9 +96,11 @@ public static unsafe class QuantizedKernels
 
     static bool IsNibbles(GgufTensorType type) => type is GgufTensorType.Q4_0 or GgufTensorType.Q4_1 or GgufTensorType.Q5_0 or GgufTensorType.Q5_1;
 
-    // The AVX-512 nibble kernels read the activation in split halves (see Avx512Dots).
+    // The kernels that read the activation in split halves: the AVX-512 nibble kernels (Avx512Dots) and the 256-bit
+    // four-bit ones (Avx2NibbleDots); the path is the one the product runs (Avx2 where NarrowNibbles chose it).
     static bool SplitsHalves(GgufTensorType type, KernelPath path) =>
-        path == KernelPath.Avx512 && Avx512Dots.IsSupported && type is GgufTensorType.Q4_0 or GgufTensorType.Q4_1 or GgufTensorType.Q5_0 or GgufTensorType.Q5_1;
+        (IsNibbles(type) && path == KernelPath.Avx512 && Avx512Dots.IsSupported)
+        || (type is GgufTensorType.Q4_0 or GgufTensorType.Q4_1 && path >= KernelPath.Avx2);
 
     struct MatMulJob
     {
@@ -142,10 +144,11 @@ public static unsafe class QuantizedKernels
         (GgufTensorType.Q4_K, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q4_KRows,
         (GgufTensorType.Q5_K, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q5_KRows,
         // The 32-blocks where the path computes them with the 256-bit kernels (Q8_0 always; the nibble types on AVX2, and
-        // on AVX-512 where NarrowNibbles chose them, which the caller says by asking for Avx2).
+        // on AVX-512 where NarrowNibbles chose them, which the caller says by asking for Avx2): Q4_0 and Q4_1 two blocks
+        // a vector (Avx2NibbleDots), the others one.
         (GgufTensorType.Q8_0, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q8_0Rows,
-        (GgufTensorType.Q4_0, KernelPath.Avx2) => &Avx2Dots.Q4_0Rows,
-        (GgufTensorType.Q4_1, KernelPath.Avx2) => &Avx2Dots.Q4_1Rows,
+        (GgufTensorType.Q4_0, KernelPath.Avx2) => &Avx2NibbleDots.Q4_0Rows,
+        (GgufTensorType.Q4_1, KernelPath.Avx2) => &Avx2NibbleDots.Q4_1Rows,
         (GgufTensorType.Q5_0, KernelPath.Avx2) => &Avx2Dots.Q5_0Rows,
         (GgufTensorType.Q5_1, KernelPath.Avx2) => &Avx2Dots.Q5_1Rows,
         _ => null,
@@ -174,8 +177,8 @@ public static unsafe class QuantizedKernels
             GgufTensorType.F16 => &FloatDots.F16Avx2,
             GgufTensorType.BF16 => &FloatDots.BF16Avx2,
             GgufTensorType.Q8_0 => &Avx2Dots.Q8_0,
-            GgufTensorType.Q4_0 => &Avx2Dots.Q4_0,
-            GgufTensorType.Q4_1 => &Avx2Dots.Q4_1,
+            GgufTensorType.Q4_0 => &Avx2NibbleDots.Q4_0,
+            GgufTensorType.Q4_1 => &Avx2NibbleDots.Q4_1,
             GgufTensorType.Q5_0 => &Avx2Dots.Q5_0,
             GgufTensorType.Q5_1 => &Avx2Dots.Q5_1,
             GgufTensorType.Q4_K => &Avx2Dots.Q4_K,
