@@ -254,10 +254,51 @@ static unsafe class Avx2Dots
         return Avx2.MultiplyAddAdjacent(Avx.LoadVector256(bsums), repeated);
     }
 
+    /// <summary>A super-block's eight 6-bit scales (one per byte) as shorts, in both 128-bit halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<byte> ScalesAsShorts(ulong scales)
+    {
+        var shorts = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(scales).AsByte());
+        return Vector256.Create(shorts, shorts).AsByte();
+    }
+
+    /// <summary>Scale j of <see cref="ScalesAsShorts"/> in all sixteen shorts: one vpshufb (j a constant once inlined).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<short> ScaleOf(Vector256<byte> scales, int j) => Avx2.Shuffle(scales, Vector256.Create((short)(0x0100 + 0x0202 * j)).AsByte()).AsInt16();
+
+    /// <summary>
+    /// Values 64k..64k+63 of a Q4_K/Q5_K super-block (its nibbles at qs, its fifth bits in <paramref name="high"/>, shifted
+    /// on for the next quarter): the low nibbles are sub-block 2k, the high ones 2k + 1.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector256<byte> Low, Vector256<byte> Up) KQuarter(byte* qs, int k, ref Vector256<byte> high, bool fifthBit)
+    {
+        var q = Avx.LoadVector256(qs + 32 * k);
+        var low = q & Low4;
+        var up = Avx2.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & Low4;
+        if (fifthBit)
+        {
+            // Bits 2k and 2k+1 of each qh byte; shifting shorts lets the next byte's bits into bits >= 8 − 2k only.
+            low |= Avx2.ShiftLeftLogical((high & Vector256.Create((byte)1)).AsUInt16(), 4).AsByte();
+            up |= Avx2.ShiftLeftLogical((high & Vector256.Create((byte)2)).AsUInt16(), 3).AsByte();
+            high = Avx2.ShiftRightLogical(high.AsUInt16(), 2).AsByte();
+        }
+        return (low, up);
+    }
+
+    /// <summary>A quarter's 64 values against 64 activation bytes, each sub-block's pairs scaled by its scale: eight ints.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<int> KQuarterDot(Vector256<byte> low, Vector256<byte> up, sbyte* y, Vector256<byte> scales, int k) =>
+        Dot(low, Avx.LoadVector256(y + 64 * k), ScaleOf(scales, 2 * k)) + Dot(up, Avx.LoadVector256(y + 64 * k + 32), ScaleOf(scales, 2 * k + 1));
+
     public static float Q4_K(byte* w, Q8Row* a, int columns) => KWithMins(w, a, columns, fifthBit: false);
 
     public static float Q5_K(byte* w, Q8Row* a, int columns) => KWithMins(w, a, columns, fifthBit: true);
 
+    /// <summary>
+    /// Per super-block: the four quarters' integer sums with their sub-block scales (broadcast by vpshufb from one vector of
+    /// the eight), then d·D in float; the mins through the activation's sums of 16.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float KWithMins(byte* w, Q8Row* a, int columns, bool fifthBit)
     {
@@ -267,25 +308,18 @@ static unsafe class Avx2Dots
         for (int b = 0; b < columns / 256; b++, w += size)
         {
             var (scales, mins) = ScalesMins(w + 4);
+            var shorts = ScalesAsShorts(scales);
             sbyte* y = a->Qs + 256 * b;
             byte* qs = w + (fifthBit ? 48 : 16);
             var high = fifthBit ? Avx.LoadVector256(w + 16) : default;
-            var sum = Vector256<int>.Zero;
-            for (int k = 0; k < 4; k++)
-            {
-                var q = Avx.LoadVector256(qs + 32 * k);
-                var low = q & Low4;
-                var up = Avx2.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & Low4;
-                if (fifthBit)
-                {
-                    // Bits 2k and 2k+1 of each qh byte; shifting shorts lets the next byte's bits into bits >= 8 − 2k only.
-                    low |= Avx2.ShiftLeftLogical((high & Vector256.Create((byte)1)).AsUInt16(), 4).AsByte();
-                    up |= Avx2.ShiftLeftLogical((high & Vector256.Create((byte)2)).AsUInt16(), 3).AsByte();
-                    high = Avx2.ShiftRightLogical(high.AsUInt16(), 2).AsByte();
-                }
-                sum += Dot(low, Avx.LoadVector256(y + 64 * k), Vector256.Create((short)(byte)(scales >> (16 * k))));
-                sum += Dot(up, Avx.LoadVector256(y + 64 * k + 32), Vector256.Create((short)(byte)(scales >> (16 * k + 8))));
-            }
+            var (l0, u0) = KQuarter(qs, 0, ref high, fifthBit);
+            var sum = KQuarterDot(l0, u0, y, shorts, 0);
+            var (l1, u1) = KQuarter(qs, 1, ref high, fifthBit);
+            sum += KQuarterDot(l1, u1, y, shorts, 1);
+            var (l2, u2) = KQuarter(qs, 2, ref high, fifthBit);
+            sum += KQuarterDot(l2, u2, y, shorts, 2);
+            var (l3, u3) = KQuarter(qs, 3, ref high, fifthBit);
+            sum += KQuarterDot(l3, u3, y, shorts, 3);
             float dy = a->D[b];
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(dy * Fp16.ToSingle(w)), acc);
             accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinTerms(mins, a->BSums + 16 * b)), Vector256.Create(dy * Fp16.ToSingle(w + 2)), accMins);
@@ -298,9 +332,9 @@ static unsafe class Avx2Dots
     public static void Q5_KRows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => KWithMinsRows(w, a, n, columns, y, stride, fifthBit: true);
 
     /// <summary>
-    /// <see cref="KWithMins"/> for n activation rows, two at a time: each super-block's nibbles are unpacked once for both
-    /// rows, and each row's integer and float sums run in <see cref="KWithMins"/>'s order, so every row's result equals
-    /// its one-row product bit for bit.
+    /// <see cref="KWithMins"/> for n activation rows, two at a time: each super-block's nibbles and scales are unpacked once
+    /// for both rows, and each row's float sums run in <see cref="KWithMins"/>'s order (its integer sums are exact), so
+    /// every row's result equals its one-row product bit for bit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void KWithMinsRows(byte* w0, Q8Row* a, int n, int columns, float* y, long stride, bool fifthBit)
@@ -317,29 +351,22 @@ static unsafe class Avx2Dots
             for (int b = 0; b < columns / 256; b++, w += size)
             {
                 var (scales, mins) = ScalesMins(w + 4);
+                var shorts = ScalesAsShorts(scales);
                 sbyte* y0 = r0->Qs + 256 * b, y1 = r1->Qs + 256 * b;
                 byte* qs = w + (fifthBit ? 48 : 16);
                 var high = fifthBit ? Avx.LoadVector256(w + 16) : default;
-                var sum0 = Vector256<int>.Zero;
-                var sum1 = Vector256<int>.Zero;
-                for (int k = 0; k < 4; k++)
-                {
-                    var q = Avx.LoadVector256(qs + 32 * k);
-                    var low = q & Low4;
-                    var up = Avx2.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & Low4;
-                    if (fifthBit)
-                    {
-                        low |= Avx2.ShiftLeftLogical((high & Vector256.Create((byte)1)).AsUInt16(), 4).AsByte();
-                        up |= Avx2.ShiftLeftLogical((high & Vector256.Create((byte)2)).AsUInt16(), 3).AsByte();
-                        high = Avx2.ShiftRightLogical(high.AsUInt16(), 2).AsByte();
-                    }
-                    var scaleLow = Vector256.Create((short)(byte)(scales >> (16 * k)));
-                    var scaleUp = Vector256.Create((short)(byte)(scales >> (16 * k + 8)));
-                    sum0 += Dot(low, Avx.LoadVector256(y0 + 64 * k), scaleLow);
-                    sum0 += Dot(up, Avx.LoadVector256(y0 + 64 * k + 32), scaleUp);
-                    sum1 += Dot(low, Avx.LoadVector256(y1 + 64 * k), scaleLow);
-                    sum1 += Dot(up, Avx.LoadVector256(y1 + 64 * k + 32), scaleUp);
-                }
+                var (l0, u0) = KQuarter(qs, 0, ref high, fifthBit);
+                var sum0 = KQuarterDot(l0, u0, y0, shorts, 0);
+                var sum1 = KQuarterDot(l0, u0, y1, shorts, 0);
+                var (l1, u1) = KQuarter(qs, 1, ref high, fifthBit);
+                sum0 += KQuarterDot(l1, u1, y0, shorts, 1);
+                sum1 += KQuarterDot(l1, u1, y1, shorts, 1);
+                var (l2, u2) = KQuarter(qs, 2, ref high, fifthBit);
+                sum0 += KQuarterDot(l2, u2, y0, shorts, 2);
+                sum1 += KQuarterDot(l2, u2, y1, shorts, 2);
+                var (l3, u3) = KQuarter(qs, 3, ref high, fifthBit);
+                sum0 += KQuarterDot(l3, u3, y0, shorts, 3);
+                sum1 += KQuarterDot(l3, u3, y1, shorts, 3);
                 float d = Fp16.ToSingle(w), m = Fp16.ToSingle(w + 2);
                 var minTerms0 = Avx.ConvertToVector256Single(MinTerms(mins, r0->BSums + 16 * b));
                 var minTerms1 = Avx.ConvertToVector256Single(MinTerms(mins, r1->BSums + 16 * b));
@@ -355,37 +382,98 @@ static unsafe class Avx2Dots
         for (; i < n; i++) y[i * stride] = KWithMins(w0, a + i, columns, fifthBit);
     }
 
+    /// <summary>
+    /// A Q6_K super-block's sixteen signed scales as shorts: the first eight (values 0..127) in both halves of one
+    /// vector, the last eight (128..255) in both halves of another, so that <see cref="PairScale"/> is one vpshufb.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<short> PairScale(sbyte* sc) => Vector256.Create(Vector128.Create((short)sc[0]), Vector128.Create((short)sc[1]));
+    static (Vector256<byte> First, Vector256<byte> Second) Q6Scales(sbyte* sc)
+    {
+        var bytes = Sse2.LoadVector128(sc);
+        var first = Sse41.ConvertToVector128Int16(bytes);
+        var second = Sse41.ConvertToVector128Int16(Sse2.ShiftRightLogical128BitLane(bytes, 8));
+        return (Vector256.Create(first, first).AsByte(), Vector256.Create(second, second).AsByte());
+    }
+
+    /// <summary>Scale j (of a half's eight) in the low 128 bits, scale j + 1 in the high: the two sub-blocks of 16 a vector of 32 values spans.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<short> PairScale(Vector256<byte> half, int j) =>
+        Avx2.Shuffle(half, Vector256.Create(Vector128.Create((short)(0x0100 + 0x0202 * j)), Vector128.Create((short)(0x0100 + 0x0202 * (j + 1)))).AsByte()).AsInt16();
+
+    /// <summary>Half h of a Q6_K super-block (values 128h..128h+127) as four vectors of unsigned 6-bit values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector256<byte> Q1, Vector256<byte> Q2, Vector256<byte> Q3, Vector256<byte> Q4) Q6Half(byte* w, int half)
+    {
+        var mask = Vector256.Create((byte)0x30);
+        var l0 = Avx.LoadVector256(w + 64 * half);
+        var l1 = Avx.LoadVector256(w + 64 * half + 32);
+        var h = Avx.LoadVector256(w + 128 + 32 * half).AsUInt16();
+        return ((l0 & Low4) | (Avx2.ShiftLeftLogical(h, 4).AsByte() & mask),
+            (l1 & Low4) | (Avx2.ShiftLeftLogical(h, 2).AsByte() & mask),
+            (Avx2.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & Low4) | (h.AsByte() & mask),
+            (Avx2.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & Low4) | (Avx2.ShiftRightLogical(h, 2).AsByte() & mask));
+    }
+
+    /// <summary>One half's 128 values against the activation at y (the half's start), by sub-block scales: eight ints.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<int> Q6HalfDot((Vector256<byte> Q1, Vector256<byte> Q2, Vector256<byte> Q3, Vector256<byte> Q4) q, sbyte* y, Vector256<byte> scales) =>
+        Dot(q.Q1, Avx.LoadVector256(y), PairScale(scales, 0)) + Dot(q.Q2, Avx.LoadVector256(y + 32), PairScale(scales, 2))
+        + Dot(q.Q3, Avx.LoadVector256(y + 64), PairScale(scales, 4)) + Dot(q.Q4, Avx.LoadVector256(y + 96), PairScale(scales, 6));
+
+    /// <summary>The −32 of every value, through the sums of 16: Σ_k scale_k·bsums_k·32, negated.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<int> Q6Offset(sbyte* sc, short* bsums) =>
+        -Avx2.ShiftLeftLogical(Avx2.MultiplyAddAdjacent(Avx.LoadVector256(bsums), Avx2.ConvertToVector256Int16(Sse2.LoadVector128(sc))), 5);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q6_K(byte* w, Q8Row* a, int columns)
     {
         var acc = Vector256<float>.Zero;
-        var mask = Vector256.Create((byte)0x30);
         for (int b = 0; b < columns / 256; b++, w += 210)
         {
             sbyte* sc = (sbyte*)(w + 192), y = a->Qs + 256 * b;
-            // The −32 of every value, through the sums of 16: Σ_k scale_k·bsums_k·32.
-            var scales = Avx2.ConvertToVector256Int16(Sse2.LoadVector128(sc));
-            var sum = -Avx2.ShiftLeftLogical(Avx2.MultiplyAddAdjacent(Avx.LoadVector256(a->BSums + 16 * b), scales), 5);
-            for (int half = 0; half < 2; half++)
-            {
-                var l0 = Avx.LoadVector256(w + 64 * half);
-                var l1 = Avx.LoadVector256(w + 64 * half + 32);
-                var h = Avx.LoadVector256(w + 128 + 32 * half).AsUInt16();
-                var q1 = (l0 & Low4) | (Avx2.ShiftLeftLogical(h, 4).AsByte() & mask);
-                var q2 = (l1 & Low4) | (Avx2.ShiftLeftLogical(h, 2).AsByte() & mask);
-                var q3 = (Avx2.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & Low4) | (h.AsByte() & mask);
-                var q4 = (Avx2.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & Low4) | (Avx2.ShiftRightLogical(h, 2).AsByte() & mask);
-                sbyte* yh = y + 128 * half, s = sc + 8 * half;
-                sum += Dot(q1, Avx.LoadVector256(yh), PairScale(s));
-                sum += Dot(q2, Avx.LoadVector256(yh + 32), PairScale(s + 2));
-                sum += Dot(q3, Avx.LoadVector256(yh + 64), PairScale(s + 4));
-                sum += Dot(q4, Avx.LoadVector256(yh + 96), PairScale(s + 6));
-            }
+            var (first, second) = Q6Scales(sc);
+            var sum = Q6Offset(sc, a->BSums + 16 * b);
+            sum += Q6HalfDot(Q6Half(w, 0), y, first);
+            sum += Q6HalfDot(Q6Half(w, 1), y + 128, second);
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(a->D[b] * Fp16.ToSingle(w + 208)), acc);
         }
         return Vector256.Sum(acc);
+    }
+
+    /// <summary>
+    /// <see cref="Q6_K"/> for n activation rows, two at a time: each half super-block unpacked once for both rows, each
+    /// row's float sums in <see cref="Q6_K"/>'s order, so every row equals its one-row product bit for bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q6_KRows(byte* w0, Q8Row* a, int n, int columns, float* y, long stride)
+    {
+        int i = 0;
+        for (; i + 2 <= n; i += 2)
+        {
+            Q8Row* r0 = a + i, r1 = a + i + 1;
+            var acc0 = Vector256<float>.Zero;
+            var acc1 = Vector256<float>.Zero;
+            byte* w = w0;
+            for (int b = 0; b < columns / 256; b++, w += 210)
+            {
+                sbyte* sc = (sbyte*)(w + 192), y0 = r0->Qs + 256 * b, y1 = r1->Qs + 256 * b;
+                var (first, second) = Q6Scales(sc);
+                var sum0 = Q6Offset(sc, r0->BSums + 16 * b);
+                var sum1 = Q6Offset(sc, r1->BSums + 16 * b);
+                var q = Q6Half(w, 0);
+                sum0 += Q6HalfDot(q, y0, first);
+                sum1 += Q6HalfDot(q, y1, first);
+                q = Q6Half(w, 1);
+                sum0 += Q6HalfDot(q, y0 + 128, second);
+                sum1 += Q6HalfDot(q, y1 + 128, second);
+                float d = Fp16.ToSingle(w + 208);
+                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum0), Vector256.Create(r0->D[b] * d), acc0);
+                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum1), Vector256.Create(r1->D[b] * d), acc1);
+            }
+            y[i * stride] = Vector256.Sum(acc0);
+            y[(i + 1) * stride] = Vector256.Sum(acc1);
+        }
+        for (; i < n; i++) y[i * stride] = Q6_K(w0, a + i, columns);
     }
 }

@@ -128,8 +128,8 @@ public static unsafe class QuantizedKernels
     }
 
     /// <summary>
-    /// The multi-row kernels (float weights on AVX2 and AVX-512, F16 on AVX-512 having its own one-row loop; Q4_K and
-    /// Q5_K, whose blocks are unpacked once for two rows): each row of the result equals its one-row product bit for
+    /// The multi-row kernels (float weights on AVX2 and AVX-512, F16 on AVX-512 having its own one-row loop; the
+    /// block types, whose blocks are unpacked once for two rows): each row of the result equals its one-row product bit for
     /// bit, so a row's logits do not depend on the batch it decodes in.
     /// </summary>
     static delegate*<byte*, Q8Row*, int, int, float*, long, void> ManyRows(GgufTensorType type, KernelPath path) => (type, path) switch
@@ -143,6 +143,7 @@ public static unsafe class QuantizedKernels
         // The K-quants with mins run their 256-bit kernels on both paths (Dot(type, Avx512) falls back to Avx2Dots).
         (GgufTensorType.Q4_K, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q4_KRows,
         (GgufTensorType.Q5_K, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q5_KRows,
+        (GgufTensorType.Q6_K, KernelPath.Avx2 or KernelPath.Avx512) => &Avx2Dots.Q6_KRows,
         // The 32-blocks where the path computes them with the 256-bit kernels (Q8_0 always; the nibble types on AVX2, and
         // on AVX-512 where NarrowNibbles chose them, which the caller says by asking for Avx2): Q4_0 and Q4_1 two blocks
         // a vector (Avx2NibbleDots), the others one.
