@@ -16,6 +16,9 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// On a shared machine wall-clock times of threaded products mostly measure the scheduler, so each product is also
 /// timed on one thread by that thread's CPU time (CLOCK_THREAD_CPUTIME_ID): the per-core figure a quiet machine
 /// would show, and the token time for the configured threads estimated from it (per-core time / threads).
+/// Knobs: SHARPTUNE_BENCH_TYPES=Q4_0,Q4_K and SHARPTUNE_BENCH_PATHS=avx512,avx2 narrow the run; SHARPTUNE_BENCH_SHAPES=7b
+/// times Qwen2.5-7B's products instead; SHARPTUNE_BENCH_ACT_ROWS=8 multiplies that many activation rows a call (a short
+/// prompt's products, where the kernels compute rather than stream).
 /// </summary>
 public sealed unsafe class QuantKernelSuite : IBenchSuite
 {

@@ -291,17 +291,35 @@ static unsafe class Avx2Dots
     static Vector256<int> KQuarterDot(Vector256<byte> low, Vector256<byte> up, sbyte* y, Vector256<byte> scales, int k) =>
         Dot(low, Avx.LoadVector256(y + 64 * k), ScaleOf(scales, 2 * k)) + Dot(up, Avx.LoadVector256(y + 64 * k + 32), ScaleOf(scales, 2 * k + 1));
 
-    public static float Q4_K(byte* w, Q8Row* a, int columns) => KWithMins(w, a, columns, fifthBit: false);
+    /// <summary>Q4_K or Q5_K, as a type argument so that each kernel is compiled for one (no test of it in the loops).</summary>
+    interface IKWithMins
+    {
+        static abstract bool FifthBit { get; }
+    }
 
-    public static float Q5_K(byte* w, Q8Row* a, int columns) => KWithMins(w, a, columns, fifthBit: true);
+    struct Q4K : IKWithMins
+    {
+        public static bool FifthBit => false;
+    }
+
+    struct Q5K : IKWithMins
+    {
+        public static bool FifthBit => true;
+    }
+
+    public static float Q4_K(byte* w, Q8Row* a, int columns) => KWithMins<Q4K>(w, a, columns);
+
+    public static float Q5_K(byte* w, Q8Row* a, int columns) => KWithMins<Q5K>(w, a, columns);
 
     /// <summary>
     /// Per super-block: the four quarters' integer sums with their sub-block scales (broadcast by vpshufb from one vector of
     /// the eight), then d·D in float; the mins through the activation's sums of 16.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static float KWithMins(byte* w, Q8Row* a, int columns, bool fifthBit)
+    static float KWithMins<T>(byte* w, Q8Row* a, int columns) where T : struct, IKWithMins
     {
+        bool fifthBit = T.FifthBit;
+        float* halves = Fp16.Table;
         var acc = Vector256<float>.Zero;
         var accMins = Vector256<float>.Zero;
         int size = fifthBit ? 176 : 144;
@@ -321,15 +339,15 @@ static unsafe class Avx2Dots
             var (l3, u3) = KQuarter(qs, 3, ref high, fifthBit);
             sum += KQuarterDot(l3, u3, y, shorts, 3);
             float dy = a->D[b];
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(dy * Fp16.ToSingle(w)), acc);
-            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinTerms(mins, a->BSums + 16 * b)), Vector256.Create(dy * Fp16.ToSingle(w + 2)), accMins);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(dy * Fp16.ToSingle(halves, w)), acc);
+            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinTerms(mins, a->BSums + 16 * b)), Vector256.Create(dy * Fp16.ToSingle(halves, w + 2)), accMins);
         }
         return Vector256.Sum(acc) - Vector256.Sum(accMins);
     }
 
-    public static void Q4_KRows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => KWithMinsRows(w, a, n, columns, y, stride, fifthBit: false);
+    public static void Q4_KRows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => KWithMinsRows<Q4K>(w, a, n, columns, y, stride);
 
-    public static void Q5_KRows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => KWithMinsRows(w, a, n, columns, y, stride, fifthBit: true);
+    public static void Q5_KRows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => KWithMinsRows<Q5K>(w, a, n, columns, y, stride);
 
     /// <summary>
     /// <see cref="KWithMins"/> for n activation rows, two at a time: each super-block's nibbles and scales are unpacked once
@@ -337,8 +355,10 @@ static unsafe class Avx2Dots
     /// every row's result equals its one-row product bit for bit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void KWithMinsRows(byte* w0, Q8Row* a, int n, int columns, float* y, long stride, bool fifthBit)
+    static void KWithMinsRows<T>(byte* w0, Q8Row* a, int n, int columns, float* y, long stride) where T : struct, IKWithMins
     {
+        bool fifthBit = T.FifthBit;
+        float* halves = Fp16.Table;
         int i = 0, size = fifthBit ? 176 : 144;
         for (; i + 2 <= n; i += 2)
         {
@@ -367,7 +387,7 @@ static unsafe class Avx2Dots
                 var (l3, u3) = KQuarter(qs, 3, ref high, fifthBit);
                 sum0 += KQuarterDot(l3, u3, y0, shorts, 3);
                 sum1 += KQuarterDot(l3, u3, y1, shorts, 3);
-                float d = Fp16.ToSingle(w), m = Fp16.ToSingle(w + 2);
+                float d = Fp16.ToSingle(halves, w), m = Fp16.ToSingle(halves, w + 2);
                 var minTerms0 = Avx.ConvertToVector256Single(MinTerms(mins, r0->BSums + 16 * b));
                 var minTerms1 = Avx.ConvertToVector256Single(MinTerms(mins, r1->BSums + 16 * b));
                 float dy0 = r0->D[b], dy1 = r1->D[b];
@@ -379,7 +399,7 @@ static unsafe class Avx2Dots
             y[i * stride] = Vector256.Sum(acc0) - Vector256.Sum(accMins0);
             y[(i + 1) * stride] = Vector256.Sum(acc1) - Vector256.Sum(accMins1);
         }
-        for (; i < n; i++) y[i * stride] = KWithMins(w0, a + i, columns, fifthBit);
+        for (; i < n; i++) y[i * stride] = KWithMins<T>(w0, a + i, columns);
     }
 
     /// <summary>
@@ -428,6 +448,7 @@ static unsafe class Avx2Dots
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q6_K(byte* w, Q8Row* a, int columns)
     {
+        float* halves = Fp16.Table;
         var acc = Vector256<float>.Zero;
         for (int b = 0; b < columns / 256; b++, w += 210)
         {
@@ -436,7 +457,7 @@ static unsafe class Avx2Dots
             var sum = Q6Offset(sc, a->BSums + 16 * b);
             sum += Q6HalfDot(Q6Half(w, 0), y, first);
             sum += Q6HalfDot(Q6Half(w, 1), y + 128, second);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(a->D[b] * Fp16.ToSingle(w + 208)), acc);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(a->D[b] * Fp16.ToSingle(halves, w + 208)), acc);
         }
         return Vector256.Sum(acc);
     }
@@ -448,6 +469,7 @@ static unsafe class Avx2Dots
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Q6_KRows(byte* w0, Q8Row* a, int n, int columns, float* y, long stride)
     {
+        float* halves = Fp16.Table;
         int i = 0;
         for (; i + 2 <= n; i += 2)
         {
@@ -467,7 +489,7 @@ static unsafe class Avx2Dots
                 q = Q6Half(w, 1);
                 sum0 += Q6HalfDot(q, y0 + 128, second);
                 sum1 += Q6HalfDot(q, y1 + 128, second);
-                float d = Fp16.ToSingle(w + 208);
+                float d = Fp16.ToSingle(halves, w + 208);
                 acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum0), Vector256.Create(r0->D[b] * d), acc0);
                 acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum1), Vector256.Create(r1->D[b] * d), acc1);
             }

@@ -81,9 +81,10 @@ static unsafe class BlockDecoders
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q8_0(byte* w, float* dst, int columns)
     {
+        float* halves = Fp16.Table; // read once: see Fp16.ToSingle(float*, byte*)
         for (int b = 0; b < columns / 32; b++, w += 34, dst += 32)
         {
-            var d = Vector256.Create(Fp16.ToSingle(w));
+            var d = Vector256.Create(Fp16.ToSingle(halves, w));
             for (int j = 0; j < 32; j += 8)
                 Avx.Store(dst + j, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32((sbyte*)(w + 2 + j))) * d);
         }
@@ -93,12 +94,13 @@ static unsafe class BlockDecoders
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q4(byte* w, float* dst, int columns, bool withMin)
     {
+        float* halves = Fp16.Table; // read once: see Fp16.ToSingle(float*, byte*)
         int size = withMin ? 20 : 18, header = withMin ? 4 : 2, offset = withMin ? 0 : 8;
         var low4 = Vector128.Create((byte)0x0F);
         for (int b = 0; b < columns / 32; b++, w += size, dst += 32)
         {
-            var d = Vector256.Create(Fp16.ToSingle(w));
-            var m = withMin ? Vector256.Create(Fp16.ToSingle(w + 2)) : default;
+            var d = Vector256.Create(Fp16.ToSingle(halves, w));
+            var m = withMin ? Vector256.Create(Fp16.ToSingle(halves, w + 2)) : default;
             var q = Sse2.LoadVector128(w + header);
             Store16(q & low4, offset, d, m, dst, withMin);
             Store16(Sse2.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & low4, offset, d, m, dst + 16, withMin);
@@ -109,12 +111,13 @@ static unsafe class BlockDecoders
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q5(byte* w, float* dst, int columns, bool withMin)
     {
+        float* halves = Fp16.Table; // read once: see Fp16.ToSingle(float*, byte*)
         int size = withMin ? 24 : 22, header = withMin ? 4 : 2, offset = withMin ? 0 : 16;
         var low4 = Vector128.Create((byte)0x0F);
         for (int b = 0; b < columns / 32; b++, w += size, dst += 32)
         {
-            var d = Vector256.Create(Fp16.ToSingle(w));
-            var m = withMin ? Vector256.Create(Fp16.ToSingle(w + 2)) : Vector256<float>.Zero;
+            var d = Vector256.Create(Fp16.ToSingle(halves, w));
+            var m = withMin ? Vector256.Create(Fp16.ToSingle(halves, w + 2)) : Vector256<float>.Zero;
             var fifth = Avx2Dots.FifthBits(*(uint*)(w + header));
             var q = Sse2.LoadVector128(w + header + 4);
             Store16((q & low4) | fifth.GetLower(), offset, d, m, dst, withAdd: true);
@@ -126,11 +129,12 @@ static unsafe class BlockDecoders
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void KWithMins(byte* w, float* dst, int columns, bool fifthBit)
     {
+        float* halves = Fp16.Table; // read once: see Fp16.ToSingle(float*, byte*)
         int size = fifthBit ? 176 : 144;
         var low4 = Vector256.Create((byte)0x0F);
         for (int b = 0; b < columns / 256; b++, w += size, dst += 256)
         {
-            float d = Fp16.ToSingle(w), dmin = Fp16.ToSingle(w + 2);
+            float d = Fp16.ToSingle(halves, w), dmin = Fp16.ToSingle(halves, w + 2);
             var (scales, mins) = Avx2Dots.ScalesMins(w + 4);
             byte* qs = w + (fifthBit ? 48 : 16);
             var high = fifthBit ? Avx.LoadVector256(w + 16) : default;
@@ -162,12 +166,13 @@ static unsafe class BlockDecoders
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q6_K(byte* w, float* dst, int columns)
     {
+        float* halves = Fp16.Table; // read once: see Fp16.ToSingle(float*, byte*)
         var low4 = Vector256.Create((byte)0x0F);
         var mask = Vector256.Create((byte)0x30);
         var zero = Vector256<float>.Zero;
         for (int b = 0; b < columns / 256; b++, w += 210, dst += 256)
         {
-            float d = Fp16.ToSingle(w + 208);
+            float d = Fp16.ToSingle(halves, w + 208);
             sbyte* sc = (sbyte*)(w + 192);
             for (int half = 0; half < 2; half++)
             {

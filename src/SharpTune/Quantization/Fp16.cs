@@ -18,4 +18,12 @@ static unsafe class Fp16
     }
 
     public static float ToSingle(byte* p) => Table[*(ushort*)p];
+
+    /// <summary>
+    /// The same through <see cref="Table"/> read once into a local before a loop. A method compiled before this class is
+    /// initialised (no tiered compilation: the tool and the bench) checks that initialisation at every read of Table,
+    /// inside the loop, and the JIT keeps the loop's vectors on the stack around that check (measured: Q4_K's
+    /// accumulators stored and reloaded each super-block).
+    /// </summary>
+    public static float ToSingle(float* table, byte* p) => table[*(ushort*)p];
 }
