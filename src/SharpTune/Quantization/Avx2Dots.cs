@@ -213,6 +213,7 @@ static unsafe class Avx2Dots
         var offsets = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * T.Bytes;
         for (; b + 8 <= blocks; b += 8, w += 8 * T.Bytes)
         {
+            WeightStream.Prefetch(w, 8 * T.Bytes);
             var dots = Reduce8(T.Dot(w, y + 32 * b), T.Dot(w + T.Bytes, y + 32 * b + 32), T.Dot(w + 2 * T.Bytes, y + 32 * b + 64),
                 T.Dot(w + 3 * T.Bytes, y + 32 * b + 96), T.Dot(w + 4 * T.Bytes, y + 32 * b + 128), T.Dot(w + 5 * T.Bytes, y + 32 * b + 160),
                 T.Dot(w + 6 * T.Bytes, y + 32 * b + 192), T.Dot(w + 7 * T.Bytes, y + 32 * b + 224));
@@ -325,6 +326,7 @@ static unsafe class Avx2Dots
         int size = fifthBit ? 176 : 144;
         for (int b = 0; b < columns / 256; b++, w += size)
         {
+            WeightStream.Prefetch(w, size);
             var (scales, mins) = ScalesMins(w + 4);
             var shorts = ScalesAsShorts(scales);
             sbyte* y = a->Qs + 256 * b;
@@ -452,6 +454,7 @@ static unsafe class Avx2Dots
         var acc = Vector256<float>.Zero;
         for (int b = 0; b < columns / 256; b++, w += 210)
         {
+            WeightStream.Prefetch(w, 210);
             sbyte* sc = (sbyte*)(w + 192), y = a->Qs + 256 * b;
             var (first, second) = Q6Scales(sc);
             var sum = Q6Offset(sc, a->BSums + 16 * b);

@@ -77,6 +77,7 @@ static unsafe class Avx2NibbleDots
         var carried = Vector256<float>.Zero;
         for (; b + 8 <= blocks; b += 8, w += 8 * T.Bytes)
         {
+            WeightStream.Prefetch(w, 8 * T.Bytes);
             var header = Avx2.GatherVector256((int*)w, headers, 1); // d in the low half, m (when there is one) in the high
             var d = FloatDots.HalfToSingle(header & Vector256.Create(0xFFFF));
             var scales = d * Avx.LoadVector256(dy + b);
