@@ -248,11 +248,24 @@ static unsafe class Avx2Dots
 
     // Σ_j min_j·(bsums[2j] + bsums[2j+1]) as eight ints: each min repeated for its two sums of 16.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<int> MinTerms(ulong mins, short* bsums)
+    static Vector256<int> MinTerms(ulong mins, short* bsums) => Avx2.MultiplyAddAdjacent(Avx.LoadVector256(bsums), MinsRepeated(mins));
+
+    // The eight mins as shorts, each twice (once per sum of 16 of its sub-block of 32).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<short> MinsRepeated(ulong mins)
     {
         var m = Vector128.CreateScalar(mins).AsByte();
-        var repeated = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(m, m));
-        return Avx2.MultiplyAddAdjacent(Avx.LoadVector256(bsums), repeated);
+        return Avx2.ConvertToVector256Int16(Sse2.UnpackLow(m, m));
+    }
+
+    /// <summary>A row's super-block b added to its accumulators, in <see cref="KWithMins"/>'s float order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector256<float> Acc, Vector256<float> AccMins) KFinish(Vector256<int> sum, Q8Row* row, int b, float d, float m,
+        Vector256<short> repeatedMins, Vector256<float> acc, Vector256<float> accMins)
+    {
+        float dy = row->D[b];
+        var minTerms = Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx.LoadVector256(row->BSums + 16 * b), repeatedMins));
+        return (Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(dy * d), acc), Fma.MultiplyAdd(minTerms, Vector256.Create(dy * m), accMins));
     }
 
     /// <summary>A super-block's eight 6-bit scales (one per byte) as shorts, in both 128-bit halves.</summary>
@@ -352,8 +365,8 @@ static unsafe class Avx2Dots
     public static void Q5_KRows(byte* w, Q8Row* a, int n, int columns, float* y, long stride) => KWithMinsRows<Q5K>(w, a, n, columns, y, stride);
 
     /// <summary>
-    /// <see cref="KWithMins"/> for n activation rows, two at a time: each super-block's nibbles and scales are unpacked once
-    /// for both rows, and each row's float sums run in <see cref="KWithMins"/>'s order (its integer sums are exact), so
+    /// <see cref="KWithMins"/> for n activation rows, four at a time (then two, then one): each super-block's nibbles and
+    /// scales are unpacked once for the rows, and each row's float sums run in <see cref="KWithMins"/>'s order (its integer sums are exact), so
     /// every row's result equals its one-row product bit for bit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -362,6 +375,51 @@ static unsafe class Avx2Dots
         bool fifthBit = T.FifthBit;
         float* halves = Fp16.Table;
         int i = 0, size = fifthBit ? 176 : 144;
+        for (; i + 4 <= n; i += 4)
+        {
+            Q8Row* r0 = a + i, r1 = a + i + 1, r2 = a + i + 2, r3 = a + i + 3;
+            Vector256<float> acc0 = default, accMins0 = default, acc1 = default, accMins1 = default;
+            Vector256<float> acc2 = default, accMins2 = default, acc3 = default, accMins3 = default;
+            byte* w = w0;
+            for (int b = 0; b < columns / 256; b++, w += size)
+            {
+                var (scales, mins) = ScalesMins(w + 4);
+                var shorts = ScalesAsShorts(scales);
+                sbyte* y0 = r0->Qs + 256 * b, y1 = r1->Qs + 256 * b, y2 = r2->Qs + 256 * b, y3 = r3->Qs + 256 * b;
+                byte* qs = w + (fifthBit ? 48 : 16);
+                var high = fifthBit ? Avx.LoadVector256(w + 16) : default;
+                var (l0, u0) = KQuarter(qs, 0, ref high, fifthBit);
+                var sum0 = KQuarterDot(l0, u0, y0, shorts, 0);
+                var sum1 = KQuarterDot(l0, u0, y1, shorts, 0);
+                var sum2 = KQuarterDot(l0, u0, y2, shorts, 0);
+                var sum3 = KQuarterDot(l0, u0, y3, shorts, 0);
+                var (l1, u1) = KQuarter(qs, 1, ref high, fifthBit);
+                sum0 += KQuarterDot(l1, u1, y0, shorts, 1);
+                sum1 += KQuarterDot(l1, u1, y1, shorts, 1);
+                sum2 += KQuarterDot(l1, u1, y2, shorts, 1);
+                sum3 += KQuarterDot(l1, u1, y3, shorts, 1);
+                var (l2, u2) = KQuarter(qs, 2, ref high, fifthBit);
+                sum0 += KQuarterDot(l2, u2, y0, shorts, 2);
+                sum1 += KQuarterDot(l2, u2, y1, shorts, 2);
+                sum2 += KQuarterDot(l2, u2, y2, shorts, 2);
+                sum3 += KQuarterDot(l2, u2, y3, shorts, 2);
+                var (l3, u3) = KQuarter(qs, 3, ref high, fifthBit);
+                sum0 += KQuarterDot(l3, u3, y0, shorts, 3);
+                sum1 += KQuarterDot(l3, u3, y1, shorts, 3);
+                sum2 += KQuarterDot(l3, u3, y2, shorts, 3);
+                sum3 += KQuarterDot(l3, u3, y3, shorts, 3);
+                float d = Fp16.ToSingle(halves, w), m = Fp16.ToSingle(halves, w + 2);
+                var repeatedMins = MinsRepeated(mins);
+                (acc0, accMins0) = KFinish(sum0, r0, b, d, m, repeatedMins, acc0, accMins0);
+                (acc1, accMins1) = KFinish(sum1, r1, b, d, m, repeatedMins, acc1, accMins1);
+                (acc2, accMins2) = KFinish(sum2, r2, b, d, m, repeatedMins, acc2, accMins2);
+                (acc3, accMins3) = KFinish(sum3, r3, b, d, m, repeatedMins, acc3, accMins3);
+            }
+            y[i * stride] = Vector256.Sum(acc0) - Vector256.Sum(accMins0);
+            y[(i + 1) * stride] = Vector256.Sum(acc1) - Vector256.Sum(accMins1);
+            y[(i + 2) * stride] = Vector256.Sum(acc2) - Vector256.Sum(accMins2);
+            y[(i + 3) * stride] = Vector256.Sum(acc3) - Vector256.Sum(accMins3);
+        }
         for (; i + 2 <= n; i += 2)
         {
             Q8Row* r0 = a + i, r1 = a + i + 1;
@@ -466,7 +524,8 @@ static unsafe class Avx2Dots
     }
 
     /// <summary>
-    /// <see cref="Q6_K"/> for n activation rows, two at a time: each half super-block unpacked once for both rows, each
+    /// <see cref="Q6_K"/> for n activation rows, four at a time where AVX-512's registers allow (then two, then one): each
+    /// half super-block unpacked once for the rows, each
     /// row's float sums in <see cref="Q6_K"/>'s order, so every row equals its one-row product bit for bit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -474,6 +533,41 @@ static unsafe class Avx2Dots
     {
         float* halves = Fp16.Table;
         int i = 0;
+        // Four rows need the sixteen more vector registers EVEX gives (with sixteen they spill: measured slower than two).
+        for (; Avx512F.VL.IsSupported && i + 4 <= n; i += 4)
+        {
+            Q8Row* r0 = a + i, r1 = a + i + 1, r2 = a + i + 2, r3 = a + i + 3;
+            Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+            byte* w = w0;
+            for (int b = 0; b < columns / 256; b++, w += 210)
+            {
+                sbyte* sc = (sbyte*)(w + 192), y0 = r0->Qs + 256 * b, y1 = r1->Qs + 256 * b, y2 = r2->Qs + 256 * b, y3 = r3->Qs + 256 * b;
+                var (first, second) = Q6Scales(sc);
+                var sum0 = Q6Offset(sc, r0->BSums + 16 * b);
+                var sum1 = Q6Offset(sc, r1->BSums + 16 * b);
+                var sum2 = Q6Offset(sc, r2->BSums + 16 * b);
+                var sum3 = Q6Offset(sc, r3->BSums + 16 * b);
+                var q = Q6Half(w, 0);
+                sum0 += Q6HalfDot(q, y0, first);
+                sum1 += Q6HalfDot(q, y1, first);
+                sum2 += Q6HalfDot(q, y2, first);
+                sum3 += Q6HalfDot(q, y3, first);
+                q = Q6Half(w, 1);
+                sum0 += Q6HalfDot(q, y0 + 128, second);
+                sum1 += Q6HalfDot(q, y1 + 128, second);
+                sum2 += Q6HalfDot(q, y2 + 128, second);
+                sum3 += Q6HalfDot(q, y3 + 128, second);
+                float d = Fp16.ToSingle(halves, w + 208);
+                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum0), Vector256.Create(r0->D[b] * d), acc0);
+                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum1), Vector256.Create(r1->D[b] * d), acc1);
+                acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum2), Vector256.Create(r2->D[b] * d), acc2);
+                acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum3), Vector256.Create(r3->D[b] * d), acc3);
+            }
+            y[i * stride] = Vector256.Sum(acc0);
+            y[(i + 1) * stride] = Vector256.Sum(acc1);
+            y[(i + 2) * stride] = Vector256.Sum(acc2);
+            y[(i + 3) * stride] = Vector256.Sum(acc3);
+        }
         for (; i + 2 <= n; i += 2)
         {
             Q8Row* r0 = a + i, r1 = a + i + 1;
