@@ -86,10 +86,7 @@ static unsafe class Avx2NibbleDots
             var (l1, h1) = Unpack<T>(w + 2 * T.Bytes);
             var (l2, h2) = Unpack<T>(w + 4 * T.Bytes);
             var (l3, h3) = Unpack<T>(w + 6 * T.Bytes);
-            acc = Fma.MultiplyAdd(Sums(l0, h0, y8, y8 + 64), Avx2.PermuteVar8x32(scales, Pair01), acc);
-            acc = Fma.MultiplyAdd(Sums(l1, h1, y8 + 32, y8 + 96), Avx2.PermuteVar8x32(scales, Pair23), acc);
-            acc = Fma.MultiplyAdd(Sums(l2, h2, y8 + 128, y8 + 192), Avx2.PermuteVar8x32(scales, Pair45), acc);
-            acc = Fma.MultiplyAdd(Sums(l3, h3, y8 + 160, y8 + 224), Avx2.PermuteVar8x32(scales, Pair67), acc);
+            acc = EightBlocks(acc, y8, scales, l0, h0, l1, h1, l2, h2, l3, h3);
             var carry = T.HasMin ? FloatDots.HalfToSingle(Avx2.ShiftRightLogical(header, 16)) : d;
             carried = Fma.MultiplyAdd(carry, Avx.LoadVector256(sums + b), carried);
         }
@@ -97,18 +94,13 @@ static unsafe class Avx2NibbleDots
         if (b + 4 <= blocks)
         {
             var scales = FourScales<T>(w, dy + b, sums + b, ref tailCarried);
-            sbyte* y4 = y + 32 * b;
             var (l0, h0) = Unpack<T>(w);
             var (l1, h1) = Unpack<T>(w + 2 * T.Bytes);
-            acc = Fma.MultiplyAdd(Sums(l0, h0, y4, y4 + 64), Avx2.PermuteVar8x32(scales, Pair01), acc);
-            acc = Fma.MultiplyAdd(Sums(l1, h1, y4 + 32, y4 + 96), Avx2.PermuteVar8x32(scales, Pair23), acc);
+            acc = FourBlocks(acc, y + 32 * b, scales, l0, h0, l1, h1);
             b += 4;
             w += 4 * T.Bytes;
         }
-        float total = Vector256.Sum(acc);
-        NibbleBlocks.Tail<T>(w, a, b, blocks, ref total, ref tailCarried);
-        float carriedTotal = Vector256.Sum(carried) + tailCarried;
-        return T.HasMin ? total + carriedTotal : total - T.Offset * carriedTotal;
+        return Finish<T>(w, a, b, blocks, acc, carried, tailCarried);
     }
 
     /// <summary>A last group of four blocks: their scales d·D in lanes 0..3; their carried terms added in block order.</summary>
@@ -123,70 +115,117 @@ static unsafe class Avx2NibbleDots
         return Vector256.Create(d0 * dy[0], d1 * dy[1], d2 * dy[2], d3 * dy[3], 0, 0, 0, 0);
     }
 
+    /// <summary>Eight blocks (four pairs, unpacked) against a row's activation at p (split halves), scales in block order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> EightBlocks(Vector256<float> acc, sbyte* p, Vector256<float> scales, Vector256<byte> l0, Vector256<byte> h0,
+        Vector256<byte> l1, Vector256<byte> h1, Vector256<byte> l2, Vector256<byte> h2, Vector256<byte> l3, Vector256<byte> h3)
+    {
+        acc = Fma.MultiplyAdd(Sums(l0, h0, p, p + 64), Avx2.PermuteVar8x32(scales, Pair01), acc);
+        acc = Fma.MultiplyAdd(Sums(l1, h1, p + 32, p + 96), Avx2.PermuteVar8x32(scales, Pair23), acc);
+        acc = Fma.MultiplyAdd(Sums(l2, h2, p + 128, p + 192), Avx2.PermuteVar8x32(scales, Pair45), acc);
+        return Fma.MultiplyAdd(Sums(l3, h3, p + 160, p + 224), Avx2.PermuteVar8x32(scales, Pair67), acc);
+    }
+
+    /// <summary>A last group of four blocks (two pairs, unpacked), as <see cref="EightBlocks"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> FourBlocks(Vector256<float> acc, sbyte* p, Vector256<float> scales, Vector256<byte> l0, Vector256<byte> h0,
+        Vector256<byte> l1, Vector256<byte> h1)
+    {
+        acc = Fma.MultiplyAdd(Sums(l0, h0, p, p + 64), Avx2.PermuteVar8x32(scales, Pair01), acc);
+        return Fma.MultiplyAdd(Sums(l1, h1, p + 32, p + 96), Avx2.PermuteVar8x32(scales, Pair23), acc);
+    }
+
+    /// <summary>How many activation rows a many-row group carries: a type argument, so each group size compiles apart.</summary>
+    interface IRowCount
+    {
+        static abstract int Count { get; }
+    }
+
+    struct TwoRows : IRowCount
+    {
+        public static int Count => 2;
+    }
+
+    struct FourRows : IRowCount
+    {
+        public static int Count => 4;
+    }
+
     /// <summary>
-    /// <see cref="Pairs{T}"/> for n activation rows, two at a time: each pair of blocks unpacked once for both rows, each
-    /// row's sums in <see cref="Pairs{T}"/>'s order, so every row equals its one-row product bit for bit.
+    /// <see cref="Pairs{T}"/> for n activation rows, four at a time where AVX-512's 32 registers hold them (with sixteen
+    /// the four rows' sums spill), then two, then one: each pair of blocks unpacked once for the group, each row's sums
+    /// in <see cref="Pairs{T}"/>'s order, so every row equals its one-row product bit for bit.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void PairsRows<T>(byte* w0, Q8Row* a, int n, int columns, float* y, long stride) where T : struct, INibbleLayout
+    static void PairsRows<T>(byte* w, Q8Row* a, int n, int columns, float* y, long stride) where T : struct, INibbleLayout
     {
         int i = 0;
+        if (Avx512F.VL.IsSupported)
+            for (; i + 4 <= n; i += 4) Group<T, FourRows>(w, a + i, columns, y + i * stride, stride);
+        for (; i + 2 <= n; i += 2) Group<T, TwoRows>(w, a + i, columns, y + i * stride, stride);
+        for (; i < n; i++) y[i * stride] = Pairs<T>(w, a + i, columns);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Group<T, TRows>(byte* w, Q8Row* a, int columns, float* y, long stride) where T : struct, INibbleLayout where TRows : struct, IRowCount
+    {
+        bool four = TRows.Count == 4;
+        int blocks = columns / 32, b = 0;
         var headers = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * T.Bytes;
-        for (; i + 2 <= n; i += 2)
+        Q8Row* r0 = a, r1 = a + 1, r2 = a + (four ? 2 : 0), r3 = a + (four ? 3 : 0);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector256<float> carried0 = default, carried1 = default, carried2 = default, carried3 = default;
+        for (; b + 8 <= blocks; b += 8, w += 8 * T.Bytes)
         {
-            int blocks = columns / 32, b = 0;
-            byte* w = w0;
-            Q8Row* r0 = a + i, r1 = a + i + 1;
-            sbyte* ya = r0->Qs, yb = r1->Qs;
-            var acc0 = Vector256<float>.Zero;
-            var carried0 = Vector256<float>.Zero;
-            var acc1 = Vector256<float>.Zero;
-            var carried1 = Vector256<float>.Zero;
-            for (; b + 8 <= blocks; b += 8, w += 8 * T.Bytes)
+            var header = Avx2.GatherVector256((int*)w, headers, 1);
+            var d = FloatDots.HalfToSingle(header & Vector256.Create(0xFFFF));
+            var carry = T.HasMin ? FloatDots.HalfToSingle(Avx2.ShiftRightLogical(header, 16)) : d;
+            var (l0, h0) = Unpack<T>(w);
+            var (l1, h1) = Unpack<T>(w + 2 * T.Bytes);
+            var (l2, h2) = Unpack<T>(w + 4 * T.Bytes);
+            var (l3, h3) = Unpack<T>(w + 6 * T.Bytes);
+            acc0 = EightBlocks(acc0, r0->Qs + 32 * b, d * Avx.LoadVector256(r0->D + b), l0, h0, l1, h1, l2, h2, l3, h3);
+            acc1 = EightBlocks(acc1, r1->Qs + 32 * b, d * Avx.LoadVector256(r1->D + b), l0, h0, l1, h1, l2, h2, l3, h3);
+            carried0 = Fma.MultiplyAdd(carry, Avx.LoadVector256(r0->Sum + b), carried0);
+            carried1 = Fma.MultiplyAdd(carry, Avx.LoadVector256(r1->Sum + b), carried1);
+            if (four)
             {
-                var header = Avx2.GatherVector256((int*)w, headers, 1);
-                var d = FloatDots.HalfToSingle(header & Vector256.Create(0xFFFF));
-                var scales0 = d * Avx.LoadVector256(r0->D + b);
-                var scales1 = d * Avx.LoadVector256(r1->D + b);
-                sbyte* p = ya + 32 * b, q = yb + 32 * b;
-                var (l0, h0) = Unpack<T>(w);
-                var (l1, h1) = Unpack<T>(w + 2 * T.Bytes);
-                acc0 = Fma.MultiplyAdd(Sums(l0, h0, p, p + 64), Avx2.PermuteVar8x32(scales0, Pair01), acc0);
-                acc1 = Fma.MultiplyAdd(Sums(l0, h0, q, q + 64), Avx2.PermuteVar8x32(scales1, Pair01), acc1);
-                acc0 = Fma.MultiplyAdd(Sums(l1, h1, p + 32, p + 96), Avx2.PermuteVar8x32(scales0, Pair23), acc0);
-                acc1 = Fma.MultiplyAdd(Sums(l1, h1, q + 32, q + 96), Avx2.PermuteVar8x32(scales1, Pair23), acc1);
-                var (l2, h2) = Unpack<T>(w + 4 * T.Bytes);
-                var (l3, h3) = Unpack<T>(w + 6 * T.Bytes);
-                acc0 = Fma.MultiplyAdd(Sums(l2, h2, p + 128, p + 192), Avx2.PermuteVar8x32(scales0, Pair45), acc0);
-                acc1 = Fma.MultiplyAdd(Sums(l2, h2, q + 128, q + 192), Avx2.PermuteVar8x32(scales1, Pair45), acc1);
-                acc0 = Fma.MultiplyAdd(Sums(l3, h3, p + 160, p + 224), Avx2.PermuteVar8x32(scales0, Pair67), acc0);
-                acc1 = Fma.MultiplyAdd(Sums(l3, h3, q + 160, q + 224), Avx2.PermuteVar8x32(scales1, Pair67), acc1);
-                var carry = T.HasMin ? FloatDots.HalfToSingle(Avx2.ShiftRightLogical(header, 16)) : d;
-                carried0 = Fma.MultiplyAdd(carry, Avx.LoadVector256(r0->Sum + b), carried0);
-                carried1 = Fma.MultiplyAdd(carry, Avx.LoadVector256(r1->Sum + b), carried1);
+                acc2 = EightBlocks(acc2, r2->Qs + 32 * b, d * Avx.LoadVector256(r2->D + b), l0, h0, l1, h1, l2, h2, l3, h3);
+                acc3 = EightBlocks(acc3, r3->Qs + 32 * b, d * Avx.LoadVector256(r3->D + b), l0, h0, l1, h1, l2, h2, l3, h3);
+                carried2 = Fma.MultiplyAdd(carry, Avx.LoadVector256(r2->Sum + b), carried2);
+                carried3 = Fma.MultiplyAdd(carry, Avx.LoadVector256(r3->Sum + b), carried3);
             }
-            float tailCarried0 = 0, tailCarried1 = 0;
-            if (b + 4 <= blocks)
-            {
-                var scales0 = FourScales<T>(w, r0->D + b, r0->Sum + b, ref tailCarried0);
-                var scales1 = FourScales<T>(w, r1->D + b, r1->Sum + b, ref tailCarried1);
-                sbyte* p = ya + 32 * b, q = yb + 32 * b;
-                var (l0, h0) = Unpack<T>(w);
-                var (l1, h1) = Unpack<T>(w + 2 * T.Bytes);
-                acc0 = Fma.MultiplyAdd(Sums(l0, h0, p, p + 64), Avx2.PermuteVar8x32(scales0, Pair01), acc0);
-                acc1 = Fma.MultiplyAdd(Sums(l0, h0, q, q + 64), Avx2.PermuteVar8x32(scales1, Pair01), acc1);
-                acc0 = Fma.MultiplyAdd(Sums(l1, h1, p + 32, p + 96), Avx2.PermuteVar8x32(scales0, Pair23), acc0);
-                acc1 = Fma.MultiplyAdd(Sums(l1, h1, q + 32, q + 96), Avx2.PermuteVar8x32(scales1, Pair23), acc1);
-                b += 4;
-                w += 4 * T.Bytes;
-            }
-            float total0 = Vector256.Sum(acc0), total1 = Vector256.Sum(acc1);
-            NibbleBlocks.Tail<T>(w, r0, b, blocks, ref total0, ref tailCarried0);
-            NibbleBlocks.Tail<T>(w, r1, b, blocks, ref total1, ref tailCarried1);
-            float carriedTotal0 = Vector256.Sum(carried0) + tailCarried0, carriedTotal1 = Vector256.Sum(carried1) + tailCarried1;
-            y[i * stride] = T.HasMin ? total0 + carriedTotal0 : total0 - T.Offset * carriedTotal0;
-            y[(i + 1) * stride] = T.HasMin ? total1 + carriedTotal1 : total1 - T.Offset * carriedTotal1;
         }
-        for (; i < n; i++) y[i * stride] = Pairs<T>(w0, a + i, columns);
+        float tail0 = 0, tail1 = 0, tail2 = 0, tail3 = 0;
+        if (b + 4 <= blocks)
+        {
+            var (l0, h0) = Unpack<T>(w);
+            var (l1, h1) = Unpack<T>(w + 2 * T.Bytes);
+            acc0 = FourBlocks(acc0, r0->Qs + 32 * b, FourScales<T>(w, r0->D + b, r0->Sum + b, ref tail0), l0, h0, l1, h1);
+            acc1 = FourBlocks(acc1, r1->Qs + 32 * b, FourScales<T>(w, r1->D + b, r1->Sum + b, ref tail1), l0, h0, l1, h1);
+            if (four)
+            {
+                acc2 = FourBlocks(acc2, r2->Qs + 32 * b, FourScales<T>(w, r2->D + b, r2->Sum + b, ref tail2), l0, h0, l1, h1);
+                acc3 = FourBlocks(acc3, r3->Qs + 32 * b, FourScales<T>(w, r3->D + b, r3->Sum + b, ref tail3), l0, h0, l1, h1);
+            }
+            b += 4;
+            w += 4 * T.Bytes;
+        }
+        y[0] = Finish<T>(w, r0, b, blocks, acc0, carried0, tail0);
+        y[stride] = Finish<T>(w, r1, b, blocks, acc1, carried1, tail1);
+        if (four)
+        {
+            y[2 * stride] = Finish<T>(w, r2, b, blocks, acc2, carried2, tail2);
+            y[3 * stride] = Finish<T>(w, r3, b, blocks, acc3, carried3, tail3);
+        }
+    }
+
+    /// <summary>A row's result from its sums, the last blocks (fewer than four) added as <see cref="Pairs{T}"/> adds them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Finish<T>(byte* w, Q8Row* row, int b, int blocks, Vector256<float> acc, Vector256<float> carried, float tailCarried) where T : struct, INibbleLayout
+    {
+        float total = Vector256.Sum(acc);
+        NibbleBlocks.Tail<T>(w, row, b, blocks, ref total, ref tailCarried);
+        float carriedTotal = Vector256.Sum(carried) + tailCarried;
+        return T.HasMin ? total + carriedTotal : total - T.Offset * carriedTotal;
     }
 }
