@@ -128,9 +128,9 @@ public static unsafe class QuantizedKernels
     }
 
     /// <summary>
-    /// The multi-row kernels (float weights on AVX2 and AVX-512, F16 on AVX-512 having its own one-row loop; the
-    /// block types, whose blocks are unpacked once for two rows): each row of the result equals its one-row product bit for
-    /// bit, so a row's logits do not depend on the batch it decodes in.
+    /// The multi-row kernels (float weights on AVX2 and AVX-512, F16 on AVX-512 having its own one-row loop; the block
+    /// types, whose blocks are unpacked once for two rows, or four for the K-quants and the Q4 pairs): each row of the
+    /// result equals its one-row product bit for bit, so a row's logits do not depend on the batch it decodes in.
     /// </summary>
     static delegate*<byte*, Q8Row*, int, int, float*, long, void> ManyRows(GgufTensorType type, KernelPath path) => (type, path) switch
     {
