@@ -18,8 +18,6 @@ namespace SharpTune.Quantization;
 /// </summary>
 static unsafe class Avx2NibbleDots
 {
-    public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
-
     static Vector256<byte> Low4 => Vector256.Create((byte)0x0F);
 
     public static float Q4_0(byte* w, Q8Row* a, int columns) => Pairs<Q4_0Layout>(w, a, columns);
@@ -43,7 +41,7 @@ static unsafe class Avx2NibbleDots
 
     /// <summary>
     /// A pair's integer sums as floats: lanes 0..3 the first block's, 4..7 the second's. The two vpmaddubsw results are
-    /// added as shorts before widening: each is at most 2·31·127 in magnitude, so neither they nor their sum saturate,
+    /// added as shorts before widening: each is at most 2·15·127 in magnitude, so neither they nor their sum saturate,
     /// and the ints equal vpdpbusd's.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
