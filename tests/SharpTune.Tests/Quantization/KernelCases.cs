@@ -163,6 +163,39 @@ static unsafe class KernelCases
         return failures;
     }
 
+    /// <summary>
+    /// A row's product does not depend on the rows computed with it: for every type, n rows at once (n = 2..9: the
+    /// many-row kernels' groups of four, two and one, and two groups of four) against each row alone, bit for bit, on
+    /// <paramref name="path"/>; failures as lines. Which groups a kernel takes depends on the registers the process has
+    /// (four rows only where AVX-512's 32 are there), so this runs in the lower paths' processes too.
+    /// </summary>
+    public static List<string> CheckRowsAlone(KernelPath path, int seed)
+    {
+        var failures = new List<string>();
+        var random = new Random(seed);
+        foreach (var type in Types)
+        {
+            int columns = Columns(type) + 3 * GgufTensorTypes.BlockSize(type), rows = 13;
+            using var w = QuantizedMatrix.Copy(type, rows, columns, RandomBlocks(type, rows, columns, random));
+            for (int n = 2; n <= 9; n++)
+            {
+                float[] x = RandomActivations(n, columns, random), together = new float[n * rows], alone = new float[n * rows];
+                fixed (float* px = x, t = together, a = alone)
+                {
+                    QuantizedKernels.MatMul(w, px, n, t, path);
+                    for (int i = 0; i < n; i++) QuantizedKernels.MatMul(w, px + (long)i * columns, 1, a + (long)i * rows, path);
+                }
+                for (int k = 0; k < together.Length; k++)
+                    if (BitConverter.SingleToInt32Bits(together[k]) != BitConverter.SingleToInt32Bits(alone[k]))
+                    {
+                        failures.Add($"{path} {type} n={n}: y[{k / rows},{k % rows}] = {together[k]} with the other rows, {alone[k]} alone");
+                        break;
+                    }
+            }
+        }
+        return failures;
+    }
+
     /// <summary>Products of every type on every path this process supports, checked against dequantize-then-fp64; failures as lines.</summary>
     public static List<string> CheckAllTypes(KernelPath path, int seed)
     {
