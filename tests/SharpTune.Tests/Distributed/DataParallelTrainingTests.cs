@@ -151,7 +151,11 @@ public class DataParallelTrainingTests
         Assert.Equal(evalOne.Count, evalTwo.Count);
         for (int i = 0; i < evalOne.Count; i++)
         {
-            Assert.True(Math.Abs(evalOne[i]["eval_loss"]!.GetValue<double>() - evalTwo[i]["eval_loss"]!.GetValue<double>()) <= 1e-5, $"evaluation {i}");
+            double lossOne = evalOne[i]["eval_loss"]!.GetValue<double>(), lossTwo = evalTwo[i]["eval_loss"]!.GetValue<double>();
+            // As the training losses: relative to the loss (15.9 for this tiny random model, where the two processes'
+            // different summation orders left 1.5e-5 with libtorch held to AVX2).
+            Assert.True(Math.Abs(lossOne - lossTwo) <= Tolerances.DifferentKernels * Math.Max(1, Math.Abs(lossOne)),
+                $"evaluation {i + 1}: eval_loss {lossTwo} under mpirun -np 2, {lossOne} in one process");
             Assert.Equal(evalOne[i]["eval_rouge_l"]!.GetValue<double>(), evalTwo[i]["eval_rouge_l"]!.GetValue<double>(), 6);
         }
         Assert.Equal(File.ReadAllText(Path.Combine(single, "samples.jsonl")), File.ReadAllText(Path.Combine(parallel, "samples.jsonl")));
