@@ -14,7 +14,7 @@ static unsafe class Avx2Dots
 {
     // Constants as properties: Vector256.Create of a constant folds into the code, a static readonly field is a load.
     static Vector256<short> Ones => Vector256.Create((short)1);
-    static Vector256<byte> Low4 => Vector256.Create((byte)0x0F);
+    internal static Vector256<byte> Low4 => Vector256.Create((byte)0x0F);
 
     // u8·s8 products summed in fours: vpmaddubsw then vpmaddwd by one (AVX-VNNI's vpdpbusd where the CPU has it; the
     // operands here never reach vpmaddubsw's 16-bit saturation, so both give the same integers).
@@ -246,11 +246,8 @@ static unsafe class Avx2Dots
         return (scLow | (ulong)scHigh << 32, mLow | (ulong)mHigh << 32);
     }
 
-    // Σ_j min_j·(bsums[2j] + bsums[2j+1]) as eight ints: each min repeated for its two sums of 16.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<int> MinTerms(ulong mins, short* bsums) => Avx2.MultiplyAddAdjacent(Avx.LoadVector256(bsums), MinsRepeated(mins));
-
-    // The eight mins as shorts, each twice (once per sum of 16 of its sub-block of 32).
+    // The eight mins as shorts, each twice (once per sum of 16 of its sub-block of 32): vpmaddwd with a row's sums of 16
+    // gives Σ_j min_j·(bsums[2j] + bsums[2j+1]) as eight ints.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<short> MinsRepeated(ulong mins)
     {
@@ -258,7 +255,10 @@ static unsafe class Avx2Dots
         return Avx2.ConvertToVector256Int16(Sse2.UnpackLow(m, m));
     }
 
-    /// <summary>A row's super-block b added to its accumulators, in <see cref="KWithMins"/>'s float order.</summary>
+    /// <summary>
+    /// A row's super-block b added to its accumulators: its scaled sum (d·D) and its min terms (dmin·D). Every Q4_K/Q5_K
+    /// kernel, one row or many, ends a super-block here, so each row's floats are added in one order.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static (Vector256<float> Acc, Vector256<float> AccMins) KFinish(Vector256<int> sum, Q8Row* row, int b, float d, float m,
         Vector256<short> repeatedMins, Vector256<float> acc, Vector256<float> accMins)
@@ -285,7 +285,7 @@ static unsafe class Avx2Dots
     /// on for the next quarter): the low nibbles are sub-block 2k, the high ones 2k + 1.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static (Vector256<byte> Low, Vector256<byte> Up) KQuarter(byte* qs, int k, ref Vector256<byte> high, bool fifthBit)
+    internal static (Vector256<byte> Low, Vector256<byte> Up) KQuarter(byte* qs, int k, ref Vector256<byte> high, bool fifthBit)
     {
         var q = Avx.LoadVector256(qs + 32 * k);
         var low = q & Low4;
@@ -353,9 +353,7 @@ static unsafe class Avx2Dots
             sum += KQuarterDot(l2, u2, y, shorts, 2);
             var (l3, u3) = KQuarter(qs, 3, ref high, fifthBit);
             sum += KQuarterDot(l3, u3, y, shorts, 3);
-            float dy = a->D[b];
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(dy * Fp16.ToSingle(halves, w)), acc);
-            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinTerms(mins, a->BSums + 16 * b)), Vector256.Create(dy * Fp16.ToSingle(halves, w + 2)), accMins);
+            (acc, accMins) = KFinish(sum, a, b, Fp16.ToSingle(halves, w), Fp16.ToSingle(halves, w + 2), MinsRepeated(mins), acc, accMins);
         }
         return Vector256.Sum(acc) - Vector256.Sum(accMins);
     }
@@ -448,13 +446,9 @@ static unsafe class Avx2Dots
                 sum0 += KQuarterDot(l3, u3, y0, shorts, 3);
                 sum1 += KQuarterDot(l3, u3, y1, shorts, 3);
                 float d = Fp16.ToSingle(halves, w), m = Fp16.ToSingle(halves, w + 2);
-                var minTerms0 = Avx.ConvertToVector256Single(MinTerms(mins, r0->BSums + 16 * b));
-                var minTerms1 = Avx.ConvertToVector256Single(MinTerms(mins, r1->BSums + 16 * b));
-                float dy0 = r0->D[b], dy1 = r1->D[b];
-                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum0), Vector256.Create(dy0 * d), acc0);
-                accMins0 = Fma.MultiplyAdd(minTerms0, Vector256.Create(dy0 * m), accMins0);
-                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum1), Vector256.Create(dy1 * d), acc1);
-                accMins1 = Fma.MultiplyAdd(minTerms1, Vector256.Create(dy1 * m), accMins1);
+                var repeatedMins = MinsRepeated(mins);
+                (acc0, accMins0) = KFinish(sum0, r0, b, d, m, repeatedMins, acc0, accMins0);
+                (acc1, accMins1) = KFinish(sum1, r1, b, d, m, repeatedMins, acc1, accMins1);
             }
             y[i * stride] = Vector256.Sum(acc0) - Vector256.Sum(accMins0);
             y[(i + 1) * stride] = Vector256.Sum(acc1) - Vector256.Sum(accMins1);
@@ -482,7 +476,7 @@ static unsafe class Avx2Dots
 
     /// <summary>Half h of a Q6_K super-block (values 128h..128h+127) as four vectors of unsigned 6-bit values.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static (Vector256<byte> Q1, Vector256<byte> Q2, Vector256<byte> Q3, Vector256<byte> Q4) Q6Half(byte* w, int half)
+    internal static (Vector256<byte> Q1, Vector256<byte> Q2, Vector256<byte> Q3, Vector256<byte> Q4) Q6Half(byte* w, int half)
     {
         var mask = Vector256.Create((byte)0x30);
         var l0 = Avx.LoadVector256(w + 64 * half);

@@ -18,8 +18,6 @@ namespace SharpTune.Quantization;
 /// </summary>
 static unsafe class Avx2NibbleDots
 {
-    static Vector256<byte> Low4 => Vector256.Create((byte)0x0F);
-
     public static float Q4_0(byte* w, Q8Row* a, int columns) => Pairs<Q4_0Layout>(w, a, columns);
 
     public static float Q4_1(byte* w, Q8Row* a, int columns) => Pairs<Q4_1Layout>(w, a, columns);
@@ -34,8 +32,8 @@ static unsafe class Avx2NibbleDots
     {
         Debug.Assert(T.Qh < 0, "the pair kernels take the four-bit types only");
         var q = Vector256.Create(Sse2.LoadVector128(w + T.Qs), Sse2.LoadVector128(w + T.Bytes + T.Qs));
-        var low = q & Low4;
-        var high = Avx2.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & Low4;
+        var low = q & Avx2Dots.Low4;
+        var high = Avx2.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & Avx2Dots.Low4;
         return (low, high);
     }
 

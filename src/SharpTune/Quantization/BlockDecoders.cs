@@ -131,7 +131,6 @@ static unsafe class BlockDecoders
     {
         float* halves = Fp16.Table; // read once: see Fp16.ToSingle(float*, byte*)
         int size = fifthBit ? 176 : 144;
-        var low4 = Vector256.Create((byte)0x0F);
         for (int b = 0; b < columns / 256; b++, w += size, dst += 256)
         {
             float d = Fp16.ToSingle(halves, w), dmin = Fp16.ToSingle(halves, w + 2);
@@ -140,15 +139,7 @@ static unsafe class BlockDecoders
             var high = fifthBit ? Avx.LoadVector256(w + 16) : default;
             for (int k = 0; k < 4; k++)
             {
-                var q = Avx.LoadVector256(qs + 32 * k);
-                var lo = q & low4;
-                var up = Avx2.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & low4;
-                if (fifthBit)
-                {
-                    lo |= Avx2.ShiftLeftLogical((high & Vector256.Create((byte)1)).AsUInt16(), 4).AsByte();
-                    up |= Avx2.ShiftLeftLogical((high & Vector256.Create((byte)2)).AsUInt16(), 3).AsByte();
-                    high = Avx2.ShiftRightLogical(high.AsUInt16(), 2).AsByte();
-                }
+                var (lo, up) = Avx2Dots.KQuarter(qs, k, ref high, fifthBit);
                 var d1 = Vector256.Create(d * (byte)(scales >> (16 * k)));
                 var m1 = Vector256.Create(dmin * (byte)(mins >> (16 * k)));
                 var d2 = Vector256.Create(d * (byte)(scales >> (16 * k + 8)));
@@ -167,8 +158,6 @@ static unsafe class BlockDecoders
     static void Q6_K(byte* w, float* dst, int columns)
     {
         float* halves = Fp16.Table; // read once: see Fp16.ToSingle(float*, byte*)
-        var low4 = Vector256.Create((byte)0x0F);
-        var mask = Vector256.Create((byte)0x30);
         var zero = Vector256<float>.Zero;
         for (int b = 0; b < columns / 256; b++, w += 210, dst += 256)
         {
@@ -176,13 +165,7 @@ static unsafe class BlockDecoders
             sbyte* sc = (sbyte*)(w + 192);
             for (int half = 0; half < 2; half++)
             {
-                var l0 = Avx.LoadVector256(w + 64 * half);
-                var l1 = Avx.LoadVector256(w + 64 * half + 32);
-                var h = Avx.LoadVector256(w + 128 + 32 * half).AsUInt16();
-                var q1 = (l0 & low4) | (Avx2.ShiftLeftLogical(h, 4).AsByte() & mask);
-                var q2 = (l1 & low4) | (Avx2.ShiftLeftLogical(h, 2).AsByte() & mask);
-                var q3 = (Avx2.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & low4) | (h.AsByte() & mask);
-                var q4 = (Avx2.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & low4) | (Avx2.ShiftRightLogical(h, 2).AsByte() & mask);
+                var (q1, q2, q3, q4) = Avx2Dots.Q6Half(w, half);
                 float* y = dst + 128 * half;
                 sbyte* s = sc + 8 * half;
                 Store32(q1, d * s[0], d * s[1], y, zero);

@@ -76,13 +76,15 @@ public static unsafe class QuantizedKernels
             GgufTensorType.Q4_K or GgufTensorType.Q5_K or GgufTensorType.Q6_K => 256,
             _ => 32,
         };
+        // The path whose kernels run: the 256-bit ones for the nibble types where NarrowNibbles chose them on AVX-512.
+        var kernels = path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? KernelPath.Avx2 : path;
         var job = new MatMulJob
         {
             W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, Columns = w.Columns, N = n, Y = y,
-            Acts = ActivationQuantizer.Prepare(x, n, w.Columns, block, splitHalves: SplitsHalves(w.Type, path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? KernelPath.Avx2 : path),
+            Acts = ActivationQuantizer.Prepare(x, n, w.Columns, block, splitHalves: SplitsHalves(w.Type, kernels),
                 evenOdd: path == KernelPath.Avx512 && w.Type == GgufTensorType.F16),
-            Dot = path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? Dot(w.Type, KernelPath.Avx2) : Dot(w.Type, path),
-            ManyRows = n <= 1 ? null : ManyRows(w.Type, path == KernelPath.Avx512 && !wideNibbles && IsNibbles(w.Type) ? KernelPath.Avx2 : path),
+            Dot = Dot(w.Type, kernels),
+            ManyRows = n <= 1 ? null : ManyRows(w.Type, kernels),
         };
         if (path == KernelPath.Avx512 && w.Type == GgufTensorType.F16 && w.FiniteHalves)
         {
