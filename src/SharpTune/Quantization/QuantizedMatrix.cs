@@ -95,7 +95,6 @@ public sealed unsafe class QuantizedMatrix : IDisposable
         return matrix;
     }
 
-    /// <summary>The blocks of one row.</summary>
     int finiteHalves;                  // 0 not yet checked, 1 every half finite, 2 some infinity or NaN
 
     /// <summary>
@@ -125,6 +124,7 @@ public sealed unsafe class QuantizedMatrix : IDisposable
         return true;
     }
 
+    /// <summary>The blocks of one row.</summary>
     public ReadOnlySpan<byte> RowBlocks(int row)
     {
         if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row), $"row {row} of a matrix with {Rows} rows");

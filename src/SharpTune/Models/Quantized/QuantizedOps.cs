@@ -202,10 +202,6 @@ public static class QuantizedOps
     }
 
     /// <summary>
-    /// Dequantizes the weight a tile of output rows at a time into one reused scratch of <paramref name="dtype"/> (bf16
-    /// straight from the blocks; float32, or another dtype through a float32 tile) and hands each tile (rows, in) on.
-    /// </summary>
-    /// <summary>
     /// Whether the tile path's own work (dequantizing, rounding) runs on the calling thread alone: with libtorch on two
     /// threads or fewer. Between libtorch's GEMMs its OpenMP workers spin on the other cores for a while, and waking the
     /// kernel threads there made both fight for them: a 512-token prompt over Q4_0 took 1.54-1.70 s this way against
@@ -215,6 +211,10 @@ public static class QuantizedOps
     /// </summary>
     internal static bool FewCores => get_num_threads() <= 2;
 
+    /// <summary>
+    /// Dequantizes the weight a tile of output rows at a time into one reused scratch of <paramref name="dtype"/> (bf16
+    /// straight from the blocks; float32, or another dtype through a float32 tile) and hands each tile (rows, in) on.
+    /// </summary>
     /// <param name="maxRows">At most this many rows a tile (a caller whose per-tile results grow with the tile's rows).</param>
     internal static unsafe void ForEachTile(QuantizedMatrix w, ScalarType dtype, Action<long, Tensor> use, int maxRows = int.MaxValue)
     {

@@ -36,7 +36,6 @@ public sealed class LanguageModelRun : IDisposable
     public static LanguageModelRun Build(RunContext run, FineTuneOptions options, int sequencesPerExample = 1)
     {
         var say = run.Say;
-
         var method = PeftRegistry.TryGet(options.Method, out var peft) ? peft : null;
         var freeze = method is null ? FreezePolicy.Parse(options.Method) : null;
         if (freeze is { What: FreezePolicy.Mode.Encoder })
