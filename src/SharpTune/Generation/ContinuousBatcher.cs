@@ -158,8 +158,7 @@ public sealed class ContinuousBatcher : IDisposable
                 if (fresh) batches.Add(batch);
                 if (!row.Take(prefilled[0]))
                 {
-                    batch.Keep([.. batch.Rows.Where(r => !ReferenceEquals(r, row))]);
-                    if (batch.Rows.Count == 0) { batches.Remove(batch); batch.Dispose(); }
+                    Leave(batch, row);
                     Finished(1);
                     row.Complete();
                 }
@@ -185,11 +184,21 @@ public sealed class ContinuousBatcher : IDisposable
         catch (Exception e)
         {
             cache?.Dispose();
-            if (batch is not null && row is not null && batch.Rows.Contains(row)) batch.Keep([.. batch.Rows.Where(r => !ReferenceEquals(r, row))]);
-            if (batch is not null && batch.Rows.Count == 0 && (fresh || batches.Contains(batch))) { batches.Remove(batch); batch.Dispose(); }
+            if (batch is not null)
+            {
+                if (row is not null) Leave(batch, row);
+                if (fresh && batch.Rows.Count == 0 && !batches.Contains(batch)) batch.Dispose();   // made here, never joined
+            }
             request.Completion.TrySetException(e);
             Finished(1);
         }
+    }
+
+    /// <summary>Takes <paramref name="row"/> out of <paramref name="batch"/>; a batch it leaves empty leaves the batcher.</summary>
+    void Leave(Batch batch, Row row)
+    {
+        if (batch.Rows.Contains(row)) batch.Keep(batch.Rows.Except([row]).ToList());
+        if (batch.Rows.Count == 0 && batches.Remove(batch)) batch.Dispose();
     }
 
     /// <summary>One decode step of a batch: a token for every row, then the finished and cancelled rows leave.</summary>
