@@ -57,6 +57,13 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        // The allocator the CLI runs on (tcmalloc where installed; may restart the process in place), so the suites
+        // measure what users get; SHARPTUNE_ALLOCATOR=system measures glibc's malloc.
+        if (SharpTune.Native.NativeAllocator.EnsureForEntryPoint() is { } allocatorError)
+        {
+            Console.Error.WriteLine($"error: {allocatorError}");
+            return 2;
+        }
         SharpTune.Native.MklDispatch.Ensure();   // before anything loads libtorch
         if (Environment.GetEnvironmentVariable(DecoderLoadSuite.ChildVariable) is { } load) return DecoderLoadSuite.RunChild(load);
         SuiteRegistry registry = CreateRegistry();

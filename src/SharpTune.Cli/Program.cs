@@ -6,7 +6,20 @@ namespace SharpTune.Cli;
 
 public static class Program
 {
+    /// <summary>The process's entry point: settles the C allocator (which may restart the process in place, see
+    /// <see cref="NativeAllocator"/>), then runs the command.</summary>
     public static int Main(string[] args)
+    {
+        if (NativeAllocator.EnsureForEntryPoint() is { } allocatorError)
+        {
+            Console.Error.WriteLine($"error: {allocatorError}");
+            return CommandRunner.UserError;
+        }
+        return Run(args);
+    }
+
+    /// <summary>Runs one command in this process (what tests call: <see cref="Main"/> may replace the process).</summary>
+    public static int Run(string[] args)
     {
         MklDispatch.Ensure();   // before anything loads libtorch
         if (EnvironmentChoiceError() is { } error)

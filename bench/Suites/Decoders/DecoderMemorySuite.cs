@@ -55,7 +55,8 @@ public sealed class DecoderMemorySuite : IBenchSuite
                 continue;
             }
             Console.WriteLine($"\n-- {DecoderTrainingStepSuite.Prefix}{config.Key}: {config.Label}");
-            var child = RunChild(context, DecoderTrainingStepSuite.Prefix + config.Key);
+            var child = RunChild(context, DecoderTrainingStepSuite.Prefix + config.Key,
+                config.ReturnFreedMemory ? new Dictionary<string, string> { [NativeAllocator.EnvironmentVariable] = "system" } : null);
             if (child is null)
             {
                 notes.Add($"{config.Key} failed (its output is above)");
@@ -113,13 +114,14 @@ public sealed class DecoderMemorySuite : IBenchSuite
     }
 
     /// <summary>Runs one configuration as a child process of this program and reads the metrics it wrote.</summary>
-    public static IReadOnlyDictionary<string, double>? RunChild(BenchContext context, string suite)
+    public static IReadOnlyDictionary<string, double>? RunChild(BenchContext context, string suite, IReadOnlyDictionary<string, string>? environment = null)
     {
         string self = Environment.ProcessPath ?? throw new InvalidOperationException("the bench's own executable is unknown");
         var start = new ProcessStartInfo(self) { UseShellExecute = false, WorkingDirectory = context.RepoRoot };
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(typeof(DecoderMemorySuite).Assembly.Location);
         start.ArgumentList.Add(suite);
         if (context.Quick) start.ArgumentList.Add("--quick");
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         string path = ResultWriter.PathOf(Path.Combine(context.RepoRoot, "bench", "results"), suite, context.Quick);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         File.Delete(path);

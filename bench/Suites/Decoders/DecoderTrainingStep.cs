@@ -21,7 +21,8 @@ namespace SharpTune.Bench.Suites.Decoders;
 /// <param name="ChunkedLoss">The head and the loss over chunks of tokens (<see cref="CausalLmLoss"/>); false: full (B, T, V) fp32 logits.</param>
 /// <param name="NeedsGigabytes">What the configuration is expected to take at the full shape; it is skipped when the
 /// machine has less available (a shared machine), with a note.</param>
-/// <param name="ReturnFreedMemory">glibc's mmap threshold fixed at 128 KiB (<see cref="GlibcHeap.ReturnFreedBlocks"/>); false: glibc's defaults.</param>
+/// <param name="ReturnFreedMemory">glibc's malloc with its mmap threshold fixed at 128 KiB (<see cref="GlibcHeap.ReturnFreedBlocks"/>; the
+/// child runs with <c>SHARPTUNE_ALLOCATOR=system</c>); false: the allocator the CLI runs on (<see cref="NativeAllocator"/>).</param>
 /// <param name="Gguf">The base read from a GGUF file as <c>sharptune train</c> reads it (null: random weights built in memory).</param>
 /// <param name="Batch">Rows of a step.</param>
 /// <param name="Length">Tokens of a row.</param>
@@ -63,7 +64,7 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
         var shape = config.Gguf?.Shape(context.Quick) ?? (context.Quick ? Qwen2Shape.Quick : Qwen2Shape.Qwen25_05B);
         int steps = config.Steps, batch = config.Batch, length = config.Length;
         var clock = Stopwatch.StartNew();
-        string allocator = config.ReturnFreedMemory ? GlibcHeap.ReturnFreedBlocks() : "glibc's defaults";
+        string allocator = config.ReturnFreedMemory ? GlibcHeap.ReturnFreedBlocks() : NativeAllocator.Status.Reason;
         Console.WriteLine($"CPU {mkl.Cpu}; {Threads} threads; {config.Label}; {shape.Name}; memory: {allocator}");
 
         string? file = config.Gguf?.File(context.Quick);

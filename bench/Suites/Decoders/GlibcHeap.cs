@@ -27,6 +27,7 @@ public static class GlibcHeap
     public static string KeepFreedMemory()
     {
         if (Setting != "glibc defaults" || !OperatingSystem.IsLinux()) return Setting;
+        if (SharpTune.Native.NativeAllocator.Status.Preloaded) return Setting = $"{SharpTune.Native.NativeAllocator.Status.Library} (glibc's settings do not apply; it keeps freed spans itself)";
         if (Environment.GetEnvironmentVariable(EnvironmentVariable) == "default") return Setting = $"glibc defaults ({EnvironmentVariable}=default)";
         try
         {
@@ -51,6 +52,8 @@ public static class GlibcHeap
     public static string ReturnFreedBlocks()
     {
         if (!OperatingSystem.IsLinux()) return "the platform's allocator (not Linux)";
+        if (SharpTune.Native.NativeAllocator.Status.Preloaded)
+            return $"{SharpTune.Native.NativeAllocator.Status.Library}: glibc's mmap threshold does not apply (run with SHARPTUNE_ALLOCATOR=system)";
         try
         {
             return Mallopt(MmapThreshold, 128 * 1024) == 1

@@ -36,6 +36,7 @@ public static class InfoCommand
         yield return $"cpu            {status.Cpu}";
         yield return $"mkl override   {status.Reason} ({MklDispatch.EnvironmentVariable}=0 turns it off)";
         yield return $"mkl code path  {MklDispatch.DescribeCodePath(MklDispatch.CodePath())}";
+        yield return $"allocator      {NativeAllocator.Status}";
     }
 
     static int MklProbe()
@@ -47,6 +48,7 @@ public static class InfoCommand
         using var c = a.matmul(b);
         Console.WriteLine($"status {status.Reason}");
         Console.WriteLine($"code {MklDispatch.CodePath() ?? -1}");
+        Console.WriteLine($"allocator {NativeAllocator.Status}");
         Console.WriteLine("values " + string.Join(' ', c.flatten().data<float>().ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture))));
         return 0;
     }

@@ -16,7 +16,7 @@ static class CliHarness
         Console.SetError(error);
         try
         {
-            int code = SharpTune.Cli.Program.Main(args);
+            int code = SharpTune.Cli.Program.Run(args);
             return (code, output.ToString(), error.ToString());
         }
         finally
