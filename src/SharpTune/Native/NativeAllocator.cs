@@ -132,7 +132,7 @@ public static class NativeAllocator
             if (choice.Mode == Mode.Required)
                 return choice.Named == "tcmalloc"
                     ? $"{EnvironmentVariable}=tcmalloc, but {TcmallocFile} was not found: {InstallHint}, or set {EnvironmentVariable}=system"
-                    : $"{EnvironmentVariable}: the allocator library '{choice.Named}' does not exist";
+                    : $"{EnvironmentVariable}: the allocator library '{choice.Named}' does not exist (give the file's path)";
             Status = new(null, $"the C library's malloc: {TcmallocFile} was not found (a training step peaks up to twice as high on glibc's malloc; {InstallHint})");
             return null;
         }

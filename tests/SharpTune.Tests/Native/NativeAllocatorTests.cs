@@ -118,7 +118,7 @@ public class NativeAllocatorTests
         var (code, output, error) = CliProcess.Run(["info", "--mkl-probe"], new Dictionary<string, string> { [NativeAllocator.EnvironmentVariable] = missing });
         Assert.Equal(1, code);
         Assert.Equal("", output);
-        Assert.Equal($"error: SHARPTUNE_ALLOCATOR: the allocator library '{missing}' does not exist", error.Trim());
+        Assert.Equal($"error: SHARPTUNE_ALLOCATOR: the allocator library '{missing}' does not exist (give the file's path)", error.Trim());
     }
 
     /// <summary>A shared object that defines one function: preloading it changes nothing but shows in the process's maps.</summary>
