@@ -22,6 +22,9 @@ static class CliProcess
         start.ArgumentList.Add(cli);
         foreach (string arg in args) start.ArgumentList.Add(arg);
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        // The CLI chooses its allocator at start (NativeAllocator): a preload in the test host's environment would decide for it.
+        start.Environment.Remove("LD_PRELOAD");
+        start.Environment.Remove(SharpTune.Native.NativeAllocator.RestartMarker);
         return start;
     }
 

@@ -123,15 +123,16 @@ public sealed class DecoderTrainingStepSuite(DecoderStepConfig config) : IBenchS
             ["step_flops"] = flops,
             ["flops_per_s"] = flops / stepSeconds,
             ["peak_resident_mb"] = Math.Max(buildPeakMb, Memory.PeakMb()),
-            ["training_peak_resident_mb"] = reset ? Memory.PeakMb() : double.NaN,     // since the model and the optimizer were built
             ["build_peak_resident_mb"] = buildPeakMb,
             ["resident_after_build_mb"] = builtMb,
             ["baseline_resident_mb"] = baselineMb,
-            ["file_mb"] = file is null ? double.NaN : new FileInfo(file).Length / 1e6,
             ["weights_mb"] = weightsMb,
             ["trainable_parameters"] = trainableCount,
             ["loss"] = loss,
         };
+        // Only where measured: JSON has no NaN.
+        if (reset) metrics.Insert(metrics.IndexOf("build_peak_resident_mb"), "training_peak_resident_mb", Memory.PeakMb()); // since the model and the optimizer were built
+        if (file is not null) metrics.Insert(metrics.IndexOf("weights_mb"), "file_mb", new FileInfo(file).Length / 1e6);
         return new BenchResult
         {
             Suite = Name,

@@ -30,7 +30,9 @@ public sealed record AllocatorStatus(string? Library, string Reason)
 /// <see cref="RestartMarker"/>, so it never restarts twice, and gives its children the <c>LD_PRELOAD</c> it was started
 /// with. <see cref="EnvironmentVariable"/> chooses: <c>auto</c> (the default: tcmalloc where found, else the C
 /// library's malloc), <c>tcmalloc</c> (required: an error where it is missing), <c>system</c> (no restart), or the
-/// path of another malloc replacement to preload (jemalloc's, say). Linux only; elsewhere nothing changes.
+/// path of another malloc replacement to preload (jemalloc's, say). A malloc replacement the caller preloaded is kept
+/// under <c>auto</c>; under a choice it contradicts the tool stops and says so. Before the restart the runtime's
+/// diagnostics socket file goes (the restarted runtime binds the same name). Linux only; elsewhere nothing changes.
 /// </remarks>
 public static class NativeAllocator
 {
@@ -48,6 +50,9 @@ public static class NativeAllocator
 
     /// <summary>How the process came to run on its allocator; the C library's malloc until <see cref="EnsureForEntryPoint"/> ran.</summary>
     public static AllocatorStatus Status { get; private set; } = new(null, "the C library's malloc (the entry point did not choose)");
+
+    /// <summary>A line for a training run's start when tcmalloc would help and is missing (auto mode only); null otherwise.</summary>
+    public static string? Advice { get; private set; }
 
     /// <summary>What <see cref="EnvironmentVariable"/> asks for.</summary>
     public enum Mode { Auto, Required, System }
@@ -69,7 +74,11 @@ public static class NativeAllocator
             case "system" or "glibc" or "default": return new(Mode.System, text, null);
         }
         if (text.Contains('/') || text.Contains(".so", StringComparison.Ordinal))
+        {
+            if (text.Contains(' ') || text.Contains(':'))
+                throw new InvalidOperationException($"{EnvironmentVariable}='{value}': LD_PRELOAD cannot name a path with a space or a colon (it splits on them); use a path without them");
             return new(Mode.Required, text, File.Exists(text) ? Path.GetFullPath(text) : null);
+        }
         throw new InvalidOperationException(
             $"{EnvironmentVariable}='{value}' is not an allocator: use auto (tcmalloc where installed, the default), tcmalloc, system, or the path of a malloc library to preload");
     }
@@ -115,10 +124,14 @@ public static class NativeAllocator
         {
             return e.Message;
         }
-        string? loaded = LoadedAllocator();
+        string? loaded = LoadedAllocator(choice.Library);
         if (loaded is not null)
         {
             string how = marker is not null ? "preloaded at start-up" : "preloaded by the caller's LD_PRELOAD";
+            if (choice.Mode == Mode.System)
+                return $"{EnvironmentVariable}={choice.Named}, but {loaded} is already {how}: unset LD_PRELOAD to run on the C library's malloc";
+            if (choice.Mode == Mode.Required && !IsChosen(loaded, choice))
+                return $"{EnvironmentVariable}={choice.Named}, but another allocator, {loaded}, is already {how}: unset LD_PRELOAD or {EnvironmentVariable}";
             Status = new(loaded, $"{loaded}, {how} ({EnvironmentVariable}=system keeps the C library's malloc)");
             return null;
         }
@@ -134,6 +147,7 @@ public static class NativeAllocator
                     ? $"{EnvironmentVariable}=tcmalloc, but {TcmallocFile} was not found: {InstallHint}, or set {EnvironmentVariable}=system"
                     : $"{EnvironmentVariable}: the allocator library '{choice.Named}' does not exist (give the file's path)";
             Status = new(null, $"the C library's malloc: {TcmallocFile} was not found (a training step peaks up to twice as high on glibc's malloc; {InstallHint})");
+            Advice = $"running on glibc's malloc, where a training step peaks up to twice as high as on tcmalloc: {InstallHint}";
             return null;
         }
         if (marker is not null)
@@ -155,12 +169,11 @@ public static class NativeAllocator
         return null;
     }
 
-    /// <summary>The file name of a malloc replacement mapped into this process (tcmalloc, jemalloc, mimalloc, or the one
-    /// <see cref="EnvironmentVariable"/> names), or null.</summary>
-    static string? LoadedAllocator()
+    /// <summary>The file name of a malloc replacement mapped into this process (tcmalloc, jemalloc, mimalloc, or
+    /// <paramref name="library"/>), or null.</summary>
+    static string? LoadedAllocator(string? library)
     {
-        string? named = Environment.GetEnvironmentVariable(EnvironmentVariable)?.Trim();
-        string? namedFile = named is not null && File.Exists(named) ? Path.GetFileName(File.ResolveLinkTarget(named, returnFinalTarget: true)?.FullName ?? named) : null;
+        string? named = library is null ? null : FinalFileName(library);
         try
         {
             foreach (string line in File.ReadLines("/proc/self/maps"))
@@ -169,7 +182,7 @@ public static class NativeAllocator
                 if (slash < 0) continue;
                 string file = Path.GetFileName(line[slash..]);
                 if (file.StartsWith("libtcmalloc", StringComparison.Ordinal) || file.StartsWith("libjemalloc", StringComparison.Ordinal)
-                    || file.StartsWith("libmimalloc", StringComparison.Ordinal) || (namedFile is not null && file == namedFile))
+                    || file.StartsWith("libmimalloc", StringComparison.Ordinal) || file == named)
                     return file;
             }
         }
@@ -178,12 +191,30 @@ public static class NativeAllocator
         return null;
     }
 
+    /// <summary>Whether the loaded allocator is the one a required choice names (tcmalloc, or the file at a path).</summary>
+    static bool IsChosen(string loaded, Choice choice) => choice.Named == "tcmalloc"
+        ? loaded.StartsWith("libtcmalloc", StringComparison.Ordinal)
+        : choice.Library is not null && loaded == FinalFileName(choice.Library);
+
+    /// <summary>The file name a path resolves to through its links (what /proc/self/maps shows).</summary>
+    static string FinalFileName(string path) => Path.GetFileName(File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? path);
+
     /// <summary>Gives the restarted process's children the environment it was started with: its LD_PRELOAD, no marker.</summary>
     static void ForgetRestart(string marker)
     {
         string original = marker.StartsWith(MarkerPrefix, StringComparison.Ordinal) ? marker[MarkerPrefix.Length..] : "";
         Environment.SetEnvironmentVariable("LD_PRELOAD", original.Length > 0 ? original : null);
         Environment.SetEnvironmentVariable(RestartMarker, null);
+        // .NET keeps its own copy of the environment (Process.Start reads it); native code that starts processes (Open
+        // MPI's daemons, system()) reads the C library's, so that changes too. tcmalloc's report threshold stays: only
+        // tcmalloc reads it.
+        try
+        {
+            if (original.Length > 0) Libc.SetEnvironment("LD_PRELOAD", original, 1);
+            else Libc.UnsetEnvironment("LD_PRELOAD");
+            Libc.UnsetEnvironment(RestartMarker);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
     }
 
     /// <summary>
@@ -204,7 +235,30 @@ public static class NativeAllocator
         }
         if (arguments.Length == 0) return "/proc/self/cmdline is empty";
         var env = RestartEnvironment(environment.Select(Encoding.UTF8.GetString).ToList(), library, environment);
-        return Libc.Exec("/proc/self/exe", arguments, env);
+        RemoveDiagnosticSocket();
+        try
+        {
+            return Libc.Exec("/proc/self/exe", arguments, env);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return $"no execve in this C library ({e.Message})";                   // musl, say
+        }
+    }
+
+    /// <summary>
+    /// The runtime's diagnostics socket (dotnet-counters, dotnet-trace attach through it) is named by the process id and
+    /// start time, which the restart keeps: the file the first runtime made would keep the restarted one from binding its
+    /// own, so it goes first (its descriptor closes on exec).
+    /// </summary>
+    static void RemoveDiagnosticSocket()
+    {
+        try
+        {
+            foreach (string socket in Directory.EnumerateFiles(Path.GetTempPath(), $"dotnet-diagnostic-{Environment.ProcessId}-*-socket"))
+                File.Delete(socket);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     /// <summary>
@@ -248,6 +302,12 @@ public static class NativeAllocator
     {
         [DllImport("libc.so.6", EntryPoint = "execve", SetLastError = true)]
         static extern int Execve(byte* path, byte** argv, byte** envp);
+
+        [DllImport("libc.so.6", EntryPoint = "setenv")]
+        public static extern int SetEnvironment([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
+
+        [DllImport("libc.so.6", EntryPoint = "unsetenv")]
+        public static extern int UnsetEnvironment([MarshalAs(UnmanagedType.LPUTF8Str)] string name);
 
         /// <summary>execve with NUL-terminated copies of the byte strings; returns the error when it comes back.</summary>
         public static string Exec(string path, IReadOnlyList<byte[]> arguments, IReadOnlyList<byte[]> environment)

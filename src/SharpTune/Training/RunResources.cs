@@ -32,6 +32,7 @@ public static class RunResources
         estimate.EnsureFits(available, $"training {options.Model} with --method {options.Method} at --batch-size {options.Training.BatchSize} " +
             $"x --max-length {maxLength}", Remedies(options, shape, weightBytes, baseDtype, method, freeze, maxLength, estimate, available));
         say($"memory: about {ByteSize.Format(estimate.Total)} for a training step ({estimate}); {available}");
+        if (SharpTune.Native.NativeAllocator.Advice is { } advice) say($"note: {advice}");
         if (!writes) return;
         var (needed, what) = DiskNeeded(options, shape, method, freeze);
         DiskSpace.Require(options.Out, needed, what);

@@ -28,13 +28,21 @@ public class NativeAllocatorTests
     [Fact]
     public void A_path_is_required_and_resolved_only_when_the_file_exists()
     {
-        using var temp = new TestModels.TempFolder();
-        string library = temp.File("libsome_malloc.so");
-        File.WriteAllBytes(library, [1]);
-        var found = NativeAllocator.Parse(library, () => null);
-        Assert.Equal((NativeAllocator.Mode.Required, Path.GetFullPath(library)), (found.Mode, found.Library));
-        var missing = NativeAllocator.Parse(temp.File("libabsent.so"), () => "/found/libtcmalloc_minimal.so.4");
+        if (!OperatingSystem.IsLinux()) return;
+        var found = NativeAllocator.Parse("/proc/self/exe", () => null);                // a file every Linux process has
+        Assert.Equal((NativeAllocator.Mode.Required, "/proc/self/exe"), (found.Mode, found.Library));
+        var missing = NativeAllocator.Parse("/nonexistent-sharptune/libabsent.so", () => "/found/libtcmalloc_minimal.so.4");
         Assert.Equal((NativeAllocator.Mode.Required, (string?)null), (missing.Mode, missing.Library));
+    }
+
+    [Theory]
+    [InlineData("/opt/my libs/libtcmalloc.so")]
+    [InlineData("/opt/a:b/libjemalloc.so.2")]
+    public void A_path_ld_preload_would_split_is_refused(string path)
+    {
+        var e = Assert.Throws<InvalidOperationException>(() => NativeAllocator.Parse(path, () => null));
+        Assert.Contains($"SHARPTUNE_ALLOCATOR='{path}'", e.Message);
+        Assert.Contains("space or a colon", e.Message);
     }
 
     [Fact]
@@ -75,9 +83,10 @@ public class NativeAllocatorTests
     [Fact]
     public void The_cli_restarts_itself_with_the_library_preloaded_and_its_arguments_intact()
     {
-        if (!OperatingSystem.IsLinux()) return;
+        if (!CanPreloadProbes) return;
         using var temp = new TestModels.TempFolder();
-        string library = ProbeLibrary(temp);
+        using var probes = new ProbeFolder();
+        string library = probes.Library("libsharptune_preload_probe.so");
 
         var (code, output, error) = CliProcess.Run(["info", "--mkl-probe"], new Dictionary<string, string> { [NativeAllocator.EnvironmentVariable] = library });
         Assert.True(code == 0, $"the probe failed: {output}\n{error}");
@@ -113,19 +122,61 @@ public class NativeAllocatorTests
     public void A_required_library_that_is_missing_stops_the_cli_before_any_work()
     {
         if (!OperatingSystem.IsLinux()) return;
-        using var temp = new TestModels.TempFolder();
-        string missing = temp.File("libmissing_malloc.so");
+        const string missing = "/nonexistent-sharptune/libmissing_malloc.so";
         var (code, output, error) = CliProcess.Run(["info", "--mkl-probe"], new Dictionary<string, string> { [NativeAllocator.EnvironmentVariable] = missing });
         Assert.Equal(1, code);
         Assert.Equal("", output);
         Assert.Equal($"error: SHARPTUNE_ALLOCATOR: the allocator library '{missing}' does not exist (give the file's path)", error.Trim());
     }
 
-    /// <summary>A shared object that defines one function: preloading it changes nothing but shows in the process's maps.</summary>
-    static string ProbeLibrary(TestModels.TempFolder temp)
+    [Fact]
+    public void An_allocator_the_caller_preloaded_is_kept_and_one_that_contradicts_the_choice_is_refused()
     {
-        string path = temp.File("libsharptune_preload_probe.so");
-        File.WriteAllBytes(path, ElfSharedObject.ReturningConstants("libsharptune_preload_probe.so", [("sharptune_preload_probe", 7)]));
-        return path;
+        if (!CanPreloadProbes) return;
+        using var probes = new ProbeFolder();
+        string preloaded = probes.Library("libtcmalloc_sharptune_probe.so");          // taken for tcmalloc by its name
+        string other = probes.Library("libother_sharptune_probe.so");
+        (int, string, string) Run(string choice) => CliProcess.Run(["info", "--mkl-probe"],
+            new Dictionary<string, string> { ["LD_PRELOAD"] = preloaded, [NativeAllocator.EnvironmentVariable] = choice });
+
+        var (code, output, error) = Run("auto");
+        Assert.True(code == 0, $"the probe failed: {output}\n{error}");
+        Assert.Contains("allocator libtcmalloc_sharptune_probe.so, preloaded by the caller's LD_PRELOAD", output);
+
+        (code, output, error) = Run("system");
+        Assert.Equal(1, code);
+        Assert.Contains("SHARPTUNE_ALLOCATOR=system, but libtcmalloc_sharptune_probe.so is already preloaded by the caller's LD_PRELOAD: unset LD_PRELOAD", error);
+
+        (code, output, error) = Run(other);
+        Assert.Equal(1, code);
+        Assert.Contains("another allocator, libtcmalloc_sharptune_probe.so, is already preloaded", error);
+    }
+
+    /// <summary>The probe libraries are x86-64 ELF objects (<see cref="ElfSharedObject"/>), preloadable on Linux x64;
+    /// LD_PRELOAD splits on spaces and colons, so the test folder's path must have neither.</summary>
+    static bool CanPreloadProbes => OperatingSystem.IsLinux() && System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64
+        && !AppContext.BaseDirectory.Contains(' ') && !AppContext.BaseDirectory.Contains(':');
+
+    /// <summary>
+    /// Shared objects that define one function each: preloading one changes nothing but shows in the process's maps.
+    /// Written beside the tests rather than in the temp folder, which may be mounted noexec.
+    /// </summary>
+    sealed class ProbeFolder : IDisposable
+    {
+        readonly string folder = Path.Combine(AppContext.BaseDirectory, "preload-probes", Guid.NewGuid().ToString("N"));
+
+        public ProbeFolder() => Directory.CreateDirectory(folder);
+
+        public string Library(string name)
+        {
+            string path = Path.Combine(folder, name);
+            File.WriteAllBytes(path, ElfSharedObject.ReturningConstants(name, [("sharptune_preload_probe", 7)]));
+            return path;
+        }
+
+        public void Dispose()
+        {
+            try { Directory.Delete(folder, recursive: true); } catch (IOException) { }
+        }
     }
 }
