@@ -19,7 +19,7 @@ public sealed record AllocatorStatus(string? Library, string Reason)
 /// (which rises to 32 MiB once such blocks are freed) from one heap that can only shrink from its top, so blocks of
 /// many sizes freed in the middle stay resident and the next layer's tensors grow the heap again. A LoRA step over a
 /// Qwen2.5-0.5B base at 4 x 512 tokens peaked at 3.4 GB on glibc and 1.9 GB on tcmalloc, and ran 13 % faster there
-/// (fewer page faults: docs/results.md has the measurements and commands). glibc's own settings do not close the gap:
+/// (fewer page faults: docs/native-setup.md has the measurements and commands). glibc's own settings do not close the gap:
 /// a fixed mmap threshold gives the memory back at 1.45x the step's time.
 /// </summary>
 /// <remarks>
