@@ -126,7 +126,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear, IS
         // base result's dtype (added in place: in the promoted dtype, then stored in the result's). The scaling
         // multiplies the rank-r intermediate, not the (..., out) update: the same product, r/out of the work.
         var dropped = lora_dropout.forward(x);
-        var update = LowRank(dropped.to(lora_A.weight!.dtype)); // (..., r) -> (..., out)
+        var update = LowRank(dropped);                          // (..., r) -> (..., out)
         if (lora_magnitude_vector is null)
         {
             result.add_(update);
@@ -143,14 +143,19 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IMergeableLinear, IS
         return (result + dora.to(result.dtype)).MoveToOuterDisposeScope();
     }
 
-    /// <summary><c>s B A x</c>, less <c>s B₀ A₀ x</c> after a PiSSA/OLoRA start (exactly zero while A, B are the start).</summary>
+    /// <summary>
+    /// <c>s B A x</c> in lora_A's dtype, less <c>s B₀ A₀ x</c> after a PiSSA/OLoRA start (exactly zero while A, B are the
+    /// start). A's product widens a narrower input itself (<see cref="WideningLinear"/>), so over bf16 activations the
+    /// step keeps x in bf16 for A's gradient, not an fp32 copy of every adapted layer's input.
+    /// </summary>
     Tensor LowRank(Tensor x)
     {
-        var update = lora_B.forward(lora_A.forward(x) * Scaling);
+        var update = lora_B.forward(WideningLinear.Apply(x, lora_A.weight!) * Scaling);
         if (start is null) return update;
-        var a0 = start.A.to(x.dtype);
-        var b0 = start.B.to(x.dtype);
-        return update - nn.functional.linear(nn.functional.linear(x, a0) * Scaling, b0);
+        var dtype = lora_A.weight!.dtype;
+        var a0 = start.A.to(dtype);
+        var b0 = start.B.to(dtype);
+        return update - nn.functional.linear(nn.functional.linear(x.to(dtype), a0) * Scaling, b0);
     }
 
     /// <summary>

@@ -34,6 +34,43 @@ public class LoraTests
     }
 
     [Fact]
+    public void Over_a_bf16_base_the_adapter_keeps_the_narrow_input_and_its_gradients_are_the_same_bits()
+    {
+        // lora_A's product keeps the bf16 input, not its fp32 copy (WideningLinear): the output and every gradient must
+        // equal, bit for bit, those of the plain graph that widens the input once and keeps the copy, written out here.
+        manual_seed(3);
+        using var layer = new LoraLinear(new LinearSite("x", 37, 29), new LoraOptions(4, 8, 0, ["x"], "none"));
+        MixedDtype.HoldFrozenIn(layer, ScalarType.BFloat16, (name, _) => name.StartsWith("lora_", StringComparison.Ordinal));
+        var p = layer.named_parameters().ToDictionary(n => n.name, n => n.parameter);
+        using (no_grad()) p["lora_B.weight"].normal_();
+        Assert.Equal(ScalarType.BFloat16, p["weight"].dtype);
+        Assert.Equal(ScalarType.Float32, p["lora_A.weight"].dtype);
+        layer.train();
+
+        using var input = randn(3, 11, 37).to(ScalarType.BFloat16);
+        using var seed = randn(3, 11, 29);
+        (Tensor Out, Tensor[] Grads) Run(Func<Tensor, Tensor> forward)
+        {
+            foreach (var parameter in p.Values) parameter.grad = null;
+            var x = input.detach().requires_grad_(true);
+            var y = forward(x);
+            (y.to(ScalarType.Float32) * seed).sum().backward();
+            return (y.detach().clone(), [x.grad!.clone(), p["lora_A.weight"].grad!.clone(), p["lora_B.weight"].grad!.clone()]);
+        }
+        var (ours, ourGrads) = Run(layer.forward);
+        var (plain, plainGrads) = Run(x =>
+        {
+            var result = nn.functional.linear(x, p["weight"], p["bias"]);
+            var update = nn.functional.linear(nn.functional.linear(x.to(ScalarType.Float32), p["lora_A.weight"]) * layer.Scaling, p["lora_B.weight"]);
+            return result.add_(update);
+        });
+        Assert.True(ours.eq(plain).all().item<bool>(), "outputs differ");
+        string[] names = ["the input's", "lora_A's", "lora_B's"];
+        for (int i = 0; i < 3; i++) Assert.True(ourGrads[i].eq(plainGrads[i]).all().item<bool>(), $"{names[i]} gradients differ");
+        Assert.True(ourGrads[1].abs().sum().item<float>() > 0, "lora_A got no gradient");
+    }
+
+    [Fact]
     [Trait(Tolerances.Category, Tolerances.NumericParity)]
     public void Merged_equals_unmerged_and_unmerge_restores_the_weights()
     {
