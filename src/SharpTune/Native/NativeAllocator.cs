@@ -234,7 +234,7 @@ public static class NativeAllocator
             return $"/proc/self is not readable: {e.Message}";
         }
         if (arguments.Length == 0) return "/proc/self/cmdline is empty";
-        var env = RestartEnvironment(environment.Select(Encoding.UTF8.GetString).ToList(), library, environment);
+        var env = RestartEnvironment(environment, library);
         RemoveDiagnosticSocket();
         try
         {
@@ -266,21 +266,17 @@ public static class NativeAllocator
     /// the marker holding the old LD_PRELOAD, and tcmalloc's report of allocations over 1 GB (a line on standard error
     /// per large tensor) turned off unless the caller set it.
     /// </summary>
-    internal static List<byte[]> RestartEnvironment(IReadOnlyList<string> text, string library, IReadOnlyList<byte[]>? raw = null)
+    internal static List<byte[]> RestartEnvironment(IReadOnlyList<byte[]> environment, string library)
     {
-        static string NameOf(string entry) => entry.IndexOf('=') is int eq and > 0 ? entry[..eq] : entry;
-        string? oldPreload = text.FirstOrDefault(e => NameOf(e) == "LD_PRELOAD")?["LD_PRELOAD=".Length..];
-        var result = new List<byte[]>();
-        for (int i = 0; i < text.Count; i++)
-        {
-            string name = NameOf(text[i]);
-            if (name is "LD_PRELOAD" or RestartMarker) continue;
-            result.Add(raw?[i] ?? Encoding.UTF8.GetBytes(text[i]));
-        }
+        // Names are ASCII in practice; values are kept as bytes (they need not be UTF-8).
+        static string NameOf(byte[] entry) => Encoding.UTF8.GetString(entry, 0, Math.Max(0, Array.IndexOf(entry, (byte)'=')));
+        var preload = environment.FirstOrDefault(e => NameOf(e) == "LD_PRELOAD");
+        string? oldPreload = preload is null ? null : Encoding.UTF8.GetString(preload, "LD_PRELOAD=".Length, preload.Length - "LD_PRELOAD=".Length);
+        var result = environment.Where(e => NameOf(e) is not ("LD_PRELOAD" or RestartMarker)).ToList();
         result.Add(Encoding.UTF8.GetBytes($"LD_PRELOAD={library}{(string.IsNullOrEmpty(oldPreload) ? "" : ":" + oldPreload)}"));
         result.Add(Encoding.UTF8.GetBytes($"{RestartMarker}={MarkerPrefix}{oldPreload}"));
         const string report = "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD";
-        if (!text.Any(e => NameOf(e) == report)) result.Add(Encoding.UTF8.GetBytes($"{report}={1L << 40}"));
+        if (!environment.Any(e => NameOf(e) == report)) result.Add(Encoding.UTF8.GetBytes($"{report}={1L << 40}"));
         return result;
     }
 

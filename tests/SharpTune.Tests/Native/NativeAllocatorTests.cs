@@ -64,8 +64,7 @@ public class NativeAllocatorTests
             Encoding.UTF8.GetBytes("LD_PRELOAD=/opt/libfirst.so"),
             Encoding.UTF8.GetBytes($"{NativeAllocator.RestartMarker}=stale"),
         };
-        var text = raw.Select(Encoding.UTF8.GetString).ToList();
-        var env = NativeAllocator.RestartEnvironment(text, "/usr/lib/libtcmalloc_minimal.so.4", raw);
+        var env = NativeAllocator.RestartEnvironment(raw, "/usr/lib/libtcmalloc_minimal.so.4");
         Assert.Equal(raw[0], env[0]);
         Assert.Equal(raw[1], env[1]);
         var strings = env.Select(Encoding.UTF8.GetString).ToList();
@@ -75,7 +74,7 @@ public class NativeAllocatorTests
         Assert.Single(strings, s => s.StartsWith(NativeAllocator.RestartMarker, StringComparison.Ordinal));
         Assert.Contains(strings, s => s.StartsWith("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=", StringComparison.Ordinal));
 
-        var own = NativeAllocator.RestartEnvironment(["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=5"], "/lib/x.so")
+        var own = NativeAllocator.RestartEnvironment([Encoding.UTF8.GetBytes("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=5")], "/lib/x.so")
             .Select(Encoding.UTF8.GetString).ToList();
         Assert.Equal(["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=5", "LD_PRELOAD=/lib/x.so", $"{NativeAllocator.RestartMarker}=preload="], own);
     }
