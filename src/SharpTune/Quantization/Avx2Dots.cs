@@ -367,93 +367,67 @@ static unsafe class Avx2Dots
     /// scales are unpacked once for the rows, and each row's float sums run in <see cref="KWithMins"/>'s order (its integer sums are exact), so
     /// every row's result equals its one-row product bit for bit.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void KWithMinsRows<T>(byte* w0, Q8Row* a, int n, int columns, float* y, long stride) where T : struct, IKWithMins
     {
-        bool fifthBit = T.FifthBit;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) KWithMinsGroup<T, FourRows>(w0, a + i, columns, y + i * stride, stride);
+        for (; i + 2 <= n; i += 2) KWithMinsGroup<T, TwoRows>(w0, a + i, columns, y + i * stride, stride);
+        for (; i < n; i++) y[i * stride] = KWithMins<T>(w0, a + i, columns);
+    }
+
+    /// <summary>One group of <see cref="KWithMinsRows{T}"/>: two or four rows (rows 2 and 3 only where there are four).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void KWithMinsGroup<T, TRows>(byte* w, Q8Row* a, int columns, float* y, long stride) where T : struct, IKWithMins where TRows : struct, IRowCount
+    {
+        bool fifthBit = T.FifthBit, four = TRows.Count == 4;
         float* halves = Fp16.Table;
-        int i = 0, size = fifthBit ? 176 : 144;
-        for (; i + 4 <= n; i += 4)
+        int size = fifthBit ? 176 : 144;
+        Q8Row* r0 = a, r1 = a + 1, r2 = a + 2, r3 = a + 3;                       // rows 2 and 3 read only where there are four
+        Vector256<float> acc0 = default, accMins0 = default, acc1 = default, accMins1 = default;
+        Vector256<float> acc2 = default, accMins2 = default, acc3 = default, accMins3 = default;
+        for (int b = 0; b < columns / 256; b++, w += size)
         {
-            Q8Row* r0 = a + i, r1 = a + i + 1, r2 = a + i + 2, r3 = a + i + 3;
-            Vector256<float> acc0 = default, accMins0 = default, acc1 = default, accMins1 = default;
-            Vector256<float> acc2 = default, accMins2 = default, acc3 = default, accMins3 = default;
-            byte* w = w0;
-            for (int b = 0; b < columns / 256; b++, w += size)
+            var (scales, mins) = ScalesMins(w + 4);
+            var shorts = ScalesAsShorts(scales);
+            sbyte* y0 = r0->Qs + 256 * b, y1 = r1->Qs + 256 * b;
+            sbyte* y2 = four ? r2->Qs + 256 * b : null, y3 = four ? r3->Qs + 256 * b : null;
+            byte* qs = w + (fifthBit ? 48 : 16);
+            var high = fifthBit ? Avx.LoadVector256(w + 16) : default;
+            // The quarters unrolled, as KWithMins has them (k a constant in each call).
+            var (l0, u0) = KQuarter(qs, 0, ref high, fifthBit);
+            var sum0 = KQuarterDot(l0, u0, y0, shorts, 0);
+            var sum1 = KQuarterDot(l0, u0, y1, shorts, 0);
+            var sum2 = four ? KQuarterDot(l0, u0, y2, shorts, 0) : default;
+            var sum3 = four ? KQuarterDot(l0, u0, y3, shorts, 0) : default;
+            var (l1, u1) = KQuarter(qs, 1, ref high, fifthBit);
+            sum0 += KQuarterDot(l1, u1, y0, shorts, 1);
+            sum1 += KQuarterDot(l1, u1, y1, shorts, 1);
+            if (four) { sum2 += KQuarterDot(l1, u1, y2, shorts, 1); sum3 += KQuarterDot(l1, u1, y3, shorts, 1); }
+            var (l2, u2) = KQuarter(qs, 2, ref high, fifthBit);
+            sum0 += KQuarterDot(l2, u2, y0, shorts, 2);
+            sum1 += KQuarterDot(l2, u2, y1, shorts, 2);
+            if (four) { sum2 += KQuarterDot(l2, u2, y2, shorts, 2); sum3 += KQuarterDot(l2, u2, y3, shorts, 2); }
+            var (l3, u3) = KQuarter(qs, 3, ref high, fifthBit);
+            sum0 += KQuarterDot(l3, u3, y0, shorts, 3);
+            sum1 += KQuarterDot(l3, u3, y1, shorts, 3);
+            if (four) { sum2 += KQuarterDot(l3, u3, y2, shorts, 3); sum3 += KQuarterDot(l3, u3, y3, shorts, 3); }
+            float d = Fp16.ToSingle(halves, w), m = Fp16.ToSingle(halves, w + 2);
+            var repeatedMins = MinsRepeated(mins);
+            (acc0, accMins0) = KFinish(sum0, r0, b, d, m, repeatedMins, acc0, accMins0);
+            (acc1, accMins1) = KFinish(sum1, r1, b, d, m, repeatedMins, acc1, accMins1);
+            if (four)
             {
-                var (scales, mins) = ScalesMins(w + 4);
-                var shorts = ScalesAsShorts(scales);
-                sbyte* y0 = r0->Qs + 256 * b, y1 = r1->Qs + 256 * b, y2 = r2->Qs + 256 * b, y3 = r3->Qs + 256 * b;
-                byte* qs = w + (fifthBit ? 48 : 16);
-                var high = fifthBit ? Avx.LoadVector256(w + 16) : default;
-                var (l0, u0) = KQuarter(qs, 0, ref high, fifthBit);
-                var sum0 = KQuarterDot(l0, u0, y0, shorts, 0);
-                var sum1 = KQuarterDot(l0, u0, y1, shorts, 0);
-                var sum2 = KQuarterDot(l0, u0, y2, shorts, 0);
-                var sum3 = KQuarterDot(l0, u0, y3, shorts, 0);
-                var (l1, u1) = KQuarter(qs, 1, ref high, fifthBit);
-                sum0 += KQuarterDot(l1, u1, y0, shorts, 1);
-                sum1 += KQuarterDot(l1, u1, y1, shorts, 1);
-                sum2 += KQuarterDot(l1, u1, y2, shorts, 1);
-                sum3 += KQuarterDot(l1, u1, y3, shorts, 1);
-                var (l2, u2) = KQuarter(qs, 2, ref high, fifthBit);
-                sum0 += KQuarterDot(l2, u2, y0, shorts, 2);
-                sum1 += KQuarterDot(l2, u2, y1, shorts, 2);
-                sum2 += KQuarterDot(l2, u2, y2, shorts, 2);
-                sum3 += KQuarterDot(l2, u2, y3, shorts, 2);
-                var (l3, u3) = KQuarter(qs, 3, ref high, fifthBit);
-                sum0 += KQuarterDot(l3, u3, y0, shorts, 3);
-                sum1 += KQuarterDot(l3, u3, y1, shorts, 3);
-                sum2 += KQuarterDot(l3, u3, y2, shorts, 3);
-                sum3 += KQuarterDot(l3, u3, y3, shorts, 3);
-                float d = Fp16.ToSingle(halves, w), m = Fp16.ToSingle(halves, w + 2);
-                var repeatedMins = MinsRepeated(mins);
-                (acc0, accMins0) = KFinish(sum0, r0, b, d, m, repeatedMins, acc0, accMins0);
-                (acc1, accMins1) = KFinish(sum1, r1, b, d, m, repeatedMins, acc1, accMins1);
                 (acc2, accMins2) = KFinish(sum2, r2, b, d, m, repeatedMins, acc2, accMins2);
                 (acc3, accMins3) = KFinish(sum3, r3, b, d, m, repeatedMins, acc3, accMins3);
             }
-            y[i * stride] = Vector256.Sum(acc0) - Vector256.Sum(accMins0);
-            y[(i + 1) * stride] = Vector256.Sum(acc1) - Vector256.Sum(accMins1);
-            y[(i + 2) * stride] = Vector256.Sum(acc2) - Vector256.Sum(accMins2);
-            y[(i + 3) * stride] = Vector256.Sum(acc3) - Vector256.Sum(accMins3);
         }
-        for (; i + 2 <= n; i += 2)
+        y[0] = Vector256.Sum(acc0) - Vector256.Sum(accMins0);
+        y[stride] = Vector256.Sum(acc1) - Vector256.Sum(accMins1);
+        if (four)
         {
-            Q8Row* r0 = a + i, r1 = a + i + 1;
-            var acc0 = Vector256<float>.Zero;
-            var accMins0 = Vector256<float>.Zero;
-            var acc1 = Vector256<float>.Zero;
-            var accMins1 = Vector256<float>.Zero;
-            byte* w = w0;
-            for (int b = 0; b < columns / 256; b++, w += size)
-            {
-                var (scales, mins) = ScalesMins(w + 4);
-                var shorts = ScalesAsShorts(scales);
-                sbyte* y0 = r0->Qs + 256 * b, y1 = r1->Qs + 256 * b;
-                byte* qs = w + (fifthBit ? 48 : 16);
-                var high = fifthBit ? Avx.LoadVector256(w + 16) : default;
-                var (l0, u0) = KQuarter(qs, 0, ref high, fifthBit);
-                var sum0 = KQuarterDot(l0, u0, y0, shorts, 0);
-                var sum1 = KQuarterDot(l0, u0, y1, shorts, 0);
-                var (l1, u1) = KQuarter(qs, 1, ref high, fifthBit);
-                sum0 += KQuarterDot(l1, u1, y0, shorts, 1);
-                sum1 += KQuarterDot(l1, u1, y1, shorts, 1);
-                var (l2, u2) = KQuarter(qs, 2, ref high, fifthBit);
-                sum0 += KQuarterDot(l2, u2, y0, shorts, 2);
-                sum1 += KQuarterDot(l2, u2, y1, shorts, 2);
-                var (l3, u3) = KQuarter(qs, 3, ref high, fifthBit);
-                sum0 += KQuarterDot(l3, u3, y0, shorts, 3);
-                sum1 += KQuarterDot(l3, u3, y1, shorts, 3);
-                float d = Fp16.ToSingle(halves, w), m = Fp16.ToSingle(halves, w + 2);
-                var repeatedMins = MinsRepeated(mins);
-                (acc0, accMins0) = KFinish(sum0, r0, b, d, m, repeatedMins, acc0, accMins0);
-                (acc1, accMins1) = KFinish(sum1, r1, b, d, m, repeatedMins, acc1, accMins1);
-            }
-            y[i * stride] = Vector256.Sum(acc0) - Vector256.Sum(accMins0);
-            y[(i + 1) * stride] = Vector256.Sum(acc1) - Vector256.Sum(accMins1);
+            y[2 * stride] = Vector256.Sum(acc2) - Vector256.Sum(accMins2);
+            y[3 * stride] = Vector256.Sum(acc3) - Vector256.Sum(accMins3);
         }
-        for (; i < n; i++) y[i * stride] = KWithMins<T>(w0, a + i, columns);
     }
 
     /// <summary>

@@ -131,22 +131,6 @@ static unsafe class Avx2NibbleDots
         return Fma.MultiplyAdd(Sums(l1, h1, p + 32, p + 96), Avx2.PermuteVar8x32(scales, Pair23), acc);
     }
 
-    /// <summary>How many activation rows a many-row group carries: a type argument, so each group size compiles apart.</summary>
-    interface IRowCount
-    {
-        static abstract int Count { get; }
-    }
-
-    struct TwoRows : IRowCount
-    {
-        public static int Count => 2;
-    }
-
-    struct FourRows : IRowCount
-    {
-        public static int Count => 4;
-    }
-
     /// <summary>
     /// <see cref="Pairs{T}"/> for n activation rows, four at a time where AVX-512's 32 registers hold them (with sixteen
     /// the four rows' sums spill), then two, then one: each pair of blocks unpacked once for the group, each row's sums
